@@ -1,0 +1,501 @@
+"""Connection configuration: one pydantic model, the same locally (a YAML file) and in AWS (an S3 object).
+
+A deployment holds several connections. Locally a YAML file holds one connection (a mapping) or several
+(``connections: [...]``); in AWS each connection is ``s3://<config bucket>/connections/<name>.yaml`` (versioned,
+SSE-KMS), and credentials in it may only be Secrets Manager references.
+
+Every problem found while loading is reported as one line naming the field and the bad value (secrets are
+never echoed); :class:`~d365_anaplan.errors.ConfigError` carries the list.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from d365_anaplan.errors import ConfigError
+
+# --- secrets -----------------------------------------------------------------------------------------------
+
+SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+(#[A-Za-z0-9_.-]+)?$")
+
+
+class Secret(BaseModel):
+    """A credential reference. Never printed; ``repr`` shows only the kind of reference.
+
+    Accepted forms (a plain YAML string is parsed into one of these):
+
+    * ``arn:aws:secretsmanager:<region>:<account>:secret:<name>[#<json key>]`` (the only form allowed in AWS)
+    * ``env:<VARIABLE>`` - an environment variable (local use)
+    * ``file:<path>`` - the contents of a file, e.g. a PEM (local use)
+    * anything else - the literal value (local use)
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["secretsmanager", "env", "file", "inline"]
+    ref: str = Field(repr=False)
+    json_key: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.startswith("arn:aws") and ":secretsmanager:" in value:
+                arn, _, key = value.partition("#")
+                return {"kind": "secretsmanager", "ref": arn, "json_key": key or None}
+            if value.startswith("env:"):
+                return {"kind": "env", "ref": value[4:]}
+            if value.startswith("file:"):
+                return {"kind": "file", "ref": value[5:]}
+            return {"kind": "inline", "ref": value}
+        return value
+
+    def describe(self) -> str:
+        """A printable description that never contains the secret itself."""
+        if self.kind == "secretsmanager":
+            return self.ref + (f"#{self.json_key}" if self.json_key else "")
+        if self.kind in ("env", "file"):
+            return f"{self.kind}:{self.ref}"
+        return "<inline value>"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+# --- host checks ---------------------------------------------------------------------------------------
+
+FO_HOST_PATTERNS = (
+    re.compile(r"^[a-z0-9-]+(\.sandbox)?\.operations(\.[a-z]{2,4})?\.dynamics\.com$"),
+    re.compile(r"^[a-z0-9-]+(\.sandbox)?\.operations\.dynamics\.cn$"),
+    re.compile(r"^[a-z0-9-]+\.cloudax\.dynamics\.com$"),
+    re.compile(r"^[a-z0-9-]+\.axcloud\.dynamics\.com$"),
+    re.compile(r"^[a-z0-9-]+\.cloud\.onebox\.dynamics\.com$"),
+)
+ENTRA_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",
+        "login.microsoftonline.us",
+        "login.partner.microsoftonline.cn",
+        "login.chinacloudapi.cn",
+    }
+)
+
+
+def _netloc(url: str) -> tuple[str, str, str]:
+    """Return (scheme, host[:port] lowercased, path) of a URL."""
+    parts = urlsplit(url.strip())
+    return parts.scheme.lower(), parts.netloc.lower(), parts.path
+
+
+def _host_allowed(netloc: str, allowed: list[str]) -> bool:
+    host = netloc.split(":", 1)[0]
+    return netloc in allowed or host in allowed
+
+
+# --- Dynamics ------------------------------------------------------------------------------------------
+
+
+class CertificateCredential(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cert_pem: Secret
+    key_pem: Secret
+
+
+class JournalSettings(BaseModel):
+    """Where approved plan values land in F&O."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: Literal["ledger_journal", "budget_register"] = "ledger_journal"
+    journal_name: str = "Budget"
+    budget_model: str | None = None
+    budget_code: str | None = None
+    currency_code: str = "USD"
+    lines_per_batch: int = Field(default=1000, ge=1, le=5000)
+    posting_batch_job_id: int | None = None
+
+
+class DynamicsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    environment_url: str
+    tenant_id: str
+    authority_host: str = "https://login.microsoftonline.com"
+    client_id: str
+    client_secret: Secret | None = None
+    certificate: CertificateCredential | None = None
+    companies: list[str] = Field(min_length=1)
+    page_size: int = Field(default=5000, ge=1, le=10000)
+    timeout_seconds: int = Field(default=120, ge=1, le=900)
+    gl_route: Literal["auto", "published", "bi"] = "auto"
+    published_gl_entity_set: str = "GeneralJournalAccountEntries"
+    journal: JournalSettings = JournalSettings()
+
+    @field_validator("environment_url", "authority_host")
+    @classmethod
+    def _normalise_url(cls, value: str) -> str:
+        scheme, netloc, _path = _netloc(value)
+        return f"{scheme}://{netloc}" if scheme and netloc else value.strip()
+
+    @field_validator("companies")
+    @classmethod
+    def _companies(cls, value: list[str]) -> list[str]:
+        out = [c.strip().upper() for c in value]
+        bad = [c for c in out if not re.fullmatch(r"[A-Z0-9]{1,8}", c)]
+        if bad:
+            raise ValueError(f"company ids must be 1-8 letters or digits, got {bad!r}")
+        return out
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> DynamicsSettings:
+        if (self.client_secret is None) == (self.certificate is None):
+            raise ValueError("set exactly one of dynamics.client_secret or dynamics.certificate")
+        return self
+
+    @property
+    def scope(self) -> str:
+        """The Entra ID scope: the environment URL, lowercase, no trailing slash, + ``/.default``."""
+        return f"{self.environment_url}/.default"
+
+
+# --- Anaplan -----------------------------------------------------------------------------------------
+
+
+class BasicAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["basic"] = "basic"
+    username: str
+    password: Secret
+
+
+class CertificateAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["certificate"] = "certificate"
+    cert_pem: Secret
+    key_pem: Secret
+    payload: Literal["v1", "v2"] = "v2"
+
+
+class DeviceAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["device"] = "device"
+    client_id: str
+    # Where the rotating refresh token lives: a Secrets Manager ARN in AWS; locally a file: reference.
+    refresh_token: Secret | None = None
+
+
+AnaplanAuth = Annotated[BasicAuth | CertificateAuth | DeviceAuth, Field(discriminator="mode")]
+
+
+class AnaplanSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    auth_url: str = "https://auth.anaplan.com"
+    api_url: str = "https://api.anaplan.com/2/0"
+    oauth_url: str = "https://us1a.app.anaplan.com"
+    workspace_id: str
+    model_id: str
+    auth: AnaplanAuth
+    chunk_size_mb: int = Field(default=10, ge=1, le=50)
+    locale: str = "en_US"
+    requests_per_minute: int = Field(default=540, ge=1, le=600)
+    timeout_seconds: int = Field(default=120, ge=1, le=900)
+
+    @field_validator("auth_url", "api_url", "oauth_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        scheme, netloc, path = _netloc(value)
+        return f"{scheme}://{netloc}{path.rstrip('/')}" if scheme and netloc else value.strip()
+
+
+# --- mappings ---------------------------------------------------------------------------------------------
+
+
+class DimensionMapping(BaseModel):
+    """One F&O financial dimension carried into Anaplan."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str  # F&O dimension attribute name, e.g. "CostCenter"
+    column: str  # column in the Anaplan actuals / plan files
+    list_import: str | None = None  # Anaplan import action that loads the list members
+    unmapped_member: str | None = None  # member used for unknown values when policy is "map"
+
+
+class ListImport(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    import_action: str
+    code_column: str = "Code"
+    name_column: str = "Name"
+
+
+class ActualsMapping(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    import_action: str = "Load GL Actuals"
+    grain: Literal["monthly", "line"] = "monthly"
+    # Period label written into the file: tokens {yyyy} {yy} {mm} {m} {mon} {Mon} {MON} {fy} {fyy} {q}.
+    period_format: str = "{Mon} {yy}"
+    version: str = "Actual"
+    company_column: str = "Entity"
+    account_column: str = "Account"
+    period_column: str = "Period"
+    version_column: str = "Version"
+    amount_column: str = "Amount"
+    unmapped_policy: Literal["fail", "map"] = "fail"
+    unmapped_account: str | None = None
+
+
+class PlanExport(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    export_action: str
+    version: str  # e.g. "Budget" or "Forecast": only rows of this version are accepted
+    journal_name: str | None = None  # overrides dynamics.journal.journal_name
+
+
+class PlansMapping(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    exports: list[PlanExport] = Field(default_factory=list)
+    company_column: str = "Entity"
+    account_column: str = "Account"
+    period_column: str = "Period"
+    version_column: str = "Version"
+    amount_column: str = "Amount"
+    approval_column: str | None = "Approval"
+    approved_value: str = "Approved"
+
+
+class Mappings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    accounts: ListImport = ListImport(import_action="Load Accounts")
+    companies: ListImport | None = None
+    dimensions: list[DimensionMapping] = Field(default_factory=list)
+    actuals: ActualsMapping = ActualsMapping()
+    plans: PlansMapping = PlansMapping()
+
+
+class CloseCalendar(BaseModel):
+    """When a month's actuals are due: business day N after month end, in the connection's time zone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str = "UTC"
+    business_day: int = Field(default=3, ge=1, le=20)
+    fiscal_year_start_month: int = Field(default=1, ge=1, le=12)
+    holidays: list[date] = Field(default_factory=list)
+    first_period: str | None = None  # "YYYY-MM": the earliest period the fiscal calendar knows
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+
+class TlsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ca_bundle: str | None = None  # PEM file with extra trust anchors (private or test endpoints)
+
+
+class SecuritySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allowed_hosts: list[str] = Field(default_factory=list)  # "host" or "host:port", explicit override
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [h.strip().lower() for h in value]
+
+
+class ConnectionConfig(BaseModel):
+    """Everything one connection needs: both systems, trust, mappings and the close calendar."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    dynamics: DynamicsSettings
+    anaplan: AnaplanSettings
+    tls: TlsSettings = TlsSettings()
+    security: SecuritySettings = SecuritySettings()
+    mapping: Mappings = Mappings()
+    close_calendar: CloseCalendar = CloseCalendar()
+    # Largest absolute difference tolerated by reconciliation (0 = to the cent).
+    reconciliation_tolerance: Decimal = Decimal("0.00")
+
+    @model_validator(mode="after")
+    def _hosts(self) -> ConnectionConfig:
+        problems: list[str] = []
+        allowed = self.security.allowed_hosts
+        scheme, netloc, path = _netloc(self.dynamics.environment_url)
+        if scheme != "https":
+            problems.append(f"dynamics.environment_url: {self.dynamics.environment_url!r} must use https")
+        elif not _host_allowed(netloc, allowed) and not any(p.match(netloc) for p in FO_HOST_PATTERNS):
+            problems.append(
+                f"dynamics.environment_url: host {netloc!r} is not a known Dynamics 365 F&O host "
+                "(e.g. <name>.operations.dynamics.com); add it to security.allowed_hosts if it is yours"
+            )
+        scheme, netloc, path = _netloc(self.dynamics.authority_host)
+        if scheme != "https":
+            problems.append(f"dynamics.authority_host: {self.dynamics.authority_host!r} must use https")
+        elif netloc not in ENTRA_HOSTS and not _host_allowed(netloc, allowed):
+            problems.append(
+                f"dynamics.authority_host: host {netloc!r} is not a Microsoft Entra ID authority host; "
+                "add it to security.allowed_hosts if it is yours"
+            )
+        for field in ("auth_url", "api_url", "oauth_url"):
+            url = getattr(self.anaplan, field)
+            scheme, netloc, path = _netloc(url)
+            host = netloc.split(":", 1)[0]
+            if scheme != "https":
+                problems.append(f"anaplan.{field}: {url!r} must use https")
+            elif not (host == "anaplan.com" or host.endswith(".anaplan.com")) and not _host_allowed(netloc, allowed):
+                problems.append(
+                    f"anaplan.{field}: host {netloc!r} is not under anaplan.com; "
+                    "add it to security.allowed_hosts if it is yours"
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def secrets(self) -> list[tuple[str, Secret]]:
+        """Every credential reference with the field that holds it."""
+        found: list[tuple[str, Secret]] = []
+
+        def walk(obj: BaseModel, prefix: str) -> None:
+            for key in type(obj).model_fields:
+                value = getattr(obj, key)
+                if isinstance(value, Secret):
+                    found.append((f"{prefix}{key}", value))
+                elif isinstance(value, BaseModel):
+                    walk(value, f"{prefix}{key}.")
+
+        walk(self, "")
+        return found
+
+
+# --- loading -----------------------------------------------------------------------------------------------
+
+
+def _problem_lines(exc: ValidationError, prefix: str = "") -> list[str]:
+    lines: list[str] = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in ("basic", "certificate", "device")))
+        msg = err["msg"].removeprefix("Value error, ")
+        where = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "connection"
+        secretish = any(s in loc for s in ("password", "secret", "key_pem", "refresh_token", "cert_pem"))
+        if err["type"] in ("missing",):
+            lines.append(f"{where}: required setting is missing")
+            continue
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown setting")
+            continue
+        if "\n" in msg and err["type"] == "value_error":
+            lines.extend(f"{prefix}{m}" if not loc else f"{where}: {m}" for m in msg.splitlines())
+            continue
+        value = "" if secretish or "input" not in err else f" (got {err['input']!r})"
+        if isinstance(err.get("input"), dict | list):
+            value = ""
+        lines.append(f"{where}: {msg}{value}")
+    return lines
+
+
+def parse_connection(data: Any, *, aws: bool = False, source: str = "configuration") -> ConnectionConfig:
+    """Validate one connection mapping; in AWS mode credentials must be Secrets Manager ARNs."""
+    try:
+        cfg = ConnectionConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problem_lines(exc), source) from None
+    if aws:
+        problems = [
+            f"{field}: in AWS credentials must be Secrets Manager ARNs, got a {secret.kind} reference"
+            for field, secret in cfg.secrets()
+            if secret.kind != "secretsmanager" or not SECRET_ARN.match(secret.ref + (f"#{secret.json_key}" if secret.json_key else ""))
+        ]
+        if problems:
+            raise ConfigError(problems, source)
+    return cfg
+
+
+def parse_connections(text: str, *, aws: bool = False, source: str = "configuration") -> list[ConnectionConfig]:
+    """Parse YAML holding one connection, or ``connections:`` with several."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}not valid YAML ({problem})"], source) from None
+    if not isinstance(data, dict):
+        raise ConfigError(["the file must hold a mapping (one connection) or 'connections: [...]'"], source)
+    items = data["connections"] if "connections" in data else [data]
+    if not isinstance(items, list) or not items:
+        raise ConfigError(["connections: must be a non-empty list"], source)
+    configs: list[ConnectionConfig] = []
+    problems: list[str] = []
+    for i, item in enumerate(items):
+        prefix = f"connections[{i}]." if "connections" in data else ""
+        try:
+            configs.append(parse_connection(item, aws=aws, source=source))
+        except ConfigError as exc:
+            problems.extend(f"{prefix}{p}" for p in exc.problems)
+    names = [c.name for c in configs]
+    problems.extend(f"name: {n!r} is used by more than one connection" for n in sorted({n for n in names if names.count(n) > 1}))
+    if problems:
+        raise ConfigError(problems, source)
+    return configs
+
+
+def load_connections(path: str | os.PathLike[str]) -> list[ConnectionConfig]:
+    """Read a local YAML configuration file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read the file ({exc.strerror})"], str(p)) from None
+    except UnicodeDecodeError:
+        raise ConfigError(["the file is not UTF-8 text"], str(p)) from None
+    return parse_connections(text, source=str(p))
+
+
+def load_connection(path: str | os.PathLike[str], name: str | None = None) -> ConnectionConfig:
+    """Read one connection from a local file (by name when the file holds several)."""
+    configs = load_connections(path)
+    if name is None:
+        if len(configs) > 1:
+            raise ConfigError([f"the file holds {len(configs)} connections; name one of {[c.name for c in configs]}"], str(path))
+        return configs[0]
+    for cfg in configs:
+        if cfg.name == name:
+            return cfg
+    raise ConfigError([f"name: no connection named {name!r} (have {[c.name for c in configs]})"], str(path))

@@ -1,0 +1,148 @@
+"""Named errors of the connector.
+
+A handler lets these escape; Lambda reports the class name as ``errorType`` and Step Functions uses it as
+the state's ``Error``, so ``Retry``/``Catch`` blocks in ``statemachine/*.asl.json`` match these names.
+Keep names stable: renaming one is a change to every state machine that mentions it.
+
+``Transient`` subclasses are worth retrying (the ASL retries them with back-off); everything else fails the
+step and is recorded in the run ledger. Messages name the call, the object and the field, never a secret.
+"""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """Base of every error the connector raises on purpose."""
+
+
+class Transient(ConnectorError):
+    """A condition that may clear by itself: retry later (ASL Retry)."""
+
+
+# --- configuration ---------------------------------------------------------------------------------------
+
+
+class ConfigError(ConnectorError):
+    """The connection configuration is invalid; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str], source: str = "configuration") -> None:
+        self.problems = list(problems)
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{source}: {len(self.problems)} problem(s)\n{lines}")
+
+
+class SecretUnavailable(ConnectorError):
+    """A credential reference could not be resolved (names the reference, never the value)."""
+
+
+# --- run ledger ------------------------------------------------------------------------------------------
+
+
+class ModelLeaseHeld(Transient):
+    """Another execution holds the lease on this Anaplan model; the ASL waits and retries."""
+
+
+class LeaseLost(ConnectorError):
+    """This execution no longer owns the lease it is trying to renew or release."""
+
+
+class RecordNotFound(ConnectorError):
+    """The ledger has no such run or record."""
+
+
+# --- Anaplan ---------------------------------------------------------------------------------------------
+
+
+class AnaplanError(ConnectorError):
+    """Anaplan answered with an error that retrying will not fix."""
+
+
+class AnaplanAuthError(AnaplanError):
+    """Authentication with Anaplan failed (bad credentials, certificate, or device-grant token)."""
+
+
+class AnaplanNotFound(AnaplanError):
+    """A workspace, model, action or file named in the configuration does not exist."""
+
+
+class AnaplanHeaderMismatch(AnaplanError):
+    """A file's header does not match the columns the import action expects."""
+
+
+class AnaplanFileTooLarge(AnaplanError):
+    """A file would need more chunks than Anaplan accepts."""
+
+
+class AnaplanModelArchived(AnaplanError):
+    """HTTP 422: the model is archived; an administrator must restore it."""
+
+
+class AnaplanTaskFailed(AnaplanError):
+    """An Anaplan task completed unsuccessfully or was cancelled."""
+
+
+class AnaplanPollTimeout(AnaplanError):
+    """A task did not reach a terminal state within the poll budget."""
+
+
+class AnaplanModelBusy(Transient):
+    """HTTP 409: the model is busy running another action."""
+
+
+class AnaplanModelLocked(Transient):
+    """HTTP 423: the model is locked (e.g. by an administrator or another action)."""
+
+
+class AnaplanThrottled(Transient):
+    """HTTP 429 persisted past the in-call retries."""
+
+
+class AnaplanUnavailable(Transient):
+    """5xx or connection errors persisted past the in-call retries."""
+
+
+# --- Dynamics 365 F&O ------------------------------------------------------------------------------------
+
+
+class DynamicsError(ConnectorError):
+    """F&O answered with an error that retrying will not fix."""
+
+
+class DynamicsAuthError(DynamicsError):
+    """Entra ID refused the token request, or F&O refused the token (explained in the message)."""
+
+
+class DynamicsRouteUnavailable(DynamicsError):
+    """The environment publishes no entity set the connector can read posted GL from."""
+
+
+class DynamicsValidationError(DynamicsError):
+    """F&O rejected a record (the message carries F&O's text and our record key)."""
+
+
+class DynamicsThrottled(Transient):
+    """HTTP 429 persisted past the in-call retries (Retry-After honoured)."""
+
+
+class DynamicsUnavailable(Transient):
+    """503/504, timeouts or connection errors persisted past the in-call retries."""
+
+
+# --- data and flows --------------------------------------------------------------------------------------
+
+
+class BadInputData(ConnectorError):
+    """Input rows failed validation; the message names the file, the record and the field."""
+
+
+class AlignmentFailed(ConnectorError):
+    """Referenced accounts or dimension values do not exist on the other side and policy is to fail."""
+
+
+class ReconciliationFailed(ConnectorError):
+    """Totals written do not equal totals read."""
+
+
+class PeriodNotDue(ConnectorError):
+    """The close calendar says no period is due (scheduled runs end quietly on this)."""

@@ -1,0 +1,59 @@
+"""Canonical records passed between the two systems' clients and the flows (no I/O here).
+
+The Dynamics reader yields :class:`GLLine` and master-data records; the Anaplan export is parsed into
+:class:`PlanRow`. Amounts are ``Decimal``; dimension values are keyed by F&O dimension attribute name.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GLLine(BaseModel):
+    """One posted general-ledger account entry (a line of a posted voucher)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    company: str  # dataAreaId / legal entity, upper case
+    account: str  # main account id
+    dimensions: dict[str, str] = Field(default_factory=dict)  # e.g. {"CostCenter": "OU_3566"}
+    accounting_date: date
+    amount: Decimal  # accounting-currency amount, debit positive, credit negative
+    currency: str = ""
+    voucher: str = ""
+    description: str = ""
+    source_id: str = ""  # F&O identifier of the line (RecId or entity key) for audit
+
+
+class MainAccount(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    account: str
+    name: str
+    account_type: str = ""
+    chart_of_accounts: str = ""
+
+
+class DimensionValue(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    dimension: str  # attribute name, e.g. "CostCenter"
+    value: str
+    description: str = ""
+
+
+class PlanRow(BaseModel):
+    """One approved plan value from an Anaplan export, after parsing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    line_number: int  # 1-based data line in the export file (for error messages)
+    company: str
+    account: str
+    dimensions: dict[str, str] = Field(default_factory=dict)
+    period: date  # first day of the month the value belongs to
+    version: str
+    amount: Decimal
