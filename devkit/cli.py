@@ -1,0 +1,66 @@
+"""The ``d365-anaplan`` command line (dev kit; not deployed).
+
+Each sub-command lives in its own module exposing ``configure_parser(parser)`` and ``run(args) -> int``;
+this file only wires them together, imports lazily, and maps errors to exit codes:
+0 success, 1 the job ran and failed (e.g. reconciliation), 2 usage or configuration error, 3 a system
+could not be reached or refused us.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# command -> (module, help). Nested commands use "group sub".
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sandbox anaplan": ("devkit.sandbox.anaplan.cli", "serve the Anaplan sandbox (auth, OAuth and /2/0 API) over HTTPS"),
+    "sandbox dynamics": ("devkit.sandbox.dynamics.cli", "serve the F&O sandbox (Entra look-alike and OData) over HTTPS"),
+    "anaplan-login": ("devkit.anaplan_login", "one-time OAuth device-grant login; stores the refresh token"),
+}
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="d365-anaplan", description="Dynamics 365 F&O <-> Anaplan connector (local tools)")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+    for name, (module, help_text) in COMMANDS.items():
+        parts = name.split()
+        target = subs
+        if len(parts) == 2:
+            if parts[0] not in groups:
+                group = subs.add_parser(parts[0], help=f"{parts[0]} commands")
+                groups[parts[0]] = group.add_subparsers(dest="subcommand", metavar="KIND", required=True)
+            target = groups[parts[0]]
+        sub = target.add_parser(parts[-1], help=help_text, description=help_text)
+        sub.set_defaults(_module=module)
+        try:
+            importlib.import_module(module).configure_parser(sub)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            sub.set_defaults(_missing=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from d365_anaplan.errors import ConfigError
+
+    args = build_parser().parse_args(argv)
+    if getattr(args, "_missing", False):
+        print(f"d365-anaplan: '{args.command}' is not available in this build", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(importlib.import_module(args._module).run(args))
+    except ConfigError as exc:
+        print(f"d365-anaplan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
