@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             importlib.import_module(module).configure_parser(sub)
         except ModuleNotFoundError as exc:
-            if exc.name != module:
+            if exc.name is None or not module.startswith(exc.name):
                 raise
             sub.set_defaults(_missing=True)
     return parser
