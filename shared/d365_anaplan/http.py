@@ -49,7 +49,7 @@ class VerifiedSession(requests.Session):
         self.mount("https://", adapter)
         self.mount("http://", adapter)
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.default_timeout)
         kwargs["verify"] = self.verify  # per request, so nothing in the environment can weaken it
         return super().request(method, url, *args, **kwargs)
