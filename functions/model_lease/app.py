@@ -1,0 +1,50 @@
+"""Acquire, renew or release the lease on a connection's Anaplan model (one action per model at a time).
+
+The owner is the Step Functions execution ARN: a Retry or a redrive of the same execution re-acquires its own
+lease idempotently; another execution gets ``ModelLeaseHeld`` and the ASL waits and retries.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from d365_anaplan.errors import LeaseLost
+from d365_anaplan.ledger.lease import ModelLease
+from d365_anaplan.ledger.runs import RunLedger
+from d365_anaplan.observability import logger, metrics, tracer
+from d365_anaplan.runtime import load_connection, model_key, run_id_of, settings
+
+
+class LeaseEvent(BaseModel):
+    op: Literal["acquire", "renew", "release"]
+    connection: str
+    execution: str = Field(description="$$.Execution.Id: the lease owner")
+    ttl_seconds: int = Field(default=4 * 3600, ge=60, le=24 * 3600)
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    ev = LeaseEvent.model_validate(event)
+    key = model_key(load_connection(ev.connection))
+    env = settings()
+    leases = ModelLease(env.ledger_table)
+    run_id = run_id_of(ev.execution)
+    logger.append_keys(run_id=run_id, model=key, op=ev.op)
+    if ev.op == "release":
+        released = leases.release(key, ev.execution)
+        RunLedger(env.ledger_table).record_step(run_id, "ReleaseLease", "SUCCEEDED", {"model": key, "released": released})
+        return {"model_key": key, "released": released}
+    if ev.op == "renew":
+        lease = leases.renew(key, ev.execution, ev.ttl_seconds)
+    else:
+        lease = leases.acquire(key, ev.execution, ev.ttl_seconds)
+        RunLedger(env.ledger_table).record_step(
+            run_id, "AcquireLease", "SUCCEEDED", {"model": key, "expires_at": lease.expires_at.isoformat()}
+        )
+    if lease.owner != ev.execution:  # defensive: the ledger must never hand us someone else's lease
+        raise LeaseLost(f"lease on {key} is owned by another execution")
+    return {"model_key": key, "expires_at": lease.expires_at.isoformat()}
