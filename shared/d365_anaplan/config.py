@@ -32,7 +32,9 @@ from d365_anaplan.errors import ConfigError
 
 # --- secrets -----------------------------------------------------------------------------------------------
 
-SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+(#[A-Za-z0-9_.-]+)?$")
+SECRET_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+(#[A-Za-z0-9_.-]+)?$"
+)
 
 
 class Secret(BaseModel):
@@ -108,6 +110,65 @@ def _host_allowed(netloc: str, allowed: list[str]) -> bool:
     return netloc in allowed or host in allowed
 
 
+def host_problems(
+    environment_url: str | None,
+    authority_host: str | None,
+    anaplan_urls: dict[str, str],
+    allowed: list[str],
+) -> list[str]:
+    """One line per endpoint that is not https or not on a known host (unless ``allowed`` names it)."""
+    problems: list[str] = []
+    allowed = [h.strip().lower() for h in allowed]
+    if environment_url is not None:
+        scheme, netloc, _ = _netloc(environment_url)
+        if scheme != "https":
+            problems.append(f"dynamics.environment_url: {environment_url!r} must use https")
+        elif not _host_allowed(netloc, allowed) and not any(p.match(netloc) for p in FO_HOST_PATTERNS):
+            problems.append(
+                f"dynamics.environment_url: host {netloc!r} is not a known Dynamics 365 F&O host "
+                "(e.g. <name>.operations.dynamics.com); add it to security.allowed_hosts if it is yours"
+            )
+    if authority_host is not None:
+        scheme, netloc, _ = _netloc(authority_host)
+        if scheme != "https":
+            problems.append(f"dynamics.authority_host: {authority_host!r} must use https")
+        elif netloc not in ENTRA_HOSTS and not _host_allowed(netloc, allowed):
+            problems.append(
+                f"dynamics.authority_host: host {netloc!r} is not a Microsoft Entra ID authority host; "
+                "add it to security.allowed_hosts if it is yours"
+            )
+    for field, url in anaplan_urls.items():
+        scheme, netloc, _ = _netloc(url)
+        host = netloc.split(":", 1)[0]
+        if scheme != "https":
+            problems.append(f"anaplan.{field}: {url!r} must use https")
+        elif not (host == "anaplan.com" or host.endswith(".anaplan.com")) and not _host_allowed(
+            netloc, allowed
+        ):
+            problems.append(
+                f"anaplan.{field}: host {netloc!r} is not under anaplan.com; add it to security.allowed_hosts if it is yours"
+            )
+    return problems
+
+
+def _raw_host_problems(data: Any) -> list[str]:
+    """Host checks on unvalidated input, so they are reported alongside other problems."""
+    if not isinstance(data, dict):
+        return []
+    dyn = data.get("dynamics") if isinstance(data.get("dynamics"), dict) else {}
+    ana = data.get("anaplan") if isinstance(data.get("anaplan"), dict) else {}
+    sec = data.get("security") if isinstance(data.get("security"), dict) else {}
+    allowed = [str(h) for h in sec.get("allowed_hosts") or [] if isinstance(h, str)]
+    env_url = dyn.get("environment_url") if isinstance(dyn.get("environment_url"), str) else None
+    authority = dyn.get("authority_host", "https://login.microsoftonline.com")
+    defaults = AnaplanSettings.model_fields
+    urls = {
+        f: ana.get(f) if isinstance(ana.get(f), str) else str(defaults[f].default)
+        for f in ("auth_url", "api_url", "oauth_url")
+    }
+    return host_problems(env_url, authority if isinstance(authority, str) else None, urls, allowed)
+
+
 # --- Dynamics ------------------------------------------------------------------------------------------
 
 
@@ -130,6 +191,8 @@ class JournalSettings(BaseModel):
     currency_code: str = "USD"
     lines_per_batch: int = Field(default=1000, ge=1, le=5000)
     posting_batch_job_id: int | None = None
+    # Ledger journals only: main account (or full ledger display value) of one balancing line per voucher.
+    offset_account: str | None = None
 
 
 class DynamicsSettings(BaseModel):
@@ -265,6 +328,10 @@ class ActualsMapping(BaseModel):
     amount_column: str = "Amount"
     unmapped_policy: Literal["fail", "map"] = "fail"
     unmapped_account: str | None = None
+    # Extra columns written only with grain "line".
+    line_id_column: str = "Line"
+    voucher_column: str = "Voucher"
+    description_column: str = "Description"
 
 
 class PlanExport(BaseModel):
@@ -355,35 +422,12 @@ class ConnectionConfig(BaseModel):
 
     @model_validator(mode="after")
     def _hosts(self) -> ConnectionConfig:
-        problems: list[str] = []
-        allowed = self.security.allowed_hosts
-        scheme, netloc, path = _netloc(self.dynamics.environment_url)
-        if scheme != "https":
-            problems.append(f"dynamics.environment_url: {self.dynamics.environment_url!r} must use https")
-        elif not _host_allowed(netloc, allowed) and not any(p.match(netloc) for p in FO_HOST_PATTERNS):
-            problems.append(
-                f"dynamics.environment_url: host {netloc!r} is not a known Dynamics 365 F&O host "
-                "(e.g. <name>.operations.dynamics.com); add it to security.allowed_hosts if it is yours"
-            )
-        scheme, netloc, path = _netloc(self.dynamics.authority_host)
-        if scheme != "https":
-            problems.append(f"dynamics.authority_host: {self.dynamics.authority_host!r} must use https")
-        elif netloc not in ENTRA_HOSTS and not _host_allowed(netloc, allowed):
-            problems.append(
-                f"dynamics.authority_host: host {netloc!r} is not a Microsoft Entra ID authority host; "
-                "add it to security.allowed_hosts if it is yours"
-            )
-        for field in ("auth_url", "api_url", "oauth_url"):
-            url = getattr(self.anaplan, field)
-            scheme, netloc, path = _netloc(url)
-            host = netloc.split(":", 1)[0]
-            if scheme != "https":
-                problems.append(f"anaplan.{field}: {url!r} must use https")
-            elif not (host == "anaplan.com" or host.endswith(".anaplan.com")) and not _host_allowed(netloc, allowed):
-                problems.append(
-                    f"anaplan.{field}: host {netloc!r} is not under anaplan.com; "
-                    "add it to security.allowed_hosts if it is yours"
-                )
+        problems = host_problems(
+            self.dynamics.environment_url,
+            self.dynamics.authority_host,
+            {f: getattr(self.anaplan, f) for f in ("auth_url", "api_url", "oauth_url")},
+            self.security.allowed_hosts,
+        )
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -410,7 +454,9 @@ class ConnectionConfig(BaseModel):
 def _problem_lines(exc: ValidationError, prefix: str = "") -> list[str]:
     lines: list[str] = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in ("basic", "certificate", "device")))
+        loc = ".".join(
+            str(p) for p in err["loc"] if not (isinstance(p, str) and p in ("basic", "certificate", "device"))
+        )
         msg = err["msg"].removeprefix("Value error, ")
         where = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "connection"
         secretish = any(s in loc for s in ("password", "secret", "key_pem", "refresh_token", "cert_pem"))
@@ -420,7 +466,8 @@ def _problem_lines(exc: ValidationError, prefix: str = "") -> list[str]:
         if err["type"] == "extra_forbidden":
             lines.append(f"{where}: unknown setting")
             continue
-        if "\n" in msg and err["type"] == "value_error":
+        if err["type"] == "value_error" and (not loc or "\n" in msg):
+            # model-level checks already name their fields, one problem per line
             lines.extend(f"{prefix}{m}" if not loc else f"{where}: {m}" for m in msg.splitlines())
             continue
         value = "" if secretish or "input" not in err else f" (got {err['input']!r})"
@@ -435,19 +482,24 @@ def parse_connection(data: Any, *, aws: bool = False, source: str = "configurati
     try:
         cfg = ConnectionConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_problem_lines(exc), source) from None
+        problems = _problem_lines(exc)
+        problems += [p for p in _raw_host_problems(data) if p not in problems]
+        raise ConfigError(problems, source) from None
     if aws:
         problems = [
             f"{field}: in AWS credentials must be Secrets Manager ARNs, got a {secret.kind} reference"
             for field, secret in cfg.secrets()
-            if secret.kind != "secretsmanager" or not SECRET_ARN.match(secret.ref + (f"#{secret.json_key}" if secret.json_key else ""))
+            if secret.kind != "secretsmanager"
+            or not SECRET_ARN.match(secret.ref + (f"#{secret.json_key}" if secret.json_key else ""))
         ]
         if problems:
             raise ConfigError(problems, source)
     return cfg
 
 
-def parse_connections(text: str, *, aws: bool = False, source: str = "configuration") -> list[ConnectionConfig]:
+def parse_connections(
+    text: str, *, aws: bool = False, source: str = "configuration"
+) -> list[ConnectionConfig]:
     """Parse YAML holding one connection, or ``connections:`` with several."""
     try:
         data = yaml.safe_load(text)
@@ -470,7 +522,10 @@ def parse_connections(text: str, *, aws: bool = False, source: str = "configurat
         except ConfigError as exc:
             problems.extend(f"{prefix}{p}" for p in exc.problems)
     names = [c.name for c in configs]
-    problems.extend(f"name: {n!r} is used by more than one connection" for n in sorted({n for n in names if names.count(n) > 1}))
+    problems.extend(
+        f"name: {n!r} is used by more than one connection"
+        for n in sorted({n for n in names if names.count(n) > 1})
+    )
     if problems:
         raise ConfigError(problems, source)
     return configs
@@ -493,7 +548,10 @@ def load_connection(path: str | os.PathLike[str], name: str | None = None) -> Co
     configs = load_connections(path)
     if name is None:
         if len(configs) > 1:
-            raise ConfigError([f"the file holds {len(configs)} connections; name one of {[c.name for c in configs]}"], str(path))
+            raise ConfigError(
+                [f"the file holds {len(configs)} connections; name one of {[c.name for c in configs]}"],
+                str(path),
+            )
         return configs[0]
     for cfg in configs:
         if cfg.name == name:
