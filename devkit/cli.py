@@ -15,8 +15,14 @@ from collections.abc import Sequence
 
 # command -> (module, help). Nested commands use "group sub".
 COMMANDS: dict[str, tuple[str, str]] = {
-    "sandbox anaplan": ("devkit.sandbox.anaplan.cli", "serve the Anaplan sandbox (auth, OAuth and /2/0 API) over HTTPS"),
-    "sandbox dynamics": ("devkit.sandbox.dynamics.cli", "serve the F&O sandbox (Entra look-alike and OData) over HTTPS"),
+    "sandbox anaplan": (
+        "devkit.sandbox.anaplan.cli",
+        "serve the Anaplan sandbox (auth, OAuth and /2/0 API) over HTTPS",
+    ),
+    "sandbox dynamics": (
+        "devkit.sandbox.dynamics.cli",
+        "serve the F&O sandbox (Entra look-alike and OData) over HTTPS",
+    ),
     "anaplan-login": ("devkit.anaplan_login", "one-time OAuth device-grant login; stores the refresh token"),
 }
 
@@ -24,7 +30,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="d365-anaplan", description="Dynamics 365 F&O <-> Anaplan connector (local tools)")
+    parser = argparse.ArgumentParser(
+        prog="d365-anaplan", description="Dynamics 365 F&O <-> Anaplan connector (local tools)"
+    )
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for name, (module, help_text) in COMMANDS.items():

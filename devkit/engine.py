@@ -68,16 +68,14 @@ class ExecutionResult:
     history: list[dict[str, Any]]
 
     def states_entered(self) -> list[str]:
-        return [e["stateEnteredEventDetails"]["name"] for e in self.history if "stateEnteredEventDetails" in e]
+        return [
+            e["stateEnteredEventDetails"]["name"] for e in self.history if "stateEnteredEventDetails" in e
+        ]
 
     def task_failures(self) -> list[tuple[str, str]]:
         """(error, cause) of every failed Lambda task attempt, in order."""
-        out = []
-        for e in self.history:
-            for key in ("lambdaFunctionFailedEventDetails", "taskFailedEventDetails"):
-                if key in e:
-                    out.append((e[key].get("error", ""), e[key].get("cause", "")))
-        return out
+        keys = ("lambdaFunctionFailedEventDetails", "taskFailedEventDetails")
+        return [(e[k].get("error", ""), e[k].get("cause", "")) for e in self.history for k in keys if k in e]
 
 
 class TemplateError(RuntimeError):
@@ -111,8 +109,13 @@ class Template:
         if res is None:
             if logical_id in self.parameters:
                 return str(self.parameters[logical_id])
-            pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": PARTITION,
-                      "AWS::StackName": "d365-anaplan-local", "AWS::URLSuffix": "amazonaws.com"}
+            pseudo = {
+                "AWS::Region": REGION,
+                "AWS::AccountId": ACCOUNT,
+                "AWS::Partition": PARTITION,
+                "AWS::StackName": "d365-anaplan-local",
+                "AWS::URLSuffix": "amazonaws.com",
+            }
             if logical_id in pseudo:
                 return pseudo[logical_id]
             raise TemplateError(f"unknown reference {logical_id!r}")
@@ -147,11 +150,11 @@ class Template:
     def resolve(self, value: Any) -> Any:
         """Resolve Ref / GetAtt / Sub / Join / If (condition false) to local strings."""
         if isinstance(value, dict) and len(value) == 1:
-            (fn, arg), = value.items()
+            ((fn, arg),) = value.items()
             if fn == "Ref":
                 return self.physical_name(str(arg))
             if fn == "Fn::GetAtt":
-                logical, attr = (arg.split(".", 1) if isinstance(arg, str) else arg)
+                logical, attr = arg.split(".", 1) if isinstance(arg, str) else arg
                 if attr in ("Arn", "QualifiedArn"):
                     return self.arn(logical)
                 return self.physical_name(logical)
@@ -197,7 +200,9 @@ class Template:
             for key, raw in dict(variables).items():
                 value = str(self.resolve(raw))
                 if key in env and env[key] != value and owners[key] != "Globals":
-                    raise TemplateError(f"environment variable {key} differs between {owners[key]} and {owner}")
+                    raise TemplateError(
+                        f"environment variable {key} differs between {owners[key]} and {owner}"
+                    )
                 env[key] = value
                 owners[key] = owner
         return env
@@ -270,13 +275,20 @@ class LocalEngine:
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
             stack.enter_context(mock.patch.dict(os.environ, {key: "testing"}))
         stack.enter_context(mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": REGION}))
-        stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True},
-                                             "lambda": {"use_docker": False}}))
+        stack.enter_context(
+            mock_aws(
+                config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+            )
+        )
         self._patch_moto(stack)
         self._provision()
-        env = {**self.template.function_environment(), **self.extra_env,
-               "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_METRICS_DISABLED": "1",
-               "AWS_LAMBDA_FUNCTION_NAME": "local"}
+        env = {
+            **self.template.function_environment(),
+            **self.extra_env,
+            "POWERTOOLS_TRACE_DISABLED": "1",
+            "POWERTOOLS_METRICS_DISABLED": "1",
+            "AWS_LAMBDA_FUNCTION_NAME": "local",
+        }
         stack.enter_context(mock.patch.dict(os.environ, env))
         self.environment = env
         layer = str(self.root / "shared")
@@ -292,27 +304,42 @@ class LocalEngine:
     def _patch_moto(self, stack: ExitStack) -> None:
         from moto.awslambda_simple.models import LambdaSimpleBackend
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
+            WaitFunction,
+        )
 
         engine = self
 
-        def invoke(_backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any,
-                   response_headers: dict[str, str]) -> bytes:
+        def invoke(
+            _backend: Any,
+            function_name: str,
+            qualifier: Any,
+            body: Any,
+            headers: Any,
+            response_headers: dict[str, str],
+        ) -> bytes:
             logical_id = function_name.split(":function:")[-1].split(":")[0]
             payload = json.loads(body or "{}")
             try:
                 result = engine.invoke(logical_id, payload)
                 return json.dumps(result).encode("utf-8")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any handler error becomes a Lambda function error
                 response_headers["x-amz-function-error"] = "Unhandled"
-                return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc),
-                                   "stackTrace": traceback.format_exc().splitlines()[-12:]}).encode("utf-8")
+                return json.dumps(
+                    {
+                        "errorType": type(exc).__name__,
+                        "errorMessage": str(exc),
+                        "stackTrace": traceback.format_exc().splitlines()[-12:],
+                    }
+                ).encode("utf-8")
 
         def wait_interval(_self: Any, env: Any, wait_seconds: int) -> None:
             if engine.wait_scale > 0 and wait_seconds > 0:
                 env.program_state_event.wait(wait_seconds * engine.wait_scale)
 
-        scaled_time = types.SimpleNamespace(sleep=lambda s: time.sleep(s * engine.wait_scale) if engine.wait_scale else None)
+        scaled_time = types.SimpleNamespace(
+            sleep=lambda s: time.sleep(s * engine.wait_scale) if engine.wait_scale else None
+        )
         stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", invoke))
         stack.enter_context(mock.patch.object(WaitFunction, "_wait_interval", wait_interval))
         stack.enter_context(mock.patch.object(retrier_decl, "time", scaled_time))
@@ -351,9 +378,9 @@ class LocalEngine:
         sfn = boto3.client("stepfunctions", region_name=REGION)
         role = f"arn:aws:iam::{ACCOUNT}:role/local-state-machine"
         for lid in tpl.of_type("AWS::Serverless::StateMachine"):
-            arn = sfn.create_state_machine(name=lid, definition=tpl.state_machine_definition(lid), roleArn=role)[
-                "stateMachineArn"
-            ]
+            arn = sfn.create_state_machine(
+                name=lid, definition=tpl.state_machine_definition(lid), roleArn=role
+            )["stateMachineArn"]
             self.state_machine_arns[lid] = arn
 
     def resource_name(self, logical_id: str) -> str:
@@ -363,7 +390,7 @@ class LocalEngine:
     def handler(self, logical_id: str) -> Handler:
         with self._lock:
             if logical_id not in self.handlers:
-                path, module, func = self.template.handler_spec(logical_id)
+                path, _module, func = self.template.handler_spec(logical_id)
                 name = f"_local_lambda_{logical_id}"
                 spec = importlib.util.spec_from_file_location(name, path)
                 if spec is None or spec.loader is None:
@@ -382,9 +409,11 @@ class LocalEngine:
             fn = wrapper(fn)
         with self._lock:
             self.invocations[logical_id] += 1
-        ctx = FakeLambdaContext(function_name=logical_id,
-                                invoked_function_arn=self.template.arn(logical_id),
-                                deadline_ms=self.lambda_deadline_ms)
+        ctx = FakeLambdaContext(
+            function_name=logical_id,
+            invoked_function_arn=self.template.arn(logical_id),
+            deadline_ms=self.lambda_deadline_ms,
+        )
         # Lambda hands the handler a fresh deserialised event; never share objects with the caller.
         return json.loads(json.dumps(fn(json.loads(json.dumps(event)), ctx)))
 
@@ -396,8 +425,9 @@ class LocalEngine:
 
     def start_execution(self, state_machine: str, payload: dict[str, Any], name: str | None = None) -> str:
         arn = self.state_machine_arns[state_machine]
-        resp = self._sfn().start_execution(stateMachineArn=arn, name=name or str(uuid.uuid4()),
-                                           input=json.dumps(payload))
+        resp = self._sfn().start_execution(
+            stateMachineArn=arn, name=name or str(uuid.uuid4()), input=json.dumps(payload)
+        )
         return str(resp["executionArn"])
 
     def wait(self, execution_arn: str, timeout: float = 120.0) -> ExecutionResult:
@@ -412,12 +442,18 @@ class LocalEngine:
             time.sleep(0.02)
         output = json.loads(desc["output"]) if desc.get("output") else None
         return ExecutionResult(
-            arn=execution_arn, name=desc["name"], status=desc["status"], output=output,
-            error=desc.get("error"), cause=desc.get("cause"), history=list(self.history(execution_arn)),
+            arn=execution_arn,
+            name=desc["name"],
+            status=desc["status"],
+            output=output,
+            error=desc.get("error"),
+            cause=desc.get("cause"),
+            history=list(self.history(execution_arn)),
         )
 
-    def run(self, state_machine: str, payload: dict[str, Any], *, name: str | None = None,
-            timeout: float = 120.0) -> ExecutionResult:
+    def run(
+        self, state_machine: str, payload: dict[str, Any], *, name: str | None = None, timeout: float = 120.0
+    ) -> ExecutionResult:
         return self.wait(self.start_execution(state_machine, payload, name), timeout)
 
     def history(self, execution_arn: str) -> Iterator[dict[str, Any]]:

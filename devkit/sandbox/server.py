@@ -60,7 +60,9 @@ Handler = Callable[[Request], Response]
 class SandboxServer:
     """Serve ``app`` (anything with ``handle``) over HTTPS on ``host:port``."""
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, ca: SandboxCA | None = None) -> None:
+    def __init__(
+        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, ca: SandboxCA | None = None
+    ) -> None:
         self.app = app
         self.ca = ca or default_ca()
         self.requests: Counter[str] = Counter()
@@ -89,7 +91,7 @@ class SandboxServer:
                 )
                 try:
                     resp = server.app.handle(req)
-                except Exception as exc:  # a sandbox bug must still answer like a server would
+                except Exception as exc:  # noqa: BLE001 - a sandbox bug must still answer like a server would
                     resp = Response.json(500, {"error": f"sandbox error: {type(exc).__name__}: {exc}"})
                 if resp.drop_connection:
                     self.close_connection = True
@@ -128,7 +130,9 @@ class SandboxServer:
         return f"https://{self.host}:{self.port}"
 
     def start(self) -> SandboxServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name=f"sandbox-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name=f"sandbox-{self.port}", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -49,11 +49,16 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             ledger.finish_run(
                 run_id,
                 "FAILED",
-                cause={"Error": detail.error or f"States.{detail.status}", "Cause": (detail.cause or "")[:2000],
-                       "source": "lease_janitor"},
+                cause={
+                    "Error": detail.error or f"States.{detail.status}",
+                    "Cause": (detail.cause or "")[:2000],
+                    "source": "lease_janitor",
+                },
             )
             closed = True
     except RecordNotFound:
         pass
-    logger.info("execution ended", extra={"status": detail.status, "released": released, "run_closed": closed})
+    logger.info(
+        "execution ended", extra={"status": detail.status, "released": released, "run_closed": closed}
+    )
     return {"released": released, "run_closed": closed}

@@ -36,7 +36,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.append_keys(run_id=run_id, model=key, op=ev.op)
     if ev.op == "release":
         released = leases.release(key, ev.execution)
-        RunLedger(env.ledger_table).record_step(run_id, "ReleaseLease", "SUCCEEDED", {"model": key, "released": released})
+        RunLedger(env.ledger_table).record_step(
+            run_id, "ReleaseLease", "SUCCEEDED", {"model": key, "released": released}
+        )
         return {"model_key": key, "released": released}
     if ev.op == "renew":
         lease = leases.renew(key, ev.execution, ev.ttl_seconds)

@@ -68,9 +68,16 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     ledger = RunLedger(env.ledger_table)
     if isinstance(ev, StartEvent):
         cfg = load_connection(ev.connection)
-        run = ledger.start_run(run_id, ev.connection, ev.flow, ev.trigger, {"request": ev.request, "execution": ev.execution})
-        return {"run_id": run.run_id, "connection": ev.connection, "flow": ev.flow, "model_key": model_key(cfg),
-                "status": run.status}
+        run = ledger.start_run(
+            run_id, ev.connection, ev.flow, ev.trigger, {"request": ev.request, "execution": ev.execution}
+        )
+        return {
+            "run_id": run.run_id,
+            "connection": ev.connection,
+            "flow": ev.flow,
+            "model_key": model_key(cfg),
+            "status": run.status,
+        }
     if isinstance(ev, FinishEvent):
         ledger.finish_run(run_id, ev.status, summary=ev.summary)
         if ev.status == "SUCCEEDED" and ev.watermark:

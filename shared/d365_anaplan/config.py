@@ -510,7 +510,7 @@ def parse_connections(
         raise ConfigError([f"{where}not valid YAML ({problem})"], source) from None
     if not isinstance(data, dict):
         raise ConfigError(["the file must hold a mapping (one connection) or 'connections: [...]'"], source)
-    items = data["connections"] if "connections" in data else [data]
+    items = data.get("connections", [data])
     if not isinstance(items, list) or not items:
         raise ConfigError(["connections: must be a non-empty list"], source)
     configs: list[ConnectionConfig] = []

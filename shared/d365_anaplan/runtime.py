@@ -35,7 +35,9 @@ class Settings(BaseModel):
 
 def settings() -> Settings:
     env = os.environ
-    missing = [k for k in ("LEDGER_TABLE", "IDEMPOTENCY_TABLE", "STAGING_BUCKET", "CONFIG_BUCKET") if not env.get(k)]
+    missing = [
+        k for k in ("LEDGER_TABLE", "IDEMPOTENCY_TABLE", "STAGING_BUCKET", "CONFIG_BUCKET") if not env.get(k)
+    ]
     if missing:
         raise ConfigError([f"environment variable {k} is not set" for k in missing], "function environment")
     return Settings(

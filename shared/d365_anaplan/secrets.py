@@ -53,7 +53,9 @@ class SecretResolver:
         try:
             value = json.loads(raw)[secret.json_key]
         except (ValueError, KeyError, TypeError):
-            raise SecretUnavailable(f"{secret.describe()}: the secret is not JSON with key {secret.json_key!r}") from None
+            raise SecretUnavailable(
+                f"{secret.describe()}: the secret is not JSON with key {secret.json_key!r}"
+            ) from None
         return str(value)
 
     def _from_secrets_manager(self, secret: Secret, *, force_fetch: bool) -> str:
@@ -62,7 +64,9 @@ class SecretResolver:
         try:
             value = parameters.get_secret(secret.ref, max_age=self.max_age, force_fetch=force_fetch)
         except parameters.exceptions.GetParameterError as exc:
-            raise SecretUnavailable(f"{secret.ref}: cannot read from Secrets Manager ({type(exc.__cause__).__name__})") from None
+            raise SecretUnavailable(
+                f"{secret.ref}: cannot read from Secrets Manager ({type(exc.__cause__).__name__})"
+            ) from None
         return value if isinstance(value, str) else bytes(value).decode("utf-8")
 
     def store(self, secret: Secret, value: str) -> None:
@@ -84,4 +88,6 @@ class SecretResolver:
             tmp.chmod(0o600)
             os.replace(tmp, target)
             return
-        raise SecretUnavailable(f"{secret.describe()}: this reference cannot be written; use a file: or Secrets Manager reference")
+        raise SecretUnavailable(
+            f"{secret.describe()}: this reference cannot be written; use a file: or Secrets Manager reference"
+        )

@@ -134,7 +134,10 @@ class S3StreamWriter:
             if self._buffer:
                 self._flush_part(bytes(self._buffer))
             self._s3.complete_multipart_upload(
-                Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
             )
         self._buffer.clear()
         self._closed = True

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from d365_anaplan.config import (
     ConnectionConfig,
     load_connection,
