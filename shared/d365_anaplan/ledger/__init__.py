@@ -1,0 +1,43 @@
+"""DynamoDB run ledger: audit trail, per-model lease, watermarks, idempotency, Anaplan token cache.
+
+Key layout and access patterns: ``docs/ledger.md``. Every class takes ``table_name`` plus optional
+``client`` (a low-level boto3 DynamoDB client, created lazily when omitted) and ``clock``.
+"""
+
+from __future__ import annotations
+
+from d365_anaplan.ledger.audit import GSI_BY_CONNECTION, RunLedger
+from d365_anaplan.ledger.lease import ModelLease, model_key
+from d365_anaplan.ledger.models import (
+    AuditEvent,
+    FileRecord,
+    FinalStatus,
+    JournalLineRecord,
+    JournalRecord,
+    Lease,
+    RecordKind,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    TaskRecord,
+    Watermark,
+)
+
+__all__ = [
+    "GSI_BY_CONNECTION",
+    "AuditEvent",
+    "FileRecord",
+    "FinalStatus",
+    "JournalLineRecord",
+    "JournalRecord",
+    "Lease",
+    "ModelLease",
+    "RecordKind",
+    "RunLedger",
+    "RunRecord",
+    "RunStatus",
+    "StepRecord",
+    "TaskRecord",
+    "Watermark",
+    "model_key",
+]

@@ -1,0 +1,361 @@
+"""A lease per Anaplan model, so one execution at a time runs actions on a model.
+
+Anaplan answers "model busy" to concurrent actions on one model; the flows take this lease before their
+first Anaplan action and release it in both the success and the Catch paths. The owner is the Step
+Functions execution ARN (``$$.Execution.Id``), so a Retry or a redrive of the same execution re-acquires
+idempotently (and extends the expiry).
+
+Items (ledger table, see ``docs/ledger.md``):
+
+* lease ``pk = LEASE#<workspace_id>/<model_id>``, ``sk = LEASE``: ``owner``, ``acquired_at``,
+  ``expires_at`` (epoch seconds, Number), ``expires_at_iso``, ``version``, ``displaced_owner`` and
+  ``displaced_expired_at`` when an expired lease was taken over, ``ttl`` (expiry + one day, for cleanup only:
+  the conditions use ``expires_at``, never the lazy TTL deletion).
+* owner pointer ``pk = OWNER#<owner>``, ``sk = LEASE#<model key>``, written in the same TransactWriteItems
+  as the lease, so :meth:`ModelLease.release_owned_by` finds an execution's leases without a scan (the
+  cleanup for executions that ended FAILED/TIMED_OUT/ABORTED).
+
+Acquisition is a conditional write ``attribute_not_exists(pk) OR expires_at < :now OR owner = :me``,
+additionally pinned to the ``version`` read just before (optimistic concurrency), so a takeover records
+exactly whom it displaced and two racing executions can never both win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from d365_anaplan.errors import LeaseLost, ModelLeaseHeld
+from d365_anaplan.ledger._dynamo import (
+    Clock,
+    LazyClient,
+    cancellation_codes,
+    epoch,
+    epoch_seconds,
+    error_code,
+    from_epoch,
+    from_item,
+    iso,
+    parse_iso,
+    query_all,
+    to_attr,
+    to_item,
+    utc_now,
+)
+from d365_anaplan.ledger.models import Lease
+
+LEASE_TTL_GRACE = timedelta(days=1)  # items linger this long after expiry before DynamoDB TTL removes them
+POINTER_TTL_GRACE = timedelta(days=7)
+_RETRYABLE_CANCEL = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+
+
+def model_key(workspace_id: str, model_id: str) -> str:
+    """The lease key of an Anaplan model: ``<workspace_id>/<model_id>``."""
+    if not workspace_id or not model_id or "/" in workspace_id or "/" in model_id:
+        raise ValueError(
+            f"model_key: workspace and model ids must be non-empty, without '/': {workspace_id!r}, {model_id!r}"
+        )
+    return f"{workspace_id}/{model_id}"
+
+
+def lease_pk(key: str) -> str:
+    return f"LEASE#{key}"
+
+
+def owner_pk(owner: str) -> str:
+    return f"OWNER#{owner}"
+
+
+class ModelLease:
+    """Per-model leases in the ledger table (env ``LEDGER_TABLE``)."""
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        client: Any = None,
+        clock: Clock | None = None,
+        max_attempts: int = 5,
+    ) -> None:
+        if not table_name:
+            raise ValueError("table_name must be a non-empty string")
+        self.table_name = table_name
+        self._client = LazyClient("dynamodb", client)
+        self._clock = clock or utc_now
+        self.max_attempts = max_attempts
+
+    @property
+    def client(self) -> Any:
+        return self._client.get()
+
+    # --- reading ------------------------------------------------------------------------------------------
+
+    def get(self, model_key: str) -> Lease | None:
+        """The lease item as stored (it may be expired: compare ``expires_at`` with the time)."""
+        raw = self._read(model_key)
+        return None if raw is None else _lease(raw)
+
+    def _read(self, model_key: str) -> dict[str, Any] | None:
+        response = self.client.get_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": lease_pk(model_key)}, "sk": {"S": "LEASE"}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return from_item(item) if item else None
+
+    # --- acquire / renew / release ------------------------------------------------------------------------
+
+    def acquire(self, model_key: str, owner: str, ttl_seconds: int) -> Lease:
+        """Take the lease for ``ttl_seconds``; idempotent for the same owner (extends the expiry).
+
+        Raises :class:`ModelLeaseHeld` (a ``Transient``: the ASL waits and retries) when another owner holds
+        an unexpired lease. An expired lease of another owner is taken over; the result names the displaced
+        owner and the displaced owner's pointer is removed in the same transaction.
+        """
+        _check(model_key, owner, ttl_seconds)
+        holder: dict[str, Any] | None = None
+        for _ in range(self.max_attempts):
+            now = self._clock()
+            holder = self._read(model_key)
+            if holder is not None and holder["owner"] != owner and from_epoch(holder["expires_at"]) >= now:
+                raise _held(model_key, owner, holder)
+            lease = self._try_acquire(model_key, owner, ttl_seconds, now, holder)
+            if lease is not None:
+                return lease
+        if holder is not None and holder["owner"] != owner:
+            raise _held(model_key, owner, holder)
+        raise ModelLeaseHeld(
+            f"Anaplan model {model_key}: lease contended, not acquired by {owner} after {self.max_attempts} attempts"
+        )
+
+    def _try_acquire(
+        self,
+        model_key: str,
+        owner: str,
+        ttl_seconds: int,
+        now: datetime,
+        holder: Mapping[str, Any] | None,
+    ) -> Lease | None:
+        expires = now + timedelta(seconds=ttl_seconds)
+        same_owner = holder is not None and holder["owner"] == owner
+        displaced = None if holder is None or same_owner else str(holder["owner"])
+        version = 1 if holder is None else int(holder["version"]) + 1
+        acquired_at = parse_iso(str(holder["acquired_at"])) if holder is not None and same_owner else now
+        item: dict[str, Any] = {
+            "pk": lease_pk(model_key),
+            "sk": "LEASE",
+            "type": "LEASE",
+            "model_key": model_key,
+            "owner": owner,
+            "acquired_at": iso(acquired_at),
+            "updated_at": iso(now),
+            "expires_at": epoch(expires),
+            "expires_at_iso": iso(expires),
+            "version": version,
+            "ttl": epoch_seconds(expires + LEASE_TTL_GRACE),
+        }
+        if displaced is not None and holder is not None:
+            item["displaced_owner"] = displaced
+            item["displaced_expired_at"] = iso(from_epoch(holder["expires_at"]))
+        elif same_owner and holder is not None and holder.get("displaced_owner"):
+            item["displaced_owner"] = holder["displaced_owner"]
+            item["displaced_expired_at"] = holder.get("displaced_expired_at")
+        names = {"#pk": "pk"}
+        values: dict[str, Any] = {}
+        if holder is None:
+            condition = "attribute_not_exists(#pk)"
+        else:
+            condition = "#version = :seen AND (attribute_not_exists(#pk) OR #expires < :now OR #owner = :me)"
+            names.update({"#version": "version", "#expires": "expires_at", "#owner": "owner"})
+            values = {
+                ":seen": to_attr(int(holder["version"])),
+                ":now": to_attr(epoch(now)),
+                ":me": to_attr(owner),
+            }
+        put: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Item": to_item(item),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+        }
+        if values:
+            put["ExpressionAttributeValues"] = values
+        pointer = {
+            "pk": owner_pk(owner),
+            "sk": lease_pk(model_key),
+            "type": "LEASE_OWNER",
+            "owner": owner,
+            "model_key": model_key,
+            "updated_at": iso(now),
+            "ttl": epoch_seconds(expires + POINTER_TTL_GRACE),
+        }
+        transaction: list[dict[str, Any]] = [
+            {"Put": put},
+            {"Put": {"TableName": self.table_name, "Item": to_item(pointer)}},
+        ]
+        if displaced is not None:
+            transaction.append(
+                {
+                    "Delete": {
+                        "TableName": self.table_name,
+                        "Key": {"pk": {"S": owner_pk(displaced)}, "sk": {"S": lease_pk(model_key)}},
+                    }
+                }
+            )
+        try:
+            self.client.transact_write_items(TransactItems=transaction)
+        except ClientError as exc:
+            if error_code(exc) == "TransactionCanceledException" and _RETRYABLE_CANCEL & set(
+                cancellation_codes(exc)
+            ):
+                return None  # someone changed the lease since we read it: read again
+            raise
+        return _lease(from_item(to_item(item)))
+
+    def renew(self, model_key: str, owner: str, ttl_seconds: int) -> Lease:
+        """Extend a lease this owner holds to now + ``ttl_seconds``; :class:`LeaseLost` if it does not."""
+        _check(model_key, owner, ttl_seconds)
+        now = self._clock()
+        expires = now + timedelta(seconds=ttl_seconds)
+        try:
+            response = self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": lease_pk(model_key)}, "sk": {"S": "LEASE"}},
+                UpdateExpression=(
+                    "SET #expires = :expires, #expires_iso = :expires_iso, #ttl = :ttl, "
+                    "#updated = :now, #version = #version + :one"
+                ),
+                ConditionExpression="#owner = :me",
+                ExpressionAttributeNames={
+                    "#expires": "expires_at",
+                    "#expires_iso": "expires_at_iso",
+                    "#ttl": "ttl",
+                    "#updated": "updated_at",
+                    "#version": "version",
+                    "#owner": "owner",
+                },
+                ExpressionAttributeValues={
+                    ":expires": to_attr(epoch(expires)),
+                    ":expires_iso": to_attr(iso(expires)),
+                    ":ttl": to_attr(epoch_seconds(expires + LEASE_TTL_GRACE)),
+                    ":now": to_attr(iso(now)),
+                    ":one": to_attr(1),
+                    ":me": to_attr(owner),
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            holder = self._read(model_key)
+            who = "nobody" if holder is None else f"{holder['owner']} until {holder['expires_at_iso']}"
+            raise LeaseLost(
+                f"Anaplan model {model_key}: {owner} cannot renew the lease, held by {who}"
+            ) from None
+        self.client.update_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": owner_pk(owner)}, "sk": {"S": lease_pk(model_key)}},
+            UpdateExpression="SET #ttl = :ttl, #model = :model, #owner = :owner, #type = :type, #updated = :now",
+            ExpressionAttributeNames={
+                "#ttl": "ttl",
+                "#model": "model_key",
+                "#owner": "owner",
+                "#type": "type",
+                "#updated": "updated_at",
+            },
+            ExpressionAttributeValues={
+                ":ttl": to_attr(epoch_seconds(expires + POINTER_TTL_GRACE)),
+                ":model": to_attr(model_key),
+                ":owner": to_attr(owner),
+                ":type": to_attr("LEASE_OWNER"),
+                ":now": to_attr(iso(now)),
+            },
+        )
+        return _lease(from_item(response["Attributes"]))
+
+    def release(self, model_key: str, owner: str) -> bool:
+        """Give the lease up. True if this call released it; False if ``owner`` did not hold it.
+
+        Idempotent, and never releases another owner's lease (the delete is conditional on the owner).
+        The owner's pointer item is removed either way.
+        """
+        if not model_key or not owner:
+            raise ValueError(f"release: model_key and owner must be non-empty, got {model_key!r}, {owner!r}")
+        pointer_key = {"pk": {"S": owner_pk(owner)}, "sk": {"S": lease_pk(model_key)}}
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self.table_name,
+                            "Key": {"pk": {"S": lease_pk(model_key)}, "sk": {"S": "LEASE"}},
+                            "ConditionExpression": "#owner = :me",
+                            "ExpressionAttributeNames": {"#owner": "owner"},
+                            "ExpressionAttributeValues": {":me": to_attr(owner)},
+                        }
+                    },
+                    {"Delete": {"TableName": self.table_name, "Key": pointer_key}},
+                ]
+            )
+        except ClientError as exc:
+            if error_code(
+                exc
+            ) == "TransactionCanceledException" and "ConditionalCheckFailed" in cancellation_codes(exc):
+                self.client.delete_item(TableName=self.table_name, Key=pointer_key)
+                return False
+            raise
+        return True
+
+    def release_owned_by(self, owner: str) -> list[str]:
+        """Release every lease ``owner`` (an execution ARN) still holds; returns the model keys released.
+
+        For the cleanup of executions that ended FAILED, TIMED_OUT or ABORTED (EventBridge "Step Functions
+        Execution Status Change"). Reads the owner's pointer items (a query, no scan).
+        """
+        if not owner:
+            raise ValueError("release_owned_by: owner must be non-empty")
+        pointers = query_all(
+            self.client,
+            TableName=self.table_name,
+            KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
+            ExpressionAttributeNames={"#pk": "pk", "#sk": "sk"},
+            ExpressionAttributeValues={":pk": to_attr(owner_pk(owner)), ":prefix": to_attr("LEASE#")},
+            ConsistentRead=True,
+        )
+        released: list[str] = []
+        for pointer in pointers:
+            key = str(pointer["model_key"])
+            if self.release(key, owner):
+                released.append(key)
+        return released
+
+
+def _check(model_key: str, owner: str, ttl_seconds: int) -> None:
+    if not model_key or not owner:
+        raise ValueError(f"lease: model_key and owner must be non-empty, got {model_key!r}, {owner!r}")
+    if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds <= 0:
+        raise ValueError(f"lease {model_key}: ttl_seconds must be a positive int, got {ttl_seconds!r}")
+
+
+def _held(model_key: str, owner: str, holder: Mapping[str, Any]) -> ModelLeaseHeld:
+    return ModelLeaseHeld(
+        f"Anaplan model {model_key}: lease held by {holder['owner']} until {holder['expires_at_iso']} "
+        f"(requested by {owner})"
+    )
+
+
+def _lease(item: Mapping[str, Any]) -> Lease:
+    displaced_at = item.get("displaced_expired_at")
+    return Lease(
+        model_key=str(item["model_key"]),
+        owner=str(item["owner"]),
+        acquired_at=parse_iso(str(item["acquired_at"])),
+        expires_at=from_epoch(item["expires_at"]),
+        version=int(item["version"]),
+        displaced_owner=None if item.get("displaced_owner") is None else str(item["displaced_owner"]),
+        displaced_expired_at=None if displaced_at is None else parse_iso(str(displaced_at)),
+    )
