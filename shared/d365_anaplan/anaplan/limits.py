@@ -1,0 +1,85 @@
+"""Client-side request limiting and retry timing for the Anaplan API."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+
+
+class RateLimiter:
+    """A token bucket keeping one connection under ``per_minute`` requests per minute.
+
+    Refill is ``per_minute / 60`` per second and the burst is a tenth of a minute's allowance, so any
+    60-second window holds at most ``1.1 * per_minute`` requests; with the default 540 that stays under
+    Anaplan's 600/min tenant limit (a bucket of 600 refilled at 10/s).
+    """
+
+    def __init__(self, per_minute: int, *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> None:
+        if per_minute < 1:
+            raise ValueError("per_minute must be at least 1")
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, per_minute / 10.0)
+        self._tokens = self.capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+        self.waited = 0.0
+
+    def acquire(self) -> None:
+        """Take one token, sleeping until one is available."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+                self._last = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return
+                wait = (1.0 - self._tokens) / self.rate
+            self.waited += wait
+            self._sleep(wait)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date); None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, float(when.timestamp()) - current)
+
+
+def backoff_with_jitter(
+    attempt: int, *, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None
+) -> float:
+    """Full-jitter exponential backoff: uniform in [base, min(cap, base * 2**(attempt-1))]."""
+    top = min(cap, base * (2.0 ** max(attempt - 1, 0)))
+    value = rng.random() if rng else random.random()  # noqa: S311 - jitter, not security
+    return base + value * max(0.0, top - base)
+
+
+def next_poll_wait(elapsed_seconds: float) -> int:
+    """Seconds to wait before the next task poll: never under 5, growing for long-running tasks."""
+    if elapsed_seconds < 60:
+        return 5
+    if elapsed_seconds < 300:
+        return 15
+    if elapsed_seconds < 1800:
+        return 30
+    return 60
