@@ -2,6 +2,9 @@
 
 Key layout and access patterns: ``docs/ledger.md``. Every class takes ``table_name`` plus optional
 ``client`` (a low-level boto3 DynamoDB client, created lazily when omitted) and ``clock``.
+
+Import the idempotency factory from ``d365_anaplan.ledger.idempotency`` and the token cache from
+``d365_anaplan.ledger.tokens`` (not re-exported here, so importing the ledger stays light).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from d365_anaplan.ledger.models import (
     TaskRecord,
     Watermark,
 )
+from d365_anaplan.ledger.watermarks import Watermarks
 
 __all__ = [
     "GSI_BY_CONNECTION",
@@ -39,5 +43,6 @@ __all__ = [
     "StepRecord",
     "TaskRecord",
     "Watermark",
+    "Watermarks",
     "model_key",
 ]

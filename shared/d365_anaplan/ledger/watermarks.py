@@ -1,0 +1,170 @@
+"""Watermarks: how far each (connection, flow) has got, e.g. the last period whose actuals were loaded.
+
+Item (ledger table): ``pk = WATERMARK#<connection>``, ``sk = FLOW#<flow>``; attributes ``value``,
+``run_id`` (the run that advanced it), ``advanced_at``, ``previous_value``, ``history`` (last values with
+their runs, newest last).
+
+Values are compared as strings, so they must sort lexicographically in time order: zero-padded periods
+(``"2025-03"``) or fixed-width ISO-8601 UTC timestamps. :meth:`Watermarks.advance` never moves a watermark
+backwards: it is a conditional write (``attribute_not_exists(pk) OR value < :new``), and an equal or older
+value is a **no-op that returns False** rather than an error, because a Step Functions retry, a redrive or a
+re-run of an older period must not fail the run just for finding the watermark already further on.
+Operators who really mean to move it back use :meth:`Watermarks.reset`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from d365_anaplan.ledger._dynamo import (
+    Clock,
+    LazyClient,
+    error_code,
+    from_item,
+    iso,
+    parse_iso,
+    to_attr,
+    utc_now,
+)
+from d365_anaplan.ledger.models import Watermark
+
+HISTORY_LENGTH = 20
+
+
+def watermark_key(connection: str, flow: str) -> dict[str, Any]:
+    if not connection or not flow:
+        raise ValueError(f"watermark: connection and flow must be non-empty, got {connection!r}, {flow!r}")
+    return {"pk": {"S": f"WATERMARK#{connection}"}, "sk": {"S": f"FLOW#{flow}"}}
+
+
+class Watermarks:
+    """Per-(connection, flow) watermarks in the ledger table (env ``LEDGER_TABLE``)."""
+
+    def __init__(self, table_name: str, *, client: Any = None, clock: Clock | None = None) -> None:
+        if not table_name:
+            raise ValueError("table_name must be a non-empty string")
+        self.table_name = table_name
+        self._client = LazyClient("dynamodb", client)
+        self._clock = clock or utc_now
+
+    @property
+    def client(self) -> Any:
+        return self._client.get()
+
+    def get(self, connection: str, flow: str) -> Watermark | None:
+        response = self.client.get_item(
+            TableName=self.table_name, Key=watermark_key(connection, flow), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return None if not item else _watermark(from_item(item))
+
+    def advance(self, connection: str, flow: str, value: str, run_id: str) -> bool:
+        """Move the watermark forward to ``value``; True if it moved, False if it was already >= value."""
+        if not value or not run_id:
+            raise ValueError(f"watermark {connection}/{flow}: value and run_id must be non-empty")
+        return self._write(connection, flow, value, run_id, reason=None, forward_only=True)
+
+    def reset(self, connection: str, flow: str, value: str, run_id: str, reason: str) -> None:
+        """Set the watermark to ``value`` unconditionally (operator action, e.g. to re-load a period)."""
+        if not value or not reason:
+            raise ValueError(f"watermark {connection}/{flow}: reset needs a value and a reason")
+        self._write(connection, flow, value, run_id, reason=reason, forward_only=False)
+
+    def _write(
+        self, connection: str, flow: str, value: str, run_id: str, *, reason: str | None, forward_only: bool
+    ) -> bool:
+        now = iso(self._clock())
+        entry: dict[str, Any] = {"value": value, "run_id": run_id, "at": now}
+        if reason is not None:
+            entry["reason"] = reason
+        names = {
+            "#pk": "pk",
+            "#value": "value",
+            "#run": "run_id",
+            "#at": "advanced_at",
+            "#prev": "previous_value",
+            "#history": "history",
+            "#type": "type",
+            "#conn": "connection",
+            "#flow": "flow",
+        }
+        values: dict[str, Any] = {
+            ":value": to_attr(value),
+            ":run": to_attr(run_id),
+            ":at": to_attr(now),
+            ":type": to_attr("WATERMARK"),
+            ":conn": to_attr(connection),
+            ":flow": to_attr(flow),
+            ":entry": {"L": [to_attr(entry, "history")]},
+            ":empty": {"L": []},
+        }
+        # previous_value = the value being replaced (absent on the first write)
+        expression = (
+            "SET #prev = #value, #value = :value, #run = :run, #at = :at, #type = :type, #conn = :conn, "
+            "#flow = :flow, #history = list_append(if_not_exists(#history, :empty), :entry)"
+        )
+        first = "SET #value = :value, #run = :run, #at = :at, #type = :type, #conn = :conn, #flow = :flow, #history = :entry"
+        condition = "attribute_exists(#pk) AND #value < :value" if forward_only else "attribute_exists(#pk)"
+        key = watermark_key(connection, flow)
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=key,
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+        else:
+            self._trim(key)
+            return True
+        # Either there is no watermark yet, or it is already at/after value: create it if absent.
+        first_names = {k: v for k, v in names.items() if k not in ("#prev",)}
+        first_values = {k: v for k, v in values.items() if k != ":empty"}
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=key,
+                UpdateExpression=first,
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames=first_names,
+                ExpressionAttributeValues=first_values,
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            if not forward_only:  # created concurrently: retry the unconditional write once
+                return self._write(connection, flow, value, run_id, reason=reason, forward_only=False)
+            return False
+        return True
+
+    def _trim(self, key: Mapping[str, Any]) -> None:
+        """Keep the history list short (it only serves humans); best effort, never fails the caller."""
+        item = self.client.get_item(TableName=self.table_name, Key=dict(key), ConsistentRead=True).get("Item")
+        history = (item or {}).get("history", {}).get("L", [])
+        extra = len(history) - HISTORY_LENGTH
+        if extra > 0:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=dict(key),
+                UpdateExpression="REMOVE " + ", ".join(f"#h[{i}]" for i in range(extra)),
+                ExpressionAttributeNames={"#h": "history"},
+            )
+
+
+def _watermark(item: Mapping[str, Any]) -> Watermark:
+    previous = item.get("previous_value")
+    return Watermark(
+        connection=str(item["connection"]),
+        flow=str(item["flow"]),
+        value=str(item["value"]),
+        run_id=str(item["run_id"]),
+        advanced_at=parse_iso(str(item["advanced_at"])),
+        previous_value=None if previous is None else str(previous),
+    )
