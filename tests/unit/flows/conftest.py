@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from d365_anaplan.config import ActualsMapping, CloseCalendar, DimensionMapping, PlanExport, PlansMapping
 
 

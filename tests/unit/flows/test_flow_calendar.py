@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
+
 from d365_anaplan.config import CloseCalendar
 from d365_anaplan.errors import BadInputData, ConfigError
 from d365_anaplan.flows import calendar as c

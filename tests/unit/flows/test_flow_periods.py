@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+
 from d365_anaplan.errors import BadInputData, ConfigError
 from d365_anaplan.flows.calendar import add_months
 from d365_anaplan.flows.periods import format_period, parse_period_label, validate_period_format

@@ -1,0 +1,297 @@
+"""Actuals (D365 -> Anaplan): posted GL lines to the rows of the Anaplan actuals import file.
+
+Three steps, all without I/O; the handler streams GL lines from staging and a text writer to staging:
+
+1. :func:`aggregate_actuals` (grain ``monthly``, the default) sums lines per company x account x dimension
+   values x period into a dict (the aggregate is small: a few thousand keys per month). With grain ``line``
+   use :func:`line_rows` instead, which yields one row per GL line while streaming.
+2. :func:`~d365_anaplan.flows.alignment.collect_references` over the rows, then the alignment check, which
+   may return a :class:`~d365_anaplan.flows.alignment.Remap` (policy ``map``).
+3. :func:`write_actuals_csv` writes the header and rows to a text writer (after the remap; monthly rows that
+   collapse onto the same key after remapping are summed again) and returns :class:`ActualsTotals` for
+   reconciliation.
+
+Columns, in this order: ``company_column``, ``account_column``, one column per ``DimensionMapping.column``
+(configuration order), ``period_column``, ``version_column``, ``amount_column``; with grain ``line`` also
+``line_id_column``, ``voucher_column``, ``description_column``. Monthly rows are sorted by company, account,
+dimension values, period; line rows keep input order. Amounts are plain decimals with exactly ``decimals``
+places. Every code is checked (see :mod:`d365_anaplan.flows.textsafe`); descriptions are neutralised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from d365_anaplan.config import ActualsMapping, DimensionMapping
+from d365_anaplan.errors import BadInputData
+from d365_anaplan.flows.calendar import month_start, period_key
+from d365_anaplan.flows.money import check_amount, format_amount
+from d365_anaplan.flows.periods import format_period, validate_period_format
+from d365_anaplan.flows.records import GLLine
+from d365_anaplan.flows.textsafe import TextWriter, check_code, csv_writer, neutralise_text
+
+if TYPE_CHECKING:  # alignment imports this module
+    from d365_anaplan.flows.alignment import Remap
+
+Key = tuple[str, str, tuple[str, ...], date]  # company, account, dimension values, period
+
+
+@dataclass(slots=True)
+class ActualsRow:
+    """One row of the actuals file before formatting (``dims`` follow the DimensionMapping order)."""
+
+    company: str
+    account: str
+    dims: tuple[str, ...]
+    period: date
+    amount: Decimal
+    line_count: int = 1
+    line_id: str = ""
+    voucher: str = ""
+    description: str = ""
+
+    @property
+    def key(self) -> Key:
+        return (self.company, self.account, self.dims, self.period)
+
+    def dimension_map(self, dimensions: Sequence[DimensionMapping]) -> dict[str, str]:
+        """Dimension values keyed by F&O attribute name."""
+        return {d.name: v for d, v in zip(dimensions, self.dims, strict=True)}
+
+
+def _line_where(line: GLLine, index: int) -> str:
+    ident = line.source_id or line.voucher or "?"
+    return f"GL line {index} (company {line.company}, id {ident})"
+
+
+def validate_gl_line(
+    line: GLLine,
+    index: int,
+    *,
+    dimensions: Sequence[DimensionMapping],
+    decimals: int = 2,
+    companies: Collection[str] | None = None,
+    periods: Collection[date] | None = None,
+) -> ActualsRow:
+    """Check one GL line and turn it into a one-line row; BadInputData names the line and the field."""
+    where = _line_where(line, index)
+    company = check_code(line.company, where=where, field="company")
+    if companies is not None and company not in companies:
+        raise BadInputData(f"{where}: field 'company' value {company!r} is not one of {sorted(companies)}")
+    account = check_code(line.account, where=where, field="account")
+    dims = tuple(
+        check_code(
+            line.dimensions.get(d.name, ""), where=where, field=f"dimensions.{d.name}", allow_empty=True
+        )
+        for d in dimensions
+    )
+    period = month_start(line.accounting_date)
+    if periods is not None and period not in periods:
+        wanted = ", ".join(period_key(p) for p in sorted(periods))
+        raise BadInputData(
+            f"{where}: field 'accounting_date' {line.accounting_date.isoformat()} is outside the requested "
+            f"period(s) {wanted}"
+        )
+    amount = check_amount(line.amount, decimals=decimals, where=where)
+    return ActualsRow(
+        company=company,
+        account=account,
+        dims=dims,
+        period=period,
+        amount=amount,
+        line_count=1,
+        line_id=line.source_id,
+        voucher=line.voucher,
+        description=line.description,
+    )
+
+
+@dataclass(slots=True)
+class _Cell:
+    amount: Decimal
+    lines: int
+
+
+@dataclass
+class ActualsAggregate:
+    """Monthly balances: key -> amount and number of source lines."""
+
+    dimensions: tuple[DimensionMapping, ...]
+    cells: dict[Key, _Cell] = field(default_factory=dict)
+    lines: int = 0
+
+    def add(self, row: ActualsRow) -> None:
+        cell = self.cells.get(row.key)
+        if cell is None:
+            self.cells[row.key] = _Cell(row.amount, row.line_count)
+        else:
+            cell.amount += row.amount
+            cell.lines += row.line_count
+        self.lines += row.line_count
+
+    def rows(self) -> list[ActualsRow]:
+        """Rows in deterministic order (company, account, dimension values, period)."""
+        return [
+            ActualsRow(
+                company=k[0], account=k[1], dims=k[2], period=k[3], amount=v.amount, line_count=v.lines
+            )
+            for k, v in sorted(self.cells.items(), key=lambda kv: kv[0])
+        ]
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+
+def aggregate_actuals(
+    lines: Iterable[GLLine],
+    *,
+    dimensions: Sequence[DimensionMapping],
+    decimals: int = 2,
+    companies: Collection[str] | None = None,
+    periods: Collection[date] | None = None,
+) -> ActualsAggregate:
+    """Sum GL lines per company x account x dimension values x period (streaming over ``lines``)."""
+    agg = ActualsAggregate(dimensions=tuple(dimensions))
+    for index, line in enumerate(lines, start=1):
+        agg.add(
+            validate_gl_line(
+                line, index, dimensions=dimensions, decimals=decimals, companies=companies, periods=periods
+            )
+        )
+    return agg
+
+
+def line_rows(
+    lines: Iterable[GLLine],
+    *,
+    dimensions: Sequence[DimensionMapping],
+    decimals: int = 2,
+    companies: Collection[str] | None = None,
+    periods: Collection[date] | None = None,
+) -> Iterator[ActualsRow]:
+    """Grain ``line``: one validated row per GL line, streaming, in input order."""
+    for index, line in enumerate(lines, start=1):
+        yield validate_gl_line(
+            line, index, dimensions=dimensions, decimals=decimals, companies=companies, periods=periods
+        )
+
+
+# --- totals ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ActualsTotals:
+    """What was written: per (company, account, period) and overall, for reconciliation and the ledger."""
+
+    by_account: dict[tuple[str, str, date], Decimal] = field(default_factory=dict)
+    lines_by_account: dict[tuple[str, str, date], int] = field(default_factory=dict)
+    total: Decimal = Decimal(0)
+    line_count: int = 0
+    row_count: int = 0
+
+    def add(self, row: ActualsRow) -> None:
+        key = (row.company, row.account, row.period)
+        self.by_account[key] = self.by_account.get(key, Decimal(0)) + row.amount
+        self.lines_by_account[key] = self.lines_by_account.get(key, 0) + row.line_count
+        self.total += row.amount
+        self.line_count += row.line_count
+        self.row_count += 1
+
+    def by_period(self) -> dict[tuple[str, date], Decimal]:
+        """Totals per (company, period)."""
+        out: dict[tuple[str, date], Decimal] = {}
+        for (company, _account, period), amount in self.by_account.items():
+            out[(company, period)] = out.get((company, period), Decimal(0)) + amount
+        return out
+
+    def items(self) -> Iterator[tuple[str, str, date, Decimal]]:
+        """(company, account, period, amount) in sorted order, the input of reconciliation."""
+        for (company, account, period), amount in sorted(self.by_account.items()):
+            yield company, account, period, amount
+
+    def summary(self) -> dict[str, Any]:
+        """Small JSON for the run ledger: overall figures and per (company, period) totals as text."""
+        return {
+            "total": str(self.total),
+            "lines": self.line_count,
+            "rows": self.row_count,
+            "by_period": [
+                {"company": c, "period": period_key(p), "amount": str(a)}
+                for (c, p), a in sorted(self.by_period().items())
+            ],
+        }
+
+
+# --- writing -----------------------------------------------------------------------------------------------
+
+
+def actuals_header(
+    mapping: ActualsMapping, dimensions: Sequence[DimensionMapping], grain: str | None = None
+) -> list[str]:
+    """The column names of the actuals file, in order (BadInputData if two columns share a name)."""
+    cols = [mapping.company_column, mapping.account_column]
+    cols += [d.column for d in dimensions]
+    cols += [mapping.period_column, mapping.version_column, mapping.amount_column]
+    if (grain or mapping.grain) == "line":
+        cols += [mapping.line_id_column, mapping.voucher_column, mapping.description_column]
+    seen: set[str] = set()
+    for col in cols:
+        check_code(col, where="actuals file header", field="column")
+        if col in seen:
+            raise BadInputData(f"actuals file header: column {col!r} is configured twice")
+        seen.add(col)
+    return cols
+
+
+def write_actuals_csv(
+    rows: Iterable[ActualsRow],
+    writer: TextWriter,
+    *,
+    mapping: ActualsMapping,
+    dimensions: Sequence[DimensionMapping],
+    fiscal_year_start_month: int = 1,
+    decimals: int = 2,
+    remap: Remap | None = None,
+    grain: str | None = None,
+) -> ActualsTotals:
+    """Write the header and ``rows`` as CSV to ``writer``; return the totals of what was written.
+
+    ``grain`` defaults to ``mapping.grain``. With grain ``monthly`` the rows are (re)aggregated after the
+    remap, so two unknown accounts mapped to the same unmapped member become one row with the summed amount
+    and line count; totals are unchanged by a remap except for the keys.
+    """
+    grain = grain or mapping.grain
+    validate_period_format(mapping.period_format)
+    version = check_code(mapping.version, where="mapping.actuals", field="version")
+    header = actuals_header(mapping, dimensions, grain)
+    out = csv_writer(writer)
+    out.writerow(header)
+    totals = ActualsTotals()
+    labels: dict[date, str] = {}
+
+    source: Iterable[ActualsRow] = rows
+    if remap is not None:
+        source = (remap.apply_row(r, dimensions) for r in rows)
+    if grain == "monthly":
+        agg = ActualsAggregate(dimensions=tuple(dimensions))
+        for r in source:
+            agg.add(r)
+        source = agg.rows()
+
+    for r in source:
+        label = labels.get(r.period)
+        if label is None:
+            label = labels[r.period] = format_period(r.period, mapping.period_format, fiscal_year_start_month)
+        record = [r.company, r.account, *r.dims, label, version, format_amount(r.amount, decimals)]
+        if grain == "line":
+            where = f"GL line {r.line_id or r.voucher or '?'}"
+            line_id = check_code(r.line_id, where=where, field="source_id", allow_empty=True)
+            voucher = check_code(r.voucher, where=where, field="voucher", allow_empty=True)
+            record += [line_id, voucher, neutralise_text(r.description)]
+        out.writerow(record)
+        totals.add(r)
+    return totals
