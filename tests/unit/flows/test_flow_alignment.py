@@ -176,7 +176,7 @@ def test_aligned_report(dims: list[DimensionMapping]) -> None:
 
 def test_missing_member_list_is_refused(dims: list[DimensionMapping]) -> None:
     rows = aggregate_actuals([gl("601500", "1")], dimensions=dims).rows()
-    with pytest.raises(BadInputData, match="no member list for dimension.*Department"):
+    with pytest.raises(BadInputData, match=r"no member list for dimension.*Department"):
         check_alignment(
             collect_references(rows, dims), {ACCOUNT: {"601500"}, "CostCenter": {"CC01"}}, target="anaplan"
         )
