@@ -121,6 +121,11 @@ class DynamicsValidationError(DynamicsError):
     """F&O rejected a record (the message carries F&O's text and our record key)."""
 
 
+class DynamicsBadResponse(DynamicsError):
+    """F&O answered with something that is not the OData it promised (malformed JSON, missing fields, a
+    next link to another host); the message names the request and what was wrong."""
+
+
 class DynamicsThrottled(Transient):
     """HTTP 429 persisted past the in-call retries (Retry-After honoured)."""
 

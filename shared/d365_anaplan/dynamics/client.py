@@ -1,0 +1,59 @@
+"""Wiring: one :class:`DynamicsConnection` (token provider, OData client, reader, journal writer) per
+connection configuration. Handlers call :func:`connect` and use ``.reader`` / ``.writer``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from d365_anaplan.config import ConnectionConfig
+from d365_anaplan.http import VerifiedSession
+from d365_anaplan.secrets import SecretResolver
+
+from .auth import TokenProvider, credential_from_settings, provider_for
+from .journal import JournalWriter
+from .odata import ODataClient
+from .reader import DynamicsReader
+
+
+@dataclass
+class DynamicsConnection:
+    session: VerifiedSession
+    tokens: TokenProvider
+    client: ODataClient
+    reader: DynamicsReader
+    writer: JournalWriter
+
+
+def connect(
+    cfg: ConnectionConfig,
+    resolver: SecretResolver,
+    *,
+    remaining_time: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    session: VerifiedSession | None = None,
+    reuse_tokens: bool = True,
+) -> DynamicsConnection:
+    """Build the F&O side of a connection (``remaining_time``: seconds left in this Lambda invocation)."""
+    d = cfg.dynamics
+    sess = session or VerifiedSession(ca_bundle=cfg.tls.ca_bundle, timeout=d.timeout_seconds)
+    if reuse_tokens:
+        tokens = provider_for(d, resolver, sess)
+    else:
+        tokens = TokenProvider(
+            environment_url=d.environment_url,
+            tenant_id=d.tenant_id,
+            client_id=d.client_id,
+            credential=credential_from_settings(d, resolver),
+            session=sess,
+            authority_host=d.authority_host,
+        )
+    client = ODataClient(
+        d.environment_url, tokens, sess, page_size=d.page_size, sleep=sleep, remaining_time=remaining_time
+    )
+    reader = DynamicsReader(
+        client, companies=d.companies, gl_route=d.gl_route, published_gl_entity_set=d.published_gl_entity_set
+    )
+    writer = JournalWriter(client, reader, d.journal, sleep=sleep)
+    return DynamicsConnection(sess, tokens, client, reader, writer)
