@@ -383,6 +383,42 @@ class LocalEngine:
             )["stateMachineArn"]
             self.state_machine_arns[lid] = arn
 
+    def install_connection(self, cfg: Any) -> str:
+        """Store a connection the way a deployment does: every credential moved into (moto) Secrets Manager
+        and referenced by ARN, the YAML written to the config bucket. Returns the S3 key.
+
+        Handlers then load it in strict AWS mode, exactly as they would in the cloud.
+        """
+        import boto3
+        import yaml
+
+        from d365_anaplan.config import ConnectionConfig
+        from d365_anaplan.secrets import SecretResolver
+
+        if not isinstance(cfg, ConnectionConfig):
+            cfg = ConnectionConfig.model_validate(cfg)
+        data = cfg.model_dump(mode="json")
+        sm = boto3.client("secretsmanager", region_name=REGION)
+        resolver = SecretResolver(allow_local=True)
+        for field, secret in cfg.secrets():
+            name = f"d365-anaplan/{cfg.name}/{field}"
+            value = resolver.resolve(secret)
+            try:
+                arn = sm.create_secret(Name=name, SecretString=value)["ARN"]
+            except sm.exceptions.ResourceExistsException:
+                arn = sm.put_secret_value(SecretId=name, SecretString=value)["ARN"]
+            target = data
+            *parents, leaf = field.split(".")
+            for part in parents:
+                target = target[part]
+            target[leaf] = arn
+        bucket = self.environment["CONFIG_BUCKET"]
+        key = f"{self.environment.get('CONFIG_PREFIX', 'connections/')}{cfg.name}.yaml"
+        boto3.client("s3", region_name=REGION).put_object(
+            Bucket=bucket, Key=key, Body=yaml.safe_dump(data, sort_keys=False).encode("utf-8")
+        )
+        return key
+
     def resource_name(self, logical_id: str) -> str:
         return self.template.physical_name(logical_id)
 

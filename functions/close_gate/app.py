@@ -12,7 +12,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from d365_anaplan.flows.calendar import check_in_fiscal_calendar, parse_period, period_range, periods_due
+from d365_anaplan.flows.calendar import (
+    check_in_fiscal_calendar,
+    current_period,
+    fiscal_horizon,
+    parse_period,
+    period_range,
+    periods_due,
+)
 from d365_anaplan.ledger.watermarks import Watermarks
 from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.runtime import load_connection, settings
@@ -33,7 +40,7 @@ class GateEvent(BaseModel):
     periods: PeriodWindow | None = None
 
 
-@logger.inject_lambda_context(log_event=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -41,11 +48,13 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     cfg = load_connection(ev.connection)
     cal = cfg.close_calendar
     if ev.periods is not None and (ev.periods.from_ or ev.periods.to):
-        start = parse_period(ev.periods.from_ or ev.periods.to or "")
-        end = parse_period(ev.periods.to or ev.periods.from_ or "")
+        start = parse_period(ev.periods.from_ or ev.periods.to or "", field="periods.from")
+        end = parse_period(ev.periods.to or ev.periods.from_ or "", field="periods.to")
         months = period_range(start, end)
+        # actuals cannot lie in the future; plans may, up to the planning horizon
+        latest = current_period(cal, ev.now) if ev.flow == "actuals" else fiscal_horizon(cal, ev.now)
         for month in months:
-            check_in_fiscal_calendar(month, cal, now=ev.now)
+            check_in_fiscal_calendar(month, cal, latest=latest, what="periods", value=month.strftime("%Y-%m"))
         reason = "requested"
     else:
         mark = Watermarks(settings().ledger_table).get(ev.connection, ev.flow)

@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from d365_anaplan.errors import RecordNotFound
+from d365_anaplan.ledger.audit import RunLedger
 from d365_anaplan.ledger.lease import ModelLease
-from d365_anaplan.ledger.runs import RunLedger
 from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.runtime import run_id_of, settings
 
@@ -30,7 +30,7 @@ class StatusChangeEvent(BaseModel):
     detail: StatusDetail
 
 
-@logger.inject_lambda_context(log_event=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

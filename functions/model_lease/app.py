@@ -11,8 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from d365_anaplan.errors import LeaseLost
+from d365_anaplan.ledger.audit import RunLedger
 from d365_anaplan.ledger.lease import ModelLease
-from d365_anaplan.ledger.runs import RunLedger
 from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.runtime import load_connection, model_key, run_id_of, settings
 
@@ -24,7 +24,7 @@ class LeaseEvent(BaseModel):
     ttl_seconds: int = Field(default=4 * 3600, ge=60, le=24 * 3600)
 
 
-@logger.inject_lambda_context(log_event=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from d365_anaplan.errors import ConfigError, RecordNotFound
+from d365_anaplan.ledger.audit import RunLedger
 from d365_anaplan.ledger.lease import ModelLease
-from d365_anaplan.ledger.runs import RunLedger
 from d365_anaplan.ledger.watermarks import Watermarks
 from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.runtime import load_connection, model_key, run_id_of, settings
@@ -57,7 +57,7 @@ class Event(BaseModel):
     body: Annotated[StartEvent | FinishEvent | FailEvent, Field(discriminator="op")]
 
 
-@logger.inject_lambda_context(log_event=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -67,6 +68,15 @@ class Secret(BaseModel):
                 return {"kind": "file", "ref": value[5:]}
             return {"kind": "inline", "ref": value}
         return value
+
+    @model_serializer(mode="plain")
+    def _dump(self) -> str:
+        """Serialise back to the reference string the YAML holds (round-trips through ``_parse``)."""
+        if self.kind == "secretsmanager":
+            return self.ref + (f"#{self.json_key}" if self.json_key else "")
+        if self.kind in ("env", "file"):
+            return f"{self.kind}:{self.ref}"
+        return self.ref
 
     def describe(self) -> str:
         """A printable description that never contains the secret itself."""
@@ -155,17 +165,19 @@ def _raw_host_problems(data: Any) -> list[str]:
     """Host checks on unvalidated input, so they are reported alongside other problems."""
     if not isinstance(data, dict):
         return []
-    dyn = data.get("dynamics") if isinstance(data.get("dynamics"), dict) else {}
-    ana = data.get("anaplan") if isinstance(data.get("anaplan"), dict) else {}
-    sec = data.get("security") if isinstance(data.get("security"), dict) else {}
-    allowed = [str(h) for h in sec.get("allowed_hosts") or [] if isinstance(h, str)]
+    def section(name: str) -> dict[str, Any]:
+        value = data.get(name)
+        return value if isinstance(value, dict) else {}
+
+    dyn, ana, sec = section("dynamics"), section("anaplan"), section("security")
+    allowed = [h for h in sec.get("allowed_hosts") or [] if isinstance(h, str)]
     env_url = dyn.get("environment_url") if isinstance(dyn.get("environment_url"), str) else None
     authority = dyn.get("authority_host", "https://login.microsoftonline.com")
     defaults = AnaplanSettings.model_fields
-    urls = {
-        f: ana.get(f) if isinstance(ana.get(f), str) else str(defaults[f].default)
-        for f in ("auth_url", "api_url", "oauth_url")
-    }
+    urls: dict[str, str] = {}
+    for f in ("auth_url", "api_url", "oauth_url"):
+        given = ana.get(f)
+        urls[f] = given if isinstance(given, str) else str(defaults[f].default)
     return host_problems(env_url, authority if isinstance(authority, str) else None, urls, allowed)
 
 
