@@ -74,12 +74,12 @@ def check_amount(amount: Decimal, *, decimals: int, where: str, field: str = "am
         raise BadInputData(f"{where}: field {field!r} is {amount!s}, not a finite number")
     if abs(amount) >= MAX_ABS_AMOUNT:
         raise BadInputData(
-            f"{where}: field {field!r} value {amount!s} is too large (limit is below {MAX_ABS_AMOUNT:,f})"
+            f"{where}: field {field!r} value {str(amount)!r} is too large (limit is below {MAX_ABS_AMOUNT:,f})"
         )
     normal = amount.normalize() if amount != 0 else Decimal(0)
     if decimals_of(normal) > decimals:
         raise BadInputData(
-            f"{where}: field {field!r} value {amount!s} has more than {decimals} decimal places "
+            f"{where}: field {field!r} value {str(amount)!r} has more than {decimals} decimal places "
             "(round it at the source; the connector never rounds money silently)"
         )
     if amount == 0:

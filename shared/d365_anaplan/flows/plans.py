@@ -1,0 +1,332 @@
+"""Plans (Anaplan -> D365): parse an Anaplan export file into :class:`~d365_anaplan.flows.records.PlanRow`.
+
+The export arrives as bytes (the concatenated chunks of ``GET .../files/{exportId}/chunks/{n}``): pass any
+iterable of byte chunks (a binary file, ``StreamingBody.iter_chunks()``, a list) to
+:func:`parse_plan_export`. Chunks may split lines anywhere; lines are re-assembled, decoded one at a time as
+strict UTF-8 (a UTF-8 BOM is ignored) and fed to the CSV parser, so the file never sits whole in memory.
+
+Rules (every error is BadInputData naming the export, the file line and the field):
+
+* The first line is the header. It must hold ``company/account/period/version/amount_column`` of
+  :class:`~d365_anaplan.config.PlansMapping`, ``approval_column`` when set, and every
+  ``DimensionMapping.column``; other columns are ignored; a column named twice is an error.
+* Line numbers are file lines (the header is line 1); a record with a quoted line break is named by the
+  line it starts on. A record must have as many fields as the header. Blank lines are skipped and counted.
+* Rows whose version is not the export's ``version`` are skipped and counted per version; rows whose
+  approval column is not ``approved_value`` are skipped and counted. Only the remaining rows are validated.
+* Company: must be one of the configured companies (compared upper case; the row carries the upper-case id).
+* Account and dimension values: codes (see :mod:`d365_anaplan.flows.textsafe`); account required, a blank
+  dimension value is allowed (blank segment). Surrounding spaces are removed.
+* Period: parsed with :func:`~d365_anaplan.flows.periods.parse_period_label` and checked with
+  :func:`~d365_anaplan.flows.calendar.check_in_fiscal_calendar` (``latest`` = the plans horizon). With
+  ``periods`` given, rows of other periods are skipped and counted.
+* Amount: a plain number, see :func:`~d365_anaplan.flows.money.parse_amount`: ``1234.50``, ``-12``, ``0``.
+  Refused: empty, ``1,234.50``, ``1.234,50``, ``12e3``, ``NaN``, ``+5``, and accounting negatives ``(12.00)``
+  (an unformatted export writes ``-12``; parentheses mean the export uses display formatting, which also
+  risks rounding). More decimals than the currency allows is refused too: the connector never rounds.
+* Duplicate keys (company, account, dimension values, period, version) are an error naming both lines.
+* A file with no accepted rows is an error (``export 'X' returned no rows``) unless ``allow_empty``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from d365_anaplan.config import CloseCalendar, DimensionMapping, PlanExport, PlansMapping
+from d365_anaplan.errors import BadInputData
+from d365_anaplan.flows.calendar import check_in_fiscal_calendar
+from d365_anaplan.flows.money import parse_amount
+from d365_anaplan.flows.periods import parse_period_label, validate_period_format
+from d365_anaplan.flows.records import PlanRow
+from d365_anaplan.flows.textsafe import check_code
+
+_BOM = "\ufeff"
+
+
+@dataclass
+class PlanCounters:
+    """What the parser saw; complete once the rows iterator is exhausted."""
+
+    export: str
+    version: str
+    lines: int = 0
+    data_rows: int = 0
+    accepted: int = 0
+    skipped_blank: int = 0
+    skipped_unapproved: int = 0
+    skipped_out_of_range: int = 0
+    skipped_version: dict[str, int] = field(default_factory=dict)
+    total: Decimal = Decimal(0)
+
+    @property
+    def skipped(self) -> int:
+        return self.skipped_unapproved + self.skipped_out_of_range + sum(self.skipped_version.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "export": self.export,
+            "version": self.version,
+            "lines": self.lines,
+            "data_rows": self.data_rows,
+            "accepted": self.accepted,
+            "skipped_blank": self.skipped_blank,
+            "skipped_unapproved": self.skipped_unapproved,
+            "skipped_out_of_range": self.skipped_out_of_range,
+            "skipped_version": dict(sorted(self.skipped_version.items())),
+            "total": str(self.total),
+        }
+
+
+def iter_text_lines(chunks: Iterable[bytes], *, source: str) -> Iterator[str]:
+    """Re-split byte chunks into lines and decode each as strict UTF-8 (line endings kept).
+
+    A UTF-8 line break byte never occurs inside a multi-byte character, so per-line decoding is exact.
+    BadInputData names the line and the byte offset within it when a line is not UTF-8.
+    """
+    buffer = b""
+    number = 0
+
+    def decode(raw: bytes) -> str:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad = raw[exc.start : exc.start + 1].hex()
+            raise BadInputData(
+                f"{source} line {number}: not valid UTF-8 (byte 0x{bad} at position {exc.start + 1}); "
+                "export the file as UTF-8"
+            ) from None
+        if number == 1 and text.startswith(_BOM):
+            text = text[1:]
+        return text
+
+    for chunk in chunks:
+        if not chunk:
+            continue
+        buffer += chunk
+        start = 0
+        while True:
+            end = buffer.find(b"\n", start)
+            if end < 0:
+                break
+            number += 1
+            yield decode(buffer[start : end + 1])
+            start = end + 1
+        buffer = buffer[start:]
+    if buffer:
+        number += 1
+        yield decode(buffer)
+
+
+def _key_digest(company: str, account: str, dims: Sequence[str], period: date, version: str) -> bytes:
+    text = "\x1f".join([company, account, *dims, period.isoformat(), version])
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+class PlanExportReader:
+    """Iterate once to get the rows; ``counters`` are complete when iteration ends."""
+
+    def __init__(
+        self,
+        data: Iterable[bytes],
+        *,
+        export: PlanExport,
+        plans: PlansMapping,
+        dimensions: Sequence[DimensionMapping],
+        companies: Collection[str],
+        calendar: CloseCalendar,
+        period_format: str,
+        latest: date | None = None,
+        periods: Collection[date] | None = None,
+        decimals: int = 2,
+        allow_empty: bool = False,
+    ) -> None:
+        validate_period_format(period_format)
+        self._data = data
+        self.export = export
+        self.plans = plans
+        self.dimensions = tuple(dimensions)
+        self.companies = frozenset(c.upper() for c in companies)
+        self.calendar = calendar
+        self.period_format = period_format
+        self.latest = latest
+        self.periods = frozenset(periods) if periods is not None else None
+        self.decimals = decimals
+        self.allow_empty = allow_empty
+        self.source = f"export {export.export_action!r}"
+        self.counters = PlanCounters(export=export.export_action, version=export.version)
+        self._started = False
+
+    def __iter__(self) -> Iterator[PlanRow]:
+        if self._started:
+            raise RuntimeError(f"{self.source}: the rows can be read only once")
+        self._started = True
+        return self._rows()
+
+    def _required(self) -> list[str]:
+        p = self.plans
+        cols = [p.company_column, p.account_column, p.period_column, p.version_column, p.amount_column]
+        if p.approval_column:
+            cols.append(p.approval_column)
+        cols += [d.column for d in self.dimensions]
+        return cols
+
+    def _header(self, record: list[str]) -> dict[str, int]:
+        names = [c.strip() for c in record]
+        seen: dict[str, int] = {}
+        for i, name in enumerate(names):
+            if name in seen:
+                raise BadInputData(f"{self.source} header (line 1): column {name!r} appears twice")
+            seen[name] = i
+        missing = [c for c in self._required() if c not in seen]
+        if missing:
+            raise BadInputData(
+                f"{self.source} header (line 1): missing column(s) {', '.join(repr(c) for c in missing)}; "
+                f"found {', '.join(repr(n) for n in names)}"
+            )
+        return seen
+
+    def _rows(self) -> Iterator[PlanRow]:
+        c = self.counters
+        p = self.plans
+        fiscal_start = self.calendar.fiscal_year_start_month
+        reader = csv.reader(iter_text_lines(self._data, source=self.source), strict=True)
+        seen: dict[bytes, int] = {}
+        col: dict[str, int] | None = None
+        width = 0
+        last_line = 0
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                raise BadInputData(f"{self.source} line {reader.line_num}: not valid CSV ({exc})") from None
+            line = last_line + 1
+            last_line = reader.line_num
+            c.lines = reader.line_num
+            if col is None:
+                if not record or all(not f.strip() for f in record):
+                    raise BadInputData(f"{self.source} line {line}: the header line is empty")
+                col = self._header(record)
+                width = len(record)
+                continue
+            if not record or all(not f.strip() for f in record):
+                c.skipped_blank += 1
+                continue
+            c.data_rows += 1
+            where = f"{self.source} line {line}"
+            if len(record) != width:
+                raise BadInputData(f"{where}: has {len(record)} field(s), the header has {width}")
+
+            version = record[col[p.version_column]].strip()
+            if version != self.export.version:
+                c.skipped_version[version] = c.skipped_version.get(version, 0) + 1
+                continue
+            if p.approval_column and record[col[p.approval_column]].strip() != p.approved_value:
+                c.skipped_unapproved += 1
+                continue
+
+            company = check_code(
+                record[col[p.company_column]].strip(), where=where, field=p.company_column
+            ).upper()
+            if company not in self.companies:
+                raise BadInputData(
+                    f"{where}: field {p.company_column!r} value {company!r} is not a configured company "
+                    f"({', '.join(sorted(self.companies))})"
+                )
+            account = check_code(record[col[p.account_column]].strip(), where=where, field=p.account_column)
+            dims = {
+                d.name: check_code(
+                    record[col[d.column]].strip(), where=where, field=d.column, allow_empty=True
+                )
+                for d in self.dimensions
+            }
+            label = record[col[p.period_column]]
+            try:
+                period = parse_period_label(label, self.period_format, fiscal_start)
+                check_in_fiscal_calendar(
+                    period, self.calendar, latest=self.latest, what=f"period {period:%Y-%m}", value=label
+                )
+            except BadInputData as exc:
+                raise BadInputData(f"{where}: field {p.period_column!r}: {exc}") from None
+            if self.periods is not None and period not in self.periods:
+                c.skipped_out_of_range += 1
+                continue
+            amount = parse_amount(
+                record[col[p.amount_column]], decimals=self.decimals, where=where, field=p.amount_column
+            )
+
+            digest = _key_digest(company, account, [dims[d.name] for d in self.dimensions], period, version)
+            first = seen.get(digest)
+            if first is not None:
+                raise BadInputData(
+                    f"{where}: duplicate row: company {company}, account {account}, "
+                    f"{', '.join(f'{k} {v!r}' for k, v in dims.items())}{', ' if dims else ''}"
+                    f"period {label!r}, version {version!r} already on line {first}"
+                )
+            seen[digest] = line
+            c.accepted += 1
+            c.total += amount
+            yield PlanRow(
+                line_number=line,
+                company=company,
+                account=account,
+                dimensions=dims,
+                period=period,
+                version=version,
+                amount=amount,
+            )
+
+        if col is None:
+            if not self.allow_empty:
+                raise BadInputData(f"{self.source} returned no rows (the file is empty, not even a header)")
+            return
+        if c.accepted == 0 and not self.allow_empty:
+            if c.data_rows == 0:
+                raise BadInputData(f"{self.source} returned no rows")
+            skipped = ", ".join(f"version {v!r}: {n}" for v, n in sorted(c.skipped_version.items()))
+            parts = [s for s in (skipped,) if s]
+            if c.skipped_unapproved:
+                parts.append(f"not approved: {c.skipped_unapproved}")
+            if c.skipped_out_of_range:
+                parts.append(f"outside the requested periods: {c.skipped_out_of_range}")
+            raise BadInputData(
+                f"{self.source} returned no rows of version {self.export.version!r} to load "
+                f"({c.data_rows} data row(s) skipped: {'; '.join(parts)})"
+            )
+
+
+def parse_plan_export(
+    data: Iterable[bytes],
+    *,
+    export: PlanExport,
+    plans: PlansMapping,
+    dimensions: Sequence[DimensionMapping],
+    companies: Collection[str],
+    calendar: CloseCalendar,
+    period_format: str,
+    latest: date | None = None,
+    periods: Collection[date] | None = None,
+    decimals: int = 2,
+    allow_empty: bool = False,
+) -> PlanExportReader:
+    """Build a streaming reader: ``for row in reader: ...`` then ``reader.counters``. Nothing is read yet."""
+    return PlanExportReader(
+        data,
+        export=export,
+        plans=plans,
+        dimensions=dimensions,
+        companies=companies,
+        calendar=calendar,
+        period_format=period_format,
+        latest=latest,
+        periods=periods,
+        decimals=decimals,
+        allow_empty=allow_empty,
+    )
