@@ -607,11 +607,13 @@ class RunLedger:
         sks = [line_sk(record_key), file_sk(record_key), task_sk(record_key), journal_sk(record_key)]
         items = self._batch_get(run_id, sks)
         items.extend(self._items(run_id, f"STEP#{record_key}#"))
-        journals = {
-            str(i["journal_key"])
-            for i in items
-            if i.get("type") == "LINE" and i.get("journal_key") and str(i["journal_key"]) != record_key
-        }
+        journals: set[str] = set()
+        for item in items:
+            if item.get("type") == "LINE":  # every journal the line was ever in, not only the latest
+                journals.update(
+                    str(e["journal_key"]) for e in item.get("events") or [] if e.get("journal_key")
+                )
+        journals.discard(record_key)
         if journals:
             items.extend(self._batch_get(run_id, [journal_sk(j) for j in sorted(journals)]))
         if not items:
