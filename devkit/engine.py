@@ -219,7 +219,7 @@ class Template:
 
     def state_machine_definition(self, logical_id: str) -> str:
         props = self.resources[logical_id]["Properties"]
-        text = (self.root / props["DefinitionUri"]).read_text(encoding="utf-8")
+        text: str = (self.root / props["DefinitionUri"]).read_text(encoding="utf-8")
         subs = {k: str(self.resolve(v)) for k, v in dict(props.get("DefinitionSubstitutions", {})).items()}
         for key, value in subs.items():
             text = text.replace("${" + key + "}", value)
