@@ -246,7 +246,7 @@ def test_bad_rows() -> None:
         build([pr(2, "601500", "1.5")], settings=JournalSettings(currency_code="JPY"))
     with pytest.raises(BadInputData, match=r"line 2 \(company USMF, account 601500\).*Project='X'"):
         build([pr(2, "601500", "1", Project="X")])
-    with pytest.raises(BadInputData, match="outside the run's range 2025-02..2025-02"):
+    with pytest.raises(BadInputData, match=r"outside the run's range 2025-02\.\.2025-02"):
         build([pr(2, "601500", "1")], period_from=date(2025, 2, 1), period_to=date(2025, 2, 1))
 
 
