@@ -481,6 +481,75 @@ def rule_alarms(tpl: Template) -> list[str]:
     return out
 
 
+_READ_KEYS = ("InputPath", "Variable", "OutputPath", "SecondsPath", "TimestampPath", "ItemsPath")
+
+
+def asl_input_keys(definition: Any) -> set[str]:
+    """Top-level input keys the flow reads (``$.x``) that no state writes first (via ``ResultPath``)."""
+    reads: set[str] = set()
+    writes: set[str] = set()
+
+    def top(path: str) -> str:
+        return path[2:].split(".")[0].split("[")[0]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        if not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            if key == "ResultSelector":
+                continue  # reads the task result, not the execution input
+            if key == "ResultPath" and isinstance(value, str) and value.startswith("$."):
+                writes.add(top(value))
+            elif (
+                isinstance(value, str)
+                and value.startswith("$.")
+                and (key.endswith(".$") or key in _READ_KEYS)
+            ):
+                reads.add(top(value))
+            else:
+                walk(value)
+
+    walk(definition.get("States", {}))
+    return reads - writes
+
+
+def _schedule_input(tpl: Template, value: Any) -> Any:
+    text = value.get("Fn::Sub") if isinstance(value, dict) else value
+    if not isinstance(text, str):
+        raise ValueError(f"Input is not a string or !Sub string: {value!r}")
+    params = tpl.get("Parameters", {})
+    return json.loads(re.sub(r"\$\{([A-Za-z0-9]+)\}", lambda m: str(params[m.group(1)]["Default"]), text))
+
+
+def rule_schedule_input(tpl: Template) -> list[str]:
+    """A scheduled start must carry every input key the flow reads, or the execution dies in States.Runtime."""
+    out = []
+    params = tpl.get("Parameters", {})
+    for lid, res in resources(tpl, "AWS::Serverless::StateMachine").items():
+        path = asl_path(res)
+        needed = (
+            asl_input_keys(json.loads(path.read_text(encoding="utf-8"))) if path and path.exists() else set()
+        )
+        for name, ev in props(res).get("Events", {}).items():
+            if ev.get("Type") != "ScheduleV2":
+                continue
+            try:
+                payload = _schedule_input(tpl, ev.get("Properties", {}).get("Input"))
+            except (ValueError, KeyError) as exc:
+                out.append(f"{lid}.{name}: Input is not JSON after substitution ({exc})")
+                continue
+            if payload.get("connection") != params.get("ConnectionName", {}).get("Default"):
+                out.append(f"{lid}.{name}: Input does not name the stack's connection")
+            if payload.get("trigger") != "schedule":
+                out.append(f"{lid}.{name}: Input trigger is not schedule")
+            if missing := sorted(needed - set(payload)):
+                out.append(f"{lid}.{name}: Input lacks {missing}, which {path.name if path else ''} reads")
+    return out
+
+
 RULES: dict[str, Rule] = {
     "contract_ids": rule_contract_ids,
     "kms_rotation": rule_kms_rotation,
@@ -494,6 +563,7 @@ RULES: dict[str, Rule] = {
     "function_globals": rule_function_globals,
     "state_machines": rule_state_machines,
     "schedules": rule_schedules,
+    "schedule_input": rule_schedule_input,
     "alarms": rule_alarms,
 }
 
@@ -594,6 +664,11 @@ def _expire_everything(tpl: Template) -> None:
     )
 
 
+def _schedule_without_periods(tpl: Template) -> None:
+    ev = tpl["Resources"]["ActualsFlow"]["Properties"]["Events"]["Schedule"]["Properties"]
+    ev["Input"] = {"Fn::Sub": '{"connection": "${ConnectionName}", "trigger": "schedule"}'}
+
+
 BREAKAGES: dict[str, tuple[str, Callable[[Template], None]]] = {
     "rotation off": ("kms_rotation", lambda t: _set(t, "ConnectorKey", "EnableKeyRotation", False)),
     "bucket SSE-S3": (
@@ -640,6 +715,7 @@ BREAKAGES: dict[str, tuple[str, Callable[[Template], None]]] = {
     "extra substitution": ("state_machines", _extra_substitution),
     "missing substitution": ("state_machines", _drop_substitution),
     "no timezone": ("schedules", _drop_timezone),
+    "schedule input without periods": ("schedule_input", _schedule_without_periods),
     "renamed function": (
         "contract_ids",
         lambda t: t["Resources"].update(RunLedger=t["Resources"].pop("RunLedgerFunction")),
@@ -651,7 +727,7 @@ BREAKAGES: dict[str, tuple[str, Callable[[Template], None]]] = {
 def test_rule_catches(template: Template, breakage: str) -> None:
     rule, mutate = BREAKAGES[breakage]
     broken = copy.deepcopy(template)
-    if rule == "state_machines":
+    if rule in ("state_machines", "schedule_input"):
         path = asl_path(broken["Resources"]["ActualsFlow"])
         if path is None or not path.exists():
             pytest.skip("the ASL file is not there to compare substitutions with")
