@@ -7,7 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import FakeClock
+from ledger_support import FakeClock
+
 from d365_anaplan.errors import RecordNotFound
 from d365_anaplan.ledger import RunLedger
 
