@@ -1,0 +1,213 @@
+"""Reconciliation: compare totals of two sides per (company, account, period) and per (company, period).
+
+Each side is a stream of ``(company, account, period, amount)`` items (e.g. ``ActualsTotals.items()`` of the
+file written, the GL lines read, ``JournalPlan.items()``, the journal lines read back from F&O). Amounts are
+summed as Decimal per key; a key is *matched* when ``abs(left - right) <= tolerance``. A key present on one
+side only counts as matched when its amount is within the tolerance of zero, else it is *missing* on the
+other side. The result serialises to small JSON (the largest ``max_items`` differences) for the ledger, and
+:func:`assert_reconciled` raises :class:`~d365_anaplan.errors.ReconciliationFailed` naming the top ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any, Literal
+
+from d365_anaplan.errors import ReconciliationFailed
+from d365_anaplan.flows.calendar import month_start, period_key
+
+Item = tuple[str, str, date, Decimal]
+
+
+@dataclass
+class SideTotals:
+    """Totals of one side; build with :meth:`from_items`."""
+
+    name: str
+    by_account: dict[tuple[str, str, date], Decimal] = field(default_factory=dict)
+    items_count: int = 0
+
+    @classmethod
+    def from_items(cls, name: str, items: Iterable[Item]) -> SideTotals:
+        side = cls(name=name)
+        for company, account, period, amount in items:
+            if not isinstance(amount, Decimal):
+                raise TypeError(f"{name}: amounts must be Decimal, got {type(amount).__name__}")
+            key = (company, account, month_start(period))
+            side.by_account[key] = side.by_account.get(key, Decimal(0)) + amount
+            side.items_count += 1
+        return side
+
+    def by_period(self) -> dict[tuple[str, date], Decimal]:
+        out: dict[tuple[str, date], Decimal] = {}
+        for (company, _account, period), amount in self.by_account.items():
+            out[(company, period)] = out.get((company, period), Decimal(0)) + amount
+        return out
+
+    @property
+    def total(self) -> Decimal:
+        return sum(self.by_account.values(), Decimal(0))
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    level: Literal["account", "period"]
+    kind: Literal["mismatch", "missing_left", "missing_right"]
+    company: str
+    account: str | None
+    period: date
+    left: Decimal | None
+    right: Decimal | None
+
+    @property
+    def difference(self) -> Decimal:
+        """left - right (a missing side counts as zero)."""
+        return (self.left or Decimal(0)) - (self.right or Decimal(0))
+
+    def label(self) -> str:
+        where = (
+            f"{self.company} {self.account} {period_key(self.period)}"
+            if self.account is not None
+            else (f"{self.company} {period_key(self.period)} (all accounts)")
+        )
+        return where
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "kind": self.kind,
+            "company": self.company,
+            "account": self.account,
+            "period": period_key(self.period),
+            "left": None if self.left is None else str(self.left),
+            "right": None if self.right is None else str(self.right),
+            "difference": str(self.difference),
+        }
+
+
+@dataclass
+class ReconcileResult:
+    left_name: str
+    right_name: str
+    tolerance: Decimal
+    left_total: Decimal
+    right_total: Decimal
+    matched_accounts: int
+    matched_periods: int
+    differences: list[Difference]
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def mismatches(self, level: Literal["account", "period"] = "account") -> list[Difference]:
+        return [d for d in self.differences if d.level == level and d.kind == "mismatch"]
+
+    def missing(
+        self, side: Literal["left", "right"], level: Literal["account", "period"] = "account"
+    ) -> list[Difference]:
+        kind = "missing_left" if side == "left" else "missing_right"
+        return [d for d in self.differences if d.level == level and d.kind == kind]
+
+    def top(self, n: int = 10) -> list[Difference]:
+        """The ``n`` largest differences (absolute), account level first on ties."""
+        return sorted(
+            self.differences,
+            key=lambda d: (-abs(d.difference), d.level != "account", d.company, d.account or "", d.period),
+        )[:n]
+
+    def to_json(self, max_items: int = 20) -> dict[str, Any]:
+        shown = self.top(max_items)
+        return {
+            "ok": self.ok,
+            "left": self.left_name,
+            "right": self.right_name,
+            "tolerance": str(self.tolerance),
+            "left_total": str(self.left_total),
+            "right_total": str(self.right_total),
+            "matched_accounts": self.matched_accounts,
+            "matched_periods": self.matched_periods,
+            "mismatches": len(self.mismatches("account")) + len(self.mismatches("period")),
+            "missing_left": len(self.missing("left")) + len(self.missing("left", "period")),
+            "missing_right": len(self.missing("right")) + len(self.missing("right", "period")),
+            "differences": [d.to_json() for d in shown],
+            "truncated": len(self.differences) - len(shown),
+        }
+
+    def to_text(self, top: int = 10) -> str:
+        if self.ok:
+            return (
+                f"reconciled {self.left_name} with {self.right_name}: {self.matched_accounts} account total(s), "
+                f"{self.matched_periods} period total(s) match (total {self.left_total})"
+            )
+        lines = [
+            f"{self.left_name} and {self.right_name} do not reconcile: {len(self.differences)} difference(s) "
+            f"beyond tolerance {self.tolerance} (totals {self.left_total} vs {self.right_total})"
+        ]
+        for d in self.top(top):
+            left = "missing" if d.left is None else str(d.left)
+            right = "missing" if d.right is None else str(d.right)
+            lines.append(
+                f"  {d.label()}: {self.left_name} {left}, {self.right_name} {right}, difference {d.difference}"
+            )
+        if len(self.differences) > top:
+            lines.append(f"  ... and {len(self.differences) - top} more")
+        return "\n".join(lines)
+
+
+def _compare(
+    level: Literal["account", "period"],
+    left: dict[Any, Decimal],
+    right: dict[Any, Decimal],
+    tolerance: Decimal,
+) -> tuple[int, list[Difference]]:
+    matched = 0
+    diffs: list[Difference] = []
+    for key in sorted(set(left) | set(right)):
+        company, account, period = (key[0], key[1], key[2]) if level == "account" else (key[0], None, key[1])
+        lv, rv = left.get(key), right.get(key)
+        diff = (lv or Decimal(0)) - (rv or Decimal(0))
+        if abs(diff) <= tolerance:
+            matched += 1
+            continue
+        kind: Literal["mismatch", "missing_left", "missing_right"] = (
+            "missing_left" if lv is None else "missing_right" if rv is None else "mismatch"
+        )
+        diffs.append(Difference(level, kind, company, account, period, lv, rv))
+    return matched, diffs
+
+
+def reconcile(
+    left: SideTotals | Iterable[Item],
+    right: SideTotals | Iterable[Item],
+    *,
+    tolerance: Decimal = Decimal(0),
+    left_name: str = "source",
+    right_name: str = "target",
+) -> ReconcileResult:
+    """Compare two sides per (company, account, period) and per (company, period)."""
+    if not isinstance(tolerance, Decimal) or not tolerance.is_finite() or tolerance < 0:
+        raise ValueError(f"tolerance must be a non-negative Decimal, got {tolerance!r}")
+    lt = left if isinstance(left, SideTotals) else SideTotals.from_items(left_name, left)
+    rt = right if isinstance(right, SideTotals) else SideTotals.from_items(right_name, right)
+    matched_a, diffs_a = _compare("account", dict(lt.by_account), dict(rt.by_account), tolerance)
+    matched_p, diffs_p = _compare("period", dict(lt.by_period()), dict(rt.by_period()), tolerance)
+    return ReconcileResult(
+        left_name=lt.name,
+        right_name=rt.name,
+        tolerance=tolerance,
+        left_total=lt.total,
+        right_total=rt.total,
+        matched_accounts=matched_a,
+        matched_periods=matched_p,
+        differences=diffs_a + diffs_p,
+    )
+
+
+def assert_reconciled(result: ReconcileResult, top: int = 10) -> None:
+    """Raise ReconciliationFailed listing the ``top`` largest differences, unless everything matched."""
+    if not result.ok:
+        raise ReconciliationFailed(result.to_text(top))
