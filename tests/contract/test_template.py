@@ -302,6 +302,15 @@ def rule_secrets(tpl: Template) -> list[str]:
     return out
 
 
+def rule_queues_and_topics(tpl: Template) -> list[str]:
+    kinds = ("AWS::SQS::Queue", "AWS::SNS::Topic")
+    return [
+        f"{lid}: not KMS-encrypted (KmsMasterKeyId)"
+        for lid, res in resources(tpl, *kinds).items()
+        if not props(res).get("KmsMasterKeyId")
+    ]
+
+
 def rule_function_log_groups(tpl: Template) -> list[str]:
     out = []
     key = cmk_id(tpl)
@@ -558,6 +567,7 @@ RULES: dict[str, Rule] = {
     "staging_lifecycle": rule_staging_lifecycle,
     "tables": rule_tables,
     "secrets": rule_secrets,
+    "queues_and_topics": rule_queues_and_topics,
     "function_log_groups": rule_function_log_groups,
     "function_policies": rule_function_policies,
     "function_globals": rule_function_globals,
@@ -705,6 +715,10 @@ BREAKAGES: dict[str, tuple[str, Callable[[Template], None]]] = {
         ),
     ),
     "secret on default key": ("secrets", lambda t: _set(t, "AnaplanCredentialsSecret", "KmsKeyId", _DELETE)),
+    "queue unencrypted": (
+        "queues_and_topics",
+        lambda t: _set(t, "LeaseJanitorDeadLetterQueue", "KmsMasterKeyId", _DELETE),
+    ),
     "log group without retention": ("function_log_groups", _drop_log_retention),
     "wildcard resource": ("function_policies", _add_wildcard_statement),
     "managed policy": (
