@@ -285,7 +285,8 @@ def write_actuals_csv(
     for r in source:
         label = labels.get(r.period)
         if label is None:
-            label = labels[r.period] = format_period(r.period, mapping.period_format, fiscal_year_start_month)
+            label = format_period(r.period, mapping.period_format, fiscal_year_start_month)
+            labels[r.period] = check_code(label, where="mapping.actuals.period_format", field="period label")
         record = [r.company, r.account, *r.dims, label, version, format_amount(r.amount, decimals)]
         if grain == "line":
             where = f"GL line {r.line_id or r.voucher or '?'}"

@@ -57,7 +57,8 @@ def neutralise_text(value: str) -> str:
     """Make free text safe for a CSV cell: one line, no control characters, no leading formula character."""
     text = _LINE_BREAKS.sub(" ", value)
     text = _CONTROL.sub(" ", text)
-    if text and text[0] in FORMULA_START:
+    # Also when spaces precede the formula character: some spreadsheets trim before evaluating.
+    if value[:1] in FORMULA_START or text.lstrip()[:1] in FORMULA_START:
         text = "'" + text
     return text
 
