@@ -161,7 +161,7 @@ def test_plans_flow() -> None:
     )
     # A line read back from F&O with a different amount is caught.
     tampered = [(c, a, p, x + Decimal("0.01") if a == "401100" else x) for c, a, p, x in plan.items()]
-    with pytest.raises(ReconciliationFailed, match="DEMF 401100 2025-07: export 75.25, journal 75.26"):
+    with pytest.raises(ReconciliationFailed, match=r"DEMF 401100 2025-07: export 75\.25, journal 75\.26"):
         assert_reconciled(
             reconcile(
                 [(r.company, r.account, r.period, r.amount) for r in rows],
