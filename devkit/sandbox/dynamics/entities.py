@@ -1,0 +1,421 @@
+"""Entity sets the F&O sandbox publishes, with the property names and keys of dynamics-fo.md §2.3, and the
+CSDL ``$metadata`` document built from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from xml.sax.saxutils import quoteattr
+
+NS = "Microsoft.Dynamics.DataEntities"
+
+S, I64, I32, DEC, DTO, BOOL = (
+    "Edm.String",
+    "Edm.Int64",
+    "Edm.Int32",
+    "Edm.Decimal",
+    "Edm.DateTimeOffset",
+    "Edm.Boolean",
+)
+
+ENUMS: dict[str, tuple[str, ...]] = {
+    "NoYes": ("No", "Yes"),
+    "DimensionLedgerAccountType": (
+        "ProfitAndLoss",
+        "Revenue",
+        "Expense",
+        "BalanceSheet",
+        "Asset",
+        "Liability",
+        "Equity",
+        "Total",
+        "Reporting",
+        "Blank",
+        "Common_CN",
+    ),
+    "DimensionHierarchyType": (
+        "AccountStructure",
+        "DataEntityLedgerDimensionFormat",
+        "DataEntityDefaultDimensionFormat",
+        "DataEntityBudgetDimensionFormat",
+        "DataEntityBudgetPlanningDimensionFormat",
+    ),
+    "DimensionSegmentDelimiter": (
+        "Hyphen",
+        "Period",
+        "Underscore",
+        "Bar",
+        "Tilde",
+        "DoubleHyphen",
+        "DoublePeriod",
+        "DoubleUnderscore",
+        "DoubleBar",
+        "DoubleTilde",
+    ),
+    "LedgerPostingType": (
+        "None",
+        "LedgerJournal",
+        "Cust",
+        "Vend",
+        "Bank",
+        "Tax",
+        "InventReceipt",
+        "InventIssue",
+        "PurchConsump",
+        "SalesRevenue",
+        "FixedAssetsDebit",
+        "FixedAssetsCredit",
+    ),
+    "CurrentOperationsTax": ("Current", "Operations", "Tax"),
+    "LedgerTransType": (
+        "None",
+        "GeneralJournal",
+        "Sales",
+        "Purch",
+        "Invent",
+        "Payment",
+        "Bank",
+        "FixedAssets",
+        "Budget",
+    ),
+    "LedgerJournalACType": ("Ledger", "Cust", "Vend", "Project", "FixedAssets", "Bank"),
+    "LedgerJournalType": ("Daily", "Budget", "Allocation", "Payment", "Approval"),
+    "BudgetType": ("Expense", "Revenue"),
+    "BudgetTransactionStatus": ("Draft", "Completed"),
+    "BatchStatus": (
+        "Hold",
+        "Waiting",
+        "Executing",
+        "Error",
+        "Finished",
+        "Ready",
+        "NotRun",
+        "Cancelling",
+        "Canceled",
+        "Scheduled",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class EntityDef:
+    set_name: str
+    type_name: str
+    keys: tuple[str, ...]
+    props: dict[str, str]  # name -> Edm type or enum type name
+    company_scoped: bool = field(default=False)
+
+    @property
+    def enum_props(self) -> dict[str, str]:
+        return {k: v for k, v in self.props.items() if v in ENUMS}
+
+
+def _d(set_name: str, type_name: str, keys: tuple[str, ...], props: dict[str, str]) -> EntityDef:
+    full = dict(props)
+    return EntityDef(set_name, type_name, keys, full, company_scoped="dataAreaId" in full)
+
+
+MAIN_ACCOUNTS = _d(
+    "MainAccounts",
+    "MainAccount",
+    ("ChartOfAccounts", "MainAccountId"),
+    {
+        "ChartOfAccounts": S,
+        "MainAccountId": S,
+        "Name": S,
+        "MainAccountType": "DimensionLedgerAccountType",
+        "MainAccountCategory": S,
+        "AccountCategoryDescription": S,
+        "IsSuspended": "NoYes",
+        "ActiveFrom": DTO,
+        "ActiveTo": DTO,
+        "DoNotAllowManualEntry": "NoYes",
+        "MainAccountRecId": I64,
+        "ChartOfAccountsRecId": I64,
+        "ParentMainAccountId": S,
+        "DefaultCurrency": S,
+    },
+)
+DIMENSION_ATTRIBUTES = _d(
+    "DimensionAttributes",
+    "DimensionAttribute",
+    ("DimensionName",),
+    {
+        "DimensionName": S,
+        "ReportColumnName": S,
+        "UseValuesFrom": S,
+        "DimensionValueMask": S,
+        "CopyValuesOnCreate": "NoYes",
+    },
+)
+FINANCIAL_DIMENSION_VALUES = _d(
+    "FinancialDimensionValues",
+    "FinancialDimensionValue",
+    ("FinancialDimension", "LegalEntityId", "DimensionValue"),
+    {
+        "FinancialDimension": S,
+        "LegalEntityId": S,
+        "DimensionValue": S,
+        "Description": S,
+        "IsSuspended": "NoYes",
+        "IsBlockedForManualEntry": "NoYes",
+        "IsTotal": "NoYes",
+        "ActiveFrom": DTO,
+        "ActiveTo": DTO,
+        "GroupDimension": S,
+        "Owner": S,
+    },
+)
+LEGAL_ENTITIES = _d("LegalEntities", "LegalEntity", ("LegalEntityId",), {"LegalEntityId": S, "Name": S})
+JOURNAL_NAMES = _d(
+    "JournalNames",
+    "JournalName",
+    ("dataAreaId", "Name"),
+    {"dataAreaId": S, "Name": S, "Description": S, "JournalType": "LedgerJournalType"},
+)
+DIMENSION_FORMATS = _d(
+    "DimensionIntegrationFormats",
+    "DimensionIntegrationFormat",
+    ("DimensionFormatName", "DimensionFormatType"),
+    {
+        "DimensionFormatName": S,
+        "DimensionFormatType": "DimensionHierarchyType",
+        "FinancialDimensionFormat": S,
+        "IsActive": "NoYes",
+    },
+)
+DIMENSION_PARAMETERS = _d(
+    "DimensionParameters",
+    "DimensionParameter",
+    ("Key",),
+    {"Key": I32, "DimensionSegmentDelimiter": "DimensionSegmentDelimiter"},
+)
+GL_HEADERS = _d(
+    "GeneralJournalEntryBiEntities",
+    "GeneralJournalEntryBiEntity",
+    ("JournalNumber", "FiscalCalendarYear", "Ledger"),
+    {
+        "JournalNumber": S,
+        "FiscalCalendarYear": I64,
+        "Ledger": I64,
+        "AccountingDate": DTO,
+        "DocumentDate": DTO,
+        "DocumentNumber": S,
+        "JournalCategory": "LedgerTransType",
+        "PostingLayer": "CurrentOperationsTax",
+        "SubledgerVoucher": S,
+        "SubledgerVoucherDataAreaId": S,
+        "LedgerPostingJournal": S,
+        "LedgerPostingJournalDataAreaId": S,
+        "FiscalCalendarPeriod": I64,
+        "SourceKey": I64,
+        "CreatedOn": DTO,
+        "AcknowledgementDate": DTO,
+    },
+)
+GL_LINES = _d(
+    "GeneralJournalAccountEntryBiEntities",
+    "GeneralJournalAccountEntryBiEntity",
+    ("SourceKey",),
+    {
+        "SourceKey": I64,
+        "GeneralJournalEntry": I64,
+        "MainAccount": I64,
+        "LedgerAccount": S,
+        "LedgerDimensionValuesJson": S,
+        "TransactionCurrencyCode": S,
+        "TransactionCurrencyAmount": DEC,
+        "AccountingCurrencyAmount": DEC,
+        "ReportingCurrencyAmount": DEC,
+        "PostingType": "LedgerPostingType",
+        "IsCredit": "NoYes",
+        "IsCorrection": "NoYes",
+        "Text": S,
+        "Quantity": DEC,
+        "FinTag": I64,
+        "PaymentReference": S,
+        "HistoricalExchangeRateDate": DTO,
+        "SysRecVersion": I32,
+    },
+)
+# Only when the "customer" published GeneralJournalAccountEntryEntity by extension (off by default, §0.1).
+GL_PUBLISHED = _d(
+    "GeneralJournalAccountEntries",
+    "GeneralJournalAccountEntry",
+    ("GeneralJournalAccountEntryRecId",),
+    {
+        "GeneralJournalAccountEntryRecId": I64,
+        "JournalNumber": S,
+        "Voucher": S,
+        "AccountingDate": DTO,
+        "PostingLayer": "CurrentOperationsTax",
+        "LedgerAccount": S,
+        "AccountDisplayValue": S,
+        "TransactionCurrencyCode": S,
+        "TransactionCurrencyAmount": DEC,
+        "AccountingCurrencyAmount": DEC,
+        "ReportingCurrencyAmount": DEC,
+        "Description": S,
+        "PostingType": "LedgerPostingType",
+        "IsCredit": "NoYes",
+        "IsCorrection": "NoYes",
+        "LedgerName": S,
+        "DataArea": S,
+    },
+)
+_HEADER_PROPS = {
+    "dataAreaId": S,
+    "JournalBatchNumber": S,
+    "JournalName": S,
+    "Description": S,
+    "PostingLayer": "CurrentOperationsTax",
+    "IsPosted": "NoYes",
+    "JournalTotalDebit": DEC,
+    "JournalTotalCredit": DEC,
+    "AccountingCurrency": S,
+}
+LINE_PROPS = {
+    "dataAreaId": S,
+    "JournalBatchNumber": S,
+    "LineNumber": DEC,
+    "AccountType": "LedgerJournalACType",
+    "AccountDisplayValue": S,
+    "OffsetAccountType": "LedgerJournalACType",
+    "OffsetAccountDisplayValue": S,
+    "DefaultDimensionDisplayValue": S,
+    "OffsetDefaultDimensionDisplayValue": S,
+    "FinTagDisplayValue": S,
+    "TransDate": DTO,
+    "Voucher": S,
+    "Text": S,
+    "DebitAmount": DEC,
+    "CreditAmount": DEC,
+    "CurrencyCode": S,
+    "ExchRate": DEC,
+    "ExchRateSecond": DEC,
+    "ReportingCurrencyExchRate": DEC,
+    "Quantity": DEC,
+    "Document": S,
+    "DocumentDate": DTO,
+    "Invoice": S,
+    "PostingProfile": S,
+    "SalesTaxGroup": S,
+    "Company": S,
+    "OffsetCompany": S,
+}
+JOURNAL_LINES = _d(
+    "LedgerJournalLines", "LedgerJournalLine", ("dataAreaId", "JournalBatchNumber", "LineNumber"), LINE_PROPS
+)
+BUDGET_HEADERS = _d(
+    "BudgetRegisterEntryHeaders",
+    "BudgetRegisterEntryHeader",
+    ("dataAreaId", "LegalEntityId", "EntryNumber"),
+    {
+        "dataAreaId": S,
+        "LegalEntityId": S,
+        "EntryNumber": S,
+        "BudgetModelId": S,
+        "BudgetCode": S,
+        "DefaultDate": DTO,
+        "BudgetType": "BudgetType",
+        "Status": "BudgetTransactionStatus",
+        "WorkflowStatus": S,
+        "ReasonCode": S,
+        "ReasonComment": S,
+        "OneTimeRevision": "NoYes",
+        "ExpenseBudgetTotal": DEC,
+        "RevenueBudgetTotal": DEC,
+    },
+)
+BUDGET_LINES = _d(
+    "BudgetRegisterEntryLines",
+    "BudgetRegisterEntryLine",
+    ("dataAreaId", "LegalEntityId", "EntryNumber", "LineNumber"),
+    {
+        "dataAreaId": S,
+        "LegalEntityId": S,
+        "EntryNumber": S,
+        "LineNumber": DEC,
+        "DimensionDisplayValue": S,
+        "DimensionAccountStructure": S,
+        "EntryDate": DTO,
+        "CurrencyCode": S,
+        "TransactionCurrencyAmount": DEC,
+        "AccountingCurrencyAmount": DEC,
+        "AmountType": "BudgetType",
+        "Quantity": DEC,
+        "Price": DEC,
+        "Comment": S,
+        "IncludeInCashFlowForecast": "NoYes",
+        "BudgetCheckResult": S,
+    },
+)
+BATCH_JOBS = _d(
+    "BatchJobs",
+    "BatchJob",
+    ("BatchJobRecId",),
+    {"BatchJobRecId": I64, "JobDescription": S, "Status": "BatchStatus"},
+)
+
+
+def journal_headers(with_integration_key: bool) -> EntityDef:
+    props = dict(_HEADER_PROPS)
+    if with_integration_key:
+        props["IntegrationKey"] = S
+    return _d("LedgerJournalHeaders", "LedgerJournalHeader", ("dataAreaId", "JournalBatchNumber"), props)
+
+
+def entity_defs(
+    *, publish_gl_entity: bool, integration_key: bool, bi_entities: bool = True
+) -> dict[str, EntityDef]:
+    defs = [
+        MAIN_ACCOUNTS,
+        DIMENSION_ATTRIBUTES,
+        FINANCIAL_DIMENSION_VALUES,
+        LEGAL_ENTITIES,
+        JOURNAL_NAMES,
+        DIMENSION_FORMATS,
+        DIMENSION_PARAMETERS,
+        journal_headers(integration_key),
+        JOURNAL_LINES,
+        BUDGET_HEADERS,
+        BUDGET_LINES,
+        BATCH_JOBS,
+    ]
+    if bi_entities:
+        defs += [GL_HEADERS, GL_LINES]
+    if publish_gl_entity:
+        defs.append(GL_PUBLISHED)
+    return {d.set_name: d for d in defs}
+
+
+def csdl(defs: dict[str, EntityDef]) -> str:
+    """The CSDL document (OData v4 edmx) for these entity sets, enum types and the batch-job action."""
+    out = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        '<edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx">',
+        "<edmx:DataServices>",
+        f'<Schema Namespace="{NS}" xmlns="http://docs.oasis-open.org/odata/ns/edm">',
+    ]
+    for name, members in ENUMS.items():
+        out.append(f'<EnumType Name="{name}">')
+        out.extend(f'<Member Name="{m}" Value="{i}"/>' for i, m in enumerate(members))
+        out.append("</EnumType>")
+    for d in defs.values():
+        out.append(f'<EntityType Name="{d.type_name}">')
+        out.append("<Key>" + "".join(f'<PropertyRef Name="{k}"/>' for k in d.keys) + "</Key>")
+        for prop, t in d.props.items():
+            full = f"{NS}.{t}" if t in ENUMS else t
+            nullable = ' Nullable="false"' if prop in d.keys else ""
+            scale = ' Scale="Variable"' if t == DEC else ""
+            out.append(f"<Property Name={quoteattr(prop)} Type={quoteattr(full)}{nullable}{scale}/>")
+        out.append("</EntityType>")
+    if "BatchJobs" in defs:
+        out.append(
+            '<Action Name="SetBatchJobToWaiting" IsBound="true">'
+            f'<Parameter Name="_bindingParameter" Type="Collection({NS}.BatchJob)"/>'
+            '<Parameter Name="batchJobId" Type="Edm.Int64" Nullable="false"/></Action>'
+        )
+    out.append('<EntityContainer Name="Resources">')
+    out.extend(f'<EntitySet Name="{d.set_name}" EntityType="{NS}.{d.type_name}"/>' for d in defs.values())
+    out.append("</EntityContainer></Schema></edmx:DataServices></edmx:Edmx>")
+    return "\n".join(out)
