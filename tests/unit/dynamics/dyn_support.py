@@ -1,0 +1,138 @@
+"""Helpers for the Dynamics unit tests (responses-based)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import requests
+
+from d365_anaplan.dynamics.odata import ODataClient, dumps_exact
+
+ENV = "https://contoso.operations.dynamics.com"
+DATA = f"{ENV}/data"
+NS = "Microsoft.Dynamics.DataEntities"
+
+
+class FakeTokens:
+    client_id = "client-123"
+
+    def __init__(self) -> None:
+        self.issued = 0
+        self.invalidated = 0
+
+    def token(self) -> str:
+        self.issued += 1
+        return f"tok{self.invalidated}"
+
+    def invalidate(self) -> None:
+        self.invalidated += 1
+
+
+class Sleeps(list[float]):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def make_client(**kwargs: Any) -> tuple[ODataClient, FakeTokens, Sleeps]:
+    tokens = FakeTokens()
+    sleeps = Sleeps()
+    kwargs.setdefault("sleep", sleeps)
+    client = ODataClient(ENV, tokens, requests.Session(), **kwargs)
+    return client, tokens, sleeps
+
+
+def page(rows: list[dict[str, Any]], next_link: str | None = None) -> str:
+    body: dict[str, Any] = {"@odata.context": f"{DATA}/$metadata#X", "value": rows}
+    if next_link:
+        body["@odata.nextLink"] = next_link
+    return dumps_exact(body)
+
+
+def fo_error_body(
+    message: str,
+    inner_type: str = "Microsoft.Dynamics.Platform.Integration.Services.OData.AxODataWriteException",
+) -> str:
+    return json.dumps(
+        {
+            "error": {
+                "code": "",
+                "message": "An error has occurred.",
+                "innererror": {"message": message, "type": inner_type, "stacktrace": "at X"},
+            }
+        }
+    )
+
+
+def metadata(sets: dict[str, list[str]], keys: dict[str, list[str]] | None = None) -> str:
+    """A small CSDL document with the given entity sets and (string) properties."""
+    types = []
+    container = []
+    for name, props in sets.items():
+        tname = name + "Type"
+        key = (keys or {}).get(name, props[:1])
+        types.append(
+            f'<EntityType Name="{tname}"><Key>'
+            + "".join(f'<PropertyRef Name="{k}"/>' for k in key)
+            + "</Key>"
+            + "".join(f'<Property Name="{p}" Type="Edm.String"/>' for p in props)
+            + "</EntityType>"
+        )
+        container.append(f'<EntitySet Name="{name}" EntityType="{NS}.{tname}"/>')
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx">'
+        f'<edmx:DataServices><Schema Namespace="{NS}" xmlns="http://docs.oasis-open.org/odata/ns/edm">'
+        + "".join(types)
+        + '<EntityContainer Name="Resources">'
+        + "".join(container)
+        + "</EntityContainer></Schema></edmx:DataServices></edmx:Edmx>"
+    )
+
+
+BI_SETS = {
+    "GeneralJournalEntryBiEntities": [
+        "JournalNumber",
+        "FiscalCalendarYear",
+        "Ledger",
+        "AccountingDate",
+        "SourceKey",
+        "SubledgerVoucher",
+        "SubledgerVoucherDataAreaId",
+        "PostingLayer",
+    ],
+    "GeneralJournalAccountEntryBiEntities": [
+        "SourceKey",
+        "GeneralJournalEntry",
+        "LedgerAccount",
+        "AccountingCurrencyAmount",
+        "TransactionCurrencyCode",
+        "Text",
+    ],
+    "LedgerJournalHeaders": [
+        "dataAreaId",
+        "JournalBatchNumber",
+        "JournalName",
+        "Description",
+        "IsPosted",
+        "IntegrationKey",
+    ],
+    "LedgerJournalLines": ["dataAreaId", "JournalBatchNumber", "LineNumber", "Text"],
+    "MainAccounts": ["ChartOfAccounts", "MainAccountId", "Name"],
+}
+
+
+def format_rows(fmt: str = "MainAccount-BusinessUnit-CostCenter-Department") -> str:
+    return page(
+        [
+            {
+                "DimensionFormatName": "LF",
+                "DimensionFormatType": "DataEntityLedgerDimensionFormat",
+                "FinancialDimensionFormat": fmt,
+                "IsActive": "Yes",
+            }
+        ]
+    )
+
+
+def delimiter_rows(value: str = "Hyphen") -> str:
+    return page([{"DimensionSegmentDelimiter": value}])

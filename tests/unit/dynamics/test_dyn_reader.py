@@ -1,0 +1,362 @@
+"""Discovery, GL routes, dimension parsing and master data with `responses` (dynamics-fo.md §0, §2.3, §3)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import responses
+from dyn_support import BI_SETS, DATA, delimiter_rows, format_rows, make_client, metadata, page
+
+from d365_anaplan.dynamics.dimensions import DimensionFormat, delimiter_from_enum
+from d365_anaplan.dynamics.metadata import parse_metadata
+from d365_anaplan.dynamics.reader import FINANCIAL_DIMENSION_VALUES_CAVEAT, DynamicsReader, GLRoute
+from d365_anaplan.errors import BadInputData, DynamicsBadResponse, DynamicsRouteUnavailable
+
+PUBLISHED = {
+    "GeneralJournalAccountEntries": [
+        "GeneralJournalAccountEntryRecId",
+        "AccountingDate",
+        "AccountDisplayValue",
+        "AccountingCurrencyAmount",
+        "DataArea",
+        "Voucher",
+        "TransactionCurrencyCode",
+    ]
+}
+
+
+def reader(**kw: object) -> DynamicsReader:
+    client, _, _ = make_client(page_size=kw.pop("page_size", 5000))  # type: ignore[arg-type]
+    return DynamicsReader(client, companies=["usmf", "DEMF"], **kw)  # type: ignore[arg-type]
+
+
+def _qs(i: int) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(responses.calls[i].request.url).query)
+
+
+@responses.activate
+def test_discovery_prefers_published_entity() -> None:
+    responses.get(f"{DATA}/$metadata", body=metadata({**BI_SETS, **PUBLISHED}))
+    disc = reader().discover()
+    assert disc.route is GLRoute.PUBLISHED and disc.gl_entity_set == "GeneralJournalAccountEntries"
+    assert disc.has_integration_key
+
+
+@responses.activate
+def test_discovery_falls_back_to_bi_entities_and_reads_metadata_once() -> None:
+    responses.get(f"{DATA}/$metadata", body=metadata(BI_SETS))
+    r = reader()
+    assert r.discover().route is GLRoute.BI
+    r.discover()
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_no_route_gives_one_clear_error() -> None:
+    responses.get(f"{DATA}/$metadata", body=metadata({"MainAccounts": ["MainAccountId"]}))
+    with pytest.raises(DynamicsRouteUnavailable) as exc:
+        reader().discover()
+    text = str(exc.value)
+    assert (
+        "GeneralJournalAccountEntries" in text
+        and "GeneralJournalEntryBiEntities" in text
+        and "GeneralJournalAccountEntryBiEntities" in text
+    )
+
+
+@responses.activate
+def test_forced_published_route_without_the_set() -> None:
+    responses.get(f"{DATA}/$metadata", body=metadata(BI_SETS))
+    with pytest.raises(DynamicsRouteUnavailable, match="publish GeneralJournalAccountEntryEntity"):
+        reader(gl_route="published").discover()
+
+
+def _formats() -> None:
+    responses.get(f"{DATA}/DimensionIntegrationFormats", body=format_rows())
+    responses.get(f"{DATA}/DimensionParameters", body=delimiter_rows())
+
+
+@responses.activate
+def test_bi_route_joins_headers_and_lines_and_parses_dimensions() -> None:
+    responses.get(f"{DATA}/$metadata", body=metadata(BI_SETS))
+    _formats()
+    headers = [
+        {
+            "SourceKey": 100,
+            "AccountingDate": "2025-01-31T00:00:00Z",
+            "SubledgerVoucher": "V1",
+            "SubledgerVoucherDataAreaId": "usmf",
+            "PostingLayer": "Current",
+        },
+        {
+            "SourceKey": 101,
+            "AccountingDate": "2025-01-31T00:00:00Z",
+            "SubledgerVoucher": "V2",
+            "SubledgerVoucherDataAreaId": "demf",
+            "PostingLayer": "Current",
+        },
+        {
+            "SourceKey": 102,
+            "AccountingDate": "2025-01-31T00:00:00Z",
+            "SubledgerVoucher": "V3",
+            "SubledgerVoucherDataAreaId": "usmf",
+            "PostingLayer": "Operations",
+        },
+    ]
+    responses.get(f"{DATA}/GeneralJournalEntryBiEntities", body=page(headers))
+    lines = [
+        {
+            "SourceKey": 1,
+            "GeneralJournalEntry": 100,
+            "LedgerAccount": "601100-001-OU_3566-022",
+            "AccountingCurrencyAmount": Decimal("100.25"),
+            "TransactionCurrencyCode": "USD",
+            "Text": "a",
+        },
+        {
+            "SourceKey": 2,
+            "GeneralJournalEntry": 100,
+            "LedgerAccount": "110110-001--",
+            "AccountingCurrencyAmount": Decimal("-100.25"),
+            "TransactionCurrencyCode": "USD",
+            "Text": "b",
+        },
+        {
+            "SourceKey": 3,
+            "GeneralJournalEntry": 101,
+            "LedgerAccount": "401100",
+            "AccountingCurrencyAmount": -5,
+            "TransactionCurrencyCode": "EUR",
+            "Text": "c",
+        },
+        {
+            "SourceKey": 4,
+            "GeneralJournalEntry": 102,
+            "LedgerAccount": "401100",
+            "AccountingCurrencyAmount": 9,
+            "TransactionCurrencyCode": "USD",
+            "Text": "operations layer",
+        },
+    ]
+    responses.get(f"{DATA}/GeneralJournalAccountEntryBiEntities", body=page(lines))
+    out = list(reader().gl_lines(date(2025, 1, 1), date(2025, 2, 1)))
+    assert [(g.company, g.account, g.amount, g.voucher) for g in out] == [
+        ("USMF", "601100", Decimal("100.25"), "V1"),
+        ("USMF", "110110", Decimal("-100.25"), "V1"),
+        ("DEMF", "401100", Decimal("-5"), "V2"),
+    ]
+    assert out[0].dimensions == {"BusinessUnit": "001", "CostCenter": "OU_3566", "Department": "022"}
+    assert out[1].dimensions == {"BusinessUnit": "001"}
+    assert out[0].accounting_date == date(2025, 1, 31) and out[0].source_id == "1"
+    hq = _qs(3)
+    assert hq["$filter"] == [
+        "(AccountingDate ge 2025-01-01T00:00:00Z and AccountingDate lt 2025-02-01T00:00:00Z) and (SubledgerVoucherDataAreaId eq 'usmf' or SubledgerVoucherDataAreaId eq 'demf')"
+    ]
+    assert hq["cross-company"] == ["true"] and hq["$orderby"] == ["SourceKey"]
+    lq = _qs(4)
+    assert lq["$filter"] == ["(GeneralJournalEntry ge 100) and (GeneralJournalEntry le 101)"]
+
+
+@responses.activate
+def test_sparse_header_keys_use_or_groups() -> None:
+    responses.get(f"{DATA}/$metadata", body=metadata(BI_SETS))
+    _formats()
+    headers = [
+        {
+            "SourceKey": k,
+            "AccountingDate": "2025-01-31T00:00:00Z",
+            "SubledgerVoucher": "V",
+            "SubledgerVoucherDataAreaId": "usmf",
+        }
+        for k in (10, 1000, 99999)
+    ]
+    responses.get(f"{DATA}/GeneralJournalEntryBiEntities", body=page(headers))
+    responses.get(f"{DATA}/GeneralJournalAccountEntryBiEntities", body=page([]))
+    assert list(reader().gl_lines(date(2025, 1, 1), date(2025, 2, 1))) == []
+    assert _qs(4)["$filter"] == [
+        "GeneralJournalEntry eq 10 or GeneralJournalEntry eq 1000 or GeneralJournalEntry eq 99999"
+    ]
+
+
+@responses.activate
+def test_read_stops_before_time_limit_and_resumes() -> None:
+    responses.get(f"{DATA}/$metadata", body=metadata(PUBLISHED))
+    _formats()
+    nxt = f"{DATA}/GeneralJournalAccountEntries?$skiptoken=2"
+    row = {
+        "GeneralJournalAccountEntryRecId": 1,
+        "AccountingDate": "2025-01-05T00:00:00Z",
+        "AccountDisplayValue": "601100---022",
+        "AccountingCurrencyAmount": 1,
+        "DataArea": "usmf",
+        "Voucher": "V",
+    }
+    responses.get(
+        f"{DATA}/GeneralJournalAccountEntries",
+        body=page([row], nxt),
+        match=[responses.matchers.query_param_matcher({}, strict_match=False)],
+    )
+    remaining = [100.0]
+    client, _, _ = make_client(remaining_time=lambda: remaining[0], safety_seconds=30)
+    r = DynamicsReader(client, companies=["USMF"])
+    read = r.gl_lines(date(2025, 1, 1), date(2025, 2, 1))
+    remaining[0] = 10.0  # the Lambda is about to time out
+    first = list(read)
+    assert len(first) == 1 and read.stopped_early and read.continuation
+    assert first[0].dimensions == {"Department": "022"}
+    responses.get(nxt, body=page([{**row, "GeneralJournalAccountEntryRecId": 2}]))
+    remaining[0] = 900.0
+    again = r.gl_lines(date(2025, 1, 1), date(2025, 2, 1), continuation=read.continuation)
+    rest = list(again)
+    assert [g.source_id for g in rest] == ["2"] and again.continuation is None
+    with pytest.raises(BadInputData, match="another read"):
+        r.gl_lines(date(2025, 1, 1), date(2025, 3, 1), continuation=read.continuation)
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("AccountingDate", "31/01/2025", "not an ISO date"),
+        ("AccountingDate", None, "not a date"),
+        ("AccountingCurrencyAmount", "12,50", "not a number"),
+        ("AccountingCurrencyAmount", True, "not a number"),
+        ("AccountDisplayValue", "601100-001-OU_3566-022-EXTRA", "has 5 segments"),
+        ("AccountDisplayValue", "-001--", "no main account"),
+    ],
+)
+def test_bad_gl_rows_fail_clearly(field: str, value: object, message: str) -> None:
+    responses.get(f"{DATA}/$metadata", body=metadata(PUBLISHED))
+    _formats()
+    row: dict[str, object] = {
+        "GeneralJournalAccountEntryRecId": 7,
+        "AccountingDate": "2025-01-05T00:00:00Z",
+        "AccountDisplayValue": "601100",
+        "AccountingCurrencyAmount": 1,
+        "DataArea": "usmf",
+    }
+    row[field] = value
+    responses.get(f"{DATA}/GeneralJournalAccountEntries", body=page([row]))
+    with pytest.raises(DynamicsBadResponse, match=message) as exc:
+        list(reader().gl_lines(date(2025, 1, 1), date(2025, 2, 1)))
+    assert "GeneralJournalAccountEntries row 7" in str(exc.value)
+
+
+@responses.activate
+def test_master_data_and_dimension_caveat() -> None:
+    responses.get(
+        f"{DATA}/MainAccounts",
+        body=page(
+            [
+                {
+                    "ChartOfAccounts": "Shared",
+                    "MainAccountId": "110110",
+                    "Name": "Bank",
+                    "MainAccountType": "Asset",
+                }
+            ]
+        ),
+    )
+    responses.get(
+        f"{DATA}/FinancialDimensionValues",
+        body=page(
+            [
+                {"DimensionValue": "OU_3566", "Description": "Finance", "LegalEntityId": ""},
+                {"DimensionValue": "OU_3566", "Description": "Finance", "LegalEntityId": "usmf"},
+            ]
+        ),
+    )
+    responses.get(f"{DATA}/LegalEntities", body=page([{"LegalEntityId": "usmf", "Name": "Contoso"}]))
+    responses.get(
+        f"{DATA}/JournalNames",
+        body=page([{"dataAreaId": "usmf", "Name": "Budget", "Description": "d", "JournalType": "Daily"}]),
+    )
+    responses.get(
+        f"{DATA}/DimensionAttributes", body=page([{"DimensionName": "CostCenter", "ReportColumnName": "CC"}])
+    )
+    r = reader()
+    accounts = list(r.main_accounts())
+    assert accounts[0].account == "110110" and accounts[0].account_type == "Asset"
+    assert "cross-company" not in _qs(0)  # shared entity
+    values = r.dimension_values("CostCenter")
+    assert [v.value for v in values.values] == ["OU_3566"] and values.complete is False
+    assert values.caveat == FINANCIAL_DIMENSION_VALUES_CAVEAT and "unused values are missing" in values.caveat
+    assert _qs(1)["$filter"] == [
+        "(LegalEntityId eq 'USMF' or LegalEntityId eq 'DEMF' or LegalEntityId eq '') and (FinancialDimension eq 'CostCenter')"
+    ]
+    assert r.legal_entities()[0].company == "USMF"
+    assert r.journal_names()[0].name == "Budget"
+    assert r.dimension_attributes()[0].name == "CostCenter"
+
+
+@responses.activate
+def test_no_active_ledger_format() -> None:
+    responses.get(f"{DATA}/DimensionIntegrationFormats", body=page([]))
+    with pytest.raises(
+        DynamicsRouteUnavailable, match="Financial dimension configuration for integrating applications"
+    ):
+        reader().ledger_format()
+    q = _qs(0)["$filter"][0]
+    assert "DimensionHierarchyType'DataEntityLedgerDimensionFormat'" in q and "NoYes'Yes'" in q
+
+
+def test_dimension_format_build_and_parse() -> None:
+    fmt = DimensionFormat.parse("LF", "MainAccount-BusinessUnit-CostCenter-Department", "-")
+    assert fmt.build("601100", {"CostCenter": "OU_3566", "Department": "022"}) == "601100--OU_3566-022"
+    assert fmt.build("110110", {}) == "110110---"
+    assert fmt.parse_value("601100--OU_3566-022") == (
+        "601100",
+        {"CostCenter": "OU_3566", "Department": "022"},
+    )
+    assert fmt.parse_value("401100") == ("401100", {})
+    assert fmt.build_from_segments(["601100", "001"]) == "601100-001--"
+    with pytest.raises(BadInputData, match="drop the surplus"):
+        fmt.build_from_segments(["601100", "001", "OU_3566", "022", "X"])
+    with pytest.raises(BadInputData, match="not in the active"):
+        fmt.build("601100", {"Project": "P1"})
+    with pytest.raises(BadInputData, match="contains the segment delimiter"):
+        fmt.build("601100", {"CostCenter": "OU-3566"})
+    with pytest.raises(BadInputData, match="main account is empty"):
+        fmt.build(" ", {})
+    other = DimensionFormat.parse("LF", "MainAccount.Department", ".")
+    assert other.build("605140", {"Department": "001"}) == "605140.001"
+
+
+def test_dimension_format_syntax_variants_and_errors() -> None:
+    assert DimensionFormat.parse("x", "MainAccount | Department | CostCenter", "-").segments == (
+        "MainAccount",
+        "Department",
+        "CostCenter",
+    )
+    with pytest.raises(DynamicsBadResponse, match="must start with MainAccount"):
+        DimensionFormat.parse("x", "Department-MainAccount", "-")
+    with pytest.raises(DynamicsBadResponse, match="repeats"):
+        DimensionFormat.parse("x", "MainAccount-Department-Department", "-")
+    assert (
+        delimiter_from_enum("Hyphen") == "-"
+        and delimiter_from_enum("DoubleBar") == "||"
+        and delimiter_from_enum(".") == "."
+    )
+    with pytest.raises(DynamicsBadResponse):
+        delimiter_from_enum("Semicolon")
+
+
+def test_metadata_parsing_and_refusals() -> None:
+    meta = parse_metadata(
+        metadata(BI_SETS, keys={"LedgerJournalHeaders": ["dataAreaId", "JournalBatchNumber"]})
+    )
+    info = meta.entity_set("LedgerJournalHeaders")
+    assert (
+        info is not None
+        and info.keys == ("dataAreaId", "JournalBatchNumber")
+        and meta.has_property("LedgerJournalHeaders", "IntegrationKey")
+    )
+    with pytest.raises(DynamicsBadResponse, match="DTD"):
+        parse_metadata('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><x/>')
+    with pytest.raises(DynamicsBadResponse, match="not well-formed"):
+        parse_metadata("<edmx:Edmx")
+    with pytest.raises(DynamicsBadResponse, match="no entity sets"):
+        parse_metadata('<edmx:Edmx xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx"/>')
