@@ -180,6 +180,8 @@ class JournalWriter:
             currency = (line.currency or self.settings.currency_code).strip().upper()
             if not _CURRENCY.match(currency):
                 raise BadInputData(f"{what}: currency {line.currency!r} is not a 3-letter ISO code")
+            if not isinstance(line.account, str) or not line.account.strip():
+                raise BadInputData(f"{what}: the main account is empty")
             if self.known_accounts is not None and line.account.strip() not in self.known_accounts:
                 unknown.append(f"{line.account!r} ({what})")
                 continue

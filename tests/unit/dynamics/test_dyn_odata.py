@@ -162,7 +162,7 @@ def test_401_refreshes_token_once_then_succeeds() -> None:
 
 @responses.activate
 def test_repeated_401_is_explained_not_retried_blindly() -> None:
-    client, tokens, _ = make_client()
+    client, _tokens, _ = make_client()
     for _ in range(5):
         responses.get(f"{DATA}/X", status=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     with pytest.raises(DynamicsAuthError) as exc:
