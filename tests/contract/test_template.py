@@ -508,8 +508,8 @@ def asl_input_keys(definition: Any) -> set[str]:
         if not isinstance(node, dict):
             return
         for key, value in node.items():
-            if key == "ResultSelector":
-                continue  # reads the task result, not the execution input
+            if key in ("ResultSelector", "ItemProcessor", "Iterator", "Branches"):
+                continue  # the task result, or a nested scope whose input is not the execution input
             if key == "ResultPath" and isinstance(value, str) and value.startswith("$."):
                 writes.add(top(value))
             elif (
@@ -674,9 +674,9 @@ def _expire_everything(tpl: Template) -> None:
     )
 
 
-def _schedule_without_periods(tpl: Template) -> None:
+def _schedule_without_connection(tpl: Template) -> None:
     ev = tpl["Resources"]["ActualsFlow"]["Properties"]["Events"]["Schedule"]["Properties"]
-    ev["Input"] = {"Fn::Sub": '{"connection": "${ConnectionName}", "trigger": "schedule"}'}
+    ev["Input"] = '{"trigger": "schedule", "periods": null}'
 
 
 BREAKAGES: dict[str, tuple[str, Callable[[Template], None]]] = {
@@ -729,7 +729,7 @@ BREAKAGES: dict[str, tuple[str, Callable[[Template], None]]] = {
     "extra substitution": ("state_machines", _extra_substitution),
     "missing substitution": ("state_machines", _drop_substitution),
     "no timezone": ("schedules", _drop_timezone),
-    "schedule input without periods": ("schedule_input", _schedule_without_periods),
+    "schedule input without connection": ("schedule_input", _schedule_without_connection),
     "renamed function": (
         "contract_ids",
         lambda t: t["Resources"].update(RunLedger=t["Resources"].pop("RunLedgerFunction")),
