@@ -32,16 +32,14 @@ class RateLimiter:
         self.waited = 0.0
 
     def acquire(self) -> None:
-        """Take one token, sleeping until one is available."""
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-                self._last = now
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
-                    return
-                wait = (1.0 - self._tokens) / self.rate
+        """Take one token; if none is left, reserve the next one and sleep until it is due."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= 1.0
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
             self.waited += wait
             self._sleep(wait)
 
