@@ -324,7 +324,11 @@ class Entra:
                 .rstrip(b"=")
                 .decode()
             )
-            if header.get("x5t#S256") == s256 or header.get("x5t") == s1:
+            # base64url with or without padding (msal keeps the "=")
+            if (
+                str(header.get("x5t#S256", "")).rstrip("=") == s256
+                or str(header.get("x5t", "")).rstrip("=") == s1
+            ):
                 return cert
         return None
 
