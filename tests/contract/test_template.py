@@ -482,6 +482,15 @@ def rule_alarms(tpl: Template) -> list[str]:
         for metric in ("ExecutionsFailed", "ExecutionsTimedOut")
         if ("AWS/States", metric) not in metrics
     ]
+    for machine in resources(tpl, "AWS::Serverless::StateMachine"):
+        for metric in ("ExecutionsFailed", "ExecutionsTimedOut"):
+            watched = any(
+                props(a).get("MetricName") == metric
+                and any(is_ref(d.get("Value"), machine) for d in props(a).get("Dimensions", []))
+                for a in alarms.values()
+            )
+            if not watched:
+                out.append(f"{machine}: no alarm on its {metric}")
     for lid, a in alarms.items():
         if not any(is_ref(x, "AlarmTopic") for x in props(a).get("AlarmActions", [])):
             out.append(f"{lid}: does not notify AlarmTopic")
@@ -559,6 +568,28 @@ def rule_schedule_input(tpl: Template) -> list[str]:
     return out
 
 
+def rule_janitor_watches_every_flow(tpl: Template) -> list[str]:
+    """A lease held by a dead execution of any flow must be released by the janitor."""
+    janitor = props(resources(tpl).get("LeaseJanitorFunction", {}))
+    patterns = [
+        ev.get("Properties", {}).get("Pattern", {})
+        for ev in janitor.get("Events", {}).values()
+        if ev.get("Type") == "EventBridgeRule"
+    ]
+    watched = {
+        ref_target(arn) for p in patterns for arn in as_list(p.get("detail", {}).get("stateMachineArn", []))
+    }
+    statuses = {s for p in patterns for s in as_list(p.get("detail", {}).get("status", []))}
+    out = [
+        f"LeaseJanitorFunction: rule does not watch {machine}"
+        for machine in resources(tpl, "AWS::Serverless::StateMachine")
+        if machine not in watched
+    ]
+    if not {"FAILED", "TIMED_OUT", "ABORTED"} <= statuses:
+        out.append(f"LeaseJanitorFunction: rule statuses {sorted(statuses)} miss FAILED/TIMED_OUT/ABORTED")
+    return out
+
+
 RULES: dict[str, Rule] = {
     "contract_ids": rule_contract_ids,
     "kms_rotation": rule_kms_rotation,
@@ -575,6 +606,7 @@ RULES: dict[str, Rule] = {
     "schedules": rule_schedules,
     "schedule_input": rule_schedule_input,
     "alarms": rule_alarms,
+    "janitor": rule_janitor_watches_every_flow,
 }
 
 
@@ -679,6 +711,10 @@ def _schedule_without_connection(tpl: Template) -> None:
     ev["Input"] = '{"trigger": "schedule", "periods": null}'
 
 
+def _second_machine(tpl: Template) -> None:
+    tpl["Resources"]["OtherFlow"] = copy.deepcopy(tpl["Resources"]["ActualsFlow"])
+
+
 BREAKAGES: dict[str, tuple[str, Callable[[Template], None]]] = {
     "rotation off": ("kms_rotation", lambda t: _set(t, "ConnectorKey", "EnableKeyRotation", False)),
     "bucket SSE-S3": (
@@ -730,6 +766,8 @@ BREAKAGES: dict[str, tuple[str, Callable[[Template], None]]] = {
     "missing substitution": ("state_machines", _drop_substitution),
     "no timezone": ("schedules", _drop_timezone),
     "schedule input without connection": ("schedule_input", _schedule_without_connection),
+    "flow without alarms": ("alarms", _second_machine),
+    "flow the janitor ignores": ("janitor", _second_machine),
     "renamed function": (
         "contract_ids",
         lambda t: t["Resources"].update(RunLedger=t["Resources"].pop("RunLedgerFunction")),
