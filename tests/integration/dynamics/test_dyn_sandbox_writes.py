@@ -1,0 +1,158 @@
+"""Writing journals and budget register entries to the sandbox over HTTPS (dynamics-fo.md §2.5-§2.7, §3, §5)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from d365_anaplan.config import parse_connection
+from d365_anaplan.dynamics.client import DynamicsConnection
+from d365_anaplan.dynamics.journal import JournalLineInput, idempotency_key
+from d365_anaplan.errors import DynamicsValidationError
+from devkit.sandbox.dynamics.cli import RunningSandbox
+from devkit.sandbox.dynamics.testing import ANAPLAN_STUB
+
+pytestmark = pytest.mark.integration
+DAY = date(2026, 1, 31)
+
+
+def voucher(v: str, amount: str, account: str = "601100", cc: str = "OU_3566") -> list[JournalLineInput]:
+    return [
+        JournalLineInput(
+            account,
+            {"BusinessUnit": "001", "CostCenter": cc, "Department": "022"},
+            DAY,
+            Decimal(amount),
+            v,
+            text="Plan FY26 'Q1'",
+        ),
+        JournalLineInput("110110", {"BusinessUnit": "001"}, DAY, -Decimal(amount), v),
+    ]
+
+
+def test_journal_write_is_idempotent_and_posts(
+    sandbox: RunningSandbox, connect_to: Callable[..., DynamicsConnection]
+) -> None:
+    conn = connect_to(sandbox)
+    key = idempotency_key("sandbox", "run-1", "USMF", "Budget")
+    lines = voucher("PLAN-0001", "1500.25") + voucher("PLAN-0002", "99.99", account="603100")
+    first = conn.writer.write_ledger_journal("USMF", lines, key=key)
+    assert first.lines_written == 4 and not first.errors and not first.resumed
+    stored = sandbox.app.journal_lines[("USMF", first.journal_batch_number)]
+    assert [r["AccountDisplayValue"] for r in stored] == [
+        "601100-001-OU_3566-022",
+        "110110-001--",
+        "603100-001-OU_3566-022",
+        "110110-001--",
+    ]
+    assert stored[0]["DebitAmount"] == Decimal("1500.25") and stored[1]["CreditAmount"] == Decimal("1500.25")
+    header = sandbox.app.journal_headers[("USMF", first.journal_batch_number)]
+    assert (
+        header["IntegrationKey"] == key
+        and header["JournalName"] == "Budget"
+        and header["JournalTotalDebit"] == Decimal("1600.24")
+    )
+
+    again = conn.writer.write_ledger_journal("USMF", lines, key=key)  # a retried step
+    assert again.resumed and again.journal_batch_number == first.journal_batch_number
+    assert again.lines_written == 0 and again.lines_skipped == 4
+    assert len(sandbox.app.journal_headers) == 1 and len(stored) == 4
+
+    posted = conn.writer.post_journal("USMF", first.journal_batch_number, poll_interval=0)
+    assert posted and header["IsPosted"] == "Yes"
+    third = conn.writer.write_ledger_journal("USMF", lines, key=key)
+    assert third.already_posted and third.lines_written == 0 and len(sandbox.app.journal_headers) == 1
+
+
+def test_partial_journal_is_completed_on_resume(
+    sandbox: RunningSandbox, connect_to: Callable[..., DynamicsConnection]
+) -> None:
+    conn = connect_to(sandbox)
+    key = idempotency_key("sandbox", "run-2", "USMF")
+    conn.writer.write_ledger_journal("USMF", voucher("A", "10.00"), key=key)
+    result = conn.writer.write_ledger_journal("USMF", voucher("A", "10.00") + voucher("B", "20.00"), key=key)
+    assert result.resumed and result.lines_skipped == 2 and result.lines_written == 2
+    assert len(sandbox.app.journal_lines[("USMF", result.journal_batch_number)]) == 4
+
+
+def test_fo_errors_are_captured_per_line_and_the_voucher_is_atomic(
+    sandbox: RunningSandbox, connect_to: Callable[..., DynamicsConnection]
+) -> None:
+    conn = connect_to(sandbox)
+    lines = (
+        voucher("OK-1", "5.00")
+        + voucher("BAD-1", "7.00", cc="OU_0000")
+        + voucher("SUSP-1", "3.00", account="110200")
+    )
+    result = conn.writer.write_ledger_journal("DEMF", lines, key=idempotency_key("sandbox", "run-3", "DEMF"))
+    assert result.lines_written == 2 and result.vouchers_failed == 2
+    messages = {e.voucher: e.message for e in result.errors if "rolled back" not in e.message}
+    assert (
+        "not a valid dimension value in account structure" in messages["BAD-1"]
+        and "OU_0000" in messages["BAD-1"]
+    )
+    assert "suspended" in messages["SUSP-1"]
+    stored = sandbox.app.journal_lines[("DEMF", result.journal_batch_number)]
+    assert {r["Voucher"] for r in stored} == {"OK-1"}  # the failed vouchers left nothing behind
+    with pytest.raises(DynamicsValidationError):
+        result.raise_for_errors()
+
+
+def test_unknown_journal_name_is_refused_with_fo_text(
+    sandbox: RunningSandbox, connect_to: Callable[..., DynamicsConnection]
+) -> None:
+    conn = connect_to(sandbox, dynamics={"journal": {"journal_name": "NoSuch"}})
+    with pytest.raises(DynamicsValidationError, match="Journal names"):
+        conn.writer.write_ledger_journal("USMF", voucher("X", "1.00"), key="APX")
+
+
+def test_budget_register_entry(
+    sandbox: RunningSandbox, connect_to: Callable[..., DynamicsConnection]
+) -> None:
+    conn = connect_to(
+        sandbox,
+        dynamics={
+            "journal": {"target": "budget_register", "budget_model": "FY2026", "budget_code": "Original"}
+        },
+    )
+    lines = [
+        JournalLineInput("601100", {"CostCenter": "OU_3566"}, DAY, Decimal("1200.00"), ""),
+        JournalLineInput("401100", {"BusinessUnit": "002"}, DAY, Decimal("-5000.00"), ""),
+    ]
+    key = idempotency_key("sandbox", "budget-1", "USMF")
+    result = conn.writer.write_budget_register("USMF", lines, key=key, default_date=DAY)
+    assert result.lines_written == 2 and not result.errors
+    header = sandbox.app.budget_headers[("USMF", result.journal_batch_number)]
+    assert header["ExpenseBudgetTotal"] == Decimal("1200.00") and header["RevenueBudgetTotal"] == Decimal(
+        "-5000.00"
+    )
+    again = conn.writer.write_budget_register("USMF", lines, key=key, default_date=DAY)
+    assert (
+        again.resumed
+        and again.lines_written == 0
+        and len(sandbox.app.budget_lines[("USMF", result.journal_batch_number)]) == 2
+    )
+
+
+def test_print_config_is_a_valid_connection_fragment(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "devkit.cli", "sandbox", "dynamics", "--print-config", "--lines", "100"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+    fragment = yaml.safe_load(out.stdout)
+    assert set(fragment) == {"dynamics", "tls", "security"}
+    cfg = parse_connection({"name": "from-cli", **fragment, "anaplan": ANAPLAN_STUB})
+    assert cfg.dynamics.environment_url.startswith("https://127.0.0.1:")
+    assert Path(fragment["tls"]["ca_bundle"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
+    assert cfg.dynamics.companies == ["USMF", "DEMF"]
