@@ -97,13 +97,20 @@ _DEC_RE = re.compile(r'"\\u0000(-?[0-9]+(?:\.[0-9]+)?)\\u0000"')
 
 
 def _prep(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return f"\x00{format(value, 'f')}\x00"
+    if type(value) is Decimal:
+        return f"\x00{value:f}\x00"
     if isinstance(value, dict):
-        return {k: _prep(v) for k, v in value.items()}
+        return {
+            k: (f"\x00{v:f}\x00" if type(v) is Decimal else v if type(v) in _FLAT else _prep(v))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_prep(v) for v in value]
     return value
+
+
+_FLAT = (str, int, bool, type(None))
+_ZERO = Decimal("0.00")
 
 
 def dumps(payload: Any) -> bytes:
@@ -353,27 +360,34 @@ class DynamicsSandbox:
             "AcknowledgementDate": _dto(d),
         }
 
-    def _line_rows(self, v: int) -> list[Row]:
+    def _line_rows(self, v: int, needed: frozenset[str] | None = None) -> list[Row]:
+        """Rows of voucher ``v``; with ``needed`` only those properties (plus the internal ones) are built."""
+        if needed is not None and not needed <= _CHEAP_LINE_FIELDS:
+            needed = None
+        if needed is not None:
+            return self._lean_line_rows(v)
         h = self.gl.voucher(v)
         out: list[Row] = []
+        usd = h.company == "USMF"
+        date_text = _dto(h.accounting_date)
         for line in self.gl.voucher_lines(v):
-            amount = seed.cents_decimal(line.cents)
-            reporting = amount if h.company == "USMF" else seed.cents_decimal(line.cents * 11 // 10)
-            dims = [
-                ["MainAccount", line.account.account],
-                ["BusinessUnit", line.business_unit],
-                ["CostCenter", line.cost_center],
-                ["Department", line.department],
-            ]
+            amount = Decimal(line.cents).scaleb(-2)
+            reporting = amount if usd else Decimal(line.cents * 11 // 10).scaleb(-2)
+            acc = line.account.account
+            parts = [f'{{"Name":"MainAccount","Value":"{acc}"}}']
+            if line.business_unit:
+                parts.append(f'{{"Name":"BusinessUnit","Value":"{line.business_unit}"}}')
+            if line.cost_center:
+                parts.append(f'{{"Name":"CostCenter","Value":"{line.cost_center}"}}')
+            if line.department:
+                parts.append(f'{{"Name":"Department","Value":"{line.department}"}}')
             out.append(
                 {
                     "SourceKey": line.recid,
                     "GeneralJournalEntry": h.recid,
                     "MainAccount": line.account.recid,
-                    "LedgerAccount": line.display_value(),
-                    "LedgerDimensionValuesJson": json.dumps(
-                        [{"Name": n, "Value": val} for n, val in dims if val], separators=(",", ":")
-                    ),
+                    "LedgerAccount": f"{acc}-{line.business_unit}-{line.cost_center}-{line.department}",
+                    "LedgerDimensionValuesJson": "[" + ",".join(parts) + "]",
                     "TransactionCurrencyCode": h.currency,
                     "TransactionCurrencyAmount": amount,
                     "AccountingCurrencyAmount": amount,
@@ -382,7 +396,7 @@ class DynamicsSandbox:
                     "IsCredit": "Yes" if line.cents < 0 else "No",
                     "IsCorrection": "No",
                     "Text": line.text,
-                    "Quantity": Decimal("0.00"),
+                    "Quantity": _ZERO,
                     "FinTag": 0,
                     "PaymentReference": "",
                     "HistoricalExchangeRateDate": "1900-01-01T00:00:00Z",
@@ -390,11 +404,27 @@ class DynamicsSandbox:
                     # for the published entity
                     "_voucher": h.voucher,
                     "_company": h.company,
-                    "_date": _dto(h.accounting_date),
+                    "_date": date_text,
                     "_journal": h.journal_number,
                 }
             )
         return out
+
+    def _lean_line_rows(self, v: int) -> list[Row]:
+        h = self.gl.voucher(v)
+        return [
+            {
+                "SourceKey": line.recid,
+                "GeneralJournalEntry": h.recid,
+                "MainAccount": line.account.recid,
+                "LedgerAccount": f"{line.account.account}-{line.business_unit}-{line.cost_center}-{line.department}",
+                "TransactionCurrencyCode": h.currency,
+                "AccountingCurrencyAmount": Decimal(line.cents).scaleb(-2),
+                "IsCredit": "Yes" if line.cents < 0 else "No",
+                "Text": line.text,
+            }
+            for line in self.gl.voucher_lines(v)
+        ]
 
     @staticmethod
     def _published_row(r: Row) -> Row:
@@ -436,7 +466,9 @@ class DynamicsSandbox:
             hi_v = min(hi_v, khi - key_base + 1)
         return max(0, lo_v), max(0, hi_v)
 
-    def _gl_scan(self, set_name: str, node: Node | None, start: int) -> Iterator[tuple[int, Row]]:
+    def _gl_scan(
+        self, set_name: str, node: Node | None, start: int, needed: frozenset[str] | None = None
+    ) -> Iterator[tuple[int, Row]]:
         """(position, row) from ``start`` within the seek range the filter allows."""
         gl = self.gl
         if set_name == "GeneralJournalEntryBiEntities":
@@ -464,7 +496,7 @@ class DynamicsSandbox:
             transform = self._published_row
         v = max(lo_v, gl.voucher_of_line(start) if start < gl.line_count else gl.voucher_count)
         while v < min(hi_v, gl.voucher_count):
-            for r in self._line_rows(v):
+            for r in self._line_rows(v, needed if transform is None else None):
                 pos = r["SourceKey"] - seed.LINE_RECID_BASE
                 if pos >= start:
                     yield pos, (transform(r) if transform else r)
@@ -764,11 +796,12 @@ class DynamicsSandbox:
                 f"The sandbox serves {defn.set_name} in key order only; $orderby={q['$orderby']} is not supported."
             )
         materialised = rows
+        needed = frozenset(select) | _props_of(node) if select is not None else None
 
         def source_from(s: int) -> Iterator[tuple[int, Row]]:
             if materialised is not None:
                 return ((i, r) for i, r in enumerate(materialised) if i >= s)
-            return self._gl_scan(defn.set_name, node, s)
+            return self._gl_scan(defn.set_name, node, s, needed)
 
         source = source_from(0)
         if count_only:
@@ -1377,6 +1410,32 @@ class DynamicsSandbox:
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
+
+
+_CHEAP_LINE_FIELDS = frozenset(
+    {
+        "SourceKey",
+        "GeneralJournalEntry",
+        "MainAccount",
+        "LedgerAccount",
+        "TransactionCurrencyCode",
+        "AccountingCurrencyAmount",
+        "IsCredit",
+        "Text",
+    }
+)
+
+
+def _props_of(node: Node | None) -> frozenset[str]:
+    if node is None:
+        return frozenset()
+    if node.kind == "prop":
+        return frozenset({node.value})
+    out: frozenset[str] = frozenset()
+    for child in (node.left, node.right):
+        if isinstance(child, Node):
+            out |= _props_of(child)
+    return out
 
 
 def _etag(row: Row) -> str:

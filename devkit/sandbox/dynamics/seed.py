@@ -198,6 +198,11 @@ _TEXTS = (
 )
 
 
+_USED_BU = used_dimension_values("BusinessUnit")
+_USED_CC = used_dimension_values("CostCenter")
+_USED_DEP = used_dimension_values("Department")
+
+
 def _mix(x: int) -> int:
     """splitmix64: a fast deterministic hash of an integer."""
     x = (x + 0x9E3779B97F4A7C15) & _MASK
@@ -216,7 +221,7 @@ def cents_decimal(cents: int) -> Decimal:
     return Decimal(cents_text(cents))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class GLLineSeed:
     position: int
     voucher_index: int
@@ -235,7 +240,7 @@ class GLLineSeed:
         return DELIMITER.join((self.account.account, self.business_unit, self.cost_center, self.department))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class VoucherSeed:
     index: int
     company: str
@@ -321,9 +326,7 @@ class GLGenerator:
         lines: list[GLLineSeed] = []
         total = 0
         n = head.line_count
-        bus = used_dimension_values("BusinessUnit")
-        ccs = used_dimension_values("CostCenter")
-        deps = used_dimension_values("Department")
+        bus, ccs, deps = _USED_BU, _USED_CC, _USED_DEP
         for j in range(n):
             h = _mix(h + j)
             if j < n - 1:

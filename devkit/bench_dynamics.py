@@ -1,0 +1,179 @@
+"""Benchmark: read posted GL lines from the F&O sandbox into a staged S3 file.
+
+``python -m devkit.bench_dynamics [--lines 1000000] [--months 12] [--route bi|published]``
+
+The sandbox runs in a subprocess (``d365-anaplan sandbox dynamics``); this process reads the lines with
+the layer's reader (msal token flow, OData paging, BI-entity join, dimension parsing) and streams them as
+CSV into S3 (moto ``mock_aws``) through :class:`d365_anaplan.staging.S3StreamWriter`. Printed: rows/s,
+requests made, and peak RSS at 100k lines and at the end (it must stay flat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# moto keeps object data in spooled temporary files; keep the in-memory part small so the benchmark
+# measures the reader, not moto's buffers.
+os.environ.setdefault("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(1024 * 1024))
+for _k, _v in (
+    ("AWS_ACCESS_KEY_ID", "bench"),
+    ("AWS_SECRET_ACCESS_KEY", "bench"),
+    ("AWS_DEFAULT_REGION", "us-east-1"),
+):
+    os.environ.setdefault(_k, _v)
+
+CHECKPOINTS = (100_000, 250_000, 500_000, 1_000_000)
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process in MB."""
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def process_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def start_sandbox(lines: int, months: int, publish: bool) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "devkit.cli",
+        "sandbox",
+        "dynamics",
+        "--port",
+        "0",
+        "--lines",
+        str(lines),
+        "--months",
+        str(months),
+    ]
+    if publish:
+        cmd.append("--publish-gl-entity")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert proc.stdout is not None
+    text: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith("# serving"):
+            return proc, yaml.safe_load("".join(text))
+        text.append(line)
+    proc.kill()
+    raise SystemExit("the sandbox did not start: " + "".join(text))
+
+
+def csv_field(value: str) -> str:
+    if any(c in value for c in ',"\n\r'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def run(lines: int, months: int, route: str) -> int:
+    from moto import mock_aws
+
+    from d365_anaplan.config import parse_connection
+    from d365_anaplan.dynamics.client import connect
+    from d365_anaplan.secrets import SecretResolver
+    from d365_anaplan.staging import S3StreamWriter, s3_client
+    from devkit.sandbox.dynamics.testing import ANAPLAN_STUB
+
+    proc, fragment = start_sandbox(lines, months, route == "published")
+    try:
+        fragment["dynamics"]["page_size"] = 10_000
+        fragment["dynamics"]["gl_route"] = route
+        cfg = parse_connection({"name": "bench", **fragment, "anaplan": ANAPLAN_STUB})
+        conn = connect(cfg, SecretResolver(), reuse_tokens=False)
+        start_year, end_month = 2025, months
+        end = date(start_year + end_month // 12, end_month % 12 + 1, 1)
+        print(f"F&O read benchmark: {lines:,} lines over {months} months, route={route}, page size 10,000")
+        print(
+            f"{'lines':>10} {'seconds':>8} {'rows/s':>9} {'requests':>9} {'RSS MB':>8} {'peak MB':>8} {'sandbox MB':>10}"
+        )
+        with mock_aws():
+            s3 = s3_client()
+            s3.create_bucket(Bucket="bench-staging")
+            t0 = time.perf_counter()
+            n = 0
+            marks = list(CHECKPOINTS)
+            buf: list[str] = []
+            with S3StreamWriter(s3, "bench-staging", "runs/bench/1/extract/gl.csv") as out:
+                out.write(b"company,account,dimensions,accounting_date,amount,currency,voucher,source_id\n")
+                for g in conn.reader.gl_lines(date(start_year, 1, 1), end):
+                    dims = ";".join(f"{k}={v}" for k, v in sorted(g.dimensions.items()))
+                    buf.append(
+                        f"{g.company},{g.account},{csv_field(dims)},{g.accounting_date.isoformat()},{g.amount},{g.currency},{csv_field(g.voucher)},{g.source_id}\n"
+                    )
+                    n += 1
+                    if len(buf) >= 5000:
+                        out.write("".join(buf).encode("utf-8"))
+                        buf.clear()
+                    if marks and n == marks[0]:
+                        marks.pop(0)
+                        elapsed = time.perf_counter() - t0
+                        print(
+                            f"{n:>10,} {elapsed:>8.1f} {n / elapsed:>9,.0f} {conn.client.requests_made:>9} {rss_mb():>8.1f} {peak_rss_mb():>8.1f} {process_rss_mb(proc.pid):>10.1f}",
+                            flush=True,
+                        )
+                if buf:
+                    out.write("".join(buf).encode("utf-8"))
+            elapsed = time.perf_counter() - t0
+            staged = out.result
+            print(
+                f"{n:>10,} {elapsed:>8.1f} {n / elapsed:>9,.0f} {conn.client.requests_made:>9} {rss_mb():>8.1f} {peak_rss_mb():>8.1f} {process_rss_mb(proc.pid):>10.1f}  (end)"
+            )
+            print(
+                f"staged s3://{staged.bucket}/{staged.key}: {staged.rows:,} rows, {staged.bytes:,} bytes, sha256 {staged.sha256[:16]}..."
+            )
+            print(
+                f"requests: {conn.client.requests_made} OData ({conn.client.retries} retries), {conn.tokens.requests_made} token"
+            )
+            if staged.rows != n + 1:
+                print("row count mismatch", file=sys.stderr)
+                return 1
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devkit.bench_dynamics", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--months", type=int, default=12)
+    parser.add_argument("--route", choices=("bi", "published"), default="bi")
+    args = parser.parse_args(argv)
+    return run(args.lines, args.months, args.route)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
