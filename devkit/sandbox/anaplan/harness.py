@@ -128,8 +128,13 @@ class RunningSandbox:
         return text
 
     def stop(self) -> None:
-        for server in self.servers.values():
-            server.stop()
+        import threading
+
+        stoppers = [threading.Thread(target=server.stop) for server in self.servers.values()]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
         self.app.close()
 
     def __enter__(self) -> RunningSandbox:
