@@ -325,3 +325,8 @@ def test_binary_file_object_is_accepted(dims: list[DimensionMapping]) -> None:
         )
     )
     assert len(rows) == 3
+
+
+def test_text_chunks_are_refused() -> None:
+    with pytest.raises(TypeError, match="binary mode"):
+        list(iter_text_lines(["a,b\n"], source="export 'E'"))  # type: ignore[list-item]
