@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from d365_anaplan.errors import ConfigError, RecordNotFound
 from d365_anaplan.ledger.audit import RunLedger
@@ -26,8 +26,26 @@ class StartEvent(BaseModel):
     connection: str
     flow: Flow
     execution: str
-    trigger: str = "manual"
     request: dict[str, Any] = Field(default_factory=dict)
+
+
+class PeriodWindow(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+
+
+class RunRequest(BaseModel):
+    """The execution input (schedule, console or CLI); unknown keys are refused with their names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connection: str
+    trigger: Literal["schedule", "manual", "replay"] = "manual"
+    periods: PeriodWindow | None = None
+    dry_run: bool = False
+    replay_of: str | None = None
 
 
 class FinishEvent(BaseModel):
@@ -38,6 +56,7 @@ class FinishEvent(BaseModel):
     status: Literal["SUCCEEDED", "SKIPPED"]
     summary: dict[str, Any] = Field(default_factory=dict)
     watermark: str | None = None  # e.g. "2025-03": the last period this run completed
+    dry_run: bool = False
 
 
 class FailureInfo(BaseModel):
@@ -67,20 +86,25 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     env = settings()
     ledger = RunLedger(env.ledger_table)
     if isinstance(ev, StartEvent):
-        cfg = load_connection(ev.connection)
+        request = RunRequest.model_validate(ev.request)
         run = ledger.start_run(
-            run_id, ev.connection, ev.flow, ev.trigger, {"request": ev.request, "execution": ev.execution}
+            run_id, ev.connection, ev.flow, request.trigger, {"request": ev.request, "execution": ev.execution}
         )
+        cfg = load_connection(ev.connection)
+        # Everything later states need, normalised, so the ASL never reads an optional input field.
         return {
             "run_id": run.run_id,
-            "connection": ev.connection,
-            "flow": ev.flow,
             "model_key": model_key(cfg),
+            "companies": cfg.dynamics.companies,
+            "periods": request.periods.model_dump(by_alias=True) if request.periods else None,
+            "dry_run": request.dry_run,
+            "verify_export": cfg.mapping.actuals.verify_export,
+            "exports": [e.model_dump() for e in cfg.mapping.plans.exports],
             "status": run.status,
         }
     if isinstance(ev, FinishEvent):
         ledger.finish_run(run_id, ev.status, summary=ev.summary)
-        if ev.status == "SUCCEEDED" and ev.watermark:
+        if ev.status == "SUCCEEDED" and ev.watermark and not ev.dry_run:
             Watermarks(env.ledger_table).advance(ev.connection, ev.flow, ev.watermark, run_id)
         metrics.add_metric(name=f"Runs{ev.status.title()}", unit="Count", value=1)
         return {"run_id": run_id, "status": ev.status, "watermark": ev.watermark}

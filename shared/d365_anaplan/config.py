@@ -314,6 +314,7 @@ class DimensionMapping(BaseModel):
     name: str  # F&O dimension attribute name, e.g. "CostCenter"
     column: str  # column in the Anaplan actuals / plan files
     list_import: str | None = None  # Anaplan import action that loads the list members
+    list_name: str | None = None  # Anaplan list whose members the alignment check reads
     unmapped_member: str | None = None  # member used for unknown values when policy is "map"
 
 
@@ -323,6 +324,7 @@ class ListImport(BaseModel):
     import_action: str
     code_column: str = "Code"
     name_column: str = "Name"
+    list_name: str | None = None  # Anaplan list whose members the alignment check reads
 
 
 class ActualsMapping(BaseModel):
@@ -340,6 +342,9 @@ class ActualsMapping(BaseModel):
     amount_column: str = "Amount"
     unmapped_policy: Literal["fail", "map"] = "fail"
     unmapped_account: str | None = None
+    # Optional read-back: an export of the actuals module (same columns as the import file) that
+    # reconciliation compares with the F&O totals, so "loaded" means "Anaplan holds these numbers".
+    verify_export: str | None = None
     # Extra columns written only with grain "line".
     line_id_column: str = "Line"
     voucher_column: str = "Voucher"

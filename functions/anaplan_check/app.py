@@ -1,0 +1,29 @@
+"""Check an Anaplan task once (the ASL's Wait/Choice loop calls this); terminal tasks are recorded, dumps
+and export files saved to S3, failures raised as AnaplanTaskFailed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from d365_anaplan.observability import logger, metrics, tracer
+from d365_anaplan.steps.anaplan_tasks import TaskRef, check_task
+from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.handler import StepEvent, step
+
+
+class CheckEvent(StepEvent):
+    task: TaskRef
+    strict: bool = False
+    download_to: str | None = None  # "<step>/<file name>" under the run, for exports
+
+
+@step(CheckEvent)
+def run(ctx: StepContext, ev: CheckEvent) -> dict[str, Any]:
+    return check_task(ctx, ev.task, strict=ev.strict, download_to=ev.download_to)
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return run(event, context)

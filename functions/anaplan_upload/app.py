@@ -1,0 +1,28 @@
+"""Stream a staged file into the data-source file of an Anaplan import (gzip chunks, header checked)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from d365_anaplan.observability import logger, metrics, tracer
+from d365_anaplan.steps.anaplan_tasks import upload
+from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.handler import StepEvent, step
+
+
+class UploadEvent(StepEvent):
+    step: str
+    action: str
+    key: str
+
+
+@step(UploadEvent)
+def run(ctx: StepContext, ev: UploadEvent) -> dict[str, Any]:
+    return upload(ctx, ev.step, ev.action, ev.key, dry_run=ev.dry_run)
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return run(event, context)

@@ -1,0 +1,33 @@
+"""One resumable slice of a legal entity's posted GL, staged as JSON lines (the ASL loops while ``more``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from d365_anaplan.observability import logger, metrics, tracer
+from d365_anaplan.steps.actuals import extract_gl
+from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.handler import StepEvent, step
+
+
+class ExtractGLEvent(StepEvent):
+    company: str
+    periods: list[str] = Field(min_length=1)
+    part: int = Field(default=0, ge=0)
+    continuation: str | None = None
+
+
+@step(ExtractGLEvent)
+def run(ctx: StepContext, ev: ExtractGLEvent) -> dict[str, Any]:
+    out = extract_gl(ctx, ev.company, ev.periods, ev.part, ev.continuation)
+    metrics.add_metric(name="GLLinesStaged", unit="Count", value=out["lines"])
+    return out
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return run(event, context)

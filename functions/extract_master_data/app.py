@@ -1,0 +1,22 @@
+"""Main accounts, legal entities and dimension values from F&O, staged as one file per Anaplan list import."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from d365_anaplan.observability import logger, metrics, tracer
+from d365_anaplan.steps.actuals import extract_master_data
+from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.handler import StepEvent, step
+
+
+@step(StepEvent)
+def run(ctx: StepContext, ev: StepEvent) -> dict[str, Any]:
+    return extract_master_data(ctx)
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return run(event, context)

@@ -1,0 +1,34 @@
+"""Validate the downloaded plan exports, align them with F&O, and stage the journals' line batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from d365_anaplan.observability import logger, metrics, tracer
+from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.handler import StepEvent, step
+from d365_anaplan.steps.plans import plan_journals
+
+
+class DownloadedExport(BaseModel):
+    action: str
+    file_key: str
+
+
+class PlanEvent(StepEvent):
+    exports: list[DownloadedExport] = Field(min_length=1)
+    periods: list[str] = Field(min_length=1)
+
+
+@step(PlanEvent)
+def run(ctx: StepContext, ev: PlanEvent) -> dict[str, Any]:
+    return plan_journals(ctx, [e.model_dump() for e in ev.exports], ev.periods)
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return run(event, context)

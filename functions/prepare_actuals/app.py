@@ -1,0 +1,28 @@
+"""Transform staged GL to the actuals import's columns, check alignment with the Anaplan lists, write it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from d365_anaplan.observability import logger, metrics, tracer
+from d365_anaplan.steps.actuals import prepare_actuals
+from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.handler import StepEvent, step
+
+
+class PrepareEvent(StepEvent):
+    periods: list[str] = Field(min_length=1)
+
+
+@step(PrepareEvent)
+def run(ctx: StepContext, ev: PrepareEvent) -> dict[str, Any]:
+    return prepare_actuals(ctx, ev.periods)
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return run(event, context)

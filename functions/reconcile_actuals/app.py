@@ -1,0 +1,31 @@
+"""Reconcile what Anaplan holds with what F&O posted (row counts; per account and period with a read-back)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from d365_anaplan.observability import logger, metrics, tracer
+from d365_anaplan.steps.actuals import reconcile_actuals
+from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.handler import StepEvent, step
+
+
+class ReconcileEvent(StepEvent):
+    totals_key: str
+    rows: int = Field(ge=0)
+    counts: dict[str, Any] = Field(default_factory=dict)
+    readback_key: str | None = None
+
+
+@step(ReconcileEvent)
+def run(ctx: StepContext, ev: ReconcileEvent) -> dict[str, Any]:
+    return reconcile_actuals(ctx, ev.totals_key, ev.counts, ev.rows, ev.readback_key)
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return run(event, context)

@@ -1,0 +1,27 @@
+"""Read the written journals back from F&O and reconcile them with the approved plan totals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from d365_anaplan.observability import logger, metrics, tracer
+from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.handler import StepEvent, step
+from d365_anaplan.steps.plans import reconcile_plan
+
+
+class ReconcileEvent(StepEvent):
+    totals_key: str
+    written: list[dict[str, Any]]
+
+
+@step(ReconcileEvent)
+def run(ctx: StepContext, ev: ReconcileEvent) -> dict[str, Any]:
+    return reconcile_plan(ctx, ev.totals_key, ev.written)
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return run(event, context)

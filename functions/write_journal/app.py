@@ -1,0 +1,38 @@
+"""Write one batch of plan journal lines to F&O (journal created or resumed by its key; lines by theirs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from d365_anaplan.observability import logger, metrics, tracer
+from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.handler import StepEvent, step
+from d365_anaplan.steps.plans import write_journal_batch
+
+
+class Batch(BaseModel):
+    company: str
+    journal_key: str
+    journal_name: str
+    key: str
+    lines: int = Field(ge=1)
+
+
+class WriteEvent(StepEvent):
+    batch: Batch
+
+
+@step(WriteEvent)
+def run(ctx: StepContext, ev: WriteEvent) -> dict[str, Any]:
+    out = write_journal_batch(ctx, ev.batch.model_dump(), dry_run=ev.dry_run)
+    metrics.add_metric(name="JournalLinesWritten", unit="Count", value=out["written"])
+    return out
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return run(event, context)

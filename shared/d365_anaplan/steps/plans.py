@@ -1,0 +1,226 @@
+"""Anaplan → Dynamics steps: validate the downloaded exports and plan the journals, write one batch of
+journal lines, and reconcile what F&O holds with what Anaplan approved.
+
+Nothing is written to F&O until every row of every export has passed validation and alignment. Journals are
+keyed by their content, and lines by their key, so a retry, a redrive or a replay resumes the same journal
+and never writes a line twice.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from d365_anaplan.config import PlanExport
+from d365_anaplan.dynamics import filters as F
+from d365_anaplan.dynamics.journal import JournalLineInput
+from d365_anaplan.dynamics.odata import Query
+from d365_anaplan.errors import AlignmentFailed, BadInputData, ReconciliationFailed
+from d365_anaplan.flows.alignment import ACCOUNT, check_alignment, references_from_plans
+from d365_anaplan.flows.calendar import fiscal_horizon, parse_period
+from d365_anaplan.flows.journal import batch_lines, build_journals
+from d365_anaplan.flows.plans import parse_plan_export
+from d365_anaplan.flows.reconcile import reconcile
+from d365_anaplan.flows.records import PlanRow
+from d365_anaplan.staging import iter_chunks, iter_lines
+from d365_anaplan.steps.context import StepContext
+
+_OFFSET_KEY = re.compile(r"-O\d{9}$")
+
+
+def _export(ctx: StepContext, name: str) -> PlanExport:
+    for e in ctx.cfg.mapping.plans.exports:
+        if e.export_action == name:
+            return e
+    raise BadInputData(f"export {name!r} is not one of mapping.plans.exports")
+
+
+def _put_json(ctx: StepContext, key: str, value: Any) -> None:
+    ctx.s3.put_object(Bucket=ctx.env.staging_bucket, Key=key, Body=json.dumps(value).encode("utf-8"))
+
+
+def _get_json(ctx: StepContext, key: str) -> Any:
+    body = ctx.s3.get_object(Bucket=ctx.env.staging_bucket, Key=key)["Body"]
+    try:
+        return json.loads(body.read())
+    finally:
+        body.close()
+
+
+def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list[str]) -> dict[str, Any]:
+    """Parse and validate every downloaded export, align with F&O, and stage the journals' line batches.
+
+    ``exports`` are ``{"action": <export name>, "file_key": <staged file>}``. Returns the batches the
+    state machine writes one by one, and the key of the approved totals used by reconciliation.
+    """
+    cfg = ctx.cfg
+    m = cfg.mapping
+    months = [parse_period(p, field="periods") for p in periods]
+    reader = ctx.dynamics.reader
+    fmt = reader.ledger_format()
+    horizon = fiscal_horizon(cfg.close_calendar, datetime.now(UTC))
+    all_rows: dict[str, list[PlanRow]] = {}
+    counters: dict[str, Any] = {}
+    for item in exports:
+        export = _export(ctx, str(item["action"]))
+        data = iter_chunks(ctx.s3, ctx.env.staging_bucket, str(item["file_key"]), chunk_size=1024 * 1024)
+        parsed = parse_plan_export(
+            data, export=export, plans=m.plans, dimensions=m.dimensions, companies=cfg.dynamics.companies,
+            calendar=cfg.close_calendar, period_format=m.actuals.period_format, latest=horizon, periods=set(months),
+        )  # fmt: skip
+        all_rows[export.export_action] = list(parsed)
+        counters[export.export_action] = parsed.counters.to_json()
+    ctx.ledger.record_step(ctx.run_id, "ValidatePlan", "SUCCEEDED", {"exports": counters})
+
+    # Alignment: every account and dimension value must exist in F&O (codes compare case-insensitively).
+    members: dict[str, set[str]] = {ACCOUNT: {a.account for a in reader.main_accounts()}}
+    partial: list[str] = []
+    for d in m.dimensions:
+        values = reader.dimension_values(d.name)
+        members[d.name] = {v.value for v in values.values}
+        if not values.complete:
+            partial.append(d.name)
+    refs = references_from_plans((r for rows in all_rows.values() for r in rows), m.dimensions)
+    report = check_alignment(refs, members, target="F&O", partial=partial, casefold=True)
+    report_json = report.to_json()
+    _put_json(ctx, ctx.key("plans", "alignment.json"), report_json)
+    ctx.ledger.record_step(ctx.run_id, "AlignPlan", "SUCCEEDED" if report.ok else "UNMATCHED", report_json)
+    if not report.ok:
+        raise AlignmentFailed(report.to_text())
+
+    batches: list[dict[str, Any]] = []
+    journals: list[dict[str, Any]] = []
+    approved: list[list[str]] = []
+    size = cfg.dynamics.journal.lines_per_batch
+    for name, rows in all_rows.items():
+        export = _export(ctx, name)
+        settings = cfg.dynamics.journal
+        if export.journal_name:
+            settings = settings.model_copy(update={"journal_name": export.journal_name})
+        plan = build_journals(
+            rows, connection=ctx.connection, export=export, settings=settings, segment_order=fmt.segments,
+            delimiter=fmt.delimiter, period_from=months[0], period_to=months[-1],
+        )  # fmt: skip
+        approved += [[c, a, p.isoformat(), str(v)] for c, a, p, v in plan.items()]
+        for journal in plan.journals:
+            journals.append({**journal.to_json(), "export": name})
+            for n, lines in enumerate(batch_lines(journal, size)):
+                key = ctx.key("plans", f"{journal.key}-{n:04d}.jsonl")
+                body = "".join(
+                    json.dumps({**line.to_json(), "account": line.account, "dimensions": dict(line.dimensions),
+                                "amount": str(line.amount)}) + "\n"
+                    for line in lines
+                )  # fmt: skip
+                ctx.s3.put_object(Bucket=ctx.env.staging_bucket, Key=key, Body=body.encode("utf-8"))
+                batches.append({"company": journal.company, "journal_key": journal.key, "journal_name": journal.journal_name,
+                                "key": key, "lines": len(lines)})  # fmt: skip
+    totals_key = ctx.key("plans", "approved_totals.json")
+    _put_json(ctx, totals_key, {"items": approved, "journals": journals})
+    ctx.ledger.record_step(ctx.run_id, "PlanJournals", "SUCCEEDED",
+                           {"journals": journals, "batches": len(batches)})  # fmt: skip
+    for j in journals:
+        ctx.ledger.record_journal(
+            ctx.run_id, j["key"], "PLANNED", None, {k: v for k, v in j.items() if k != "key"}
+        )
+    return {"batches": batches, "totals_key": totals_key, "journals": len(journals),
+            "rows": sum(len(r) for r in all_rows.values())}  # fmt: skip
+
+
+def _line_inputs(ctx: StepContext, key: str) -> Iterator[tuple[JournalLineInput, dict[str, Any]]]:
+    for raw in iter_lines(ctx.s3, ctx.env.staging_bucket, key):
+        if not raw.strip():
+            continue
+        d = json.loads(raw)
+        line = JournalLineInput(
+            account=d["account"], dimensions=d["dimensions"], trans_date=date.fromisoformat(d["trans_date"]),
+            amount=Decimal(d["amount"]), voucher=d["voucher"], currency=d["currency"], text=d["text"],
+            source=f"plan line {d['source_line']}" if d.get("source_line") else f"offset {d['text']}",
+        )  # fmt: skip
+        yield line, d
+
+
+def write_journal_batch(ctx: StepContext, batch: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+    """Create or resume the batch's journal and write its lines (lines already in F&O are skipped).
+
+    Each line's outcome goes to the ledger with its payload, so failed lines can be replayed from the
+    ledger alone. A voucher F&O rejects is rolled back whole by its changeset; the step then fails naming
+    the first rejected line and F&O's message.
+    """
+    pairs = list(_line_inputs(ctx, str(batch["key"])))
+    journal_key = str(batch["journal_key"])
+    if dry_run:
+        ctx.ledger.record_step(ctx.run_id, f"WriteJournal:{journal_key}", "DRY_RUN", {"lines": len(pairs)})
+        return {"journal_key": journal_key, "company": batch["company"], "journal_batch_number": None, "written": 0,
+                "skipped": 0, "dry_run": True}  # fmt: skip
+    writer = ctx.dynamics.writer
+    if ctx.cfg.dynamics.journal.target == "budget_register":
+        first = min(p[0].trans_date for p in pairs)
+        result = writer.write_budget_register(
+            str(batch["company"]), [p[0] for p in pairs], key=journal_key, default_date=first
+        )
+    else:
+        result = writer.write_ledger_journal(
+            str(batch["company"]),
+            [p[0] for p in pairs],
+            key=journal_key,
+            journal_name=str(batch["journal_name"]),
+        )
+    errors = {e.source: e for e in result.errors}
+    for line, payload in pairs:
+        err = errors.get(line.source)
+        status = "FAILED" if err else "WRITTEN"
+        ctx.ledger.record_journal_line(
+            ctx.run_id, journal_key, str(payload["text"]), status,
+            {"journal_batch_number": result.journal_batch_number} if not err else None,
+            err.message if err else None, payload,
+        )  # fmt: skip
+    ctx.ledger.record_journal(
+        ctx.run_id, journal_key, "FAILED" if result.errors else "WRITTEN", result.journal_batch_number,
+        {"written": result.lines_written, "skipped": result.lines_skipped, "rejected": len(result.errors),
+         "resumed": result.resumed, "already_posted": result.already_posted},
+    )  # fmt: skip
+    if result.errors:
+        result.raise_for_errors()
+    return {"journal_key": journal_key, "company": result.company, "journal_batch_number": result.journal_batch_number,
+            "written": result.lines_written, "skipped": result.lines_skipped, "dry_run": False}  # fmt: skip
+
+
+def reconcile_plan(ctx: StepContext, totals_key: str, written: list[dict[str, Any]]) -> dict[str, Any]:
+    """Read the journals' lines back from F&O and compare them with the approved totals per company,
+    account and period (offset lines excluded on both sides)."""
+    approved = _get_json(ctx, totals_key)
+    plan_items = [(c, a, date.fromisoformat(p), Decimal(v)) for c, a, p, v in approved["items"]]
+    fmt = ctx.dynamics.reader.ledger_format()
+    numbers = sorted(
+        {
+            (str(w["company"]), str(w["journal_batch_number"]))
+            for w in written
+            if w.get("journal_batch_number")
+        }
+    )
+    fo_items: list[tuple[str, str, date, Decimal]] = []
+    for company, number in numbers:
+        q = Query(
+            "LedgerJournalLines",
+            filter=F.and_(F.eq("dataAreaId", company.lower()), F.eq("JournalBatchNumber", number)),
+            select=("AccountDisplayValue", "DebitAmount", "CreditAmount", "TransDate", "Text"),
+        )
+        for row in ctx.dynamics.client.iter_rows(q):
+            memo = str(row.get("Text") or "").split(" ", 1)[-1]
+            if _OFFSET_KEY.search(memo):
+                continue
+            account, _dims = fmt.parse_value(str(row["AccountDisplayValue"]), what=f"{number} line {memo}")
+            amount = Decimal(str(row.get("DebitAmount") or 0)) - Decimal(str(row.get("CreditAmount") or 0))
+            fo_items.append((company, account, date.fromisoformat(str(row["TransDate"])[:10]), amount))
+    result = reconcile(plan_items, fo_items, tolerance=ctx.cfg.reconciliation_tolerance, left_name="Anaplan",
+                       right_name="F&O")  # fmt: skip
+    ctx.ledger.record_step(
+        ctx.run_id, "ReconcilePlan", "SUCCEEDED" if result.ok else "FAILED", result.to_json()
+    )
+    if not result.ok:
+        raise ReconciliationFailed(result.to_text())
+    return {"ok": True, "total": str(result.left_total), "matched": result.matched_accounts}
