@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from d365_anaplan.observability import logger
 from d365_anaplan.steps.context import StepContext
-
-E = TypeVar("E", bound="StepEvent")
 
 
 class StepEvent(BaseModel):
@@ -28,7 +26,7 @@ class StepEvent(BaseModel):
     dry_run: bool = False
 
 
-def step(
+def step[E: StepEvent](
     model: type[E],
 ) -> Callable[[Callable[[StepContext, E], dict[str, Any]]], Callable[[dict[str, Any], Any], dict[str, Any]]]:
     def decorate(
