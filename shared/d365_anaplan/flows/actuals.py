@@ -4,7 +4,8 @@ Three steps, all without I/O; the handler streams GL lines from staging and a te
 
 1. :func:`aggregate_actuals` (grain ``monthly``, the default) sums lines per company x account x dimension
    values x period into a dict (the aggregate is small: a few thousand keys per month). With grain ``line``
-   use :func:`line_rows` instead, which yields one row per GL line while streaming.
+   use :func:`line_rows` instead, which yields one row per GL line while streaming; the handler then reads
+   the staged GL lines twice (once for the references of step 2, once to write in step 3).
 2. :func:`~d365_anaplan.flows.alignment.collect_references` over the rows, then the alignment check, which
    may return a :class:`~d365_anaplan.flows.alignment.Remap` (policy ``map``).
 3. :func:`write_actuals_csv` writes the header and rows to a text writer (after the remap; monthly rows that

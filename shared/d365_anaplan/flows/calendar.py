@@ -244,8 +244,8 @@ def check_in_fiscal_calendar(
     first = first_calendar_period(cal)
     if first is not None and p < first:
         raise BadInputData(
-            f"{what}: {shown!r} is before the first period of the fiscal calendar ({period_key(first)})"
+            f"{what} {shown!r} is before the first period of the fiscal calendar ({period_key(first)})"
         )
     if latest is not None and p > month_start(latest):
-        raise BadInputData(f"{what}: {shown!r} is in the future (after {period_key(month_start(latest))})")
+        raise BadInputData(f"{what} {shown!r} is in the future (after {period_key(month_start(latest))})")
     return p

@@ -258,7 +258,7 @@ class PlanExportReader:
             try:
                 period = parse_period_label(label, self.period_format, fiscal_start)
                 check_in_fiscal_calendar(
-                    period, self.calendar, latest=self.latest, what=f"period {period:%Y-%m}", value=label
+                    period, self.calendar, latest=self.latest, what="period label", value=label
                 )
             except BadInputData as exc:
                 raise BadInputData(f"{where}: field {p.period_column!r}: {exc}") from None
