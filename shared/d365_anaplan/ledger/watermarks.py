@@ -43,10 +43,18 @@ def watermark_key(connection: str, flow: str) -> dict[str, Any]:
 class Watermarks:
     """Per-(connection, flow) watermarks in the ledger table (env ``LEDGER_TABLE``)."""
 
-    def __init__(self, table_name: str, *, client: Any = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        client: Any = None,
+        clock: Clock | None = None,
+        history_length: int = HISTORY_LENGTH,
+    ) -> None:
         if not table_name:
             raise ValueError("table_name must be a non-empty string")
         self.table_name = table_name
+        self.history_length = max(history_length, 1)
         self._client = LazyClient("dynamodb", client)
         self._clock = clock or utc_now
 
@@ -110,19 +118,20 @@ class Watermarks:
         condition = "attribute_exists(#pk) AND #value < :value" if forward_only else "attribute_exists(#pk)"
         key = watermark_key(connection, flow)
         try:
-            self.client.update_item(
+            response = self.client.update_item(
                 TableName=self.table_name,
                 Key=key,
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
+                ReturnValues="UPDATED_NEW",
             )
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
         else:
-            self._trim(key)
+            self._trim(key, len(response.get("Attributes", {}).get("history", {}).get("L", [])))
             return True
         # Either there is no watermark yet, or it is already at/after value: create it if absent.
         first_names = {k: v for k, v in names.items() if k not in ("#prev",)}
@@ -144,11 +153,9 @@ class Watermarks:
             return False
         return True
 
-    def _trim(self, key: Mapping[str, Any]) -> None:
-        """Keep the history list short (it only serves humans); best effort, never fails the caller."""
-        item = self.client.get_item(TableName=self.table_name, Key=dict(key), ConsistentRead=True).get("Item")
-        history = (item or {}).get("history", {}).get("L", [])
-        extra = len(history) - HISTORY_LENGTH
+    def _trim(self, key: Mapping[str, Any], length: int) -> None:
+        """Keep the history list short (it only serves humans): drop the oldest entries."""
+        extra = length - self.history_length
         if extra > 0:
             self.client.update_item(
                 TableName=self.table_name,

@@ -28,9 +28,31 @@ def aws() -> Iterator[None]:
         yield
 
 
+def _client(service: str) -> Any:
+    return boto3.client(
+        service, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+
+
+@pytest.fixture(scope="session")
+def _dynamodb_client() -> Any:
+    """Creating a client costs ~0.3 s; one per session is reused by every test's fresh ``mock_aws``."""
+    return _client("dynamodb")
+
+
+@pytest.fixture(scope="session")
+def _kms_client() -> Any:
+    return _client("kms")
+
+
 @pytest.fixture
-def dynamodb(aws: None) -> Any:
-    return boto3.client("dynamodb", region_name="us-east-1")
+def dynamodb(aws: None, _dynamodb_client: Any) -> Any:
+    return _dynamodb_client
+
+
+@pytest.fixture
+def kms(aws: None, _kms_client: Any) -> Any:
+    return _kms_client
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from ledger_support import FakeClock
@@ -14,11 +13,6 @@ from d365_anaplan.errors import ConfigError
 from d365_anaplan.ledger.tokens import DynamoDBTokenCache, connection_of, encryption_context
 
 SECRET_VALUE = "c2VjcmV0LWFuYXBsYW4tdG9rZW4tdmFsdWU="
-
-
-@pytest.fixture
-def kms(aws: None) -> Any:
-    return boto3.client("kms", region_name="us-east-1")
 
 
 @pytest.fixture

@@ -75,17 +75,13 @@ def test_reset_moves_back_on_purpose(marks: Watermarks, dynamodb: Any, table: st
     assert item["history"]["L"][1]["M"]["reason"] == {"S": "re-load Q1 after a restatement"}
 
 
-def test_history_is_bounded(marks: Watermarks) -> None:
-    from d365_anaplan.ledger.watermarks import HISTORY_LENGTH
-
-    for i in range(HISTORY_LENGTH + 5):
+def test_history_is_bounded(dynamodb: Any, table: str) -> None:
+    marks = Watermarks(table, client=dynamodb, history_length=3)
+    for i in range(6):
         assert marks.advance("acme", "actuals", f"{2000 + i}-01", f"r{i}")
-    item = marks.client.get_item(
-        TableName=marks.table_name, Key={"pk": {"S": "WATERMARK#acme"}, "sk": {"S": "FLOW#actuals"}}
-    )["Item"]
-    values = [h["M"]["value"]["S"] for h in item["history"]["L"]]
-    assert len(values) == HISTORY_LENGTH
-    assert values[-1] == f"{2000 + HISTORY_LENGTH + 4}-01"
+    key = {"pk": {"S": "WATERMARK#acme"}, "sk": {"S": "FLOW#actuals"}}
+    item = dynamodb.get_item(TableName=table, Key=key)["Item"]
+    assert [h["M"]["value"]["S"] for h in item["history"]["L"]] == ["2003-01", "2004-01", "2005-01"]
 
 
 def test_arguments(marks: Watermarks) -> None:
