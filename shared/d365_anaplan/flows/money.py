@@ -143,13 +143,3 @@ def format_amount(amount: Decimal, decimals: int = 2) -> str:
     if q == 0:
         q = abs(q)
     return f"{q:f}"
-
-
-def sum_amounts(values: list[Decimal]) -> Decimal:
-    """Exact sum (wide context so no intermediate rounding can happen)."""
-    with localcontext() as ctx:
-        ctx.prec = 60
-        total = Decimal(0)
-        for v in values:
-            total += v
-        return total
