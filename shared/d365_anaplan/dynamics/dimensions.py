@@ -110,6 +110,19 @@ class DimensionFormat:
         account = names.pop(MAIN_ACCOUNT, None) if self.includes_main_account else None
         return self.build(account, {k: v for k, v in names.items() if v}, what=what)
 
+    def try_parse(self, display_value: str) -> tuple[str, dict[str, str]] | None:
+        """Fast path of :meth:`parse_value`: None when the value needs the checked path."""
+        parts = display_value.split(self.delimiter)
+        if len(parts) > len(self.segments):
+            return None
+        if self.includes_main_account:
+            if not parts[0]:
+                return None
+            return parts[0], {
+                name: value for name, value in zip(self.segments[1:], parts[1:], strict=False) if value
+            }
+        return "", {name: value for name, value in zip(self.segments, parts, strict=False) if value}
+
     def parse_value(self, display_value: str, *, what: str = "line") -> tuple[str, dict[str, str]]:
         """Split a display value into (main account, {dimension: value}); blanks are omitted."""
         parts = display_value.split(self.delimiter)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from d365_anaplan.config import JournalSettings
 from d365_anaplan.errors import (
@@ -449,7 +450,8 @@ class JournalWriter:
         if job is None:
             raise BadInputData("posting: dynamics.journal.posting_batch_job_id is not configured")
         self.client.action(POST_ACTION, {"batchJobId": job}, what=f"SetBatchJobToWaiting({job})")
-        path = f"{HEADERS}(dataAreaId={F.literal(company.lower())},JournalBatchNumber={F.literal(journal_batch_number)})"
+        keys = f"dataAreaId={F.literal(company.lower())},JournalBatchNumber={F.literal(journal_batch_number)}"
+        path = f"{HEADERS}({quote(keys, safe="'=,")})"
         for attempt in range(poll_attempts):
             row = self.client.get_json(
                 path,

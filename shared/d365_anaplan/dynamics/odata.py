@@ -15,6 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -476,7 +477,12 @@ class ODataClient:
         return self.url(query.entity_set, query.params())
 
     def iter_pages(
-        self, query: Query | None = None, *, resume: str | None = None, page_size: int | None = None
+        self,
+        query: Query | None = None,
+        *,
+        resume: str | None = None,
+        page_size: int | None = None,
+        prefetch: bool = False,
     ) -> Iterator[Page]:
         """Pages of ``query`` (or from a next link ``resume``), following ``@odata.nextLink`` to the end."""
         if resume is not None:
@@ -487,13 +493,33 @@ class ODataClient:
             what = f"GET {query.entity_set}"
         else:
             raise BadInputData("iter_pages needs a query or a continuation")
-        while url is not None:
-            page = self.get_page(url, what=what, page_size=page_size)
-            yield page
-            url = page.next_link
+        if not prefetch:
+            while url is not None:
+                page = self.get_page(url, what=what, page_size=page_size)
+                yield page
+                url = page.next_link
+            return
+        # Fetch page n+1 in a worker thread while the caller works on page n (one request in flight).
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="odata-prefetch")
+        try:
+            future: Future[Page] | None = (
+                pool.submit(self.get_page, url, what=what, page_size=page_size) if url else None
+            )
+            while future is not None:
+                page = future.result()
+                future = (
+                    pool.submit(self.get_page, page.next_link, what=what, page_size=page_size)
+                    if page.next_link
+                    else None
+                )
+                yield page
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
-    def iter_rows(self, query: Query, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
-        for page in self.iter_pages(query, page_size=page_size):
+    def iter_rows(
+        self, query: Query, *, page_size: int | None = None, prefetch: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        for page in self.iter_pages(query, page_size=page_size, prefetch=prefetch):
             yield from page.rows
 
     def should_stop(self, reserve: float | None = None) -> bool:

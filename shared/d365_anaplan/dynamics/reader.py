@@ -494,14 +494,17 @@ class DynamicsReader:
         else:
             filters = F.split_any_of("GeneralJournalEntry", keys, budget=self.filter_budget)
         for flt in filters:
-            for row in self.client.iter_rows(
-                Query(LINE_SET, filter=flt, select=_LINE_FIELDS, cross_company=True)
-            ):
-                what = f"{LINE_SET} row {row.get('SourceKey')!r}"
+            query = Query(LINE_SET, filter=flt, select=_LINE_FIELDS, cross_company=True)
+            for row in self.client.iter_rows(query, prefetch=True):
                 header = headers.get(row.get("GeneralJournalEntry"))  # type: ignore[arg-type]
                 if header is None:
                     continue
                 company, accounting_date, voucher = header
+                fast = _fast_line(row, fmt, company, accounting_date, voucher)
+                if fast is not None:
+                    yield fast
+                    continue
+                what = f"{LINE_SET} row {row.get('SourceKey')!r}"
                 account, dims = fmt.parse_value(_text(row, "LedgerAccount", what), what=what)
                 yield GLLine(
                     company=company,
@@ -514,3 +517,39 @@ class DynamicsReader:
                     description=_text(row, "Text", what, required=False),
                     source_id=_text(row, "SourceKey", what, required=False),
                 )
+
+
+def _fast_line(
+    row: dict[str, Any], fmt: DimensionFormat, company: str, accounting_date: date, voucher: str
+) -> GLLine | None:
+    """The common, well-formed BI line without per-field checks; None sends the row through the checked path."""
+    ledger = row.get("LedgerAccount")
+    amount = row.get("AccountingCurrencyAmount")
+    currency = row.get("TransactionCurrencyCode", "")
+    text = row.get("Text", "")
+    key = row.get("SourceKey")
+    if (
+        type(ledger) is not str
+        or type(amount) is not Decimal
+        or type(currency) is not str
+        or type(text) is not str
+        or type(key) is not int
+    ):
+        return None
+    if not amount.is_finite():
+        return None
+    parsed = fmt.try_parse(ledger)
+    if parsed is None:
+        return None
+    # Every field has the declared type (checked above), so validation can be skipped safely.
+    return GLLine.model_construct(
+        company=company,
+        account=parsed[0],
+        dimensions=parsed[1],
+        accounting_date=accounting_date,
+        amount=amount,
+        currency=currency,
+        voucher=voucher,
+        description=text,
+        source_id=str(key),
+    )
