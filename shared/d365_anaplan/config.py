@@ -316,6 +316,9 @@ class DimensionMapping(BaseModel):
     list_import: str | None = None  # Anaplan import action that loads the list members
     list_name: str | None = None  # Anaplan list whose members the alignment check reads
     unmapped_member: str | None = None  # member used for unknown values when policy is "map"
+    # Member written when an F&O line has no value for this dimension (balance-sheet lines often have none);
+    # unset, a blank value is checked like any other and fails alignment unless the list has a blank member.
+    blank_member: str | None = None
 
 
 class ListImport(BaseModel):

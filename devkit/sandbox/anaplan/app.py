@@ -1397,7 +1397,8 @@ class AnaplanSandbox:
                 continue
             amount = values.get("Amount")
             text = f"{amount:.2f}" if isinstance(amount, Decimal) else ""
-            writer.writerow([*key, text, values.get("Approval", "")])
+            extra = [values.get("Approval", "")] if "Approval" in exp.header_names else []
+            writer.writerow([*key, text, *extra])
             rows += 1
         data = out.getvalue().encode("utf-8")
         size = self.export_chunk_size

@@ -179,10 +179,15 @@ def _staged_keys(ctx: StepContext, step: str) -> list[str]:
 
 
 def _gl_lines(ctx: StepContext) -> Iterator[GLLine]:
+    """The staged GL of the run, with blank dimension values replaced by the configured blank members."""
+    blanks = {d.name: d.blank_member for d in ctx.cfg.mapping.dimensions if d.blank_member}
     for key in _staged_keys(ctx, "gl"):
         for raw in iter_lines(ctx.s3, ctx.env.staging_bucket, key):
-            if raw.strip():
-                yield GLLine.model_validate_json(raw)
+            if not raw.strip():
+                continue
+            line = GLLine.model_validate_json(raw)
+            missing = {name: member for name, member in blanks.items() if not line.dimensions.get(name)}
+            yield line.model_copy(update={"dimensions": {**line.dimensions, **missing}}) if missing else line
 
 
 # --- the actuals file --------------------------------------------------------------------------------------
