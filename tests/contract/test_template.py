@@ -39,6 +39,7 @@ CONTRACT_IDS = {
     "LeaseJanitorFunction": "AWS::Serverless::Function",
     "CloseGateFunction": "AWS::Serverless::Function",
     "ActualsFlow": "AWS::Serverless::StateMachine",
+    "PlansFlow": "AWS::Serverless::StateMachine",
     "FailedExecutionsAlarm": "AWS::CloudWatch::Alarm",
     "AlarmTopic": "AWS::SNS::Topic",
 }
@@ -52,6 +53,8 @@ FUNCTION_ENV = {
     "CONFIG_PREFIX",
     "KMS_KEY_ID",
 }
+# The flows, each deployed from its own statemachine/*.asl.json; the breakage tests below run once per flow.
+FLOWS = ("ActualsFlow", "PlansFlow")
 # Placeholders in an ASL file: ${Name}; JSONPath never produces "${".
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
@@ -568,6 +571,22 @@ def rule_schedule_input(tpl: Template) -> list[str]:
     return out
 
 
+def rule_every_definition_deployed(tpl: Template) -> list[str]:
+    """Every flow definition in statemachine/ is deployed by exactly one state machine of the template."""
+    deployed: dict[str, list[str]] = {}
+    for lid, res in resources(tpl, "AWS::Serverless::StateMachine").items():
+        path = asl_path(res)
+        if path is not None:
+            deployed.setdefault(path.resolve().relative_to(ROOT).as_posix(), []).append(lid)
+    out = []
+    for path in sorted((ROOT / "statemachine").glob("*.asl.json")):
+        rel = path.relative_to(ROOT).as_posix()
+        machines = deployed.get(rel, [])
+        if len(machines) != 1:
+            out.append(f"{rel}: deployed by {machines or 'no state machine'}, expected exactly one")
+    return out
+
+
 def rule_janitor_watches_every_flow(tpl: Template) -> list[str]:
     """A lease held by a dead execution of any flow must be released by the janitor."""
     janitor = props(resources(tpl).get("LeaseJanitorFunction", {}))
@@ -607,6 +626,7 @@ RULES: dict[str, Rule] = {
     "schedule_input": rule_schedule_input,
     "alarms": rule_alarms,
     "janitor": rule_janitor_watches_every_flow,
+    "definitions_deployed": rule_every_definition_deployed,
 }
 
 
@@ -683,21 +703,67 @@ def _drop_log_retention(tpl: Template) -> None:
     del tpl["Resources"][group]["Properties"]["RetentionInDays"]
 
 
-def _drop_timezone(tpl: Template) -> None:
-    for res in resources(tpl, "AWS::Serverless::StateMachine").values():
-        for ev in res["Properties"].get("Events", {}).values():
+def _drop_timezone(flow: str) -> Callable[[Template], None]:
+    def mutate(tpl: Template) -> None:
+        for ev in tpl["Resources"][flow]["Properties"].get("Events", {}).values():
             ev.get("Properties", {}).pop("ScheduleExpressionTimezone", None)
 
-
-def _extra_substitution(tpl: Template) -> None:
-    tpl["Resources"]["ActualsFlow"]["Properties"]["DefinitionSubstitutions"]["UnusedArn"] = {
-        "Fn::GetAtt": ["CloseGateFunction", "Arn"]
-    }
+    return mutate
 
 
-def _drop_substitution(tpl: Template) -> None:
-    subs = tpl["Resources"]["ActualsFlow"]["Properties"]["DefinitionSubstitutions"]
-    subs.pop(sorted(subs)[0])
+def _extra_substitution(flow: str) -> Callable[[Template], None]:
+    def mutate(tpl: Template) -> None:
+        tpl["Resources"][flow]["Properties"]["DefinitionSubstitutions"]["UnusedArn"] = {
+            "Fn::GetAtt": ["CloseGateFunction", "Arn"]
+        }
+
+    return mutate
+
+
+def _drop_substitution(flow: str) -> Callable[[Template], None]:
+    def mutate(tpl: Template) -> None:
+        subs = tpl["Resources"][flow]["Properties"]["DefinitionSubstitutions"]
+        subs.pop(sorted(subs)[-1])
+
+    return mutate
+
+
+def _drop_invoke_policy(flow: str) -> Callable[[Template], None]:
+    def mutate(tpl: Template) -> None:
+        p = tpl["Resources"][flow]["Properties"]
+        p["Policies"] = [
+            pol for pol in p["Policies"] if not (isinstance(pol, dict) and "LambdaInvokePolicy" in pol)
+        ]
+
+    return mutate
+
+
+def _unwatched_by_janitor(flow: str) -> Callable[[Template], None]:
+    def mutate(tpl: Template) -> None:
+        for ev in tpl["Resources"]["LeaseJanitorFunction"]["Properties"]["Events"].values():
+            detail = ev.get("Properties", {}).get("Pattern", {}).get("detail", {})
+            if "stateMachineArn" in detail:
+                detail["stateMachineArn"] = [
+                    a for a in as_list(detail["stateMachineArn"]) if not is_ref(a, flow)
+                ]
+
+    return mutate
+
+
+def _unalarmed(flow: str) -> Callable[[Template], None]:
+    def mutate(tpl: Template) -> None:
+        for lid, a in resources(tpl, "AWS::CloudWatch::Alarm").items():
+            if any(is_ref(d.get("Value"), flow) for d in props(a).get("Dimensions", [])):
+                del tpl["Resources"][lid]
+
+    return mutate
+
+
+def _undeployed(flow: str) -> Callable[[Template], None]:
+    def mutate(tpl: Template) -> None:
+        del tpl["Resources"][flow]
+
+    return mutate
 
 
 def _expire_everything(tpl: Template) -> None:
@@ -706,9 +772,12 @@ def _expire_everything(tpl: Template) -> None:
     )
 
 
-def _schedule_without_connection(tpl: Template) -> None:
-    ev = tpl["Resources"]["ActualsFlow"]["Properties"]["Events"]["Schedule"]["Properties"]
-    ev["Input"] = '{"trigger": "schedule", "periods": null}'
+def _schedule_without_connection(flow: str) -> Callable[[Template], None]:
+    def mutate(tpl: Template) -> None:
+        ev = tpl["Resources"][flow]["Properties"]["Events"]["Schedule"]["Properties"]
+        ev["Input"] = '{"trigger": "schedule", "periods": null}'
+
+    return mutate
 
 
 def _second_machine(tpl: Template) -> None:
@@ -762,10 +831,6 @@ BREAKAGES: dict[str, tuple[str, Callable[[Template], None]]] = {
         lambda t: t["Resources"][_first_function(t)]["Properties"]["Policies"].append("AdministratorAccess"),
     ),
     "env not on CMK": ("function_globals", lambda t: t["Globals"]["Function"].pop("KmsKeyArn")),
-    "extra substitution": ("state_machines", _extra_substitution),
-    "missing substitution": ("state_machines", _drop_substitution),
-    "no timezone": ("schedules", _drop_timezone),
-    "schedule input without connection": ("schedule_input", _schedule_without_connection),
     "flow without alarms": ("alarms", _second_machine),
     "flow the janitor ignores": ("janitor", _second_machine),
     "renamed function": (
@@ -773,14 +838,31 @@ BREAKAGES: dict[str, tuple[str, Callable[[Template], None]]] = {
         lambda t: t["Resources"].update(RunLedger=t["Resources"].pop("RunLedgerFunction")),
     ),
 }
+# Per-flow breakages: each flow is shown to be covered by the same rules (the ASL-dependent ones skip while
+# the flow's definition file is missing).
+_PER_FLOW: dict[str, tuple[str, Callable[[str], Callable[[Template], None]]]] = {
+    "extra substitution": ("state_machines", _extra_substitution),
+    "missing substitution": ("state_machines", _drop_substitution),
+    "no invoke policy": ("state_machines", _drop_invoke_policy),
+    "no timezone": ("schedules", _drop_timezone),
+    "schedule input without connection": ("schedule_input", _schedule_without_connection),
+    "janitor ignores it": ("janitor", _unwatched_by_janitor),
+    "no alarms": ("alarms", _unalarmed),
+    "definition not deployed": ("definitions_deployed", _undeployed),
+}
+BREAKAGE_FLOW: dict[str, str] = {}
+for _flow in FLOWS:
+    for _name, (_rule, _make) in _PER_FLOW.items():
+        BREAKAGES[f"{_flow}: {_name}"] = (_rule, _make(_flow))
+        BREAKAGE_FLOW[f"{_flow}: {_name}"] = _flow
 
 
 @pytest.mark.parametrize("breakage", list(BREAKAGES))
 def test_rule_catches(template: Template, breakage: str) -> None:
     rule, mutate = BREAKAGES[breakage]
     broken = copy.deepcopy(template)
-    if rule in ("state_machines", "schedule_input"):
-        path = asl_path(broken["Resources"]["ActualsFlow"])
+    if rule in ("state_machines", "schedule_input", "definitions_deployed"):
+        path = asl_path(broken["Resources"][BREAKAGE_FLOW.get(breakage, "ActualsFlow")])
         if path is None or not path.exists():
             pytest.skip("the ASL file is not there to compare substitutions with")
     mutate(broken)
