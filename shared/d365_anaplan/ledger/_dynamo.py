@@ -24,6 +24,21 @@ _deserializer = TypeDeserializer()
 KEY_ATTRS = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
 
 
+LEDGER_TABLE_ENV = "LEDGER_TABLE"
+
+
+def ledger_table_from_env() -> str:
+    """The ledger table name from env ``LEDGER_TABLE`` (ConfigError when unset)."""
+    import os
+
+    from d365_anaplan.errors import ConfigError
+
+    name = os.environ.get(LEDGER_TABLE_ENV, "")
+    if not name:
+        raise ConfigError([f"{LEDGER_TABLE_ENV}: environment variable is not set"], "ledger")
+    return name
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

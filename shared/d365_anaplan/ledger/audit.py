@@ -29,6 +29,7 @@ from d365_anaplan.ledger._dynamo import (
     error_code,
     from_item,
     iso,
+    ledger_table_from_env,
     parse_iso,
     plain,
     query_all,
@@ -110,6 +111,13 @@ class RunLedger:
         self._client = LazyClient("dynamodb", client)
         self._clock = clock or utc_now
         self.retention_days = retention_days
+
+    @classmethod
+    def from_env(
+        cls, *, client: Any = None, clock: Clock | None = None, retention_days: int | None = None
+    ) -> RunLedger:
+        """On the table named by env ``LEDGER_TABLE``."""
+        return cls(ledger_table_from_env(), client=client, clock=clock, retention_days=retention_days)
 
     # --- plumbing -------------------------------------------------------------------------------------
 

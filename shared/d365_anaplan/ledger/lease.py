@@ -39,6 +39,7 @@ from d365_anaplan.ledger._dynamo import (
     from_epoch,
     from_item,
     iso,
+    ledger_table_from_env,
     parse_iso,
     query_all,
     to_attr,
@@ -86,6 +87,11 @@ class ModelLease:
         self._client = LazyClient("dynamodb", client)
         self._clock = clock or utc_now
         self.max_attempts = max_attempts
+
+    @classmethod
+    def from_env(cls, *, client: Any = None, clock: Clock | None = None) -> ModelLease:
+        """On the table named by env ``LEDGER_TABLE``."""
+        return cls(ledger_table_from_env(), client=client, clock=clock)
 
     @property
     def client(self) -> Any:

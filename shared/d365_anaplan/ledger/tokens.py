@@ -35,6 +35,7 @@ from d365_anaplan.ledger._dynamo import (
     epoch_seconds,
     error_code,
     iso,
+    ledger_table_from_env,
     to_attr,
     utc_now,
 )
@@ -77,6 +78,13 @@ class DynamoDBTokenCache:
         self._kms = LazyClient("kms", kms_client)
         self._kms_key_id = kms_key_id
         self._clock = clock or utc_now
+
+    @classmethod
+    def from_env(
+        cls, *, client: Any = None, kms_client: Any = None, clock: Clock | None = None
+    ) -> DynamoDBTokenCache:
+        """On the table named by env ``LEDGER_TABLE``, encrypting under env ``KMS_KEY_ID``."""
+        return cls(ledger_table_from_env(), client=client, kms_client=kms_client, clock=clock)
 
     @property
     def client(self) -> Any:

@@ -25,6 +25,7 @@ from d365_anaplan.ledger._dynamo import (
     error_code,
     from_item,
     iso,
+    ledger_table_from_env,
     parse_iso,
     to_attr,
     utc_now,
@@ -57,6 +58,11 @@ class Watermarks:
         self.history_length = max(history_length, 1)
         self._client = LazyClient("dynamodb", client)
         self._clock = clock or utc_now
+
+    @classmethod
+    def from_env(cls, *, client: Any = None, clock: Clock | None = None) -> Watermarks:
+        """On the table named by env ``LEDGER_TABLE``."""
+        return cls(ledger_table_from_env(), client=client, clock=clock)
 
     @property
     def client(self) -> Any:

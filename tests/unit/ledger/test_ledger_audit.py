@@ -376,3 +376,17 @@ def test_no_client_is_created_until_used(monkeypatch: pytest.MonkeyPatch) -> Non
     RunLedger("LedgerTable")  # constructing must not create a client
     with pytest.raises(AssertionError, match="client created"):
         RunLedger("LedgerTable").get_run("x")
+
+
+def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    from d365_anaplan.errors import ConfigError
+    from d365_anaplan.ledger import ModelLease, Watermarks
+    from d365_anaplan.ledger.tokens import DynamoDBTokenCache
+
+    monkeypatch.delenv("LEDGER_TABLE", raising=False)
+    with pytest.raises(ConfigError, match="LEDGER_TABLE"):
+        RunLedger.from_env()
+    monkeypatch.setenv("LEDGER_TABLE", "stack-LedgerTable-1")
+    assert RunLedger.from_env(retention_days=30).retention_days == 30
+    for cls in (RunLedger, ModelLease, Watermarks, DynamoDBTokenCache):
+        assert cls.from_env().table_name == "stack-LedgerTable-1"
