@@ -96,6 +96,7 @@ class Stack:
                         {"export_action": "Export Approved Forecast", "version": "Forecast"},
                     ],
                     "approval_column": "Approval",
+                    "dimensions": [],  # the seeded plan module is per company, account and month
                 },
             },
             "close_calendar": {"timezone": "Europe/London", "business_day": 3, "first_period": "2025-01"},

@@ -373,6 +373,9 @@ class PlansMapping(BaseModel):
     amount_column: str = "Amount"
     approval_column: str | None = "Approval"
     approved_value: str = "Approved"
+    # Names of mapping.dimensions the plan exports carry (None: all of them). Plans are often made at a
+    # coarser grain than actuals, e.g. per company and account only.
+    dimensions: list[str] | None = None
 
 
 class Mappings(BaseModel):

@@ -59,6 +59,8 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
     """
     cfg = ctx.cfg
     m = cfg.mapping
+    wanted = m.plans.dimensions
+    dims = [d for d in m.dimensions if wanted is None or d.name in wanted]
     months = [parse_period(p, field="periods") for p in periods]
     reader = ctx.dynamics.reader
     fmt = reader.ledger_format()
@@ -69,7 +71,7 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
         export = _export(ctx, str(item["action"]))
         data = iter_chunks(ctx.s3, ctx.env.staging_bucket, str(item["file_key"]), chunk_size=1024 * 1024)
         parsed = parse_plan_export(
-            data, export=export, plans=m.plans, dimensions=m.dimensions, companies=cfg.dynamics.companies,
+            data, export=export, plans=m.plans, dimensions=dims, companies=cfg.dynamics.companies,
             calendar=cfg.close_calendar, period_format=m.actuals.period_format, latest=horizon, periods=set(months),
         )  # fmt: skip
         all_rows[export.export_action] = list(parsed)
@@ -79,12 +81,12 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
     # Alignment: every account and dimension value must exist in F&O (codes compare case-insensitively).
     members: dict[str, set[str]] = {ACCOUNT: {a.account for a in reader.main_accounts()}}
     partial: list[str] = []
-    for d in m.dimensions:
+    for d in dims:
         values = reader.dimension_values(d.name)
         members[d.name] = {v.value for v in values.values}
         if not values.complete:
             partial.append(d.name)
-    refs = references_from_plans((r for rows in all_rows.values() for r in rows), m.dimensions)
+    refs = references_from_plans((r for rows in all_rows.values() for r in rows), dims)
     report = check_alignment(refs, members, target="F&O", partial=partial, casefold=True)
     report_json = report.to_json()
     _put_json(ctx, ctx.key("plans", "alignment.json"), report_json)
