@@ -312,3 +312,21 @@ def test_batch_encoding_round_trip_and_limit() -> None:
     reply = "--b\r\nContent-Type: application/http\r\nContent-ID: 3\r\n\r\nHTTP/1.1 500 Internal Server Error\r\n\r\n{}\r\n--b--\r\n"
     (cs,) = decode_batch("multipart/mixed; boundary=b", reply.encode())
     assert not cs.ok and cs.parts[0].status == 500 and cs.parts[0].content_id == "3"
+
+
+@responses.activate
+def test_header_create_with_unknown_outcome_is_looked_up_not_duplicated() -> None:
+    setup_env()
+    responses.replace(responses.POST, f"{DATA}/LedgerJournalHeaders", body=requests.ConnectionError("reset"))
+    responses.replace(responses.GET, f"{DATA}/LedgerJournalHeaders", body=page([]))
+    responses.add(
+        responses.GET,
+        f"{DATA}/LedgerJournalHeaders",
+        body=page([{"dataAreaId": "usmf", "JournalBatchNumber": "USMF-000099", "IsPosted": "No"}]),
+    )
+    result = writer().write_ledger_journal("USMF", balanced("V1"), key="APK")
+    assert result.journal_batch_number == "USMF-000099"
+    assert (
+        len(calls("POST", "LedgerJournalHeaders")) == 1
+    )  # the timed-out create landed; it was found, not repeated
+    assert result.lines_written == 2

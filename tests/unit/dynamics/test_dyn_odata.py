@@ -257,3 +257,22 @@ def test_dumps_exact_keeps_decimal_digits() -> None:
     )
     with pytest.raises(BadInputData):
         dumps_exact({"x": Decimal("Infinity")})
+
+
+@responses.activate
+def test_prefetch_keeps_page_order_and_stops_cleanly() -> None:
+    client, _, _ = make_client()
+    links = [f"{DATA}/X?$skiptoken={i}" for i in range(1, 5)]
+    responses.get(
+        f"{DATA}/X",
+        body=page([{"n": 0}], links[0]),
+        match=[responses.matchers.query_param_matcher({"cross-company": "true"})],
+    )
+    for i, link in enumerate(links, start=1):
+        responses.get(link, body=page([{"n": i}], links[i] if i < len(links) else None))
+    assert [r["n"] for r in client.iter_rows(Query("X"), prefetch=True)] == [0, 1, 2, 3, 4]
+    responses.calls.reset()
+    pages = client.iter_pages(Query("X"), prefetch=True)
+    assert next(pages).rows == [{"n": 0}]
+    pages.close()  # the consumer stops early: at most the one prefetched page was requested
+    assert len(responses.calls) <= 2
