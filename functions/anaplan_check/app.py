@@ -22,6 +22,9 @@ def run(ctx: StepContext, ev: CheckEvent) -> dict[str, Any]:
     return check_task(ctx, ev.task, strict=ev.strict, download_to=ev.download_to)
 
 
+EVENT_MODEL = CheckEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+
+
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics

@@ -21,6 +21,9 @@ def run(ctx: StepContext, ev: StartEvent) -> dict[str, Any]:
     return start_action(ctx, ev.step, ev.kind, ev.action, dry_run=ev.dry_run)
 
 
+EVENT_MODEL = StartEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+
+
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics

@@ -21,6 +21,9 @@ def run(ctx: StepContext, ev: UploadEvent) -> dict[str, Any]:
     return upload(ctx, ev.step, ev.action, ev.key, dry_run=ev.dry_run)
 
 
+EVENT_MODEL = UploadEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+
+
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics

@@ -28,6 +28,9 @@ class GateEvent(BaseModel):
     periods: PeriodWindow | None = None
 
 
+EVENT_MODEL = GateEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+
+
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics

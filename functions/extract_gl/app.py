@@ -26,6 +26,9 @@ def run(ctx: StepContext, ev: ExtractGLEvent) -> dict[str, Any]:
     return out
 
 
+EVENT_MODEL = ExtractGLEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+
+
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics

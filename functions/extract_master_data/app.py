@@ -15,6 +15,9 @@ def run(ctx: StepContext, ev: StepEvent) -> dict[str, Any]:
     return extract_master_data(ctx)
 
 
+EVENT_MODEL = StepEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+
+
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics

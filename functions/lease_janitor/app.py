@@ -30,6 +30,9 @@ class StatusChangeEvent(BaseModel):
     detail: StatusDetail
 
 
+EVENT_MODEL = StatusChangeEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+
+
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics

@@ -24,6 +24,9 @@ class LeaseEvent(BaseModel):
     ttl_seconds: int = Field(default=4 * 3600, ge=60, le=24 * 3600)
 
 
+EVENT_MODEL = LeaseEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+
+
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics

@@ -27,6 +27,9 @@ def run(ctx: StepContext, ev: PlanEvent) -> dict[str, Any]:
     return plan_journals(ctx, [e.model_dump() for e in ev.exports], ev.periods)
 
 
+EVENT_MODEL = PlanEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+
+
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics

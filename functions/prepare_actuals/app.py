@@ -21,6 +21,9 @@ def run(ctx: StepContext, ev: PrepareEvent) -> dict[str, Any]:
     return prepare_actuals(ctx, ev.periods)
 
 
+EVENT_MODEL = PrepareEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+
+
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics

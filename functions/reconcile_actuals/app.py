@@ -24,6 +24,9 @@ def run(ctx: StepContext, ev: ReconcileEvent) -> dict[str, Any]:
     return reconcile_actuals(ctx, ev.totals_key, ev.counts, ev.rows, ev.readback_key)
 
 
+EVENT_MODEL = ReconcileEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+
+
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics

@@ -76,6 +76,9 @@ class Event(BaseModel):
     body: Annotated[StartEvent | FinishEvent | FailEvent, Field(discriminator="op")]
 
 
+EVENT_MODEL = Event  # validates {"body": event} (events/ tests: tests/unit/test_events.py)
+
+
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
