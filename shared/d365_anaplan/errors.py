@@ -51,6 +51,10 @@ class RecordNotFound(ConnectorError):
     """The ledger has no such run or record."""
 
 
+class LedgerConflict(Transient):
+    """A ledger item kept changing under a conditional write (concurrent writers); retry."""
+
+
 # --- Anaplan ---------------------------------------------------------------------------------------------
 
 

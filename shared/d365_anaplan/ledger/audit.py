@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from botocore.exceptions import ClientError
 
-from d365_anaplan.errors import RecordNotFound
+from d365_anaplan.errors import LedgerConflict, RecordNotFound
 from d365_anaplan.ledger._dynamo import (
     Clock,
     LazyClient,
@@ -307,56 +307,97 @@ class RunLedger:
         cause: Mapping[str, Any] | None = None,
         summary: Mapping[str, Any] | None = None,
     ) -> RunRecord:
-        """Set the final status. Repeating the same final status is a no-op; RecordNotFound if no run."""
+        """Set the final status (and cause/summary). RecordNotFound if there is no such run.
+
+        Repeating the same call (same status, cause and summary) is a no-op. Finishing a run that is
+        already FAILED with a different outcome means the execution was redriven without ``start_run``
+        being called again (a redrive does not re-run states that succeeded): the redrive is recorded
+        (``redriven + 1`` and a ``redriven`` event) before the new outcome.
+        """
         if status not in FINAL_STATUSES:
             raise ValueError(
                 f"finish_run({run_id!r}): status must be one of {sorted(FINAL_STATUSES)}, got {status!r}"
             )
-        now = self._now()
-        stamp = iso(now)
-        event: dict[str, Any] = {"at": stamp, "status": status, "event": "finished"}
-        if cause:
-            event["cause"] = dict(cause)
-        names = {
-            "#status": "status",
-            "#finished": "finished_at",
-            "#updated": "updated_at",
-            "#events": "events",
-            "#cause": "cause",
-            "#summary": "summary",
-        }
-        values: dict[str, Any] = {
-            ":status": to_attr(status),
-            ":now": to_attr(stamp),
-            ":empty": {"L": []},
-            ":ev": {"L": [to_attr(event, "event")]},
-        }
-        sets = ["#status = :status", "#finished = :now", "#updated = :now"]
-        removes: list[str] = []
-        for placeholder, value in (("cause", cause), ("summary", summary)):
-            if value is None:
-                removes.append(f"#{placeholder}")
-            else:
-                values[f":{placeholder}"] = to_attr(dict(value), placeholder)
-                sets.append(f"#{placeholder} = :{placeholder}")
-        sets.append("#events = list_append(if_not_exists(#events, :empty), :ev)")
-        try:
-            response = self.client.update_item(
-                TableName=self.table_name,
-                Key=self._key(run_id, "RUN"),
-                UpdateExpression="SET "
-                + ", ".join(sets)
-                + (" REMOVE " + ", ".join(removes) if removes else ""),
-                ConditionExpression="attribute_exists(pk) AND NOT (#status = :status AND attribute_exists(#finished))",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            return self.get_run(run_id)  # raises RecordNotFound when there is no such run
-        return _run_record(from_item(response["Attributes"]))
+        cause_ = dict(cause) if cause is not None else None
+        summary_ = dict(summary) if summary is not None else None
+        digest = _digest(status, cause_, summary_)
+        for _ in range(5):
+            current = self._get(run_id, "RUN")
+            if current is None:
+                raise RecordNotFound(f"ledger {self.table_name}: no run {run_id!r}")
+            if current.get("status") == status and current.get("finish_digest") == digest:
+                return _run_record(current)  # a repeated call
+            stamp = iso(self._now())
+            events: list[dict[str, Any]] = []
+            redrive = current.get("status") == "FAILED"
+            if redrive:
+                events.append(
+                    {
+                        "at": stamp,
+                        "status": "RUNNING",
+                        "event": "redriven",
+                        "previous_cause": current.get("cause"),
+                    }
+                )
+            finished: dict[str, Any] = {"at": stamp, "status": status, "event": "finished"}
+            if cause_:
+                finished["cause"] = cause_
+            events.append(finished)
+            names = {
+                "#status": "status",
+                "#finished": "finished_at",
+                "#updated": "updated_at",
+                "#events": "events",
+                "#cause": "cause",
+                "#summary": "summary",
+                "#digest": "finish_digest",
+                "#redriven": "redriven",
+            }
+            values: dict[str, Any] = {
+                ":status": to_attr(status),
+                ":now": to_attr(stamp),
+                ":seen": to_attr(str(current["updated_at"])),
+                ":digest": to_attr(digest),
+                ":empty": {"L": []},
+                ":ev": {"L": [to_attr(e, "event") for e in events]},
+                ":zero": to_attr(0),
+                ":inc": to_attr(1 if redrive else 0),
+            }
+            sets = [
+                "#status = :status",
+                "#finished = :now",
+                "#updated = :now",
+                "#digest = :digest",
+                "#redriven = if_not_exists(#redriven, :zero) + :inc",
+                "#events = list_append(if_not_exists(#events, :empty), :ev)",
+            ]
+            removes: list[str] = []
+            for name, value in (("cause", cause_), ("summary", summary_)):
+                if value is None:
+                    removes.append(f"#{name}")
+                else:
+                    values[f":{name}"] = to_attr(value, name)
+                    sets.append(f"#{name} = :{name}")
+            try:
+                response = self.client.update_item(
+                    TableName=self.table_name,
+                    Key=self._key(run_id, "RUN"),
+                    UpdateExpression="SET "
+                    + ", ".join(sets)
+                    + (" REMOVE " + ", ".join(removes) if removes else ""),
+                    ConditionExpression="#updated = :seen",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                )
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                continue  # changed since we read it: read again
+            return _run_record(from_item(response["Attributes"]))
+        raise LedgerConflict(
+            f"ledger {self.table_name}: run {run_id!r} kept changing; finish_run({status}) not applied"
+        )
 
     def get_run(self, run_id: str) -> RunRecord:
         item = self._get(run_id, "RUN")

@@ -390,3 +390,30 @@ def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert RunLedger.from_env(retention_days=30).retention_days == 30
     for cls in (RunLedger, ModelLease, Watermarks, DynamoDBTokenCache):
         assert cls.from_env().table_name == "stack-LedgerTable-1"
+
+
+def test_redrive_inferred_when_start_is_not_rerun(ledger: RunLedger, clock: FakeClock) -> None:
+    """A redrive resumes at the failed state, so start_run may not run again; finish_run notices."""
+    ledger.start_run("exec-9", "acme", "plans", "schedule", {})
+    tick(clock)
+    ledger.finish_run("exec-9", "FAILED", cause={"Error": "DynamicsUnavailable"})
+    tick(clock)
+    repeat = ledger.finish_run("exec-9", "FAILED", cause={"Error": "DynamicsUnavailable"})  # Lambda retried
+    assert repeat.redriven == 0
+    tick(clock)
+    again = ledger.finish_run(
+        "exec-9", "FAILED", cause={"Error": "AnaplanTaskFailed"}
+    )  # redriven, failed again
+    assert (again.redriven, again.cause) == (1, {"Error": "AnaplanTaskFailed"})
+    tick(clock)
+    done = ledger.finish_run("exec-9", "SUCCEEDED", summary={"journals": 2})  # redriven, succeeded
+    assert (done.status, done.redriven, done.cause, done.summary) == ("SUCCEEDED", 2, None, {"journals": 2})
+    assert ledger.finish_run("exec-9", "SUCCEEDED", summary={"journals": 2}) == done
+    assert [(e.status, e.detail["event"]) for e in ledger.run_items("exec-9")] == [
+        ("RUNNING", "started"),
+        ("FAILED", "finished"),
+        ("RUNNING", "redriven"),
+        ("FAILED", "finished"),
+        ("RUNNING", "redriven"),
+        ("SUCCEEDED", "finished"),
+    ]
