@@ -281,6 +281,28 @@ class JournalWriter:
                 self.sleep(2.0 * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    # -- entry point -----------------------------------------------------------------------------------------
+
+    def write(
+        self,
+        company: str,
+        lines: Sequence[JournalLineInput],
+        *,
+        key: str,
+        journal_name: str | None = None,
+        post: bool | None = None,
+    ) -> JournalWriteResult:
+        """Write to the configured target (``dynamics.journal.target``). Ledger journals are posted when
+        ``post`` is True, or when it is None and a posting batch job is configured."""
+        if self.settings.target == "budget_register":
+            if not lines:
+                raise BadInputData(f"budget register for {company}: no lines to write")
+            return self.write_budget_register(
+                company, lines, key=key, default_date=min(line.trans_date for line in lines)
+            )
+        do_post = self.settings.posting_batch_job_id is not None if post is None else post
+        return self.write_ledger_journal(company, lines, key=key, journal_name=journal_name, post=do_post)
+
     # -- ledger journal -------------------------------------------------------------------------------------
 
     def write_ledger_journal(

@@ -330,3 +330,15 @@ def test_header_create_with_unknown_outcome_is_looked_up_not_duplicated() -> Non
         len(calls("POST", "LedgerJournalHeaders")) == 1
     )  # the timed-out create landed; it was found, not repeated
     assert result.lines_written == 2
+
+
+@responses.activate
+def test_write_dispatches_on_target_and_posting_setting() -> None:
+    setup_env()
+    result = writer().write("USMF", balanced("V1"), key="APK")
+    assert result.posted is None and calls("POST", "SetBatchJobToWaiting") == []
+    w = writer(target="budget_register")
+    with pytest.raises(BadInputData, match="budget_model"):
+        w.write("USMF", balanced("V1"), key="APK")
+    with pytest.raises(BadInputData, match="no lines"):
+        w.write("USMF", [], key="APK")
