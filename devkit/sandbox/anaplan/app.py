@@ -752,11 +752,26 @@ class AnaplanSandbox:
         if path == f"/workspaces/{self.seed.workspace_id}":
             return self._ok(req, "workspace", {"workspace": ws})
         if path in ("/models", f"/workspaces/{self.seed.workspace_id}/models"):
-            return self._page(req, "model", "models", [model])
+            other = {  # a second model of the workspace, never touched by the connector
+                "id": "B1E2D3C4B5A697887766554433221100",
+                "name": "Workforce Plan",
+                "activeState": "UNLOCKED",
+                "currentWorkspaceId": self.seed.workspace_id,
+                "currentWorkspaceName": self.seed.workspace_name,
+            }
+            return self._page(req, "model", "models", [model, other])
         if path == "/users/me":
-            return self._ok(
-                req, "user", {"user": {"id": _hex32(), "active": True, "email": next(iter(self.users))}}
-            )
+            email = next(iter(self.users))
+            user = {
+                "id": uuid.uuid5(uuid.NAMESPACE_DNS, email).hex,
+                "active": True,
+                "email": email,
+                "emailOptIn": False,
+                "firstName": "Integration",
+                "lastName": "User",
+                "lastLoginDate": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
+            }
+            return self._ok(req, "user", {"user": user})
         return self._error(req, 404, "Not Found")
 
     def _model_view(self) -> dict[str, Any]:
