@@ -7,6 +7,7 @@ become ISO-8601 UTC strings. Values read back are plain Python with numbers as `
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -15,24 +16,19 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from d365_anaplan.errors import ConfigError
+
 Clock = Callable[[], datetime]
 Item = dict[str, Any]  # DynamoDB wire format: {"attr": {"S": "..."}}
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
-KEY_ATTRS = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
-
-
 LEDGER_TABLE_ENV = "LEDGER_TABLE"
 
 
 def ledger_table_from_env() -> str:
     """The ledger table name from env ``LEDGER_TABLE`` (ConfigError when unset)."""
-    import os
-
-    from d365_anaplan.errors import ConfigError
-
     name = os.environ.get(LEDGER_TABLE_ENV, "")
     if not name:
         raise ConfigError([f"{LEDGER_TABLE_ENV}: environment variable is not set"], "ledger")
@@ -113,10 +109,6 @@ def to_item(values: Mapping[str, Any]) -> Item:
 
 def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deserializer.deserialize(v) for k, v in item.items()}
-
-
-def as_int(value: Any) -> int | None:
-    return None if value is None else int(value)
 
 
 def error_code(exc: BaseException) -> str:
