@@ -242,6 +242,14 @@ def test_repeated_calls_do_not_duplicate_events(ledger: RunLedger, clock: FakeCl
     (line,) = ledger.journal_lines("r")
     assert line.error is None  # the latest state has no error
     assert line.payload == {"a": 1}
+    for _ in range(3):  # a retried handler recording the same file and task again
+        tick(clock)
+        ledger.record_file("r", "Extract", "b", "runs/acme/r/x.csv", 10, 2, "ff" * 32)
+        ledger.record_task("r", "import", "112", "T-1", "COMPLETE", {"rows": 2}, None)
+    assert len(ledger.files("r")) == 1
+    assert len(ledger.tasks("r")) == 1
+    assert len(ledger.trace("r", "runs/acme/r/x.csv")) == 1
+    assert len(ledger.trace("r", "T-1")) == 1
 
 
 # --- trace ------------------------------------------------------------------------------------------------
