@@ -142,7 +142,7 @@ class _Parser:
         kind, text = self.take()
         if kind == "lparen":
             node = self.or_()
-            if self.take()[0] != "rparen":
+            if self.peek() is None or self.take()[0] != "rparen":
                 raise QueryError(f"')' expected in '{self.text}'.")
             return node
         if kind == "string":
