@@ -36,10 +36,10 @@ CHECKPOINTS = (100_000, 250_000, 500_000, 1_000_000)
 
 
 def rss_mb() -> float:
-    """Current resident set size of this process in MB."""
+    """Current resident set size of this process in MiB (like ru_maxrss / 1024)."""
     with open("/proc/self/statm") as fh:
         pages = int(fh.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def peak_rss_mb() -> float:
