@@ -73,7 +73,6 @@ class Entra:
         self.signing_key = secrets.token_bytes(32)
         self.issued: list[IssuedToken] = []
         self.revoked: set[str] = set()
-        self._seen_jti: set[str] = set()
 
     # -- routing ----------------------------------------------------------------------------------------------
 
@@ -304,13 +303,7 @@ class Entra:
                 700023,
                 "The issuer and subject of the client assertion must be the client id.",
             )
-        jti = claims.get("jti")
-        if jti:
-            if jti in self._seen_jti:
-                return self._error(
-                    401, "invalid_client", 700025, "Client assertion has been used before (jti replay)."
-                )
-            self._seen_jti.add(jti)
+        # No jti replay check: msal reuses one assertion until it expires (about 10 minutes) and Entra accepts that.
         return None
 
     @staticmethod

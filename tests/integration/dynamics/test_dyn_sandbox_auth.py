@@ -61,6 +61,9 @@ def test_certificate_flow_with_signed_client_assertion(
         dynamics={"client_secret": None, "certificate": {"cert_pem": cert.decode(), "key_pem": key.decode()}},
     )
     assert [e.company for e in conn.reader.legal_entities()] == ["USMF", "DEMF"]
+    conn.tokens.invalidate()  # a second token request (msal may reuse its signed assertion)
+    assert len(conn.reader.legal_entities()) == 2
+    assert sb.app.counters["POST /oauth2/token"] == 2
 
 
 def test_unregistered_certificate_is_refused(
