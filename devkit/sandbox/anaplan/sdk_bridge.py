@@ -35,25 +35,44 @@ class RewriteTransport(httpx2.HTTPTransport):
         return super().handle_request(request)
 
 
-def sdk_client(sbx: RunningSandbox, **kwargs: Any) -> Any:
-    """An ``anaplan_sdk.Client`` for the sandbox's workspace and model (Basic auth)."""
+def sdk_client_for(
+    *,
+    api_base: str,
+    auth_base: str,
+    ca_bundle: str,
+    username: str,
+    password: str,
+    workspace_id: str,
+    model_id: str,
+    **kwargs: Any,
+) -> Any:
+    """An ``anaplan_sdk.Client`` whose api/auth.anaplan.com requests go to ``api_base``/``auth_base``."""
     import anaplan_sdk
 
     token = requests.post(
-        f"{sbx.auth_url}/token/authenticate",
-        auth=(sbx.username, sbx.password),
-        verify=sbx.ca_bundle,
-        timeout=30,
+        f"{auth_base}/token/authenticate", auth=(username, password), verify=ca_bundle, timeout=30
     ).json()["tokenInfo"]["tokenValue"]
-    transport = RewriteTransport(
-        {"api.anaplan.com": sbx.servers["api"].base_url, "auth.anaplan.com": sbx.auth_url}, sbx.ca_bundle
-    )
+    transport = RewriteTransport({"api.anaplan.com": api_base, "auth.anaplan.com": auth_base}, ca_bundle)
     return anaplan_sdk.Client(
-        workspace_id=sbx.app.seed.workspace_id,
-        model_id=sbx.app.seed.model_id,
-        user_email=sbx.username,
-        password=sbx.password,
+        workspace_id=workspace_id,
+        model_id=model_id,
+        user_email=username,
+        password=password,
         token=token,
         transport=transport,
+        **kwargs,
+    )
+
+
+def sdk_client(sbx: RunningSandbox, **kwargs: Any) -> Any:
+    """An ``anaplan_sdk.Client`` for the sandbox's workspace and model (Basic auth)."""
+    return sdk_client_for(
+        api_base=sbx.servers["api"].base_url,
+        auth_base=sbx.auth_url,
+        ca_bundle=sbx.ca_bundle,
+        username=sbx.username,
+        password=sbx.password,
+        workspace_id=sbx.app.seed.workspace_id,
+        model_id=sbx.app.seed.model_id,
         **kwargs,
     )

@@ -215,21 +215,25 @@ def _rechunk(source: Source, size: int) -> Iterator[bytes]:
     if hasattr(source, "read"):
         reader: BinaryIO = source  # type: ignore[assignment]
         while True:
-            buf = bytearray()
-            while len(buf) < size:
-                part = reader.read(size - len(buf))
-                if not part:
-                    break
-                buf += part
-            if buf:
-                yield bytes(buf)
-            if len(buf) < size:
+            part = reader.read(size)
+            if not part:
                 return
+            if len(part) < size:  # short read (pipe, socket, S3 body): top it up
+                buf = bytearray(part)
+                del part
+                while len(buf) < size and (more := reader.read(size - len(buf))):
+                    buf += more
+                part = bytes(buf)
+                del buf
+            yield part
+            if len(part) < size:
+                return
+            del part
     buf = bytearray()
     for piece in source:
         buf += piece
         while len(buf) >= size:
-            yield bytes(buf[:size])
+            yield bytes(memoryview(buf)[:size])
             del buf[:size]
     if buf:
         yield bytes(buf)
@@ -290,7 +294,7 @@ class AnaplanClient:
         max_retry_after: float = 120.0,
         limiter: RateLimiter | None = None,
         rng: random.Random | None = None,
-        compress_level: int = 6,
+        compress_level: int = 1,
     ) -> None:
         self.settings = settings
         self.api_url = settings.api_url.rstrip("/")
@@ -609,7 +613,9 @@ class AnaplanClient:
         raw_meta = body.get("file")
         file_meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {"id": file_id}
         count = read = sent = 0
-        for index, chunk in enumerate(_chain(first, pieces)):
+        holder = [first]
+        del first  # the chain below owns the first chunk now; keep one chunk alive at a time
+        for index, chunk in enumerate(_chain(holder, pieces)):
             if index >= MAX_CHUNKS:
                 raise AnaplanFileTooLarge(
                     f"upload {obj}: more than {MAX_CHUNKS} chunks of {mb} MB; Anaplan accepts at most {MAX_CHUNKS} "
@@ -622,7 +628,7 @@ class AnaplanClient:
                 data=packed, headers={"Content-Type": "application/x-gzip"},
             )  # fmt: skip
             count, read, sent = count + 1, read + len(chunk), sent + len(packed)
-            del packed
+            del packed, chunk
         complete = {**file_meta, "id": file_id, "chunkCount": count}
         self._json("POST", f"{base}/complete", call=f"POST {base}/complete", obj=obj, json_body=complete)
         return UploadResult(
@@ -798,8 +804,8 @@ class AnaplanClient:
         return check
 
 
-def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield first
+def _chain(holder: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield holder.pop()
     yield from rest
 
 
