@@ -156,3 +156,48 @@ def test_print_config_is_a_valid_connection_fragment(tmp_path: Path) -> None:
     assert cfg.dynamics.environment_url.startswith("https://127.0.0.1:")
     assert Path(fragment["tls"]["ca_bundle"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
     assert cfg.dynamics.companies == ["USMF", "DEMF"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            JournalLineInput("601100", {"CostCenter": "Büro"}, DAY, Decimal("1.00"), "U1"),
+            "Value 'Büro' for dimension 'CostCenter' is not a valid dimension value",
+        ),
+        (
+            JournalLineInput("999999", {}, DAY, Decimal("1.00"), "U2"),
+            "'999999' in field 'Main account' is not found",
+        ),
+        (
+            JournalLineInput("601100", {}, DAY, Decimal("1.00"), "U3", currency="XXX"),
+            "'XXX' in field 'Currency' is not found",
+        ),
+        (JournalLineInput("110200", {}, DAY, Decimal("1.00"), "U4"), "suspended"),
+    ],
+)
+def test_sandbox_rejections_reach_the_caller_per_line(
+    sandbox: RunningSandbox,
+    connect_to: Callable[..., DynamicsConnection],
+    line: JournalLineInput,
+    message: str,
+) -> None:
+    conn = connect_to(sandbox)
+    offset = JournalLineInput("110110", {}, DAY, -line.amount, line.voucher, currency=line.currency)
+    result = conn.writer.write_ledger_journal("USMF", [line, offset], key="APBAD")
+    assert result.lines_written == 0 and result.vouchers_failed == 1
+    assert message in result.errors[0].message
+
+
+def test_quote_in_journal_name_is_escaped_and_refused_by_fo(
+    sandbox: RunningSandbox, connect_to: Callable[..., DynamicsConnection]
+) -> None:
+    conn = connect_to(sandbox, dynamics={"journal": {"journal_name": "O'Brien"}})
+    with pytest.raises(
+        DynamicsValidationError,
+        match="'O'Brien' in field 'Name' is not found in the related table 'Journal names'",
+    ):
+        conn.writer.write_ledger_journal("USMF", voucher("Q1", "1.00"), key="AP'Q")
+    assert (
+        conn.reader.dimension_values("Cost'Center").values == []
+    )  # the quote is escaped in the filter, not an error
