@@ -281,6 +281,10 @@ class LocalEngine:
             )
         )
         self._patch_moto(stack)
+        from d365_anaplan.runtime import clear_caches
+
+        clear_caches()
+        stack.callback(clear_caches)
         self._provision()
         env = {
             **self.template.function_environment(),

@@ -17,11 +17,12 @@ class ReconcileEvent(StepEvent):
     rows: int = Field(ge=0)
     counts: dict[str, Any] = Field(default_factory=dict)
     readback_key: str | None = None
+    periods: list[str] = Field(min_length=1)
 
 
 @step(ReconcileEvent)
 def run(ctx: StepContext, ev: ReconcileEvent) -> dict[str, Any]:
-    return reconcile_actuals(ctx, ev.totals_key, ev.counts, ev.rows, ev.readback_key)
+    return reconcile_actuals(ctx, ev.totals_key, ev.counts, ev.rows, ev.readback_key, ev.periods)
 
 
 EVENT_MODEL = ReconcileEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)

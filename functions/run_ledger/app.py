@@ -91,7 +91,11 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if isinstance(ev, StartEvent):
         request = RunRequest.model_validate(ev.request)
         run = ledger.start_run(
-            run_id, ev.connection, ev.flow, request.trigger, {"request": ev.request, "execution": ev.execution}
+            run_id,
+            ev.connection,
+            ev.flow,
+            request.trigger,
+            {"request": ev.request, "execution": ev.execution},
         )
         cfg = load_connection(ev.connection)
         # Everything later states need, normalised, so the ASL never reads an optional input field.

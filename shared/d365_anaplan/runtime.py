@@ -94,3 +94,11 @@ def model_key(cfg: ConnectionConfig) -> str:
 def run_id_of(execution_arn: str) -> str:
     """A run is one Step Functions execution; redrive keeps the ARN, so it keeps the run id."""
     return execution_arn.rsplit(":", 1)[-1]
+
+
+def clear_caches() -> None:
+    """Forget cached connections and secrets (a new local engine is a new account; Lambda never needs this)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    _cache.clear()
+    parameters.clear_caches()

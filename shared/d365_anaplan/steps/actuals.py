@@ -310,10 +310,16 @@ def _anaplan_items(ctx: StepContext, key: str) -> Iterator[tuple[str, str, date,
 
 
 def reconcile_actuals(
-    ctx: StepContext, totals_key: str, import_counts: dict[str, Any], file_rows: int, readback_key: str | None
+    ctx: StepContext,
+    totals_key: str,
+    import_counts: dict[str, Any],
+    file_rows: int,
+    readback_key: str | None,
+    periods: list[str],
 ) -> dict[str, Any]:
     """Anaplan must hold what F&O posted: the import took every row; with a read-back export, every amount
-    per company, account and period matches to the cent (within ``reconciliation_tolerance``)."""
+    per company, account and period of the run matches to the cent (within ``reconciliation_tolerance``).
+    The read-back covers the whole module, so it is cut to the run's companies and periods first."""
     fo = _load_json(ctx, totals_key)
     problems: list[str] = []
     failed = int(import_counts.get("failed", 0))
@@ -325,7 +331,10 @@ def reconcile_actuals(
     detail: dict[str, Any] = {"rows": file_rows, "fo_total": fo["total"], "counts": import_counts}
     if readback_key:
         fo_items = ((c, a, parse_period(p), Decimal(v)) for c, a, p, v in fo["by_account"])
-        result = reconcile(fo_items, _anaplan_items(ctx, readback_key), tolerance=ctx.cfg.reconciliation_tolerance,
+        months = {parse_period(p, field="periods") for p in periods}
+        companies = set(ctx.cfg.dynamics.companies)
+        held = (i for i in _anaplan_items(ctx, readback_key) if i[2] in months and i[0] in companies)
+        result = reconcile(fo_items, held, tolerance=ctx.cfg.reconciliation_tolerance,
                            left_name="F&O", right_name="Anaplan")  # fmt: skip
         detail["reconciliation"] = result.to_json()
         if not result.ok:

@@ -17,35 +17,26 @@ import pytest
 
 from d365_anaplan.errors import RecordNotFound
 from devkit.engine import LocalEngine
+from devkit.stack import Stack, running
 
 pytestmark = pytest.mark.integration
 
-MODEL_KEY = "8a8b8c8d8e8f/ABCDEF0123456789"
 
-
-def connection(name: str = "contoso") -> dict[str, Any]:
-    return {
-        "name": name,
-        "dynamics": {
-            "environment_url": "https://contoso.operations.dynamics.com",
-            "tenant_id": "tenant",
-            "client_id": "app",
-            "client_secret": "fo-secret",
-            "companies": ["USMF"],
-        },
-        "anaplan": {
-            "workspace_id": MODEL_KEY.split("/")[0],
-            "model_id": MODEL_KEY.split("/")[1],
-            "auth": {"mode": "basic", "username": "svc@contoso.com", "password": "anaplan-secret"},
-        },
-        "close_calendar": {"timezone": "Europe/London", "business_day": 3, "first_period": "2024-01"},
-    }
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with running(gl_lines=400, months=3) as st:
+        yield st
 
 
 @pytest.fixture
-def engine() -> Iterator[LocalEngine]:
+def model_key(stack: Stack) -> str:
+    return f"{stack.anaplan.app.seed.workspace_id}/{stack.anaplan.app.seed.model_id}"
+
+
+@pytest.fixture
+def engine(stack: Stack) -> Iterator[LocalEngine]:
     with LocalEngine(wait_scale=0.0) as eng:
-        eng.install_connection(connection())
+        eng.install_connection(stack.connection())
         yield eng
 
 
@@ -62,17 +53,19 @@ def leases(engine: LocalEngine, clock: Any = None) -> Any:
 
 
 def manual(periods: tuple[str, str] = ("2025-01", "2025-02")) -> dict[str, Any]:
-    return {"connection": "contoso", "trigger": "manual", "periods": {"from": periods[0], "to": periods[1]}}
+    return {"connection": "demo", "trigger": "manual", "periods": {"from": periods[0], "to": periods[1]}}
 
 
 def test_connection_is_stored_with_secrets_manager_arns_only(engine: LocalEngine) -> None:
     from d365_anaplan.runtime import load_connection
 
-    cfg = load_connection("contoso", fresh=True)
+    cfg = load_connection("demo", fresh=True)
     assert all(s.kind == "secretsmanager" for _, s in cfg.secrets())
 
 
-def test_manual_run_succeeds_records_ledger_and_advances_watermark(engine: LocalEngine) -> None:
+def test_manual_run_succeeds_records_ledger_and_advances_watermark(
+    engine: LocalEngine, model_key: str
+) -> None:
     from d365_anaplan.ledger.watermarks import Watermarks
 
     result = engine.run("ActualsFlow", manual())
@@ -80,11 +73,11 @@ def test_manual_run_succeeds_records_ledger_and_advances_watermark(engine: Local
     assert result.output["gate"]["periods"] == ["2025-01", "2025-02"]
     run = ledger(engine).get_run(result.name)
     assert run.status == "SUCCEEDED"
-    assert run.connection == "contoso"
-    mark = Watermarks(engine.environment["LEDGER_TABLE"]).get("contoso", "actuals")
+    assert run.connection == "demo"
+    mark = Watermarks(engine.environment["LEDGER_TABLE"]).get("demo", "actuals")
     assert mark is not None
     assert mark.value == "2025-02"
-    assert leases(engine).get(MODEL_KEY) is None
+    assert leases(engine).get(model_key) is None
     steps = [s.step for s in ledger(engine).steps(result.name)]
     assert "AcquireLease" in steps
     assert "ReleaseLease" in steps
@@ -113,8 +106,8 @@ def test_unknown_connection_fails_with_config_error(engine: LocalEngine) -> None
     assert "no configuration stored" in run.cause["Cause"]
 
 
-def test_held_lease_is_retried_until_released(engine: LocalEngine) -> None:
-    leases(engine).acquire(MODEL_KEY, "arn:aws:states:us-east-1:123456789012:execution:other:run-0", 600)
+def test_held_lease_is_retried_until_released(engine: LocalEngine, model_key: str) -> None:
+    leases(engine).acquire(model_key, "arn:aws:states:us-east-1:123456789012:execution:other:run-0", 600)
     attempts: list[str] = []
 
     def release_after_two_refusals(handler: Any) -> Any:
@@ -123,7 +116,7 @@ def test_held_lease_is_retried_until_released(engine: LocalEngine) -> None:
                 attempts.append("acquire")
                 if len(attempts) == 3:  # the other execution finishes meanwhile
                     leases(engine).release(
-                        MODEL_KEY, "arn:aws:states:us-east-1:123456789012:execution:other:run-0"
+                        model_key, "arn:aws:states:us-east-1:123456789012:execution:other:run-0"
                     )
             return handler(event, ctx)
 
@@ -136,17 +129,17 @@ def test_held_lease_is_retried_until_released(engine: LocalEngine) -> None:
     assert len(attempts) == 3
 
 
-def test_expired_lease_is_taken_over(engine: LocalEngine) -> None:
+def test_expired_lease_is_taken_over(engine: LocalEngine, model_key: str) -> None:
     past = datetime.now(UTC) - timedelta(hours=5)
-    leases(engine, clock=lambda: past).acquire(MODEL_KEY, "arn:aws:states:::execution:ghost:dead", 60)
+    leases(engine, clock=lambda: past).acquire(model_key, "arn:aws:states:::execution:ghost:dead", 60)
     result = engine.run("ActualsFlow", manual())
     assert result.status == "SUCCEEDED", result.cause
     assert result.task_failures() == []
 
 
-def test_two_concurrent_executions_are_strictly_serialised() -> None:
+def test_two_concurrent_executions_are_strictly_serialised(stack: Stack) -> None:
     with LocalEngine(wait_scale=0.01) as engine:
-        engine.install_connection(connection())
+        engine.install_connection(stack.connection())
         spans: dict[str, list[float]] = {}
         lock = threading.Lock()
 
@@ -176,7 +169,7 @@ def test_two_concurrent_executions_are_strictly_serialised() -> None:
         assert set(refused) == {"ModelLeaseHeld"}
 
 
-def test_lease_is_released_when_the_flow_fails_after_acquiring(engine: LocalEngine) -> None:
+def test_lease_is_released_when_the_flow_fails_after_acquiring(engine: LocalEngine, model_key: str) -> None:
     def fail_release(handler: Any) -> Any:
         def wrapped(event: dict[str, Any], ctx: Any) -> Any:
             if event["op"] == "release":
@@ -188,14 +181,14 @@ def test_lease_is_released_when_the_flow_fails_after_acquiring(engine: LocalEngi
     engine.wrappers["ModelLeaseFunction"] = fail_release
     result = engine.run("ActualsFlow", manual())
     assert result.status == "FAILED"
-    assert leases(engine).get(MODEL_KEY) is None, "RecordFailure must release the lease"
+    assert leases(engine).get(model_key) is None, "RecordFailure must release the lease"
     assert ledger(engine).get_run(result.name).cause["Error"] == "RuntimeError"
 
 
-def test_janitor_releases_leases_of_executions_that_died(engine: LocalEngine) -> None:
+def test_janitor_releases_leases_of_executions_that_died(engine: LocalEngine, model_key: str) -> None:
     execution = "arn:aws:states:us-east-1:123456789012:execution:ActualsFlow:timed-out-run"
-    ledger(engine).start_run("timed-out-run", "contoso", "actuals", "schedule", {})
-    leases(engine).acquire(MODEL_KEY, execution, 3600)
+    ledger(engine).start_run("timed-out-run", "demo", "actuals", "schedule", {})
+    leases(engine).acquire(model_key, execution, 3600)
     event = {
         "version": "0",
         "source": "aws.states",
@@ -207,8 +200,8 @@ def test_janitor_releases_leases_of_executions_that_died(engine: LocalEngine) ->
         },
     }
     out = engine.invoke("LeaseJanitorFunction", event)
-    assert out == {"released": [MODEL_KEY], "run_closed": True}
-    assert leases(engine).get(MODEL_KEY) is None
+    assert out == {"released": [model_key], "run_closed": True}
+    assert leases(engine).get(model_key) is None
     run = ledger(engine).get_run("timed-out-run")
     assert run.status == "FAILED"
     assert run.cause["Error"] == "States.TIMED_OUT"
@@ -216,7 +209,7 @@ def test_janitor_releases_leases_of_executions_that_died(engine: LocalEngine) ->
 
 
 def test_ledger_answers_what_happened_to_a_record(engine: LocalEngine) -> None:
-    result = engine.run("ActualsFlow", manual())
+    result = engine.run("ActualsFlow", manual(("2025-13", "2025-13")))
     book = ledger(engine)
     book.record_journal_line(
         result.name,
