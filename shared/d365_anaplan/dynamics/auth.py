@@ -11,6 +11,7 @@ so warm Lambda invocations reuse the token.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -256,15 +257,26 @@ def explain_unauthorized(environment_url: str, client_id: str, www_authenticate:
     )
 
 
-_providers: dict[tuple[str, str, str, str], TokenProvider] = {}
+_providers: dict[tuple[str, str, str, str, str], TokenProvider] = {}
 _providers_lock = threading.Lock()
 
 
 def provider_for(
     settings: DynamicsSettings, resolver: SecretResolver, session: VerifiedSession
 ) -> TokenProvider:
-    """The module-level provider for these settings (reused across warm Lambda invocations)."""
-    key = (settings.authority_host, settings.tenant_id, settings.client_id, settings.environment_url)
+    """The module-level provider for these settings (reused across warm Lambda invocations).
+
+    The credential is resolved each time (Secrets Manager values are cached by the resolver) and is part of
+    the cache key through a digest, so a rotated secret or certificate gets a new msal app.
+    """
+    credential = credential_from_settings(settings, resolver)
+    digest = hashlib.sha256(
+        "\x1f".join(
+            v or ""
+            for v in (credential.client_secret, credential.private_key_pem, credential.certificate_pem)
+        ).encode()
+    ).hexdigest()
+    key = (settings.authority_host, settings.tenant_id, settings.client_id, settings.environment_url, digest)
     with _providers_lock:
         provider = _providers.get(key)
         if provider is None:
@@ -272,7 +284,7 @@ def provider_for(
                 environment_url=settings.environment_url,
                 tenant_id=settings.tenant_id,
                 client_id=settings.client_id,
-                credential=credential_from_settings(settings, resolver),
+                credential=credential,
                 session=session,
                 authority_host=settings.authority_host,
             )

@@ -183,3 +183,23 @@ def test_explain_unauthorized_names_the_causes() -> None:
         "https://x.operations.dynamics.com", "cid", 'Bearer error="invalid_token"'
     )
     assert "Microsoft Entra applications" in text and "audience" in text and "service principal" in text
+
+
+def test_provider_for_is_reused_and_keyed_by_credential() -> None:
+    from d365_anaplan.config import DynamicsSettings
+    from d365_anaplan.http import VerifiedSession
+    from d365_anaplan.secrets import SecretResolver
+
+    def settings(secret: str) -> DynamicsSettings:
+        return DynamicsSettings(
+            environment_url="https://c.operations.dynamics.com",
+            tenant_id="t1",
+            client_id="c1",
+            client_secret=secret,
+            companies=["USMF"],
+        )
+
+    session = VerifiedSession()
+    a = auth.provider_for(settings("one"), SecretResolver(), session)
+    assert auth.provider_for(settings("one"), SecretResolver(), session) is a
+    assert auth.provider_for(settings("rotated"), SecretResolver(), session) is not a
