@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -160,13 +160,11 @@ class GLRead:
     lines: int = 0
     pages: int = 0
     stopped_early: bool = False
-    _done: bool = field(default=False, repr=False)
 
     def __iter__(self) -> Iterator[GLLine]:
         for line in self._lines:
             self.lines += 1
             yield line
-        self._done = True
 
 
 class DynamicsReader:
