@@ -341,6 +341,18 @@ class LocalEngine:
             if engine.wait_scale > 0 and wait_seconds > 0:
                 env.program_state_event.wait(wait_seconds * engine.wait_scale)
 
+        # DynamoDB applies each request atomically; moto checks a condition and writes without a lock, so
+        # executions racing in threads could both win a conditional write. Serialise moto's DynamoDB calls.
+        from moto.dynamodb.responses import DynamoHandler
+
+        dynamo_lock = threading.RLock()
+        original_call = DynamoHandler.call_action
+
+        def atomic_call(handler: Any) -> Any:
+            with dynamo_lock:
+                return original_call(handler)
+
+        stack.enter_context(mock.patch.object(DynamoHandler, "call_action", atomic_call))
         scaled_time = types.SimpleNamespace(
             sleep=lambda s: time.sleep(s * engine.wait_scale) if engine.wait_scale else None
         )

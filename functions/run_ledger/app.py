@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from d365_anaplan.errors import ConfigError, RecordNotFound
 from d365_anaplan.ledger.audit import RunLedger
 from d365_anaplan.ledger.lease import ModelLease
 from d365_anaplan.ledger.watermarks import Watermarks
 from d365_anaplan.observability import logger, metrics, tracer
-from d365_anaplan.runtime import load_connection, model_key, run_id_of, settings
+from d365_anaplan.runtime import run_id_of, settings
+from d365_anaplan.steps.runs import RunRequest, open_run
 
 Flow = Literal["actuals", "plans"]
 
@@ -27,25 +28,6 @@ class StartEvent(BaseModel):
     flow: Flow
     execution: str
     request: dict[str, Any] = Field(default_factory=dict)
-
-
-class PeriodWindow(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="forbid")
-
-    from_: str | None = Field(default=None, alias="from")
-    to: str | None = None
-
-
-class RunRequest(BaseModel):
-    """The execution input (schedule, console or CLI); unknown keys are refused with their names."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    connection: str
-    trigger: Literal["schedule", "manual", "replay"] = "manual"
-    periods: PeriodWindow | None = None
-    dry_run: bool = False
-    replay_of: str | None = None
 
 
 class FinishEvent(BaseModel):
@@ -89,26 +71,14 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     env = settings()
     ledger = RunLedger(env.ledger_table)
     if isinstance(ev, StartEvent):
-        request = RunRequest.model_validate(ev.request)
-        run = ledger.start_run(
-            run_id,
-            ev.connection,
-            ev.flow,
-            request.trigger,
-            {"request": ev.request, "execution": ev.execution},
+        return open_run(
+            ledger,
+            connection=ev.connection,
+            flow=ev.flow,
+            execution=ev.execution,
+            run_id=run_id,
+            request=ev.request,
         )
-        cfg = load_connection(ev.connection)
-        # Everything later states need, normalised, so the ASL never reads an optional input field.
-        return {
-            "run_id": run.run_id,
-            "model_key": model_key(cfg),
-            "companies": cfg.dynamics.companies,
-            "periods": request.periods.model_dump(by_alias=True) if request.periods else None,
-            "dry_run": request.dry_run,
-            "verify_export": cfg.mapping.actuals.verify_export,
-            "exports": [e.model_dump() for e in cfg.mapping.plans.exports],
-            "status": run.status,
-        }
     if isinstance(ev, FinishEvent):
         ledger.finish_run(run_id, ev.status, summary=ev.summary)
         if ev.status == "SUCCEEDED" and ev.watermark and not ev.dry_run:
@@ -129,4 +99,4 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"run_id": run_id, "status": "FAILED", "error": ev.error.Error, "released": released}
 
 
-__all__ = ["ConfigError", "lambda_handler"]
+__all__ = ["ConfigError", "RunRequest", "lambda_handler"]

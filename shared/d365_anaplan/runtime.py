@@ -101,4 +101,4 @@ def clear_caches() -> None:
     from aws_lambda_powertools.utilities import parameters
 
     _cache.clear()
-    parameters.clear_caches()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]

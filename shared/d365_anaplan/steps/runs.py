@@ -1,0 +1,74 @@
+"""Opening a run: validate the request, record it, and hand later states everything they need.
+
+The returned object is normalised (every key present) so the state machines never read an optional input
+field. A replay takes the original run's periods, so it reruns exactly what the original covered.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from d365_anaplan.errors import BadInputData, ConfigError
+from d365_anaplan.ledger.audit import RunLedger
+from d365_anaplan.runtime import load_connection, model_key
+from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.replay import original_request
+
+Flow = Literal["actuals", "plans"]
+
+
+class PeriodWindow(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+
+
+class RunRequest(BaseModel):
+    """The execution input (schedule, console or CLI); unknown keys are refused with their names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connection: str
+    trigger: Literal["schedule", "manual", "replay"] = "manual"
+    periods: PeriodWindow | None = None
+    dry_run: bool = False
+    replay_of: str | None = None
+
+
+def open_run(ledger: RunLedger, *, connection: str, flow: Flow, execution: str, run_id: str,
+             request: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    req = RunRequest.model_validate(request)
+    if req.connection != connection:
+        raise BadInputData(
+            f"request.connection {req.connection!r} differs from the run's connection {connection!r}"
+        )
+    trigger = "replay" if req.replay_of else req.trigger
+    run = ledger.start_run(run_id, connection, flow, trigger, {"request": request, "execution": execution})
+    cfg = load_connection(connection)
+    if flow == "plans" and not cfg.mapping.plans.exports:
+        raise ConfigError(
+            ["mapping.plans.exports: no export is configured, so the plans flow has nothing to load"]
+        )
+    periods = req.periods.model_dump(by_alias=True) if req.periods else None
+    if req.replay_of:
+        ctx = StepContext(connection, execution)
+        original = original_request(ctx, req.replay_of, flow)
+        periods = original.get("periods") or periods
+        if not periods:
+            raise BadInputData(
+                f"replay_of: run {req.replay_of!r} named no periods; replay it with an explicit periods range"
+            )
+    return {
+        "run_id": run.run_id,
+        "model_key": model_key(cfg),
+        "companies": cfg.dynamics.companies,
+        "periods": periods,
+        "dry_run": req.dry_run,
+        "replay_of": req.replay_of,
+        "verify_export": cfg.mapping.actuals.verify_export,
+        "exports": [e.model_dump() for e in cfg.mapping.plans.exports],
+        "status": run.status,
+    }
