@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, Literal, Protocol, TypeVar
 
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from d365_anaplan.anaplan.auth import (
     Authenticator,
@@ -251,11 +251,14 @@ def _known_size(source: Source) -> int | None:
 
 
 class _Retryable(Exception):
-    def __init__(self, status: int | None, said: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, status: int | None, said: str, retry_after: float | None = None, *, retry: bool = True
+    ) -> None:
         super().__init__(said)
         self.status = status
         self.said = said
         self.retry_after = retry_after
+        self.retry = retry
 
 
 def anaplan_said(resp: requests.Response) -> str:
@@ -373,7 +376,13 @@ class AnaplanClient:
         data: bytes | None = None,
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
+        idempotent: bool = True,
     ) -> requests.Response:
+        """One API call with auth, limiting, bounded retries and error mapping.
+
+        A non-idempotent call (starting a task) is repeated only when Anaplan surely did not act on it:
+        429, 503, or a connection that was never established.
+        """
         url = path if path.startswith("https://") else self.api_url + path
 
         def attempt() -> requests.Response:
@@ -390,8 +399,9 @@ class AnaplanClient:
                         method, url, json=json_body, data=data, headers=h, params=params
                     )
                 except (requests.ConnectionError, requests.Timeout) as exc:
-                    self.retries += 1
-                    raise _Retryable(None, f"connection error ({type(exc).__name__})") from None
+                    safe = idempotent or isinstance(exc, requests.ConnectTimeout)
+                    self.retries += int(safe)
+                    raise _Retryable(None, f"connection error ({type(exc).__name__})", retry=safe) from None
                 if resp.status_code == 401 and not reauthenticated:
                     reauthenticated = True
                     self.tokens.invalidate(token)
@@ -402,14 +412,15 @@ class AnaplanClient:
                         429, anaplan_said(resp), parse_retry_after(resp.headers.get("Retry-After"))
                     )
                 if resp.status_code >= 500:
-                    self.retries += 1
-                    raise _Retryable(resp.status_code, anaplan_said(resp))
+                    safe = idempotent or resp.status_code == 503
+                    self.retries += int(safe)
+                    raise _Retryable(resp.status_code, anaplan_said(resp), retry=safe)
                 return resp
 
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
+            retry=retry_if_exception(lambda exc: isinstance(exc, _Retryable) and exc.retry),
             sleep=self.sleep,
             reraise=True,
         )
@@ -422,6 +433,10 @@ class AnaplanClient:
                     f"{where}: HTTP 429 after {self.max_attempts} attempts; Anaplan said: {exc.said}"
                 ) from None
             status = f"HTTP {exc.status}" if exc.status else "no answer"
+            if not exc.retry:
+                raise AnaplanUnavailable(
+                    f"{where}: {status}; not repeated because Anaplan may have acted on it; Anaplan said: {exc.said}"
+                ) from None
             raise AnaplanUnavailable(
                 f"{where}: {status} after {self.max_attempts} attempts; Anaplan said: {exc.said}"
             ) from None
@@ -660,7 +675,9 @@ class AnaplanClient:
         if mapping_parameters:
             body["mappingParameters"] = mapping_parameters
         call = f"POST {path}"
-        answer = self._json("POST", path, call=call, obj=f"{kind[:-1]} {action_id}", json_body=body)
+        answer = self._json(
+            "POST", path, call=call, obj=f"{kind[:-1]} {action_id}", json_body=body, idempotent=False
+        )
         raw = answer.get("task") if isinstance(answer.get("task"), dict) else answer
         task_id = raw.get("taskId") if isinstance(raw, dict) else None
         if not task_id:

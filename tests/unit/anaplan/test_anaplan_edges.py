@@ -148,3 +148,21 @@ def test_refresh_token_store_reads_fresh_and_writes_atomically(
     DeviceGrantAuthenticator(OAUTH, "a" * 32, store, clock=clock).authenticate(requests.Session())
     assert path.read_text() == "rt-2" and oct(path.stat().st_mode & 0o777) == "0o600"
     assert b'"refresh_token": "rt-1"' in rsps.calls[0].request.body
+
+
+def test_task_start_is_not_repeated_when_anaplan_may_have_acted(
+    rsps: responses.RequestsMock, clock: FakeClock, make_client: Any
+) -> None:
+    add_auth(rsps, clock)
+    url = f"{MP}/imports/112000000001/tasks"
+    rsps.add(responses.POST, url, status=502, body="bad gateway")
+    client: AnaplanClient = make_client()
+    with pytest.raises(AnaplanUnavailable, match="not repeated"):
+        client.start_task("imports", "112000000001")
+    rsps.replace(responses.POST, url, body=requests.ConnectionError("reset after send"))
+    with pytest.raises(AnaplanUnavailable, match="not repeated"):
+        client.start_task("imports", "112000000001")
+    assert len([c for c in rsps.calls if c.request.url == url]) == 2
+    rsps.replace(responses.POST, url, status=503, body="unavailable")
+    rsps.add(responses.POST, url, json=envelope(task={"taskId": "T2"}))
+    assert client.start_task("imports", "112000000001") == "T2"  # 503: not processed, safe to repeat
