@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -55,6 +56,18 @@ FINAL_STATUSES: frozenset[str] = frozenset({"SUCCEEDED", "FAILED", "SKIPPED"})
 LINE_FAILED = "FAILED"
 
 _KIND_ORDER: dict[str, int] = {"RUN": 0, "STEP": 1, "FILE": 2, "TASK": 3, "JOURNAL": 4, "LINE": 5}
+
+
+@dataclass(frozen=True)
+class JournalLineEntry:
+    """One line's outcome for :meth:`RunLedger.record_journal_lines`."""
+
+    journal_key: str
+    line_key: str
+    status: str
+    fo_ids: Mapping[str, Any] | None = None
+    error: str | None = None
+    payload: Mapping[str, Any] | None = None
 
 
 def run_pk(run_id: str) -> str:
@@ -591,6 +604,55 @@ class RunLedger:
             {"status": status, "journal_key": journal_key, "fo_ids": fo_ids_, "error": error},
             keep=frozenset({"fo_ids"}),
         )
+
+    def record_journal_lines(self, run_id: str, lines: Sequence[JournalLineEntry]) -> int:
+        """Record many lines at once: what :meth:`record_journal_line` does for each, in batches.
+
+        Lines seen for the first time are written with BatchWriteItem (25 per request); lines the run
+        already has (a retry, a redrive) go through :meth:`record_journal_line`, which keeps their history.
+        Returns how many lines were written in bulk.
+        """
+        for entry in lines:
+            _require(entry.line_key, "line_key")
+        known: set[str] = set()
+        sks = [line_sk(e.line_key) for e in lines]
+        for i in range(0, len(sks), 100):
+            known |= {str(item["sk"]) for item in self._batch_get(run_id, sks[i : i + 100])}
+        fresh: list[dict[str, Any]] = []
+        for entry in lines:
+            if line_sk(entry.line_key) in known:
+                self.record_journal_line(run_id, entry.journal_key, entry.line_key, entry.status, entry.fo_ids,
+                                         entry.error, entry.payload)  # fmt: skip
+                continue
+            now = self._now()
+            fo_ids = dict(entry.fo_ids) if entry.fo_ids is not None else None
+            state: dict[str, Any] = {"journal_key": entry.journal_key, "line_key": entry.line_key,
+                                     "status": entry.status, "fo_ids": fo_ids, "error": entry.error}  # fmt: skip
+            if entry.payload is not None:
+                state["payload"] = dict(entry.payload)
+            event = {
+                "status": entry.status,
+                "journal_key": entry.journal_key,
+                "fo_ids": fo_ids,
+                "error": entry.error,
+            }
+            item: dict[str, Any] = {
+                "pk": run_pk(run_id), "sk": line_sk(entry.line_key), "type": "LINE", "run_id": run_id,
+                "record_key": entry.line_key, "updated_at": iso(now), "first_at": iso(now),
+                "last_digest": _digest("LINE", entry.line_key, state, event),
+                **{k: v for k, v in state.items() if v is not None},
+                "events": [{"at": iso(now), **event}],
+            }  # fmt: skip
+            ttl = self._ttl(now)
+            if ttl is not None:
+                item["ttl"] = ttl
+            fresh.append({"PutRequest": {"Item": to_item(item)}})
+        for i in range(0, len(fresh), 25):
+            request: dict[str, Any] = {self.table_name: fresh[i : i + 25]}
+            while request:
+                response = self.client.batch_write_item(RequestItems=request)
+                request = response.get("UnprocessedItems") or {}
+        return len(fresh)
 
     # --- reading ----------------------------------------------------------------------------------------------
 

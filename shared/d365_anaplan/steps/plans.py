@@ -26,6 +26,7 @@ from d365_anaplan.flows.journal import batch_lines, build_journals
 from d365_anaplan.flows.plans import parse_plan_export
 from d365_anaplan.flows.reconcile import reconcile
 from d365_anaplan.flows.records import PlanRow
+from d365_anaplan.ledger.audit import JournalLineEntry
 from d365_anaplan.staging import iter_chunks, iter_lines
 from d365_anaplan.steps.context import StepContext
 
@@ -172,14 +173,17 @@ def write_journal_batch(ctx: StepContext, batch: dict[str, Any], *, dry_run: boo
             journal_name=str(batch["journal_name"]),
         )
     errors = {e.source: e for e in result.errors}
+    entries = []
     for line, payload in pairs:
         err = errors.get(line.source)
-        status = "FAILED" if err else "WRITTEN"
-        ctx.ledger.record_journal_line(
-            ctx.run_id, journal_key, str(payload["text"]), status,
-            {"journal_batch_number": result.journal_batch_number} if not err else None,
-            err.message if err else None, payload,
+        entries.append(
+            JournalLineEntry(
+                journal_key=journal_key, line_key=str(payload["text"]), status="FAILED" if err else "WRITTEN",
+                fo_ids=None if err else {"journal_batch_number": result.journal_batch_number},
+                error=err.message if err else None, payload=payload,
+            )
         )  # fmt: skip
+    ctx.ledger.record_journal_lines(ctx.run_id, entries)
     ctx.ledger.record_journal(
         ctx.run_id, journal_key, "FAILED" if result.errors else "WRITTEN", result.journal_batch_number,
         {"written": result.lines_written, "skipped": result.lines_skipped, "rejected": len(result.errors),
