@@ -165,6 +165,7 @@ def _raw_host_problems(data: Any) -> list[str]:
     """Host checks on unvalidated input, so they are reported alongside other problems."""
     if not isinstance(data, dict):
         return []
+
     def section(name: str) -> dict[str, Any]:
         value = data.get(name)
         return value if isinstance(value, dict) else {}
