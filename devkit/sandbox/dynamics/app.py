@@ -1480,11 +1480,12 @@ def _order(rows: list[Row], text: str, defn: EntityDef) -> list[Row]:
         keys.append((parts[0], len(parts) == 2 and parts[1] == "desc"))
     out = list(rows)
     for name, desc in reversed(keys):
+
+        def sort_key(r: Row, n: str = name) -> tuple[bool, Any]:
+            return (r.get(n) is None, str(r.get(n)).casefold() if isinstance(r.get(n), str) else r.get(n))
+
         out.sort(
-            key=lambda r, n=name: (
-                r.get(n) is None,
-                str(r.get(n)).casefold() if isinstance(r.get(n), str) else r.get(n),
-            ),
+            key=sort_key,
             reverse=desc,
         )
     return out

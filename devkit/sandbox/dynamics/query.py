@@ -155,12 +155,12 @@ class _Parser:
                 raise QueryError(f"Bad number literal '{text}'.") from None
         if kind == "datetime":
             try:
-                value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
             except ValueError:
                 raise QueryError(
                     f"The DateTimeOffset text '{text}' should be in format 'yyyy-mm-ddThh:mm:ss('.'s+)?(zzzzzz)?' and each field value is within valid range."
                 ) from None
-            return Node("lit", value=value.astimezone(UTC))
+            return Node("lit", value=moment.astimezone(UTC))
         if kind == "enum":
             body = text[len(ENUM_NS) :]
             type_name, _, value = body.partition("'")
