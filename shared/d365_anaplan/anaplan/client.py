@@ -47,6 +47,7 @@ from d365_anaplan.anaplan.models import (
     ListInfo,
     ListItem,
     ModelInfo,
+    ModelStatus,
     Named,
     Outcome,
     ProcessInfo,
@@ -574,6 +575,14 @@ class AnaplanClient:
         call = f"GET {path}"
         body = self._json("GET", path, call=call, obj=f"import {import_id}")
         return self._parse(ImportMetadata, body.get("importMetadata") or {}, call, f"import {import_id}")
+
+    def model_status(self) -> ModelStatus:
+        """What the model is doing now (check before retrying a busy model aggressively)."""
+        path = f"/models/{self.model_id}/status"  # the described (and live-confirmed) model-direct form
+        body = self._json("GET", path, call=f"GET {path}", obj=f"model {self.model_id}")
+        return self._parse(
+            ModelStatus, body.get("requestStatus") or {}, f"GET {path}", f"model {self.model_id}"
+        )
 
     def list_items(self, list_name_or_id: str) -> list[ListItem]:
         """Members of a list (transactional API), resolved by list name."""

@@ -146,6 +146,19 @@ class ImportMetadata(_Model):
     source: ImportSource | None = None
 
 
+class ModelStatus(_Model):
+    """``GET …/models/{id}/status`` (a bare ``requestStatus``): ``progress`` -1.0 means idle."""
+
+    current_step: str | None = Field(default=None, alias="currentStep")
+    progress: float | None = None
+    task_id: str | None = Field(default=None, alias="taskId")
+    tooltip: str | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.progress is not None and self.progress >= 0
+
+
 class Chunk(_Model):
     id: str
     name: str | None = None

@@ -128,6 +128,7 @@ def recorded() -> Iterator[tuple[RunningSandbox, list[requests.Response]]]:
         # API: metadata, single-shot and chunked uploads, tasks, dumps, exports, list items, errors
         basic.workspaces()
         basic.models()
+        basic.model_status()
         basic.find_file("accounts.csv")
         basic.find_process("Load Master Data")
         basic.upload_for_import("Load Accounts", [b"Code,Name\n,blank\n880100,Other income\n"])
@@ -218,6 +219,7 @@ def test_every_sandbox_answer_matches_the_descriptions(
         "GET /workspaces/{}/models/{}/imports/{} 200",
         "GET /workspaces/{}/models/{}/imports/{} 404",
         "GET /workspaces/{}/models/{}/lists/{}/items 200",
+        "GET /models/{}/status 200",
         "POST /workspaces/{}/models/{}/processes/{}/tasks 200",
         "GET /workspaces/{}/models/{}/processes/{}/tasks/{} 200",
         "POST /workspaces/{}/models/{}/exports/{}/tasks 200",

@@ -65,3 +65,20 @@ def test_basic_from_config_through_allowed_hosts(tmp_path: Path) -> None:
         client = AnaplanClient.from_config(load_connection(config), token_cache=InMemoryTokenCache())
         assert [i.code for i in client.list_items("Legal Entities")] == ["USMF", "DEMF"]
         assert sbx.app.counters["certificate_v2"] == 1
+
+
+def test_sandbox_print_config_is_a_usable_fragment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sandbox", "anaplan", "--print-config", "--state-dir", str(tmp_path / "state")]) == 0
+    fragment = yaml.safe_load(capsys.readouterr().out)
+    assert set(fragment) == {"anaplan", "tls", "security"}
+    assert Path(fragment["tls"]["ca_bundle"]).is_file()
+    cfg_path = write_config(tmp_path / "conn.yaml", fragment)
+    cfg = load_connection(cfg_path)
+    assert cfg.anaplan.api_url.endswith("/2/0") and cfg.anaplan.auth.mode == "basic"
+    assert len({cfg.anaplan.auth_url, cfg.anaplan.oauth_url, cfg.anaplan.api_url.removesuffix("/2/0")}) == 3
+    # the CA is kept in the state dir: a restart trusts the same anchor
+    assert main(["sandbox", "anaplan", "--print-config", "--state-dir", str(tmp_path / "state")]) == 0
+    again = yaml.safe_load(capsys.readouterr().out)
+    assert Path(again["tls"]["ca_bundle"]).read_bytes() == Path(fragment["tls"]["ca_bundle"]).read_bytes()

@@ -540,3 +540,34 @@ def test_client_uses_limiter(rsps: responses.RequestsMock, clock: FakeClock, mak
     for _ in range(20):
         client.import_metadata("112000000005")
     assert sum(clock.sleeps) >= 13  # burst of 6, then one per second
+
+
+def test_find_workspace_and_model_by_name(rsps: responses.RequestsMock, client: AnaplanClient) -> None:
+    from anaplan_unit_support import API, MODEL, WS
+
+    rsps.add(
+        responses.GET,
+        f"{API}/workspaces",
+        json=paged("workspaces", [{"id": WS, "name": "FP&A", "active": True}]),
+    )
+    rsps.add(
+        responses.GET,
+        f"{API}/workspaces/{WS}/models",
+        json=paged("models", [{"id": MODEL, "name": "Plan", "activeState": "UNLOCKED"}]),
+    )
+    assert client.find_workspace("FP&A").id == WS
+    assert client.find_model("Plan").id == MODEL
+    with pytest.raises(AnaplanNotFound, match="no model named 'Budget'"):
+        client.find_model("Budget")
+
+
+def test_model_status(rsps: responses.RequestsMock, client: AnaplanClient) -> None:
+    from anaplan_unit_support import API, MODEL
+
+    rsps.add(
+        responses.GET,
+        f"{API}/models/{MODEL}/status",
+        json={"requestStatus": {"currentStep": "Processing ...", "progress": 0.4, "taskId": "T"}},
+    )
+    status = client.model_status()
+    assert status.busy and status.task_id == "T"
