@@ -401,6 +401,11 @@ class TokenManager:
         lock_key = self.key + "#lock"
         waited = 0.0
         while not self.cache.try_lock(lock_key, self.owner, self.lock_ttl_s):
+            if stale is None:  # someone else is refreshing: keep using the current token while it lasts
+                current = self.cache.get(self.key)
+                if current is not None and current.seconds_left(_now_ms(self.clock)) > 30:
+                    self._local = current
+                    return current
             if waited >= self.lock_wait_s:
                 raise AnaplanUnavailable(
                     f"token refresh for {self.key}: another caller holds the refresh lock"

@@ -166,3 +166,23 @@ def test_task_start_is_not_repeated_when_anaplan_may_have_acted(
     rsps.replace(responses.POST, url, status=503, body="unavailable")
     rsps.add(responses.POST, url, json=envelope(task={"taskId": "T2"}))
     assert client.start_task("imports", "112000000001") == "T2"  # 503: not processed, safe to repeat
+
+
+def test_while_another_refreshes_the_current_token_is_used(clock: FakeClock) -> None:
+    cache = InMemoryTokenCache(clock=clock)
+    cache.put(
+        "k", CachedToken(value="current", expires_at=int((clock() + 120) * 1000)), 120
+    )  # inside the margin
+    cache.try_lock("k#lock", "other", 60)
+
+    class Authn:
+        principal = "p"
+
+        def authenticate(self, session: requests.Session) -> CachedToken:
+            raise AssertionError("must not mint while another caller refreshes")
+
+        refresh = authenticate
+
+    mgr = TokenManager(Authn(), requests.Session(), cache, "k", clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
+    assert mgr.token() == "current"
+    assert clock.sleeps == []
