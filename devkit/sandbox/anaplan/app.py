@@ -246,10 +246,6 @@ def _now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _hex32() -> str:
-    return uuid.uuid4().hex
-
-
 # --- the application ---------------------------------------------------------------------------------
 
 
@@ -423,7 +419,8 @@ class AnaplanSandbox:
     def handle(self, req: Request) -> Response:
         if len(self.seen_headers) > 200:
             del self.seen_headers[:100]
-        self.seen_headers.append({"method": req.method, "path": req.path, **req.headers})
+        seen = {k: ("<redacted>" if k == "authorization" else v) for k, v in req.headers.items()}
+        self.seen_headers.append({"method": req.method, "path": req.path, **seen})
         rule = self.faults.take(req.method, req.path)
         if rule is not None:
             self.counters[f"fault {rule.status or 'drop'}"] += 1
