@@ -188,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  requests made   {client.requests_made} (incl. import metadata; retries {client.retries})"
             )
+            counters = session.get(ana["api_url"].removesuffix("/2/0") + "/_sandbox/counters").json()
+            print(
+                f"  sandbox saw     {counters.get('chunks_received', 0)} chunks, "
+                f"{counters.get('chunk_bytes_received', 0) / 1e6:.1f} MB, {counters.get('tokens_minted', 0)} token(s) minted"
+            )
             verdict = "OK" if rss.growth < RSS_LIMIT_MB else f"OVER the {RSS_LIMIT_MB:.0f} MB budget"
             print(
                 f"  peak RSS growth {rss.growth:.1f} MB (base {rss.base:.1f} MB, peak {rss.peak:.1f} MB) {verdict}"

@@ -416,7 +416,56 @@ class AnaplanSandbox:
 
     # --- dispatch --------------------------------------------------------------------------------
 
+    def admin(self, req: Request) -> Response:
+        """Dev-only control of a sandbox running in another process (``/_sandbox/...`` on the API host).
+
+        ``GET /_sandbox/counters``; ``POST /_sandbox/faults`` with one of
+        ``{"kind": "fail", "match", "status", "count"?, "retry_after"?, "method"?, "message"?}``,
+        ``{"kind": "drop", "match", "count"?, "method"?}``, ``{"kind": "busy", "count"?}``,
+        ``{"kind": "fail_import", "count"?}``, ``{"kind": "expire_tokens"}``, ``{"kind": "model_state", "state"}``,
+        ``{"kind": "clear"}``.
+        """
+        if req.method == "GET" and req.path == "/_sandbox/counters":
+            return Response.json(200, dict(self.counters))
+        if req.method == "POST" and req.path == "/_sandbox/faults":
+            try:
+                body = req.json() or {}
+                kind = body["kind"]
+                count = int(body.get("count", 1))
+                if kind == "fail":
+                    self.faults.fail(
+                        str(body["match"]),
+                        int(body["status"]),
+                        count=count,
+                        method=body.get("method"),
+                        retry_after=body.get("retry_after"),
+                        message=str(body.get("message", "")),
+                    )
+                elif kind == "drop":
+                    self.faults.drop(str(body["match"]), count=count, method=body.get("method"))
+                elif kind == "busy":
+                    self.faults.busy(count)
+                elif kind == "fail_import":
+                    self.faults.fail_next_import(count)
+                elif kind == "expire_tokens":
+                    self.expire_tokens()
+                elif kind == "model_state":
+                    if body["state"] not in ("UNLOCKED", "LOCKED", "ARCHIVED"):
+                        raise ValueError(body["state"])
+                    self.model_state = body["state"]
+                elif kind == "clear":
+                    self.faults.clear()
+                    self.model_state = "UNLOCKED"
+                else:
+                    raise ValueError(kind)
+            except (KeyError, ValueError, TypeError) as exc:
+                return Response.json(400, {"error": f"bad fault request: {exc}"})
+            return Response(204)
+        return Response.json(404, {"error": "unknown sandbox admin path"})
+
     def handle(self, req: Request) -> Response:
+        if req.path.startswith("/_sandbox/"):
+            return self.admin(req)
         if len(self.seen_headers) > 200:
             del self.seen_headers[:100]
         seen = {k: ("<redacted>" if k == "authorization" else v) for k, v in req.headers.items()}
@@ -1471,7 +1520,7 @@ _ROUTES.extend(
 
 def role_app(app: AnaplanSandbox, role: str) -> Any:
     """A view of ``app`` that answers only one host's paths (``auth``, ``oauth`` or ``api``)."""
-    prefixes = {"auth": ("/token/",), "oauth": ("/oauth/", "/activate"), "api": ("/2/0/",)}[role]
+    prefixes = {"auth": ("/token/",), "oauth": ("/oauth/", "/activate"), "api": ("/2/0/", "/_sandbox/")}[role]
 
     class _Role:
         def handle(self, req: Request) -> Response:

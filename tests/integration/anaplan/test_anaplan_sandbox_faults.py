@@ -314,3 +314,22 @@ def test_device_poll_too_fast_gets_slow_down(sandbox: RunningSandbox, clock: Sha
     assert answers == ["authorization_pending", "slow_down"]
     clock.advance(900)
     assert session.post(f"{sandbox.oauth_url}/oauth/token", json=body).json()["error"] == "expired_token"
+
+
+def test_admin_endpoint_injects_faults_and_reports_counters(
+    sandbox: RunningSandbox, clock: SharedClock
+) -> None:
+    admin = VerifiedSession(ca_bundle=sandbox.ca_bundle)
+    base = sandbox.servers["api"].base_url
+    ok = admin.post(
+        f"{base}/_sandbox/faults", json={"kind": "fail", "match": "/exports", "status": 503, "count": 1}
+    )
+    assert ok.status_code == 204
+    assert admin.post(f"{base}/_sandbox/faults", json={"kind": "nonsense"}).status_code == 400
+    client = make_client(sandbox, clock)
+    client.find_export("Export Approved Budget")
+    counters = admin.get(f"{base}/_sandbox/counters").json()
+    assert counters["fault 503"] == 1 and counters["tokens_minted"] == 1
+    admin.post(f"{base}/_sandbox/faults", json={"kind": "model_state", "state": "LOCKED"})
+    with pytest.raises(AnaplanModelLocked):
+        client.start_task("imports", client.find_import("Load Accounts").id)
