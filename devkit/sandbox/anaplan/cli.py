@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         print(running.config_yaml(args.auth_mode), flush=True)
         if args.print_config:
             return 0
+        admin = running.servers["api"].base_url + "/_sandbox"
+        print(f"# admin: GET {admin}/counters, POST {admin}/faults (see AnaplanSandbox.admin)", flush=True)
         print(
             f"# serving: auth {running.auth_url}  oauth {running.oauth_url}  api {running.api_url}  (Ctrl-C to stop)",
             flush=True,
