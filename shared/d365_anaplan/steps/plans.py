@@ -19,7 +19,7 @@ from d365_anaplan.config import PlanExport
 from d365_anaplan.dynamics import filters as F
 from d365_anaplan.dynamics.journal import JournalLineInput
 from d365_anaplan.dynamics.odata import Query
-from d365_anaplan.errors import AlignmentFailed, BadInputData, ReconciliationFailed
+from d365_anaplan.errors import AlignmentFailed, BadInputData, DynamicsValidationError, ReconciliationFailed
 from d365_anaplan.flows.alignment import ACCOUNT, check_alignment, references_from_plans
 from d365_anaplan.flows.calendar import fiscal_horizon, parse_period
 from d365_anaplan.flows.journal import batch_lines, build_journals
@@ -133,17 +133,20 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
             "rows": sum(len(r) for r in all_rows.values())}  # fmt: skip
 
 
+def line_input(d: dict[str, Any]) -> JournalLineInput:
+    """A journal line to write, from its staged (or ledger-kept) payload."""
+    return JournalLineInput(
+        account=str(d["account"]), dimensions=dict(d["dimensions"]), trans_date=date.fromisoformat(str(d["trans_date"])),
+        amount=Decimal(str(d["amount"])), voucher=str(d["voucher"]), currency=str(d["currency"]), text=str(d["text"]),
+        source=f"plan line {d['source_line']}" if d.get("source_line") else f"offset {d['text']}",
+    )  # fmt: skip
+
+
 def _line_inputs(ctx: StepContext, key: str) -> Iterator[tuple[JournalLineInput, dict[str, Any]]]:
     for raw in iter_lines(ctx.s3, ctx.env.staging_bucket, key):
-        if not raw.strip():
-            continue
-        d = json.loads(raw)
-        line = JournalLineInput(
-            account=d["account"], dimensions=d["dimensions"], trans_date=date.fromisoformat(d["trans_date"]),
-            amount=Decimal(d["amount"]), voucher=d["voucher"], currency=d["currency"], text=d["text"],
-            source=f"plan line {d['source_line']}" if d.get("source_line") else f"offset {d['text']}",
-        )  # fmt: skip
-        yield line, d
+        if raw.strip():
+            d = json.loads(raw)
+            yield line_input(d), d
 
 
 def write_journal_batch(ctx: StepContext, batch: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
@@ -158,7 +161,7 @@ def write_journal_batch(ctx: StepContext, batch: dict[str, Any], *, dry_run: boo
     if dry_run:
         ctx.ledger.record_step(ctx.run_id, f"WriteJournal:{journal_key}", "DRY_RUN", {"lines": len(pairs)})
         return {"journal_key": journal_key, "company": batch["company"], "journal_batch_number": None, "written": 0,
-                "skipped": 0, "dry_run": True}  # fmt: skip
+                "skipped": 0, "rejected": 0, "dry_run": True}  # fmt: skip
     writer = ctx.dynamics.writer
     if ctx.cfg.dynamics.journal.target == "budget_register":
         first = min(p[0].trans_date for p in pairs)
@@ -189,15 +192,25 @@ def write_journal_batch(ctx: StepContext, batch: dict[str, Any], *, dry_run: boo
         {"written": result.lines_written, "skipped": result.lines_skipped, "rejected": len(result.errors),
          "resumed": result.resumed, "already_posted": result.already_posted},
     )  # fmt: skip
-    if result.errors:
-        result.raise_for_errors()
+    # Rejected vouchers do not stop the other batches: every batch is tried, so one run shows every line F&O
+    # refuses. The journal stays unposted and reconciliation fails the run naming them (see reconcile_plan).
     return {"journal_key": journal_key, "company": result.company, "journal_batch_number": result.journal_batch_number,
-            "written": result.lines_written, "skipped": result.lines_skipped, "dry_run": False}  # fmt: skip
+            "written": result.lines_written, "skipped": result.lines_skipped, "rejected": len(result.errors),
+            "dry_run": False}  # fmt: skip
 
 
 def reconcile_plan(ctx: StepContext, totals_key: str, written: list[dict[str, Any]]) -> dict[str, Any]:
     """Read the journals' lines back from F&O and compare them with the approved totals per company,
     account and period (offset lines excluded on both sides)."""
+    rejected = ctx.ledger.failed_journal_lines(ctx.run_id)
+    if rejected:
+        first = rejected[0]
+        ctx.ledger.record_step(ctx.run_id, "ReconcilePlan", "FAILED", {"rejected_lines": len(rejected)})
+        raise DynamicsValidationError(
+            f"F&O rejected {len(rejected)} journal line(s) (whole vouchers; the journals stay unposted); first: "
+            f"line {first.line_key} of {first.journal_key}: {first.error}. Fix the cause in F&O, then replay with "
+            f'{{"replay_of": "{ctx.run_id}", "failed_lines_only": true}}'
+        )
     approved = _get_json(ctx, totals_key)
     plan_items = [(c, a, date.fromisoformat(p), Decimal(v)) for c, a, p, v in approved["items"]]
     fmt = ctx.dynamics.reader.ledger_format()

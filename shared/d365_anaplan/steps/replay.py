@@ -79,3 +79,60 @@ def replay_staged(ctx: StepContext, original: str, flow: Literal["actuals", "pla
         ctx.run_id, "ReplayStaged", "SUCCEEDED", {k: v for k, v in out.items() if k != "caveats"}
     )
     return out
+
+
+def replay_failed_lines(ctx: StepContext, original: str, *, dry_run: bool = False) -> dict[str, Any]:
+    """Write again the journal lines that F&O rejected in run ``original``, from the ledger alone.
+
+    A voucher is rejected whole (its changeset rolls back), so the failed lines form whole vouchers and
+    still balance. Each journal is resumed by its key and lines already in F&O are skipped, so replaying
+    twice writes nothing twice. Outcomes are recorded in this run, and the original's lines are marked
+    ``REPLAYED`` once they land.
+    """
+    from d365_anaplan.errors import DynamicsValidationError
+    from d365_anaplan.ledger.audit import JournalLineEntry
+    from d365_anaplan.steps.plans import line_input
+
+    original_request(ctx, original, "plans")
+    failed = [line for line in ctx.ledger.failed_journal_lines(original) if line.payload]
+    journals = {j.journal_key: j for j in ctx.ledger.journals(original)}
+    by_journal: dict[str, list[Any]] = {}
+    for line in failed:
+        by_journal.setdefault(line.journal_key, []).append(line)
+    summary: dict[str, Any] = {"replay_of": original, "lines": len(failed), "written": 0, "journals": []}
+    problems: list[str] = []
+    for journal_key, lines in sorted(by_journal.items()):
+        detail = journals[journal_key].detail if journal_key in journals else {}
+        name = str(detail.get("journal_name") or ctx.cfg.dynamics.journal.journal_name)
+        company = str(lines[0].payload["company"])
+        inputs = [line_input(line.payload) for line in lines]
+        if dry_run:
+            summary["journals"].append({"journal_key": journal_key, "company": company, "lines": len(inputs)})
+            continue
+        result = ctx.dynamics.writer.write_ledger_journal(company, inputs, key=journal_key, journal_name=name)
+        errors = {e.source: e.message for e in result.errors}
+        mine, theirs = [], []
+        for line, entry in zip(lines, inputs, strict=True):
+            error = errors.get(entry.source)
+            status = "FAILED" if error else "WRITTEN"
+            fo_ids = None if error else {"journal_batch_number": result.journal_batch_number}
+            mine.append(JournalLineEntry(journal_key, line.line_key, status, fo_ids, error, line.payload))
+            if not error:
+                theirs.append(
+                    JournalLineEntry(journal_key, line.line_key, "REPLAYED", {"replayed_in": ctx.run_id})
+                )
+        ctx.ledger.record_journal_lines(ctx.run_id, mine)
+        ctx.ledger.record_journal_lines(original, theirs)
+        ctx.ledger.record_journal(ctx.run_id, journal_key, "FAILED" if errors else "WRITTEN", result.journal_batch_number,
+                                  {"replay_of": original, "written": result.lines_written, "skipped": result.lines_skipped})  # fmt: skip
+        summary["written"] += result.lines_written
+        summary["journals"].append({"journal_key": journal_key, "company": company, "lines": len(inputs),
+                                    "journal_batch_number": result.journal_batch_number, "rejected": len(errors)})  # fmt: skip
+        if errors:
+            problems.append(
+                f"{journal_key}: {len(errors)} line(s) rejected again; first: {next(iter(errors.values()))}"
+            )
+    ctx.ledger.record_step(ctx.run_id, "ReplayFailedLines", "FAILED" if problems else "SUCCEEDED", summary)
+    if problems:
+        raise DynamicsValidationError("; ".join(problems))
+    return summary

@@ -36,11 +36,14 @@ class RunRequest(BaseModel):
     periods: PeriodWindow | None = None
     dry_run: bool = False
     replay_of: str | None = None
+    failed_lines_only: bool = False  # plans: write again only the lines F&O rejected in run ``replay_of``
 
 
 def open_run(ledger: RunLedger, *, connection: str, flow: Flow, execution: str, run_id: str,
              request: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     req = RunRequest.model_validate(request)
+    if req.failed_lines_only and (flow != "plans" or not req.replay_of):
+        raise BadInputData("failed_lines_only: needs replay_of naming a plans run, on the plans flow")
     if req.connection != connection:
         raise BadInputData(
             f"request.connection {req.connection!r} differs from the run's connection {connection!r}"
@@ -68,6 +71,7 @@ def open_run(ledger: RunLedger, *, connection: str, flow: Flow, execution: str, 
         "periods": periods,
         "dry_run": req.dry_run,
         "replay_of": req.replay_of,
+        "failed_lines_only": req.failed_lines_only,
         "verify_export": cfg.mapping.actuals.verify_export,
         "exports": [e.model_dump() for e in cfg.mapping.plans.exports],
         "status": run.status,
