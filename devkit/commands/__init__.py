@@ -1,0 +1,1 @@
+"""Sub-commands of the ``d365-anaplan`` CLI: each module has ``configure_parser(parser)`` and ``run(args)``."""

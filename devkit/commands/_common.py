@@ -1,0 +1,286 @@
+"""What the CLI commands share: config loading, an engine with persisted local state, progress, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from d365_anaplan.config import ConnectionConfig
+    from devkit.engine import ExecutionResult, LocalEngine
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+FLOWS = {"actuals": "ActualsFlow", "plans": "PlansFlow"}
+
+# Errors meaning "a system could not be reached or refused us" (exit 3) and "the configuration is wrong" (2).
+UNREACHABLE_ERRORS = frozenset(
+    {
+        "AnaplanAuthError",
+        "AnaplanUnavailable",
+        "DynamicsAuthError",
+        "DynamicsUnavailable",
+        "ConnectionError",
+        "SSLError",
+        "Timeout",
+        "ConnectTimeout",
+        "ReadTimeout",
+    }
+)
+CONFIG_ERRORS = frozenset({"ConfigError", "SecretUnavailable"})
+
+
+def quiet_handlers(verbose: bool = False) -> None:
+    """Keep the handlers' JSON logs and Powertools' metric warnings off the terminal unless ``verbose``."""
+    if verbose:
+        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO")
+        return
+    os.environ["POWERTOOLS_LOG_LEVEL"] = "ERROR"
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    import logging
+
+    logging.getLogger("d365-anaplan").setLevel(logging.ERROR)
+
+
+def add_config_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        required=required,
+        metavar="FILE",
+        help="connection configuration (YAML: one connection, or several under 'connections:')",
+    )
+    parser.add_argument(
+        "--connection", metavar="NAME", help="which connection of FILE (needed when it holds several)"
+    )
+
+
+def add_state_args(parser: argparse.ArgumentParser) -> None:
+    from devkit.local_state import DEFAULT_STATE_DIR
+
+    parser.add_argument(
+        "--state-dir",
+        dest="state_dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"local ledger and staging state kept between commands (default {DEFAULT_STATE_DIR}, "
+        "or $D365_ANAPLAN_STATE_DIR)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the handlers' logs")
+
+
+def load_config(args: argparse.Namespace) -> ConnectionConfig:
+    """The connection the arguments name; ConfigError (exit 2) when the file or the name is wrong."""
+    from d365_anaplan.config import load_connection
+
+    return load_connection(args.config, args.connection)
+
+
+def state_dir(args: argparse.Namespace) -> Path:
+    from devkit.local_state import default_state_dir
+
+    return Path(args.state_dir) if getattr(args, "state_dir", None) else default_state_dir()
+
+
+@contextmanager
+def local_engine(
+    state: Path | None,
+    *,
+    wait_scale: float = 0.0,
+    save: bool = True,
+    out: TextIO = sys.stdout,
+) -> Iterator[LocalEngine]:
+    """A started LocalEngine with the saved local state loaded; the state is saved again on the way out."""
+    from devkit import local_state
+    from devkit.engine import LocalEngine
+
+    level = os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO")
+    engine = LocalEngine(wait_scale=wait_scale, env={"POWERTOOLS_LOG_LEVEL": level, "LOG_LEVEL": level})
+    engine.start()
+    try:
+        if state is not None:
+            local_state.load(engine, state)
+        yield engine
+        if state is not None and save:
+            summary = local_state.dump(engine, state)
+            print(f"local state saved: {summary.directory}", file=out)
+    finally:
+        engine.stop()
+
+
+def new_run_id() -> str:
+    return str(uuid.uuid4())
+
+
+# --- following an execution ------------------------------------------------------------------------------
+
+_SHOWN_TYPES = {"TaskStateEntered", "MapStateEntered", "WaitStateEntered", "ParallelStateEntered"}
+
+
+@dataclass
+class Progress:
+    """Prints every state the execution enters, as it happens (polls the history from this thread)."""
+
+    out: TextIO = sys.stdout
+    prefix: str = ""
+    started: float = 0.0
+    show: bool = True
+    first: float | None = None
+
+    def elapsed(self, ev: dict[str, Any]) -> float:
+        stamp: Any = ev.get("timestamp")
+        if stamp is not None and hasattr(stamp, "timestamp"):
+            seconds = float(stamp.timestamp())
+            if self.first is None:
+                self.first = seconds
+            return seconds - self.first
+        return time.monotonic() - self.started
+
+    def event(self, ev: dict[str, Any]) -> None:
+        elapsed = self.elapsed(ev)
+        if not self.show:
+            return
+        kind = str(ev.get("type", ""))
+        if kind in _SHOWN_TYPES:
+            name = ev["stateEnteredEventDetails"]["name"]
+            self.out.write(f"{self.prefix}[{elapsed:6.1f}s] {name}\n")
+            self.out.flush()
+        elif kind in ("TaskFailed", "LambdaFunctionFailed"):
+            detail = ev.get("taskFailedEventDetails") or ev.get("lambdaFunctionFailedEventDetails") or {}
+            error = detail.get("error", "")
+            message = _cause_message(detail.get("cause", ""))
+            self.out.write(f"{self.prefix}[{elapsed:6.1f}s]   ! {error}: {message[:300]}\n")
+            self.out.flush()
+
+
+def _cause_message(cause: str) -> str:
+    try:
+        data = json.loads(cause)
+    except (TypeError, ValueError):
+        return str(cause)
+    if isinstance(data, dict):
+        return str(data.get("errorMessage") or data.get("Cause") or data)
+    return str(data)
+
+
+def follow(
+    engine: LocalEngine,
+    state_machine: str,
+    payload: dict[str, Any],
+    *,
+    name: str | None = None,
+    progress: Progress | None = None,
+    timeout: float = 1800.0,
+    poll: float = 0.4,
+) -> ExecutionResult:
+    """Start an execution and print its states while it runs; returns the finished result."""
+    progress = progress or Progress()
+    progress.started = time.monotonic()
+    arn = engine.start_execution(state_machine, payload, name)
+    sfn = engine._sfn()  # the engine's own client factory
+    seen = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        status = sfn.describe_execution(executionArn=arn)["status"]
+        events = list(engine.history(arn))
+        for ev in events[seen:]:
+            progress.event(ev)
+        seen = len(events)
+        if status != "RUNNING":
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"execution {name or arn} still RUNNING after {timeout:.0f}s")
+        time.sleep(poll)
+    return engine.wait(arn, timeout=10)
+
+
+# --- outcomes --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Failure:
+    error: str
+    message: str
+
+    def exit_code(self) -> int:
+        if self.error in UNREACHABLE_ERRORS:
+            return EXIT_UNREACHABLE
+        if self.error in CONFIG_ERRORS:
+            return EXIT_USAGE
+        return EXIT_FAILED
+
+
+def run_failure(engine: LocalEngine, result: ExecutionResult) -> Failure | None:
+    """Why a run failed: the cause the ledger recorded (the ASL's Fail state only points there)."""
+    if result.status == "SUCCEEDED":
+        return None
+    cause: dict[str, Any] | None = None
+    try:
+        from d365_anaplan.ledger.audit import RunLedger
+
+        run = RunLedger(engine.resource_name("LedgerTable")).get_run(result.name)
+        cause = run.cause
+    except Exception:  # noqa: BLE001 - fall back to the execution's own error
+        cause = None
+    if cause:
+        return Failure(str(cause.get("Error", "Unknown")), _cause_message(str(cause.get("Cause", ""))))
+    failures = result.task_failures()
+    if failures:
+        error, text = failures[-1]
+        return Failure(error, _cause_message(text))
+    return Failure(result.error or result.status, result.cause or "")
+
+
+def money(value: Any) -> str:
+    """``1,234,567.89`` (Decimal in, text out; no float anywhere)."""
+    try:
+        d = value if isinstance(value, Decimal) else Decimal(str(value))
+    except Exception:  # noqa: BLE001
+        return str(value)
+    return f"{d:,.2f}"
+
+
+def table(rows: list[list[str]], headers: list[str], out: TextIO = sys.stdout, indent: str = "  ") -> None:
+    """A plain text table (right-aligns cells that look like numbers)."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def numeric(cell: str) -> bool:
+        return bool(cell) and cell.replace(",", "").replace(".", "").replace("-", "").isdigit()
+
+    def fmt(row: list[str]) -> str:
+        cells = [c.rjust(widths[i]) if numeric(c) else c.ljust(widths[i]) for i, c in enumerate(row)]
+        return (indent + "  ".join(cells)).rstrip()
+
+    out.write(fmt(headers) + "\n")
+    out.write(indent + "  ".join("-" * w for w in widths) + "\n")
+    for row in rows:
+        out.write(fmt(row) + "\n")
+
+
+def guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Map state-directory problems to exit 2 with a one-line message."""
+
+    def wrapper(args: argparse.Namespace) -> int:
+        from devkit.local_state import StateError
+
+        try:
+            return fn(args)
+        except StateError as exc:
+            print(f"d365-anaplan: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+
+    return wrapper

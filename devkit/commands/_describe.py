@@ -1,0 +1,142 @@
+"""What a finished run moved, read from its execution output and its ledger (printed by run, replay, demo)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TextIO
+
+from devkit.commands._common import money, table
+
+
+@dataclass
+class RunFacts:
+    """The figures of one run that the CLI prints and the demo report shows."""
+
+    run_id: str
+    flow: str
+    status: str
+    dry_run: bool = False
+    lists: list[tuple[str, int, str]] = field(default_factory=list)  # (import, rows, outcome)
+    gl: list[tuple[str, int, Decimal]] = field(default_factory=list)  # (company, lines, net amount)
+    file_rows: int | None = None
+    file_lines: int | None = None
+    file_key: str | None = None
+    import_counts: dict[str, Any] = field(default_factory=dict)
+    reconciled: str | None = None
+    exports: list[tuple[str, int, int, str]] = field(
+        default_factory=list
+    )  # (export, accepted, drafts, total)
+    journals: list[dict[str, Any]] = field(default_factory=list)  # planned journal detail
+    written: list[dict[str, Any]] = field(default_factory=list)
+    lines_written: int = 0
+    lines_failed: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> RunFacts:
+    out = output if isinstance(output, dict) else {}
+    dry = bool((out.get("run") or {}).get("dry_run"))
+    facts = RunFacts(run_id, flow, status, dry_run=dry)
+    steps = ledger.steps(run_id)
+    gl: dict[str, list[Any]] = {}
+    for step in steps:
+        d = step.detail
+        if step.step.startswith("ExtractGL:"):
+            company = step.step.split(":", 1)[1]
+            acc = gl.setdefault(company, [0, Decimal(0)])
+            acc[0] += int(d.get("lines", 0))
+            acc[1] += Decimal(str(d.get("total", "0")))
+        elif step.step == "PrepareActuals":
+            facts.file_rows = int(d.get("rows", 0))
+            facts.file_lines = int(d.get("lines", 0))
+            facts.file_key = str(d.get("key", ""))
+        elif step.step == "ReconcileActuals":
+            rec = d.get("reconciliation") or {}
+            if step.status == "SUCCEEDED":
+                facts.reconciled = (
+                    f"{rec.get('matched_accounts', '?')} company/account/period totals match"
+                    if rec
+                    else f"import took all {d.get('rows')} rows (no read-back configured)"
+                )
+            facts.problems += [str(p) for p in d.get("problems") or []]
+        elif step.step == "ValidatePlan":
+            for name, c in (d.get("exports") or {}).items():
+                facts.exports.append(
+                    (str(name), int(c.get("accepted", 0)), int(c.get("skipped_unapproved", 0)),
+                     str(c.get("total", "0")))
+                )  # fmt: skip
+        elif step.step == "PlanJournals":
+            facts.journals = [dict(j) for j in d.get("journals") or []]
+        elif step.step == "ReconcilePlan":
+            if step.status == "SUCCEEDED":
+                facts.reconciled = (
+                    f"{d.get('matched_accounts', '?')} company/account/period totals match "
+                    f"(approved {money(d.get('left_total', '0'))})"
+                )
+            else:
+                facts.problems.append(str(d.get("text") or "plan reconciliation failed"))
+    facts.gl = [(c, int(v[0]), v[1]) for c, v in sorted(gl.items())]
+    for item in out.get("lists") or []:
+        counts = item.get("counts") or {}
+        outcome = f"{counts.get('success', '?')} ok, {counts.get('failed', 0)} failed" if counts else "-"
+        facts.lists.append((str(item.get("action")), int(item.get("rows", 0)), outcome))
+    task = out.get("task") or {}
+    facts.import_counts = dict(task.get("counts") or {})
+    facts.written = [dict(w) for w in out.get("written") or []]
+    if flow == "plans" and not dry:
+        for j in ledger.journals(run_id):
+            facts.lines_written += int(j.detail.get("written", 0))
+            facts.lines_failed += int(j.detail.get("rejected", 0))
+    return facts
+
+
+def print_facts(facts: RunFacts, out: TextIO = sys.stdout) -> None:
+    w = out.write
+    mode = " (dry run: nothing written to either system)" if facts.dry_run else ""
+    w(f"\n{facts.flow} run {facts.run_id}: {facts.status}{mode}\n")
+    if facts.lists:
+        w("  lists loaded into Anaplan:\n")
+        table([[a, f"{r:,}", o] for a, r, o in facts.lists], ["import", "rows", "outcome"], out, "    ")
+    if facts.gl:
+        w("  posted GL read from F&O:\n")
+        table([[c, f"{n:,}", money(t)] for c, n, t in facts.gl], ["company", "lines", "net"], out, "    ")
+    if facts.file_rows is not None:
+        verb = "would be loaded" if facts.dry_run else "loaded"
+        w(f"  actuals file {verb}: {facts.file_rows:,} rows from {facts.file_lines or 0:,} GL lines\n")
+        if facts.file_key:
+            w(f"    staged as s3://…/{facts.file_key}\n")
+    if facts.import_counts:
+        c = facts.import_counts
+        w(
+            f"  Anaplan import: {c.get('success', 0):,} rows ok, {c.get('failed', 0):,} failed "
+            f"(created {c.get('created', 0):,}, updated {c.get('updated', 0):,})\n"
+        )
+    if facts.exports:
+        w("  approved plan exported from Anaplan:\n")
+        rows = [[n, f"{a:,}", f"{d:,}", money(t)] for n, a, d, t in facts.exports]
+        table(rows, ["export", "approved rows", "not approved (skipped)", "total"], out, "    ")
+    if facts.journals:
+        verb = "planned (not written)" if facts.dry_run else "written"
+        w(f"  journals {verb}:\n")
+        rows = [
+            [
+                str(j.get("company", "")),
+                str(j.get("key", "")),
+                str(j.get("export", "")),
+                f"{j.get('period_from', '')}..{j.get('period_to', '')}",
+                f"{int(j.get('lines', 0)):,}",
+                money(j.get("total_debit", "0")),
+                money(j.get("total_credit", "0")),
+            ]
+            for j in facts.journals
+        ]
+        table(rows, ["company", "journal", "export", "periods", "lines", "debit", "credit"], out, "    ")
+    if facts.written:
+        nums = ", ".join(str(x.get("journal_batch_number")) for x in facts.written)
+        w(f"  F&O journals: {nums}; lines written {facts.lines_written:,}, rejected {facts.lines_failed:,}\n")
+    if facts.reconciled:
+        w(f"  reconciliation: {facts.reconciled}\n")
+    for p in facts.problems:
+        w(f"  problem: {p}\n")

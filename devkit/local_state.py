@@ -1,0 +1,238 @@
+"""Local state between CLI invocations: the moto ledger, idempotency table and buckets on disk.
+
+A :class:`~devkit.engine.LocalEngine` lives in one process (moto keeps everything in memory). The CLI runs one
+command per process, so ``audit RUN`` and ``replay RUN`` after ``run`` need what the run left behind. After a
+run :func:`dump` writes the DynamoDB tables and S3 buckets of the template to a directory (default
+``.local/state/``); before the next command :func:`load` puts them into a fresh engine.
+
+What is kept: the ledger table (runs, steps, files, tasks, journals, lines, watermarks), the idempotency
+table's completed records, and every object of the staging and config buckets. What is not: Secrets Manager
+(credentials never go to disk; each command installs the connection from its config file again), model
+leases and their owner pointers (the process that held them is gone), the encrypted Anaplan token cache
+(its KMS key died with the old engine) and in-progress idempotency records.
+
+Layout::
+
+    <state_dir>/state.json                     version, when, what was saved
+    <state_dir>/tables/<LogicalId>.jsonl       one DynamoDB item (typed JSON, binary as base64) per line
+    <state_dir>/buckets/<LogicalId>/<key>      one file per S3 object
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from devkit.engine import REGION, LocalEngine
+
+DEFAULT_STATE_DIR = Path(".local/state")
+FORMAT_VERSION = 1
+# Logical ids of the template resources that carry state between invocations.
+TABLES = ("LedgerTable", "IdempotencyTable")
+BUCKETS = ("StagingBucket", "ConfigBucket")
+# Ledger partitions that belong to a live process or to its KMS key, not to the audit trail.
+_SKIPPED_PREFIXES = ("LEASE#", "OWNER#", "TOKEN#")
+
+
+class StateError(RuntimeError):
+    """The state directory cannot be read or written (the message names the file)."""
+
+
+@dataclass
+class StateSummary:
+    directory: Path
+    items: dict[str, int] = field(default_factory=dict)  # logical id -> items
+    objects: dict[str, int] = field(default_factory=dict)  # logical id -> objects
+    saved_at: str | None = None
+
+    def describe(self) -> str:
+        tables = ", ".join(f"{k} {v}" for k, v in self.items.items())
+        buckets = ", ".join(f"{k} {v}" for k, v in self.objects.items())
+        return f"{self.directory}: items ({tables}); objects ({buckets})"
+
+
+def default_state_dir() -> Path:
+    """``$D365_ANAPLAN_STATE_DIR`` when set, else ``.local/state`` under the current directory."""
+    env = os.environ.get("D365_ANAPLAN_STATE_DIR")
+    return Path(env) if env else DEFAULT_STATE_DIR
+
+
+# --- typed JSON for DynamoDB items ---------------------------------------------------------------------------
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return {"__b64__": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__b64__"}:
+            return base64.b64decode(value["__b64__"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _keep(logical_id: str, item: dict[str, Any]) -> bool:
+    if logical_id == "LedgerTable":
+        pk = item.get("pk", {}).get("S", "")
+        return not pk.startswith(_SKIPPED_PREFIXES)
+    if logical_id == "IdempotencyTable":
+        return bool(item.get("status", {}).get("S") == "COMPLETED")
+    return True
+
+
+def _safe_key(key: str) -> bool:
+    parts = key.split("/")
+    return bool(key) and not key.startswith("/") and ".." not in parts and "" not in parts[:-1]
+
+
+# --- dump and load -------------------------------------------------------------------------------------------
+
+
+def dump(engine: LocalEngine, directory: Path | str | None = None) -> StateSummary:
+    """Write the engine's tables and buckets to ``directory``, replacing what was there (atomically)."""
+    import boto3
+
+    target = Path(directory) if directory is not None else default_state_dir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    summary = StateSummary(target, saved_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    try:
+        work = Path(tempfile.mkdtemp(prefix=".state-", dir=target.parent))
+    except OSError as exc:
+        raise StateError(f"cannot write the state directory {target.parent}: {exc.strerror}") from None
+    try:
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        (work / "tables").mkdir()
+        for lid in TABLES:
+            name = engine.resource_name(lid)
+            count = 0
+            with (work / "tables" / f"{lid}.jsonl").open("w", encoding="utf-8") as out:
+                for page in ddb.get_paginator("scan").paginate(TableName=name, ConsistentRead=True):
+                    for item in page.get("Items", []):
+                        if _keep(lid, item):
+                            out.write(json.dumps(_encode(item), separators=(",", ":")) + "\n")
+                            count += 1
+            summary.items[lid] = count
+        s3 = boto3.client("s3", region_name=REGION)
+        for lid in BUCKETS:
+            bucket = engine.resource_name(lid)
+            root = work / "buckets" / lid
+            root.mkdir(parents=True)
+            count = 0
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                for obj in page.get("Contents", []):
+                    key = str(obj["Key"])
+                    if not _safe_key(key):
+                        continue
+                    path = root / key
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+                    try:
+                        with path.open("wb") as out_file:
+                            shutil.copyfileobj(body, out_file, 1 << 20)
+                    finally:
+                        body.close()
+                    count += 1
+            summary.objects[lid] = count
+        manifest = {
+            "version": FORMAT_VERSION,
+            "saved_at": summary.saved_at,
+            "items": summary.items,
+            "objects": summary.objects,
+        }
+        (work / "state.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        old = None
+        if target.exists():
+            old = target.with_name(f"{target.name}.old-{os.getpid()}")
+            target.rename(old)
+        work.rename(target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return summary
+
+
+def exists(directory: Path | str | None = None) -> bool:
+    target = Path(directory) if directory is not None else default_state_dir()
+    return (target / "state.json").is_file()
+
+
+def load(engine: LocalEngine, directory: Path | str | None = None) -> StateSummary | None:
+    """Put a saved state into a fresh engine. Returns None when ``directory`` holds no state yet."""
+    import boto3
+
+    source = Path(directory) if directory is not None else default_state_dir()
+    manifest_path = source / "state.json"
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StateError(f"{manifest_path}: not a state file ({exc})") from None
+    if manifest.get("version") != FORMAT_VERSION:
+        raise StateError(
+            f"{manifest_path}: state format {manifest.get('version')!r}, this build reads {FORMAT_VERSION}; "
+            f"remove {source} to start afresh"
+        )
+    summary = StateSummary(source, saved_at=manifest.get("saved_at"))
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    for lid in TABLES:
+        path = source / "tables" / f"{lid}.jsonl"
+        if not path.is_file():
+            continue
+        name = engine.resource_name(lid)
+        batch: list[dict[str, Any]] = []
+        count = 0
+
+        def flush(requests: list[dict[str, Any]], table: str = name) -> None:
+            pending: dict[str, Any] = {table: requests}
+            while pending:
+                pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+
+        with path.open(encoding="utf-8") as lines:
+            for n, raw in enumerate(lines, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    item = _decode(json.loads(raw))
+                except ValueError as exc:
+                    raise StateError(f"{path} line {n}: not JSON ({exc})") from None
+                batch.append({"PutRequest": {"Item": item}})
+                count += 1
+                if len(batch) == 25:
+                    flush(batch)
+                    batch = []
+        if batch:
+            flush(batch)
+        summary.items[lid] = count
+    s3 = boto3.client("s3", region_name=REGION)
+    for lid in BUCKETS:
+        root = source / "buckets" / lid
+        if not root.is_dir():
+            continue
+        bucket = engine.resource_name(lid)
+        count = 0
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            key = path.relative_to(root).as_posix()
+            with path.open("rb") as body:
+                s3.upload_fileobj(body, bucket, key)
+            count += 1
+        summary.objects[lid] = count
+    return summary
