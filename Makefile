@@ -58,7 +58,7 @@ typecheck: venv
 	$(VENV)/bin/mypy --follow-imports=silent --ignore-missing-imports devkit
 
 pytest: venv
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 cfn: venv
 	$(VENV)/bin/cfn-lint template.yaml
