@@ -199,6 +199,32 @@ def write_journal_batch(ctx: StepContext, batch: dict[str, Any], *, dry_run: boo
             "dry_run": False}  # fmt: skip
 
 
+def _written_items(ctx: StepContext, company: str, number: str) -> Iterator[tuple[str, str, date, Decimal]]:
+    """(company, main account, date, signed amount) of the lines F&O holds for one journal (or budget
+    register entry), offset lines left out."""
+    budget = ctx.cfg.dynamics.journal.target == "budget_register"
+    reader = ctx.dynamics.reader
+    fmt = reader.budget_format() if budget else reader.ledger_format()
+    if budget:  # display value, amount, date, text
+        names: tuple[str, ...] = ("DimensionDisplayValue", "TransactionCurrencyAmount", "EntryDate", "Comment")
+        flt = F.and_(F.eq("dataAreaId", company.lower()), F.eq("EntryNumber", number))
+        q = Query("BudgetRegisterEntryLines", select=names, filter=flt)
+    else:
+        names = ("AccountDisplayValue", "DebitAmount", "TransDate", "Text", "CreditAmount")
+        flt = F.and_(F.eq("dataAreaId", company.lower()), F.eq("JournalBatchNumber", number))
+        q = Query("LedgerJournalLines", select=names, filter=flt)
+    display, amount_name, date_name, text_name = names[:4]
+    for row in ctx.dynamics.client.iter_rows(q):
+        memo = str(row.get(text_name) or "").split(" ", 1)[-1]
+        if _OFFSET_KEY.search(memo):
+            continue
+        account, _dims = fmt.parse_value(str(row[display]), what=f"{number} line {memo}")
+        amount = Decimal(str(row.get(amount_name) or 0))
+        if not budget:
+            amount -= Decimal(str(row.get("CreditAmount") or 0))
+        yield company, account, date.fromisoformat(str(row[date_name])[:10]), amount
+
+
 def reconcile_plan(ctx: StepContext, totals_key: str, written: list[dict[str, Any]]) -> dict[str, Any]:
     """Read the journals' lines back from F&O and compare them with the approved totals per company,
     account and period (offset lines excluded on both sides)."""
@@ -213,7 +239,6 @@ def reconcile_plan(ctx: StepContext, totals_key: str, written: list[dict[str, An
         )
     approved = _get_json(ctx, totals_key)
     plan_items = [(c, a, date.fromisoformat(p), Decimal(v)) for c, a, p, v in approved["items"]]
-    fmt = ctx.dynamics.reader.ledger_format()
     numbers = sorted(
         {
             (str(w["company"]), str(w["journal_batch_number"]))
@@ -221,20 +246,7 @@ def reconcile_plan(ctx: StepContext, totals_key: str, written: list[dict[str, An
             if w.get("journal_batch_number")
         }
     )
-    fo_items: list[tuple[str, str, date, Decimal]] = []
-    for company, number in numbers:
-        q = Query(
-            "LedgerJournalLines",
-            filter=F.and_(F.eq("dataAreaId", company.lower()), F.eq("JournalBatchNumber", number)),
-            select=("AccountDisplayValue", "DebitAmount", "CreditAmount", "TransDate", "Text"),
-        )
-        for row in ctx.dynamics.client.iter_rows(q):
-            memo = str(row.get("Text") or "").split(" ", 1)[-1]
-            if _OFFSET_KEY.search(memo):
-                continue
-            account, _dims = fmt.parse_value(str(row["AccountDisplayValue"]), what=f"{number} line {memo}")
-            amount = Decimal(str(row.get("DebitAmount") or 0)) - Decimal(str(row.get("CreditAmount") or 0))
-            fo_items.append((company, account, date.fromisoformat(str(row["TransDate"])[:10]), amount))
+    fo_items = [item for company, number in numbers for item in _written_items(ctx, company, number)]
     result = reconcile(plan_items, fo_items, tolerance=ctx.cfg.reconciliation_tolerance, left_name="Anaplan",
                        right_name="F&O")  # fmt: skip
     ctx.ledger.record_step(
