@@ -24,6 +24,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "serve the F&O sandbox (Entra look-alike and OData) over HTTPS",
     ),
     "anaplan-login": ("devkit.anaplan_login", "one-time OAuth device-grant login; stores the refresh token"),
+    "demo": ("devkit.demo", "start both sandboxes, run both flows, reconcile and write an HTML report"),
+    "check": (
+        "devkit.commands.check",
+        "read-only checks of the systems a connection names (pass/fail table)",
+    ),
+    "run": ("devkit.commands.run", "run the actuals or plans state machine on the local engine"),
+    "replay": ("devkit.commands.replay", "run a past run's flow again from its staged files"),
+    "audit": ("devkit.commands.audit", "show a run's ledger: steps, files, tasks, journals, failures"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
