@@ -341,7 +341,7 @@ def _write_report(path: Path, stack: Any, cfg: Any, facts: dict[str, RunFacts], 
             )
         )
     fa, fp = facts["actuals"], facts["plans"]
-    flows = [
+    flows: list[dict[str, Any]] = [
         {
             "name": "Actuals: F&O → Anaplan",
             "status": fa.status,
@@ -362,7 +362,7 @@ def _write_report(path: Path, stack: Any, cfg: Any, facts: dict[str, RunFacts], 
         },
     ]  # fmt: skip
     for f, fl in ((fa, flows[0]), (fp, flows[1])):
-        fl["rows"] += [("Problem", p) for p in f.problems]
+        fl["rows"] = [*fl["rows"], *[("Problem", p) for p in f.problems]]
     data = rpt.ReportData(
         title="Dynamics 365 F&O ⇄ Anaplan — run report",
         subtitle=f"Connection '{cfg.name}', periods {PERIOD_FROM}..{PERIOD_TO}, companies "

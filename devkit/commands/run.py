@@ -11,9 +11,13 @@ import argparse
 import re
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from devkit.commands import _common as c
 from devkit.commands._describe import collect, print_facts
+
+if TYPE_CHECKING:
+    from devkit.engine import LocalEngine
 
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
@@ -80,28 +84,32 @@ def run(args: argparse.Namespace) -> int:
 
 
 def execute(args: argparse.Namespace, cfg: object, flow: str, payload: dict[str, object]) -> int:
+    """Open the local engine (with the saved state) and run the flow in it."""
+    with c.local_engine(c.state_dir(args), wait_scale=args.wait_scale) as engine:
+        return run_in(engine, args, cfg, flow, payload)
+
+
+def run_in(
+    engine: LocalEngine, args: argparse.Namespace, cfg: object, flow: str, payload: dict[str, object]
+) -> int:
     """Install the connection, run the flow with progress, print what moved; shared with ``replay``."""
     from d365_anaplan.ledger.audit import RunLedger
 
     run_id = c.new_run_id()
     started = time.monotonic()
-    with c.local_engine(c.state_dir(args), wait_scale=args.wait_scale) as engine:
-        engine.install_connection(cfg)
-        print(f"{flow} run {run_id} for connection {payload['connection']!r} (local engine)", flush=True)
-        progress = c.Progress(show=not args.quiet)
-        result = c.follow(
-            engine, c.FLOWS[flow], payload, name=run_id, progress=progress, timeout=args.timeout
-        )
-        ledger = RunLedger(engine.resource_name("LedgerTable"))
-        facts = collect(ledger, run_id, result.output, flow, result.status)
-        print_facts(facts)
-        failure = c.run_failure(engine, result)
-        elapsed = time.monotonic() - started
-        if failure is not None:
-            print(f"\nFAILED after {elapsed:.1f}s: {failure.error}: {failure.message}")
-            print(f"see: d365-anaplan audit {run_id}")
-            code = failure.exit_code()
-        else:
-            print(f"\n{result.status} in {elapsed:.1f}s - details: d365-anaplan audit {run_id}")
-            code = c.EXIT_OK
-    return code
+    engine.install_connection(cfg)
+    what = f"replay of {payload['replay_of']}" if payload.get("replay_of") else "run"
+    print(f"{flow} {what} {run_id} for connection {payload['connection']!r} (local engine)", flush=True)
+    progress = c.Progress(show=not args.quiet)
+    result = c.follow(engine, c.FLOWS[flow], payload, name=run_id, progress=progress, timeout=args.timeout)
+    ledger = RunLedger(engine.resource_name("LedgerTable"))
+    facts = collect(ledger, run_id, result.output, flow, result.status)
+    print_facts(facts)
+    failure = c.run_failure(engine, result)
+    elapsed = time.monotonic() - started
+    if failure is not None:
+        print(f"\nFAILED after {elapsed:.1f}s: {failure.error}: {failure.message}")
+        print(f"see: d365-anaplan audit {run_id}")
+        return failure.exit_code()
+    print(f"\n{result.status} in {elapsed:.1f}s - details: d365-anaplan audit {run_id}")
+    return c.EXIT_OK

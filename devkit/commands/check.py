@@ -1,0 +1,342 @@
+"""``d365-anaplan check --config FILE``: read-only checks of both systems a connection names.
+
+Anaplan: a token, the workspace and model, every configured import (with the columns its file must carry),
+export and list. F&O: a token, ``$metadata`` (which route to posted GL), one page of every entity set the
+flows read, the active ledger dimension format (does it carry the configured dimensions), the legal entities
+and the journal names plan journals use. Nothing is written anywhere.
+
+Prints a pass/fail table with a remedy for every failure. Exit codes: 0 all pass, 1 some fail, 2 the
+configuration is invalid, 3 a system could not be reached at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from devkit.commands import _common as c
+
+PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"
+
+
+@dataclass
+class Check:
+    system: str
+    name: str
+    status: str
+    detail: str = ""
+    remedy: str = ""
+
+
+@dataclass
+class Report:
+    checks: list[Check] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
+
+    def add(self, system: str, name: str, status: str, detail: str = "", remedy: str = "") -> Check:
+        item = Check(system, name, status, detail, remedy)
+        self.checks.append(item)
+        return item
+
+    @property
+    def failed(self) -> list[Check]:
+        return [ch for ch in self.checks if ch.status == FAIL]
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    c.add_config_args(parser)
+    parser.add_argument("--only", choices=("anaplan", "dynamics"), help="check one system only")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the clients' logs")
+    parser.epilog = "exit codes: 0 all checks pass, 1 some fail, 2 the configuration is invalid, 3 a system is unreachable"
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """A connection that never got an answer (refused, DNS, timeout) - not a TLS or HTTP-level refusal."""
+    import requests
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, requests.exceptions.SSLError):
+            return False
+        if isinstance(seen, requests.exceptions.ConnectionError | requests.exceptions.Timeout | OSError):
+            return True
+        name = type(seen).__name__
+        if name in ("AnaplanUnavailable", "DynamicsUnavailable") and "connect" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _is_tls(exc: BaseException) -> bool:
+    import requests
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, requests.exceptions.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _short(exc: BaseException, width: int = 320) -> str:
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _attempt(report: Report, system: str, name: str, remedy: str, fn: Callable[[], str]) -> bool:
+    try:
+        detail = fn()
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a row with its remedy
+        if _is_unreachable(exc):
+            report.unreachable.append(system)
+            report.add(system, name, FAIL, _short(exc), "the host did not answer: check the URL, the network path "
+                       "(VPN, proxy, firewall) and that the service is up")  # fmt: skip
+        elif _is_tls(exc):
+            report.add(system, name, FAIL, _short(exc), "TLS verification failed: add the issuing CA to tls.ca_bundle "
+                       "(a PEM file) - verification is never switched off")  # fmt: skip
+        else:
+            report.add(system, name, FAIL, _short(exc), remedy)
+        return False
+    report.add(system, name, PASS, detail)
+    return True
+
+
+# --- Anaplan -------------------------------------------------------------------------------------------------
+
+
+def _import_columns(cfg: Any) -> dict[str, tuple[str, list[str]]]:
+    """import action -> (what, columns the connector's file carries)."""
+    m = cfg.mapping
+    out: dict[str, tuple[str, list[str]]] = {}
+    lists = [("main accounts", m.accounts)] + ([("legal entities", m.companies)] if m.companies else [])
+    for what, spec in lists:
+        out[spec.import_action] = (what, [spec.code_column, spec.name_column])
+    for d in m.dimensions:
+        if d.list_import:
+            out[d.list_import] = (f"{d.name} values", [m.accounts.code_column, m.accounts.name_column])
+    a = m.actuals
+    cols = [a.company_column, a.account_column, *[d.column for d in m.dimensions], a.period_column,
+            a.version_column, a.amount_column]  # fmt: skip
+    if a.grain == "line":
+        cols += [a.line_id_column, a.voucher_column, a.description_column]
+    out[a.import_action] = ("actuals", cols)
+    return out
+
+
+def check_anaplan(cfg: Any, report: Report) -> None:
+    from d365_anaplan.anaplan.client import AnaplanClient
+    from d365_anaplan.secrets import SecretResolver
+
+    sysname = "Anaplan"
+    state: dict[str, Any] = {}
+
+    def token() -> str:
+        client = AnaplanClient.from_config(cfg, resolver=SecretResolver(allow_local=True), max_attempts=2,
+                                           backoff_base=0.2, sleep=lambda _s: None)  # fmt: skip
+        client.tokens.token()
+        state["client"] = client
+        return f"{cfg.anaplan.auth.mode} auth at {cfg.anaplan.auth_url}: token issued"
+
+    auth_remedy = {
+        "basic": "check anaplan.auth.username and anaplan.auth.password (the secret the reference points at); "
+        "the user must be able to sign in to Anaplan directly (not SSO-only)",
+        "certificate": "check anaplan.auth.cert_pem/key_pem: a CA-issued certificate registered for the user in "
+        "Anaplan Administration > Security > Certificates",
+        "device": "run 'd365-anaplan anaplan-login' again to store a fresh refresh token",
+    }.get(cfg.anaplan.auth.mode, "check anaplan.auth")
+    if not _attempt(report, sysname, "authenticate", auth_remedy, token):
+        report.add(sysname, "workspace, model, actions", SKIP, "no token")
+        return
+    client = state["client"]
+    ws_id, model_id = cfg.anaplan.workspace_id, cfg.anaplan.model_id
+
+    def workspace() -> str:
+        ws = client.find_workspace(ws_id)
+        return f"{ws.name!r} ({ws.id})"
+
+    _attempt(report, sysname, "workspace", f"anaplan.workspace_id {ws_id!r}: use an id listed by GET /workspaces "
+             "for this user (the user must be a member of the workspace)", workspace)  # fmt: skip
+
+    def model() -> str:
+        found = client.find_model(model_id, ws_id)
+        return f"{found.name!r} ({found.id})"
+
+    if not _attempt(report, sysname, "model", f"anaplan.model_id {model_id!r}: use the id of the planning model in "
+                    f"workspace {ws_id}", model):  # fmt: skip
+        report.add(sysname, "actions", SKIP, "model not found")
+        return
+
+    for action, (what, columns) in _import_columns(cfg).items():
+
+        def imp(action: str = action, columns: list[str] = columns) -> str:
+            info = client.find_import(action)
+            meta = client.import_metadata(info.id)
+            headers = meta.source.header_names if meta.source else []
+            missing = [h for h in headers if h not in columns]
+            if missing:
+                raise ValueError(f"the import reads columns {missing} that the connector's file does not carry "
+                                 f"(file: {columns}; import: {headers})")  # fmt: skip
+            extra = [col for col in columns if headers and col not in headers]
+            note = f"; ignored by the import: {extra}" if extra else ""
+            return f"{info.id}, columns {headers or '(not reported)'}{note}"
+
+        _attempt(report, sysname, f"import {action!r} ({what})",
+                 "ask the model builder to create this import (source file columns as listed) or set the "
+                 "action/column names in mapping.* to match the model", imp)  # fmt: skip
+
+    lists = [("accounts", cfg.mapping.accounts.list_name)] + [
+        (d.name, d.list_name) for d in cfg.mapping.dimensions
+    ]
+    for what, list_name in lists:
+        if not list_name:
+            continue
+
+        def lst(list_name: str = list_name) -> str:
+            return f"id {client.find_list(list_name).id}"
+
+        _attempt(report, sysname, f"list {list_name!r} ({what})",
+                 "set mapping.*.list_name to the Anaplan list that holds these members", lst)  # fmt: skip
+
+    exports = [(e.export_action, f"{e.version} plan") for e in cfg.mapping.plans.exports]
+    if cfg.mapping.actuals.verify_export:
+        exports.append((cfg.mapping.actuals.verify_export, "actuals read-back"))
+    for action, what in exports:
+
+        def exp(action: str = action) -> str:
+            info = client.find_export(action)
+            return f"{info.id} ({info.export_format or 'format not reported'})"
+
+        _attempt(report, sysname, f"export {action!r} ({what})",
+                 "ask the model builder to create this export (CSV, one row per company/account/period) or fix "
+                 "the name in mapping.plans.exports / mapping.actuals.verify_export", exp)  # fmt: skip
+
+
+# --- F&O -----------------------------------------------------------------------------------------------------
+
+
+def check_dynamics(cfg: Any, report: Report) -> None:
+    from d365_anaplan.dynamics.client import connect
+    from d365_anaplan.dynamics.odata import Query
+    from d365_anaplan.secrets import SecretResolver
+
+    sysname = "F&O"
+    d = cfg.dynamics
+    state: dict[str, Any] = {}
+
+    def token() -> str:
+        conn = connect(cfg, SecretResolver(allow_local=True), sleep=lambda _s: None, reuse_tokens=False)
+        conn.tokens.token()
+        state["conn"] = conn
+        return f"client {d.client_id} in tenant {d.tenant_id}: token for {d.environment_url}"
+
+    if not _attempt(report, sysname, "authenticate",
+                    "check dynamics.tenant_id, client_id and the client secret/certificate of the Entra app "
+                    "registration (secrets expire); the app must also be listed in F&O under System "
+                    "administration > Setup > Microsoft Entra applications", token):  # fmt: skip
+        report.add(sysname, "metadata, entities, formats", SKIP, "no token")
+        return
+    conn = state["conn"]
+    reader, client = conn.reader, conn.client
+
+    def metadata() -> str:
+        disc = reader.discover()
+        state["discovery"] = disc
+        key = "yes" if disc.has_integration_key else "no"
+        return f"GL route {disc.route.value} via {disc.gl_entity_set}; LedgerJournalHeaders.IntegrationKey: {key}"
+
+    _attempt(report, sysname, "$metadata (GL route)",
+             "publish a posted-GL entity: the BI entities GeneralJournalEntryBiEntities + "
+             "GeneralJournalAccountEntryBiEntities, or GeneralJournalAccountEntryEntity made public by extension; "
+             "or set dynamics.gl_route to the route the environment has", metadata)  # fmt: skip
+
+    sets = ["MainAccounts", "FinancialDimensionValues", "LegalEntities", "JournalNames",
+            "LedgerJournalHeaders", "LedgerJournalLines"]  # fmt: skip
+    disc = state.get("discovery")
+    if disc is not None:
+        sets.insert(2, disc.gl_entity_set)
+        if disc.route.value == "bi":
+            sets.insert(2, "GeneralJournalEntryBiEntities")
+    if d.journal.target == "budget_register":
+        sets += ["BudgetRegisterEntryHeaders", "BudgetRegisterEntryLines"]
+    for entity_set in sets:
+
+        def page(entity_set: str = entity_set) -> str:
+            got = client.get_page(
+                client.first_url(Query(entity_set, top=1)), what=f"GET {entity_set}", page_size=1
+            )
+            return f"readable ({len(got.rows)} row{'s' if len(got.rows) != 1 else ''} in a one-row page)"
+
+        _attempt(report, sysname, f"entity {entity_set}",
+                 "give the app's F&O user a security role that can read this entity (e.g. a custom role with "
+                 "the entity's privilege) and make sure the entity is public in this environment", page)  # fmt: skip
+
+    def ledger_format() -> str:
+        fmt = reader.ledger_format()
+        wanted = [dim.name for dim in cfg.mapping.dimensions]
+        missing = [w for w in wanted if w not in fmt.segments]
+        if missing:
+            raise ValueError(f"active format {fmt.name!r} has segments {list(fmt.segments)}; "
+                             f"dimensions {missing} of mapping.dimensions are not in it")  # fmt: skip
+        return f"{fmt.name!r}: {fmt.delimiter.join(fmt.segments)}"
+
+    _attempt(report, sysname, "ledger dimension format",
+             "General ledger > Chart of accounts > Dimensions > Financial dimension configuration for integrating "
+             "applications: activate a Ledger dimensions format with MainAccount and the mapped dimensions",
+             ledger_format)  # fmt: skip
+
+    def companies() -> str:
+        have = {e.company.upper() for e in reader.legal_entities()}
+        missing = [co for co in d.companies if co.upper() not in have]
+        if missing:
+            raise ValueError(f"legal entities {missing} not found (have {sorted(have)[:20]})")
+        return ", ".join(d.companies)
+
+    _attempt(report, sysname, "legal entities", "fix dynamics.companies: dataAreaId values of existing legal "
+             "entities the app's user may read", companies)  # fmt: skip
+
+    names = {d.journal.journal_name} | {e.journal_name for e in cfg.mapping.plans.exports if e.journal_name}
+    if d.journal.target == "ledger_journal":
+
+        def journal_names() -> str:
+            have: dict[str, set[str]] = {}
+            for j in reader.journal_names():
+                have.setdefault(j.company.upper(), set()).add(j.name)
+            missing = [
+                f"{n!r} in {co}"
+                for co in d.companies
+                for n in sorted(names)
+                if n not in have.get(co.upper(), set())
+            ]
+            if missing:
+                raise ValueError(f"journal names missing: {', '.join(missing)}")
+            return f"{', '.join(sorted(names))} in {', '.join(d.companies)}"
+
+        _attempt(report, sysname, "journal name", "create the journal name (General ledger > Journal setup > Journal "
+                 "names, type Daily/Budget) in every company, or set dynamics.journal.journal_name", journal_names)  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    c.quiet_handlers(args.verbose)
+    cfg = c.load_config(args)
+    report = Report()
+    print(f"checking connection {cfg.name!r} (read-only)…", flush=True)
+    if args.only in (None, "anaplan"):
+        check_anaplan(cfg, report)
+    if args.only in (None, "dynamics"):
+        check_dynamics(cfg, report)
+    rows = [[ch.status, ch.system, ch.name, ch.detail] for ch in report.checks]
+    c.table(rows, ["result", "system", "check", "detail"])
+    if report.failed:
+        print("\nremedies:")
+        for ch in report.failed:
+            print(f"  - {ch.system} {ch.name}: {ch.remedy}")
+    passed = sum(1 for ch in report.checks if ch.status == PASS)
+    print(f"\n{passed} passed, {len(report.failed)} failed, "
+          f"{sum(1 for ch in report.checks if ch.status == SKIP)} skipped")  # fmt: skip
+    if report.unreachable:
+        print(f"unreachable: {', '.join(sorted(set(report.unreachable)))}", file=sys.stderr)
+        return c.EXIT_UNREACHABLE
+    return c.EXIT_FAILED if report.failed else c.EXIT_OK
