@@ -1,0 +1,303 @@
+"""Helpers of the end-to-end tests: expected end states computed from the sandboxes' own data (never from
+our staged files or our transforms), readers of the sandboxes' end state, ledger accessors and wrappers.
+
+The F&O sandbox's GL generator is the source of truth for actuals; the Anaplan sandbox's Plan module is the
+source of truth for plans.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from devkit.engine import LocalEngine
+from devkit.stack import BLANK, Stack
+
+CONNECTION = "demo"
+PERIODS = ("2025-01", "2025-02", "2025-03")
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+ACTUAL = "Actual"
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def manual(first: str = PERIODS[0], last: str = PERIODS[-1]) -> dict[str, Any]:
+    return {"connection": CONNECTION, "trigger": "manual", "periods": {"from": first, "to": last}}
+
+
+def label(year: int, month: int) -> str:
+    """Anaplan's month member for a period, like ``Jan 25``."""
+    return f"{MONTHS[month - 1]} {year % 100:02d}"
+
+
+def window_labels(periods: Iterable[str] = PERIODS) -> set[str]:
+    out = set()
+    for p in periods:
+        y, m = p.split("-")
+        out.add(label(int(y), int(m)))
+    return out
+
+
+# --- actuals ------------------------------------------------------------------------------------------------
+
+
+def expected_actuals(stack: Stack, periods: Iterable[str] = PERIODS) -> dict[tuple[str, ...], Decimal]:
+    """Posted GL summed per (company, account, business unit, cost centre, department, period label, version),
+    straight from the F&O sandbox's generator; blank dimension values become the blank member."""
+    gl = stack.dynamics.app.gl
+    wanted = set(periods)
+    sums: dict[tuple[str, ...], int] = defaultdict(int)
+    for v in range(gl.voucher_count):
+        head = gl.voucher(v)
+        d = head.accounting_date
+        if f"{d.year:04d}-{d.month:02d}" not in wanted:
+            continue
+        for line in gl.voucher_lines(v):
+            key = (
+                head.company,
+                line.account.account,
+                line.business_unit or BLANK,
+                line.cost_center or BLANK,
+                line.department or BLANK,
+                label(d.year, d.month),
+                ACTUAL,
+            )
+            sums[key] += line.cents
+    return {k: Decimal(c).scaleb(-2) for k, c in sums.items() if c != 0}
+
+
+def anaplan_actuals(stack: Stack, periods: Iterable[str] = PERIODS) -> dict[tuple[str, ...], Decimal]:
+    """Cells of Anaplan's "GL Actuals" module for the periods (version Actual), zero cells left out."""
+    labels = window_labels(periods)
+    out: dict[tuple[str, ...], Decimal] = {}
+    for key, values in stack.anaplan.app.module_cells("GL Actuals").items():
+        if key[-2] not in labels or key[-1] != ACTUAL:
+            continue
+        amount = values.get("Amount")
+        assert isinstance(amount, Decimal), (key, values)
+        if amount != 0:
+            out[key] = amount
+    return out
+
+
+def assert_actuals_match(stack: Stack, periods: Iterable[str] = PERIODS) -> None:
+    expected = expected_actuals(stack, periods)
+    held = anaplan_actuals(stack, periods)
+    assert expected, "the F&O sandbox posted no GL in the window: the test would prove nothing"
+    missing = {k: v for k, v in expected.items() if held.get(k) != v}
+    extra = {k: v for k, v in held.items() if k not in expected}
+    assert not missing and not extra, (
+        f"{len(missing)} cell(s) differ from F&O (e.g. {list(missing.items())[:3]} held "
+        f"{[held.get(k) for k in list(missing)[:3]]}); {len(extra)} unexpected (e.g. {list(extra.items())[:3]})"
+    )
+    per_company: dict[str, Decimal] = defaultdict(Decimal)
+    for k, v in held.items():
+        per_company[k[0]] += v
+    assert all(total == 0 for total in per_company.values()), "balanced vouchers sum to zero per company"
+
+
+def clear_actuals(stack: Stack) -> None:
+    app = stack.anaplan.app
+    with app._lock:  # the sandbox's own lock: its import worker writes the same dict
+        app.seed.modules["GL Actuals"].cells.clear()
+
+
+# --- plans --------------------------------------------------------------------------------------------------
+
+
+def offset_account(stack: Stack) -> str:
+    return str(stack.connection()["dynamics"]["journal"]["offset_account"])
+
+
+def expected_plans(
+    stack: Stack, periods: Iterable[str] = PERIODS
+) -> Counter[tuple[str, str, frozenset[tuple[tuple[str, str], Decimal]]]]:
+    """Per version and company: {(account, period): amount} of the approved Plan rows in the window, from the
+    Anaplan sandbox's Plan module (Draft rows excluded). A multiset of (version, company, cells)."""
+    labels = {label(int(p[:4]), int(p[5:])): p for p in periods}
+    versions: dict[tuple[str, str], dict[tuple[str, str], Decimal]] = defaultdict(dict)
+    for (company, account, period, version), values in stack.anaplan.app.module_cells("Plan").items():
+        if period not in labels or values.get("Approval") != "Approved":
+            continue
+        amount = values["Amount"]
+        assert isinstance(amount, Decimal)
+        if amount != 0:
+            versions[(version, company)][(account, labels[period])] = amount
+    return Counter((v, c, frozenset(cells.items())) for (v, c), cells in versions.items())
+
+
+def fo_plan_journals(stack: Stack) -> list[tuple[str, str, dict[tuple[str, str], Decimal]]]:
+    """(company, journal number, {(account, period): debit - credit}) of every journal in the F&O sandbox,
+    offset lines (on the configured balancing account) excluded."""
+    fo = stack.dynamics.app
+    offset = offset_account(stack)
+    out = []
+    with fo.lock:
+        journals = {k: list(v) for k, v in fo.journal_lines.items()}
+    for (company, number), lines in sorted(journals.items()):
+        cells: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        for line in lines:
+            account = str(line["AccountDisplayValue"]).split("-")[0]
+            if account == offset:
+                continue
+            cells[(account, str(line["TransDate"])[:7])] += Decimal(line["DebitAmount"]) - Decimal(
+                line["CreditAmount"]
+            )
+        out.append((company, number, dict(cells)))
+    return out
+
+
+def unbalanced_vouchers(stack: Stack) -> list[tuple[str, str, str, Decimal]]:
+    fo = stack.dynamics.app
+    sums: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
+    with fo.lock:
+        for (company, number), lines in fo.journal_lines.items():
+            for line in lines:
+                sums[(company, number, str(line["Voucher"]))] += Decimal(line["DebitAmount"]) - Decimal(
+                    line["CreditAmount"]
+                )
+    return [(*k, v) for k, v in sums.items() if v != 0]
+
+
+def assert_plans_match(stack: Stack, periods: Iterable[str] = PERIODS) -> None:
+    expected = expected_plans(stack, periods)
+    assert expected, "the Plan module has no approved row in the window: the test would prove nothing"
+    journals = fo_plan_journals(stack)
+    fo_offset_only = [j for j in journals if not j[2]]
+    assert not fo_offset_only, f"journals without plan lines: {fo_offset_only}"
+    # Each journal is one version of one company; match them as a multiset (a duplicate journal fails here).
+    got: Counter[tuple[str, frozenset[tuple[tuple[str, str], Decimal]]]] = Counter(
+        (company, frozenset(cells.items())) for company, _, cells in journals
+    )
+    want: Counter[tuple[str, frozenset[tuple[tuple[str, str], Decimal]]]] = Counter(
+        (company, cells) for (_, company, cells) in expected.elements()
+    )
+    assert got == want, _plan_diff(got, want)
+    assert unbalanced_vouchers(stack) == [], "every voucher must balance"
+    headers = stack.dynamics.app.journal_headers
+    assert len(headers) == len(journals) == sum(want.values())
+
+
+def _plan_diff(got: Counter[Any], want: Counter[Any]) -> str:
+    def flat(c: Counter[Any]) -> Counter[tuple[str, str, str, Decimal]]:
+        out: Counter[tuple[str, str, str, Decimal]] = Counter()
+        for (company, cells), n in c.items():
+            for (account, period), amount in cells:
+                out[(company, account, period, amount)] += n
+        return out
+
+    g, w = flat(got), flat(want)
+    return f"F&O has extra {list((g - w).items())[:5]}; F&O lacks {list((w - g).items())[:5]}"
+
+
+def clear_journals(stack: Stack) -> None:
+    fo = stack.dynamics.app
+    with fo.lock:
+        fo.journal_headers.clear()
+        fo.journal_lines.clear()
+
+
+def journal_counts(stack: Stack) -> tuple[int, int]:
+    fo = stack.dynamics.app
+    with fo.lock:
+        return len(fo.journal_headers), sum(len(v) for v in fo.journal_lines.values())
+
+
+# --- ledger -------------------------------------------------------------------------------------------------
+
+
+def ledger(engine: LocalEngine) -> Any:
+    from d365_anaplan.ledger.audit import RunLedger
+
+    return RunLedger(engine.environment["LEDGER_TABLE"])
+
+
+def leases(engine: LocalEngine) -> Any:
+    from d365_anaplan.ledger.lease import ModelLease
+
+    return ModelLease(engine.environment["LEDGER_TABLE"])
+
+
+def model_key(stack: Stack) -> str:
+    return f"{stack.anaplan.app.seed.workspace_id}/{stack.anaplan.app.seed.model_id}"
+
+
+def cause_of(engine: LocalEngine, run_id: str) -> dict[str, Any]:
+    run = ledger(engine).get_run(run_id)
+    assert run.status == "FAILED", run
+    assert isinstance(run.cause, dict), run
+    return dict(run.cause)
+
+
+def assert_failed_cleanly(engine: LocalEngine, stack: Stack, result: Any, error: str, *needles: str) -> str:
+    """FAILED with the named error recorded in the ledger, its text naming ``needles``, and the lease free."""
+    assert result.status == "FAILED", (result.status, result.output)
+    cause = cause_of(engine, result.name)
+    text = str(cause.get("Cause", ""))
+    assert cause.get("Error") == error, cause
+    for needle in needles:
+        assert needle in text, f"{needle!r} not in the recorded cause: {text[:1500]}"
+    assert leases(engine).get(model_key(stack)) is None, "the model lease must be released"
+    return text
+
+
+def runs_of(engine: LocalEngine) -> list[Any]:
+    return list(ledger(engine).list_runs(CONNECTION))
+
+
+# --- wrappers -----------------------------------------------------------------------------------------------
+
+
+def fail_once_after(
+    error: type[Exception], when: Callable[[dict[str, Any]], bool] = lambda _e: True
+) -> tuple[Callable[[Handler], Handler], list[dict[str, Any]]]:
+    """A wrapper running the real handler (its external effect happens), then raising ``error`` once: the
+    answer is lost, so Step Functions' Retry invokes the handler again with the same input, as a redrive would.
+    Returns the wrapper and the list of events it failed."""
+    failed: list[dict[str, Any]] = []
+
+    def wrap(handler: Handler) -> Handler:
+        def wrapped(event: dict[str, Any], ctx: Any) -> Any:
+            out = handler(event, ctx)
+            if not failed and when(event):
+                failed.append(json.loads(json.dumps(event)))
+                raise error("simulated: the connection dropped after the call took effect")
+            return out
+
+        return wrapped
+
+    return wrap, failed
+
+
+def recorder(events: list[dict[str, Any]]) -> Callable[[Handler], Handler]:
+    def wrap(handler: Handler) -> Handler:
+        def wrapped(event: dict[str, Any], ctx: Any) -> Any:
+            events.append(json.loads(json.dumps(event)))
+            return handler(event, ctx)
+
+        return wrapped
+
+    return wrap
+
+
+def s3_text(engine: LocalEngine, key: str) -> bytes:
+    import boto3
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    body: bytes = s3.get_object(Bucket=engine.environment["STAGING_BUCKET"], Key=key)["Body"].read()
+    return body
+
+
+def s3_put(engine: LocalEngine, key: str, data: bytes) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.put_object(Bucket=engine.environment["STAGING_BUCKET"], Key=key, Body=data)
+
+
+def first_day(period: str) -> date:
+    return date(int(period[:4]), int(period[5:]), 1)

@@ -1,0 +1,277 @@
+"""Both state machines end to end on the local engine against both sandboxes: the sandboxes' end state is
+compared with what the source of truth holds (computed here from the sandboxes' own data), and running a
+flow twice, redriving a step whose effect happened but whose answer was lost, invoking a step twice and
+replaying a run each leave exactly one copy of everything."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from e2e_support import (
+    PERIODS,
+    assert_actuals_match,
+    assert_plans_match,
+    clear_actuals,
+    clear_journals,
+    fail_once_after,
+    journal_counts,
+    leases,
+    ledger,
+    manual,
+    model_key,
+    recorder,
+    runs_of,
+)
+
+from devkit.engine import LocalEngine
+from devkit.stack import Stack, running
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with running(gl_lines=400, months=3) as st:
+        yield st
+
+
+@pytest.fixture
+def engine(stack: Stack) -> Iterator[LocalEngine]:
+    with LocalEngine(wait_scale=0.0) as eng:
+        eng.install_connection(stack.connection())
+        yield eng
+
+
+def run_ok(engine: LocalEngine, flow: str, payload: dict[str, Any] | None = None) -> Any:
+    result = engine.run(flow, payload or manual(), timeout=180)
+    assert result.status == "SUCCEEDED", (result.error, result.cause, result.task_failures())
+    return result
+
+
+def tasks_started(stack: Stack) -> int:
+    return int(stack.anaplan.app.counters["tasks_started"])
+
+
+def actuals_tasks(engine: LocalEngine, run_id: str) -> list[Any]:
+    return [t for t in ledger(engine).tasks(run_id) if (t.result or {}).get("action") == "Load GL Actuals"]
+
+
+def gl_reads(stack: Stack) -> int:
+    return stack.dynamics.app.count("GET /data/GeneralJournal")
+
+
+# --- 1. end state -----------------------------------------------------------------------------------------
+
+
+def test_actuals_end_state_equals_posted_gl(engine: LocalEngine, stack: Stack) -> None:
+    clear_actuals(stack)
+    result = run_ok(engine, "ActualsFlow")
+    assert result.output["gate"]["periods"] == list(PERIODS)
+    assert_actuals_match(stack)
+    run = ledger(engine).get_run(result.name)
+    assert run.status == "SUCCEEDED"
+    assert leases(engine).get(model_key(stack)) is None
+
+
+def test_plans_end_state_equals_approved_plan(engine: LocalEngine, stack: Stack) -> None:
+    clear_journals(stack)
+    result = run_ok(engine, "PlansFlow")
+    assert_plans_match(stack)
+    assert ledger(engine).get_run(result.name).status == "SUCCEEDED"
+    assert leases(engine).get(model_key(stack)) is None
+
+
+# --- 2. exactly once --------------------------------------------------------------------------------------
+
+
+def test_actuals_twice_leaves_anaplan_unchanged_and_one_run_each(engine: LocalEngine, stack: Stack) -> None:
+    clear_actuals(stack)
+    first = run_ok(engine, "ActualsFlow")
+    after_first = stack.anaplan.app.module_cells("GL Actuals")
+    second = run_ok(engine, "ActualsFlow")
+    assert stack.anaplan.app.module_cells("GL Actuals") == after_first
+    assert_actuals_match(stack)
+    runs = runs_of(engine)
+    assert sorted(r.run_id for r in runs) == sorted([first.name, second.name])
+    assert all(r.status == "SUCCEEDED" for r in runs)
+
+
+def test_plans_twice_writes_no_second_journal_or_line(engine: LocalEngine, stack: Stack) -> None:
+    clear_journals(stack)
+    run_ok(engine, "PlansFlow")
+    counts = journal_counts(stack)
+    second = run_ok(engine, "PlansFlow")
+    assert journal_counts(stack) == counts
+    written = second.output["written"]
+    assert written and all(w["written"] == 0 and w["skipped"] > 0 for w in written), written
+    assert_plans_match(stack)
+    assert len(runs_of(engine)) == 2
+
+
+def test_write_journal_redriven_after_its_effect_writes_once(engine: LocalEngine, stack: Stack) -> None:
+    from d365_anaplan.errors import DynamicsUnavailable
+
+    clear_journals(stack)
+    wrap, failed = fail_once_after(DynamicsUnavailable)
+    engine.wrappers["WriteJournalFunction"] = wrap
+    result = run_ok(engine, "PlansFlow")
+    assert len(failed) == 1
+    assert [e for e, _ in result.task_failures()] == ["DynamicsUnavailable"]
+    batches = len(result.output["plan"]["batches"])
+    assert engine.invocations["WriteJournalFunction"] == batches + 1, "the Retry re-invoked the batch"
+    assert_plans_match(stack)
+
+
+def test_anaplan_import_start_redriven_starts_one_task(engine: LocalEngine, stack: Stack) -> None:
+    from d365_anaplan.errors import AnaplanUnavailable
+
+    clear_actuals(stack)
+    wrap, failed = fail_once_after(AnaplanUnavailable, lambda e: e.get("step") == "ImportActuals")
+    engine.wrappers["AnaplanStartFunction"] = wrap
+    before = tasks_started(stack)
+    result = run_ok(engine, "ActualsFlow")
+    assert len(failed) == 1
+    assert [e for e, _ in result.task_failures()] == ["AnaplanUnavailable"]
+    cfg = stack.connection()["mapping"]
+    expected_tasks = 1 + len(cfg["dimensions"]) + 1 + 1  # accounts + dimension lists + actuals + read-back
+    assert engine.invocations["AnaplanStartFunction"] == expected_tasks + 1
+    assert tasks_started(stack) - before == expected_tasks, "the retried start followed the task it started"
+    assert len(actuals_tasks(engine, result.name)) == 1
+    assert_actuals_match(stack)
+
+
+def test_anaplan_export_start_redriven_starts_one_task(engine: LocalEngine, stack: Stack) -> None:
+    from d365_anaplan.errors import AnaplanUnavailable
+
+    clear_journals(stack)
+    wrap, failed = fail_once_after(AnaplanUnavailable, lambda e: e.get("kind") == "exports")
+    engine.wrappers["AnaplanStartFunction"] = wrap
+    before = tasks_started(stack)
+    result = run_ok(engine, "PlansFlow")
+    assert len(failed) == 1
+    assert tasks_started(stack) - before == 2, "one task per export"
+    assert [e for e, _ in result.task_failures()] == ["AnaplanUnavailable"]
+    assert_plans_match(stack)
+
+
+def test_anaplan_upload_redriven_loads_the_file_once(engine: LocalEngine, stack: Stack) -> None:
+    from d365_anaplan.errors import AnaplanUnavailable
+
+    clear_actuals(stack)
+    wrap, failed = fail_once_after(AnaplanUnavailable, lambda e: e.get("step") == "UploadActuals")
+    engine.wrappers["AnaplanUploadFunction"] = wrap
+    result = run_ok(engine, "ActualsFlow")
+    assert len(failed) == 1
+    assert [e for e, _ in result.task_failures()] == ["AnaplanUnavailable"]
+    (task,) = actuals_tasks(engine, result.name)
+    counts = (task.result or {})["counts"]
+    assert int(counts["total"]) == int(result.output["actuals"]["rows"]), "the import read the file once"
+    assert int(counts["failed"]) == 0
+    assert_actuals_match(stack)
+
+
+def test_actuals_steps_invoked_twice_have_one_effect(engine: LocalEngine, stack: Stack) -> None:
+    clear_actuals(stack)
+    events: dict[str, list[dict[str, Any]]] = {}
+    for fn in ("AnaplanStartFunction", "AnaplanUploadFunction", "ExtractGLFunction", "RunLedgerFunction"):
+        events[fn] = []
+        engine.wrappers[fn] = recorder(events[fn])
+    result = run_ok(engine, "ActualsFlow")
+    engine.wrappers.clear()
+    cells = stack.anaplan.app.module_cells("GL Actuals")
+    started = tasks_started(stack)
+    book = ledger(engine)
+    files = len(book.files(result.name))
+    (start,) = [e for e in events["AnaplanStartFunction"] if e["step"] == "ImportActuals"]
+    (original,) = actuals_tasks(engine, result.name)
+    for _ in range(2):
+        again = engine.invoke("AnaplanStartFunction", start)
+        assert again["task_id"] == original.task_id
+    (upload,) = [e for e in events["AnaplanUploadFunction"] if e["step"] == "UploadActuals"]
+    for _ in range(2):
+        assert engine.invoke("AnaplanUploadFunction", upload)["uploaded"] is True
+    for extract in events["ExtractGLFunction"]:
+        outs = [engine.invoke("ExtractGLFunction", extract) for _ in range(2)]
+        assert outs[0] == outs[1]
+    (open_run,) = [e for e in events["RunLedgerFunction"] if e.get("body", e).get("op") == "start"]
+    engine.invoke("RunLedgerFunction", open_run)
+    assert tasks_started(stack) == started, "no second task was started"
+    assert stack.anaplan.app.module_cells("GL Actuals") == cells
+    assert len(book.files(result.name)) == files, "re-staged files overwrite their own ledger records"
+    assert [r.run_id for r in runs_of(engine)] == [result.name], "one ledger run per execution"
+    assert_actuals_match(stack)
+
+
+def test_write_journal_invoked_twice_writes_once(engine: LocalEngine, stack: Stack) -> None:
+    clear_journals(stack)
+    events: list[dict[str, Any]] = []
+    engine.wrappers["WriteJournalFunction"] = recorder(events)
+    run_ok(engine, "PlansFlow")
+    engine.wrappers.clear()
+    counts = journal_counts(stack)
+    assert events
+    for event in events:
+        for _ in range(2):
+            out = engine.invoke("WriteJournalFunction", event)
+            assert out["written"] == 0 and out["skipped"] > 0, out
+    assert journal_counts(stack) == counts
+    assert_plans_match(stack)
+
+
+# --- replay -----------------------------------------------------------------------------------------------
+
+
+def test_actuals_replay_reloads_the_staged_files_only(engine: LocalEngine, stack: Stack) -> None:
+    clear_actuals(stack)
+    original = run_ok(engine, "ActualsFlow")
+    cells = stack.anaplan.app.module_cells("GL Actuals")
+    reads = gl_reads(stack)
+    extracts = engine.invocations["ExtractGLFunction"]
+    replay = run_ok(
+        engine, "ActualsFlow", {"connection": "demo", "trigger": "replay", "replay_of": original.name}
+    )
+    assert "ReplayStaged" in replay.states_entered()
+    assert engine.invocations["ExtractGLFunction"] == extracts, "a replay does not extract again"
+    assert gl_reads(stack) == reads, "a replay does not read F&O's GL again"
+    assert stack.anaplan.app.module_cells("GL Actuals") == cells
+    assert_actuals_match(stack)
+    run = ledger(engine).get_run(replay.name)
+    assert run.trigger == "replay" and run.status == "SUCCEEDED"
+    assert sorted(r.run_id for r in runs_of(engine)) == sorted([original.name, replay.name])
+
+
+def test_plans_replay_writes_nothing_twice(engine: LocalEngine, stack: Stack) -> None:
+    clear_journals(stack)
+    original = run_ok(engine, "PlansFlow")
+    counts = journal_counts(stack)
+    started = tasks_started(stack)
+    replay = run_ok(
+        engine, "PlansFlow", {"connection": "demo", "trigger": "replay", "replay_of": original.name}
+    )
+    assert "ReplayStaged" in replay.states_entered()
+    assert tasks_started(stack) == started, "a replay does not run the exports again"
+    assert journal_counts(stack) == counts
+    assert_plans_match(stack)
+
+
+def test_replay_of_a_run_that_failed_before_writing_completes_it_once(
+    engine: LocalEngine, stack: Stack
+) -> None:
+    clear_journals(stack)
+
+    def crash_before(handler: Any) -> Any:
+        def wrapped(event: dict[str, Any], ctx: Any) -> Any:
+            raise RuntimeError("simulated crash before any line was sent")
+
+        return wrapped
+
+    engine.wrappers["WriteJournalFunction"] = crash_before
+    failed = engine.run("PlansFlow", manual(), timeout=180)
+    assert failed.status == "FAILED"
+    assert ledger(engine).get_run(failed.name).cause["Error"] == "RuntimeError"
+    assert leases(engine).get(model_key(stack)) is None
+    engine.wrappers.clear()
+    run_ok(engine, "PlansFlow", {"connection": "demo", "trigger": "replay", "replay_of": failed.name})
+    assert_plans_match(stack)
