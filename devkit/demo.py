@@ -51,6 +51,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="afterwards keep both sandboxes running and write their connection config next to the report "
+        "(demo-connection.yaml) so check/run/replay can be tried against them; Ctrl-C stops",
+    )
+    parser.add_argument(
         "--no-state", action="store_true", help="do not keep the demo's ledger in the local state directory"
     )
     c.add_state_args(parser)
@@ -250,9 +256,27 @@ def _demo(args: argparse.Namespace) -> int:
         report_path = _write_report(args.report, stack, cfg, facts, timings, recon_actuals, recon_plan,
                                     plan, months, counts, elapsed, ok)  # fmt: skip
         _print_summary(facts, timings, recon_actuals, recon_plan, counts, elapsed, ok, report_path)
+        if args.serve:
+            _serve(stack, report_path.parent / "demo-connection.yaml")
     finally:
         stack.stop()
     return c.EXIT_OK if ok else c.EXIT_FAILED
+
+
+def _serve(stack: Any, path: Path) -> None:
+    import threading
+
+    import yaml
+
+    path.write_text(yaml.safe_dump(stack.connection(), sort_keys=False), encoding="utf-8")
+    print(f"\nSandboxes still running; connection config: {path.resolve()}")
+    print(f"  try: d365-anaplan check --config {path}")
+    print(f"       d365-anaplan run actuals --config {path} --from 2025-01 --to 2025-03")
+    print("Ctrl-C stops the sandboxes.", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("stopping…")
 
 
 def _versioned(data: dict[str, dict[tuple[str, str, date], Decimal]]) -> dict[tuple[str, str, date], Decimal]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from decimal import Decimal
 from typing import Any
 
 from devkit.commands import _common as c
@@ -42,8 +43,19 @@ def _all_runs(ledger: Any) -> list[Any]:
     return sorted(runs, key=lambda r: r.started_at)
 
 
+def _plain(value: Any) -> Any:
+    """Ledger numbers come back as Decimal: whole ones print as numbers, others as exact text."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _short(value: Any, width: int = 70) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
+    text = value if isinstance(value, str) else json.dumps(_plain(value), default=str, separators=(",", ":"))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -66,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         runs = _all_runs(ledger)
         if not args.run_id:
             if args.json:
-                print(json.dumps([_run_json(r) for r in runs], indent=2, default=str))
+                print(json.dumps(_plain([_run_json(r) for r in runs]), indent=2, default=str))
                 return c.EXIT_OK
             print(f"runs in {directory}:")
             c.table(
@@ -91,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                     ["at", "kind", "key", "status", "detail"])  # fmt: skip
             return c.EXIT_OK if record.status != "FAILED" else c.EXIT_FAILED
         if args.json:
-            print(json.dumps(_ledger_json(ledger, record), indent=2, default=str))
+            print(json.dumps(_plain(_ledger_json(ledger, record)), indent=2, default=str))
         else:
             _print(ledger, record, events=args.events)
     return c.EXIT_FAILED if record.status == "FAILED" else c.EXIT_OK
