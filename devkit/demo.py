@@ -308,8 +308,9 @@ def _print_summary(facts: dict[str, RunFacts], timings: dict[str, float], ra: An
         print(f"  duration {timings[flow]:.1f}s")
     print("\nReconciliation (read independently from both systems)")
     for r in (ra, rp):
-        print(f"  {r.title}: {r.status()} - {r.compared:,} company/account/period totals; "
-              f"{r.left_name} {c.money(r.total('left'))}, {r.right_name} {c.money(r.total('right'))}")  # fmt: skip
+        print(f"  {r.title}: {r.status()} - {r.compared:,} company/account/period totals")
+        print(f"    {r.side_text('left')}")
+        print(f"    {r.side_text('right')}")
         for k, a, b, d in r.differences()[:10]:
             print(
                 f"    {k[0]} {k[1]} {k[2]:%Y-%m}: {r.left_name} {c.money(a)}  {r.right_name} {c.money(b)}  diff {c.money(d)}"

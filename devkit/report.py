@@ -58,6 +58,16 @@ class Reconciliation:
         values = self.left if side == "left" else self.right
         return sum(values.values(), ZERO)
 
+    def gross(self, side: str) -> tuple[Decimal, Decimal]:
+        """(sum of debit balances, sum of credit balances) of one side's company/account/period totals."""
+        values = (self.left if side == "left" else self.right).values()
+        return sum((v for v in values if v > 0), ZERO), sum((v for v in values if v < 0), ZERO)
+
+    def side_text(self, side: str) -> str:
+        name = self.left_name if side == "left" else self.right_name
+        debit, credit = self.gross(side)
+        return f"{name} {fmt_money(self.total(side))} (debit balances {fmt_money(debit)}, credit balances {fmt_money(credit)})"
+
     def by_account(self) -> list[tuple[str, str, Decimal, Decimal, Decimal]]:
         agg: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
         for (company, account, _p), a, b, _d in self.rows():
@@ -234,8 +244,8 @@ def _recon_html(r: Reconciliation) -> str:
         f"<p>{_e(r.note)}</p>" if r.note else "",
         "<p>Compared <b>"
         + f"{r.compared:,}</b> company / account / period totals. "
-        + f"{_e(r.left_name)} total <b>{_e(fmt_money(r.total('left')))}</b>, "
-        + f"{_e(r.right_name)} total <b>{_e(fmt_money(r.total('right')))}</b>, tolerance {_e(fmt_money(r.tolerance))}.</p>",
+        + f"<b>{_e(r.side_text('left'))}</b>; <b>{_e(r.side_text('right'))}</b>; "
+        + f"tolerance {_e(fmt_money(r.tolerance))}.</p>",
     ]
     if diffs:
         parts.append("<h3>Differences</h3>")
