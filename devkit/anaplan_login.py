@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +22,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, *, sleep: object = time.sleep) -> int:
+def run(args: argparse.Namespace, *, sleep: Callable[[float], None] = time.sleep) -> int:
     from d365_anaplan.anaplan.auth import poll_device_token, start_device_authorization
     from d365_anaplan.config import DeviceAuth, load_connection
     from d365_anaplan.errors import AnaplanAuthError, AnaplanUnavailable, SecretUnavailable
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace, *, sleep: object = time.sleep) -> int:
             auth.client_id,
             code,
             sleep=sleep,
-            on_wait=waiting,  # type: ignore[arg-type]
+            on_wait=waiting,
         )
         assert tokens.refresh_token is not None
         SecretResolver(allow_local=True).store(auth.refresh_token, tokens.refresh_token)

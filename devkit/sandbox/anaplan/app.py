@@ -550,26 +550,26 @@ class AnaplanSandbox:
         header = req.header("authorization") or ""
         if header and not header.startswith("AnaplanAuthToken "):
             return self._auth_error(400, "FAILURE_BAD_HEADER", "Invalid header. Verify the header.")
-        tok = self._bearer(req)
-        if tok is None:
+        bearer = self._bearer(req)
+        if bearer is None:
             return self._auth_error(401, "FAILURE_BAD_CREDENTIAL", "Invalid or expired token")
         if path == "/token/refresh" and req.method == "POST":
             with self._lock:
-                tok.expires_at = self.clock() + self.token_lifetime_s
+                bearer.expires_at = self.clock() + self.token_lifetime_s
             self.counters["tokens_refreshed"] += 1
-            return Response.json(200, self._token_body(req, tok, "Token refreshed"))
+            return Response.json(200, self._token_body(req, bearer, "Token refreshed"))
         if path == "/token/validate" and req.method == "GET":
-            body = self._token_body(req, tok, "Token validated")
-            body["tokenInfo"] = {"expiresAt": int(tok.expires_at * 1000), "tokenId": tok.token_id}
+            body = self._token_body(req, bearer, "Token validated")
+            body["tokenInfo"] = {"expiresAt": int(bearer.expires_at * 1000), "tokenId": bearer.token_id}
             body["userInfo"] = {
-                "userGuid": uuid.uuid5(uuid.NAMESPACE_DNS, tok.user).hex,
-                "userId": tok.user,
+                "userGuid": uuid.uuid5(uuid.NAMESPACE_DNS, bearer.user).hex,
+                "userId": bearer.user,
                 "customerGuid": "c" * 32,
             }
             return Response.json(200, body)
         if path == "/token/logout" and req.method == "POST":
             with self._lock:
-                self._tokens.pop(tok.value, None)
+                self._tokens.pop(bearer.value, None)
             return Response(204)
         return self._auth_error(400, "FAILURE_BAD_HEADER", "Unknown auth operation")
 
@@ -651,7 +651,7 @@ class AnaplanSandbox:
                 return self._oauth_error(
                     403, "unauthorized_client", "Unknown client or client not enabled for the device grant."
                 )
-            code = DeviceRequest(
+            device = DeviceRequest(
                 device_code=secrets.token_urlsafe(24),
                 user_code=f"{secrets.token_hex(2).upper()}-{secrets.token_hex(2).upper()}",
                 client_id=client,
@@ -660,15 +660,15 @@ class AnaplanSandbox:
                 interval=float(self.device_interval_s),
             )
             with self._lock:
-                self._devices[code.device_code] = code
+                self._devices[device.device_code] = device
             base = self._base(req)
             return Response.json(
                 200,
                 {
-                    "device_code": code.device_code,
-                    "user_code": code.user_code,
+                    "device_code": device.device_code,
+                    "user_code": device.user_code,
                     "verification_uri": f"{base}/activate",
-                    "verification_uri_complete": f"{base}/activate?user_code={code.user_code}",
+                    "verification_uri_complete": f"{base}/activate?user_code={device.user_code}",
                     "expires_in": self.device_expires_s,
                     "interval": self.device_interval_s,
                 },
@@ -1140,11 +1140,12 @@ class AnaplanSandbox:
 
     # tasks
     def _action_exists(self, kind: str, action_id: str) -> bool:
-        return {
+        known: dict[str, Any] = {
             "imports": self.seed.imports,
             "exports": self.seed.exports,
             "processes": self.seed.processes,
-        }.get(kind, {}).__contains__(action_id)
+        }
+        return action_id in known.get(kind, {})
 
     def _r_task_start(self, req: Request, kind: str, action_id: str) -> Response:
         if not self._action_exists(kind, action_id):
