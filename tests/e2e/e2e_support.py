@@ -237,12 +237,22 @@ def assert_failed_cleanly(engine: LocalEngine, stack: Stack, result: Any, error:
     """FAILED with the named error recorded in the ledger, its text naming ``needles``, and the lease free."""
     assert result.status == "FAILED", (result.status, result.output)
     cause = cause_of(engine, result.name)
-    text = str(cause.get("Cause", ""))
+    text = error_message(cause)
     assert cause.get("Error") == error, cause
     for needle in needles:
         assert needle in text, f"{needle!r} not in the recorded cause: {text[:1500]}"
     assert leases(engine).get(model_key(stack)) is None, "the model lease must be released"
     return text
+
+
+def error_message(cause: dict[str, Any]) -> str:
+    """The error's message from a recorded cause (Lambda's JSON ``errorMessage``; never the stack trace)."""
+    raw = str(cause.get("Cause", ""))
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return raw
+    return str(parsed.get("errorMessage", raw)) if isinstance(parsed, dict) else raw
 
 
 def runs_of(engine: LocalEngine) -> list[Any]:
