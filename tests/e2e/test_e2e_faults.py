@@ -1,0 +1,253 @@
+"""Faults on both sides during real flow runs. Each run must end SUCCEEDED with the sandboxes holding exactly
+what the source of truth holds, or FAILED with a clear cause recorded in the ledger and the model lease
+released."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from e2e_support import (
+    assert_actuals_match,
+    assert_failed_cleanly,
+    assert_plans_match,
+    clear_actuals,
+    clear_journals,
+    journal_counts,
+    leases,
+    ledger,
+    manual,
+    model_key,
+    s3_text,
+)
+
+from devkit.engine import LocalEngine
+from devkit.stack import Stack, running
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with running(gl_lines=400, months=3) as st:
+        yield st
+
+
+@pytest.fixture
+def engine(stack: Stack) -> Iterator[LocalEngine]:
+    stack.anaplan.app.faults.clear()
+    stack.dynamics.app.faults.clear()
+    with LocalEngine(wait_scale=0.0) as eng:
+        eng.install_connection(stack.connection())
+        yield eng
+    stack.anaplan.app.faults.clear()
+    stack.dynamics.app.faults.clear()
+
+
+def run(engine: LocalEngine, flow: str) -> Any:
+    return engine.run(flow, manual(), timeout=180)
+
+
+def succeeded(result: Any) -> None:
+    assert result.status == "SUCCEEDED", (result.error, result.task_failures())
+
+
+def before_first(handler_filter: Any, action: Any) -> Any:
+    """A wrapper doing ``action()`` once, just before the first invocation that matches ``handler_filter``."""
+    done: list[bool] = []
+
+    def wrap(handler: Any) -> Any:
+        def wrapped(event: dict[str, Any], ctx: Any) -> Any:
+            if not done and handler_filter(event):
+                done.append(True)
+                action()
+            return handler(event, ctx)
+
+        return wrapped
+
+    return wrap, done
+
+
+# --- throttling -----------------------------------------------------------------------------------------
+
+
+def test_fo_429_storm_during_gl_extraction(engine: LocalEngine, stack: Stack) -> None:
+    clear_actuals(stack)
+    fo = stack.dynamics.app
+    fault = fo.inject("status", status=429, retry_after="1", times=6, path_contains="/data/GeneralJournal")
+    result = run(engine, "ActualsFlow")
+    assert fault.times == 0, "the storm was served"
+    succeeded(result)
+    assert_actuals_match(stack)
+
+
+def test_fo_429_storm_while_writing_journals(engine: LocalEngine, stack: Stack) -> None:
+    clear_journals(stack)
+    fo = stack.dynamics.app
+    fault = fo.inject(
+        "status", status=429, retry_after="1", times=3, path_contains="/data/$batch", method="POST"
+    )
+    result = run(engine, "PlansFlow")
+    assert fault.times == 0
+    succeeded(result)
+    assert_plans_match(stack)
+
+
+@pytest.mark.parametrize("retry_after", ["1", None], ids=["retry-after", "no-retry-after"])
+def test_anaplan_429_storm(engine: LocalEngine, stack: Stack, retry_after: str | None) -> None:
+    clear_actuals(stack)
+    app = stack.anaplan.app
+    count = 6 if retry_after else 3  # without Retry-After the client backs off exponentially (real time)
+    app.faults.fail("/tasks", 429, count=count, retry_after=retry_after)
+    before = app.counters["fault 429"]
+    result = run(engine, "ActualsFlow")
+    assert app.counters["fault 429"] - before == count
+    succeeded(result)
+    assert_actuals_match(stack)
+    if retry_after:
+        assert "AnaplanThrottled" in [e for e, _ in result.task_failures()]
+
+
+# --- tokens -----------------------------------------------------------------------------------------------
+
+
+def test_fo_token_expires_mid_extraction(engine: LocalEngine, stack: Stack) -> None:
+    clear_actuals(stack)
+    fo = stack.dynamics.app
+    before = fo.counters["401"]
+    fo.inject("expire_token", path_contains="/data/GeneralJournalAccountEntry")
+    result = run(engine, "ActualsFlow")
+    succeeded(result)
+    assert fo.counters["401"] > before, "the expired token was refused once, then renewed"
+    assert_actuals_match(stack)
+
+
+def test_fo_token_expires_between_journal_batches(engine: LocalEngine, stack: Stack) -> None:
+    clear_journals(stack)
+    fo = stack.dynamics.app
+    calls: list[int] = []
+
+    def expire_before_second(handler: Any) -> Any:
+        def wrapped(event: dict[str, Any], ctx: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 2:
+                fo.expire_tokens()
+            return handler(event, ctx)
+
+        return wrapped
+
+    engine.wrappers["WriteJournalFunction"] = expire_before_second
+    before = fo.counters["401"]
+    result = run(engine, "PlansFlow")
+    succeeded(result)
+    assert fo.counters["401"] > before
+    assert_plans_match(stack)
+
+
+def test_anaplan_token_expires_mid_run(engine: LocalEngine, stack: Stack) -> None:
+    clear_actuals(stack)
+    app = stack.anaplan.app
+    wrap, done = before_first(lambda e: e.get("step") == "ImportActuals", app.expire_tokens)
+    engine.wrappers["AnaplanStartFunction"] = wrap
+    minted = app.counters["tokens_minted"]
+    result = run(engine, "ActualsFlow")
+    assert done
+    succeeded(result)
+    assert app.counters["tokens_minted"] > minted, "a new token was obtained after the expiry"
+    assert_actuals_match(stack)
+
+
+# --- model busy, failed import --------------------------------------------------------------------------
+
+
+def test_busy_model_is_waited_for(engine: LocalEngine, stack: Stack) -> None:
+    clear_actuals(stack)
+    app = stack.anaplan.app
+    started = app.counters["tasks_started"]
+    app.faults.busy(3)
+    result = run(engine, "ActualsFlow")
+    succeeded(result)
+    assert app.faults.busy_task_starts == 0
+    assert [e for e, _ in result.task_failures()].count("AnaplanModelBusy") == 3
+    assert app.counters["tasks_started"] - started == 6, "each action started exactly once"
+    assert_actuals_match(stack)
+
+
+def test_failed_import_saves_the_dump_and_names_it(engine: LocalEngine, stack: Stack) -> None:
+    clear_actuals(stack)
+    app = stack.anaplan.app
+    wrap, done = before_first(
+        lambda e: e.get("step") == "ImportActuals", lambda: app.faults.fail_next_import(1)
+    )
+    engine.wrappers["AnaplanStartFunction"] = wrap
+    result = run(engine, "ActualsFlow")
+    assert done
+    text = assert_failed_cleanly(
+        engine, stack, result, "AnaplanTaskFailed", "Load GL Actuals", "failure dump at s3://"
+    )
+    key = text.split("failure dump at s3://", 1)[1].split()[0].rstrip(".;,")
+    bucket, _, key = key.partition("/")
+    assert bucket == engine.environment["STAGING_BUCKET"]
+    dump = s3_text(engine, key)
+    assert b"Injected failure" in dump, dump[:300]
+    (task,) = [t for t in ledger(engine).tasks(result.name) if t.dump_key]
+    assert task.dump_key == key
+
+
+# --- crashes between writes -----------------------------------------------------------------------------
+
+
+def test_crash_between_two_journal_writes_then_rerun_completes_once(
+    engine: LocalEngine, stack: Stack
+) -> None:
+    """With small batches a journal is written by several invocations; the handler dies after the first
+    batch of the run is in F&O (not retried: an unknown error). The run fails cleanly; the next run resumes
+    the same journals and the end state holds every line exactly once."""
+    clear_journals(stack)
+    engine.install_connection(stack.connection(dynamics={**stack.connection()["dynamics"],
+                                                        "journal": {**stack.connection()["dynamics"]["journal"],
+                                                                    "lines_per_batch": 12}}))  # fmt: skip
+    calls: list[int] = []
+
+    def crash_after_first(handler: Any) -> Any:
+        def wrapped(event: dict[str, Any], ctx: Any) -> Any:
+            out = handler(event, ctx)
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("simulated crash: the Lambda died after its first batch was written")
+            return out
+
+        return wrapped
+
+    engine.wrappers["WriteJournalFunction"] = crash_after_first
+    failed = run(engine, "PlansFlow")
+    assert_failed_cleanly(engine, stack, failed, "RuntimeError", "simulated crash")
+    partial = journal_counts(stack)
+    assert partial[1] > 0, "the first batch is in F&O"
+    result = run(engine, "PlansFlow")
+    succeeded(result)
+    assert any(w["skipped"] > 0 for w in result.output["written"]), "the rerun resumed a written batch"
+    assert_plans_match(stack)
+
+
+def test_crash_between_upload_and_import_then_rerun(engine: LocalEngine, stack: Stack) -> None:
+    clear_actuals(stack)
+
+    def crash_after_upload(handler: Any) -> Any:
+        def wrapped(event: dict[str, Any], ctx: Any) -> Any:
+            out = handler(event, ctx)
+            if event.get("step") == "UploadActuals":
+                raise RuntimeError("simulated crash after the actuals file was uploaded")
+            return out
+
+        return wrapped
+
+    engine.wrappers["AnaplanUploadFunction"] = crash_after_upload
+    failed = run(engine, "ActualsFlow")
+    assert_failed_cleanly(engine, stack, failed, "RuntimeError", "simulated crash")
+    assert stack.anaplan.app.module_cells("GL Actuals") == {}, "nothing was imported"
+    engine.wrappers.clear()
+    succeeded(run(engine, "ActualsFlow"))
+    assert_actuals_match(stack)
+    assert leases(engine).get(model_key(stack)) is None
