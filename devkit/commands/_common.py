@@ -107,6 +107,7 @@ def local_engine(
 
     level = os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO")
     engine = LocalEngine(wait_scale=wait_scale, env={"POWERTOOLS_LOG_LEVEL": level, "LOG_LEVEL": level})
+    lock = _lock_state(state, out) if state is not None and save else None
     engine.start()
     try:
         if state is not None:
@@ -117,6 +118,22 @@ def local_engine(
             print(f"local state saved: {summary.directory}", file=out)
     finally:
         engine.stop()
+        if lock is not None:
+            lock.close()
+
+
+def _lock_state(state: Path, out: TextIO) -> TextIO:
+    """One command at a time may load-run-save a state directory (the save replaces it whole)."""
+    import fcntl
+
+    state.parent.mkdir(parents=True, exist_ok=True)
+    handle = (state.parent / f".{state.name}.lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"waiting: another d365-anaplan command is using {state}", file=out, flush=True)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
 
 
 def new_run_id() -> str:

@@ -23,6 +23,8 @@ class RunFacts:
     file_rows: int | None = None
     file_lines: int | None = None
     file_key: str | None = None
+    file_total: str | None = None
+    replayed: tuple[str, int] | None = None  # (original run, staged files copied)
     import_counts: dict[str, Any] = field(default_factory=dict)
     reconciled: str | None = None
     exports: list[tuple[str, int, int, str]] = field(
@@ -52,6 +54,9 @@ def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> Ru
             facts.file_rows = int(d.get("rows", 0))
             facts.file_lines = int(d.get("lines", 0))
             facts.file_key = str(d.get("key", ""))
+            facts.file_total = str(d.get("total", "0"))
+        elif step.step == "ReplayStaged":
+            facts.replayed = (str(d.get("replay_of", "")), int(d.get("files", 0)))
         elif step.step == "ReconcileActuals":
             rec = d.get("reconciliation") or {}
             if step.status == "SUCCEEDED":
@@ -96,6 +101,10 @@ def print_facts(facts: RunFacts, out: TextIO = sys.stdout) -> None:
     w = out.write
     mode = " (dry run: nothing written to either system)" if facts.dry_run else ""
     w(f"\n{facts.flow} run {facts.run_id}: {facts.status}{mode}\n")
+    if facts.replayed:
+        w(
+            f"  replayed from run {facts.replayed[0]}: {facts.replayed[1]} staged file(s) copied, nothing extracted again\n"
+        )
     if facts.lists:
         w("  lists loaded into Anaplan:\n")
         table([[a, f"{r:,}", o] for a, r, o in facts.lists], ["import", "rows", "outcome"], out, "    ")
@@ -104,7 +113,8 @@ def print_facts(facts: RunFacts, out: TextIO = sys.stdout) -> None:
         table([[c, f"{n:,}", money(t)] for c, n, t in facts.gl], ["company", "lines", "net"], out, "    ")
     if facts.file_rows is not None:
         verb = "would be loaded" if facts.dry_run else "loaded"
-        w(f"  actuals file {verb}: {facts.file_rows:,} rows from {facts.file_lines or 0:,} GL lines\n")
+        w(f"  actuals file {verb}: {facts.file_rows:,} rows from {facts.file_lines or 0:,} GL lines, "
+          f"net {money(facts.file_total or '0')}\n")  # fmt: skip
         if facts.file_key:
             w(f"    staged as s3://…/{facts.file_key}\n")
     if facts.import_counts:
