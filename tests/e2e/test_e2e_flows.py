@@ -62,52 +62,46 @@ def gl_reads(stack: Stack) -> int:
     return stack.dynamics.app.count("GET /data/GeneralJournal")
 
 
-# --- 1. end state -----------------------------------------------------------------------------------------
+# --- end state, and a second run ---------------------------------------------------------------------
 
 
-def test_actuals_end_state_equals_posted_gl(engine: LocalEngine, stack: Stack) -> None:
-    clear_actuals(stack)
-    result = run_ok(engine, "ActualsFlow")
-    assert result.output["gate"]["periods"] == list(PERIODS)
-    assert_actuals_match(stack)
-    run = ledger(engine).get_run(result.name)
-    assert run.status == "SUCCEEDED"
-    assert leases(engine).get(model_key(stack)) is None
-
-
-def test_plans_end_state_equals_approved_plan(engine: LocalEngine, stack: Stack) -> None:
-    clear_journals(stack)
-    result = run_ok(engine, "PlansFlow")
-    assert_plans_match(stack)
-    assert ledger(engine).get_run(result.name).status == "SUCCEEDED"
-    assert leases(engine).get(model_key(stack)) is None
-
-
-# --- 2. exactly once --------------------------------------------------------------------------------------
-
-
-def test_actuals_twice_leaves_anaplan_unchanged_and_one_run_each(engine: LocalEngine, stack: Stack) -> None:
+def test_actuals_end_state_equals_posted_gl_and_a_second_run_changes_nothing(
+    engine: LocalEngine, stack: Stack
+) -> None:
     clear_actuals(stack)
     first = run_ok(engine, "ActualsFlow")
+    assert first.output["gate"]["periods"] == list(PERIODS)
+    assert_actuals_match(stack)
+    assert leases(engine).get(model_key(stack)) is None
     after_first = stack.anaplan.app.module_cells("GL Actuals")
     second = run_ok(engine, "ActualsFlow")
     assert stack.anaplan.app.module_cells("GL Actuals") == after_first
     assert_actuals_match(stack)
     runs = runs_of(engine)
-    assert sorted(r.run_id for r in runs) == sorted([first.name, second.name])
+    assert sorted(r.run_id for r in runs) == sorted([first.name, second.name]), "one ledger run per execution"
     assert all(r.status == "SUCCEEDED" for r in runs)
+    assert leases(engine).get(model_key(stack)) is None
 
 
-def test_plans_twice_writes_no_second_journal_or_line(engine: LocalEngine, stack: Stack) -> None:
+def test_plans_end_state_equals_approved_plan_and_a_second_run_writes_nothing(
+    engine: LocalEngine, stack: Stack
+) -> None:
     clear_journals(stack)
-    run_ok(engine, "PlansFlow")
+    first = run_ok(engine, "PlansFlow")
+    assert_plans_match(stack)
+    assert leases(engine).get(model_key(stack)) is None
     counts = journal_counts(stack)
     second = run_ok(engine, "PlansFlow")
     assert journal_counts(stack) == counts
     written = second.output["written"]
     assert written and all(w["written"] == 0 and w["skipped"] > 0 for w in written), written
     assert_plans_match(stack)
-    assert len(runs_of(engine)) == 2
+    runs = runs_of(engine)
+    assert sorted(r.run_id for r in runs) == sorted([first.name, second.name]), "one ledger run per execution"
+    assert all(r.status == "SUCCEEDED" for r in runs)
+
+
+# --- redrive: the effect happened, the answer was lost ------------------------------------------------
 
 
 def test_write_journal_redriven_after_its_effect_writes_once(engine: LocalEngine, stack: Stack) -> None:
