@@ -50,6 +50,8 @@ def quiet_handlers(verbose: bool = False) -> None:
     import logging
 
     logging.getLogger("d365-anaplan").setLevel(logging.ERROR)
+    # moto's ASL interpreter logs every failed state with its whole parse tree; the CLI prints the cause itself
+    logging.getLogger("moto").setLevel(logging.CRITICAL)
 
 
 def add_config_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:

@@ -112,7 +112,7 @@ def print_facts(facts: RunFacts, out: TextIO = sys.stdout) -> None:
         w("  posted GL read from F&O:\n")
         table([[c, f"{n:,}", money(t)] for c, n, t in facts.gl], ["company", "lines", "net"], out, "    ")
     if facts.file_rows is not None:
-        verb = "would be loaded" if facts.dry_run else "loaded"
+        verb = "would be loaded" if facts.dry_run else "loaded" if facts.import_counts else "prepared"
         w(f"  actuals file {verb}: {facts.file_rows:,} rows from {facts.file_lines or 0:,} GL lines, "
           f"net {money(facts.file_total or '0')}\n")  # fmt: skip
         if facts.file_key:

@@ -157,3 +157,28 @@ def test_demo_small(cli: Cli, tmp_path: Path) -> None:
     assert "<svg" in html and "Actual (Anaplan)" in html
     assert "F&amp;O trial balance vs Anaplan actuals" in html and "RECONCILED" in html
     assert "Approved plan vs F&amp;O journal lines" in html
+
+
+def test_failed_run_exit_codes_and_audit(cli: Cli, stack: Any, tmp_path: Path) -> None:
+    state = ["--state-dir", str(tmp_path / "state")]
+    cfg = copy.deepcopy(stack.connection())
+    cfg["mapping"]["actuals"]["import_action"] = "Load GL Actuals v2"
+    bad = cli("run", "actuals", "--config", str(write_config(tmp_path / "c.yaml", cfg)), "--from", "2025-01",
+              "--to", "2025-01", "--quiet", *state)  # fmt: skip
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert (
+        "FAILED after" in bad.stdout
+        and "AnaplanNotFound" in bad.stdout
+        and "Load GL Actuals v2" in bad.stdout
+    )
+    assert "FailureEventException" not in bad.stderr  # no interpreter noise
+    run_id = _run_id(bad.stdout)
+    audit = cli("audit", run_id, *state)
+    assert audit.returncode == 1
+    assert "status FAILED" in audit.stdout and "cause: AnaplanNotFound" in audit.stdout
+
+    cfg = stack.connection()
+    cfg["anaplan"]["auth"]["password"] = "not-the-password"
+    refused = cli("run", "plans", "--config", str(write_config(tmp_path / "p.yaml", cfg)), "--quiet", *state)
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "AnaplanAuthError" in refused.stdout and "not-the-password" not in refused.stdout + refused.stderr
