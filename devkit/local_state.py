@@ -25,10 +25,13 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from devkit.engine import REGION, LocalEngine
 
@@ -120,6 +123,19 @@ def dump(engine: LocalEngine, directory: Path | str | None = None) -> StateSumma
         (work / "tables").mkdir()
         for lid in TABLES:
             name = engine.resource_name(lid)
+            desc = ddb.describe_table(TableName=name)["Table"]
+            schema = {
+                "TableName": name,
+                "AttributeDefinitions": desc["AttributeDefinitions"],
+                "KeySchema": desc["KeySchema"],
+                "GlobalSecondaryIndexes": [
+                    {k: g[k] for k in ("IndexName", "KeySchema", "Projection")}
+                    for g in desc.get("GlobalSecondaryIndexes", [])
+                ],
+            }
+            (work / "tables" / f"{lid}.schema.json").write_text(
+                json.dumps(schema, indent=1), encoding="utf-8"
+            )
             count = 0
             with (work / "tables" / f"{lid}.jsonl").open("w", encoding="utf-8") as out:
                 for page in ddb.get_paginator("scan").paginate(TableName=name, ConsistentRead=True):
@@ -192,12 +208,31 @@ def load(engine: LocalEngine, directory: Path | str | None = None) -> StateSumma
             f"remove {source} to start afresh"
         )
     summary = StateSummary(source, saved_at=manifest.get("saved_at"))
+    _load_tables(source, summary, {lid: engine.resource_name(lid) for lid in TABLES})
+    s3 = boto3.client("s3", region_name=REGION)
+    for lid in BUCKETS:
+        root = source / "buckets" / lid
+        if not root.is_dir():
+            continue
+        bucket = engine.resource_name(lid)
+        count = 0
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            key = path.relative_to(root).as_posix()
+            with path.open("rb") as body:
+                s3.upload_fileobj(body, bucket, key)
+            count += 1
+        summary.objects[lid] = count
+    return summary
+
+
+def _load_tables(source: Path, summary: StateSummary, names: dict[str, str]) -> None:
+    import boto3
+
     ddb = boto3.client("dynamodb", region_name=REGION)
-    for lid in TABLES:
+    for lid, name in names.items():
         path = source / "tables" / f"{lid}.jsonl"
         if not path.is_file():
             continue
-        name = engine.resource_name(lid)
         batch: list[dict[str, Any]] = []
         count = 0
 
@@ -222,17 +257,33 @@ def load(engine: LocalEngine, directory: Path | str | None = None) -> StateSumma
         if batch:
             flush(batch)
         summary.items[lid] = count
-    s3 = boto3.client("s3", region_name=REGION)
-    for lid in BUCKETS:
-        root = source / "buckets" / lid
-        if not root.is_dir():
-            continue
-        bucket = engine.resource_name(lid)
-        count = 0
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            key = path.relative_to(root).as_posix()
-            with path.open("rb") as body:
-                s3.upload_fileobj(body, bucket, key)
-            count += 1
-        summary.objects[lid] = count
-    return summary
+
+
+@contextmanager
+def ledger_tables(directory: Path | str | None = None) -> Iterator[dict[str, str]]:
+    """Only the saved DynamoDB tables, in a bare in-memory AWS (no engine, no buckets): for reading the ledger.
+
+    Yields logical id -> table name. Much quicker than a LocalEngine; nothing is saved afterwards.
+    """
+    import boto3
+    from moto import mock_aws
+
+    source = Path(directory) if directory is not None else default_state_dir()
+    if not (source / "state.json").is_file():
+        raise StateError(f"{source}: no saved state")
+    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+             "AWS_DEFAULT_REGION": REGION}  # fmt: skip
+    with mock.patch.dict(os.environ, creds), mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        names: dict[str, str] = {}
+        for lid in TABLES:
+            schema_path = source / "tables" / f"{lid}.schema.json"
+            if not schema_path.is_file():
+                raise StateError(f"{schema_path}: missing (saved by an older build; run a flow again)")
+            schema = json.loads(schema_path.read_text(encoding="utf-8"))
+            if not schema.get("GlobalSecondaryIndexes"):
+                schema.pop("GlobalSecondaryIndexes", None)
+            ddb.create_table(**schema, BillingMode="PAY_PER_REQUEST")
+            names[lid] = str(schema["TableName"])
+        _load_tables(source, StateSummary(source), names)
+        yield names

@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return c.EXIT_USAGE
-    with c.local_engine(directory, save=False) as engine:
-        ledger = RunLedger(engine.resource_name("LedgerTable"))
+    with local_state.ledger_tables(directory) as tables:
+        ledger = RunLedger(tables["LedgerTable"])
         runs = _all_runs(ledger)
         if not args.run_id:
             if args.json:
