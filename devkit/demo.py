@@ -28,6 +28,7 @@ from devkit.commands._describe import RunFacts, collect, print_facts
 
 DEFAULT_GL_LINES = 60_000
 DEFAULT_REPORT = Path("out/demo-report.html")
+DEFAULT_STATE = Path(".local/demo-state")
 PERIOD_FROM, PERIOD_TO = "2025-01", "2025-12"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _OFFSET_TEXT = re.compile(r"-O\d{9}$")
@@ -57,9 +58,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "(demo-connection.yaml) so check/run/replay can be tried against them; Ctrl-C stops",
     )
     parser.add_argument(
-        "--no-state", action="store_true", help="do not keep the demo's ledger in the local state directory"
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE,
+        metavar="DIR",
+        help=f"where the demo's ledger and staged files are kept for 'audit --state-dir DIR' (replaced by every "
+        f"demo; default {DEFAULT_STATE})",
     )
-    c.add_state_args(parser)
+    parser.add_argument("--no-state", action="store_true", help="do not keep the demo's ledger")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the handlers' logs")
     parser.epilog = (
         "exit codes: 0 both flows succeeded and everything reconciles, 1 a flow failed or a figure differs, "
         "2 usage error"
@@ -201,11 +208,12 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"  F&O     {stack.dynamics.base_url}  ({stack.dynamics.app.gl.line_count:,} GL lines)")
         print(f"  Anaplan {stack.anaplan.api_url}")
         cfg = ConnectionConfig.model_validate(stack.connection())
-        state = None if args.no_state else c.state_dir(args)
+        state = None if args.no_state else Path(args.state_dir)
         periods = {"from": PERIOD_FROM, "to": PERIOD_TO}
         facts: dict[str, RunFacts] = {}
         timings: dict[str, float] = {}
-        with c.local_engine(state, out=sys.stdout) as engine:
+        # A fresh engine every time (the demo's sandboxes are new too); its ledger replaces the previous demo's.
+        with c.local_engine(None) as engine:
             engine.install_connection(cfg)
             ledger = RunLedger(engine.resource_name("LedgerTable"))
             for flow, sm in c.FLOWS.items():
@@ -223,6 +231,10 @@ def _demo(args: argparse.Namespace) -> int:
                 if failure is not None:
                     facts[flow].problems.append(f"{failure.error}: {failure.message}")
             journal_versions = _journal_versions(ledger, facts["plans"].run_id, cfg)
+            if state is not None:
+                from devkit import local_state
+
+                local_state.dump(engine, state)
         months = {date(2025, m, 1) for m in range(1, 13)}
         print("\nReconciling independently (F&O ledger vs Anaplan cells)…", flush=True)
         from devkit.report import Reconciliation
@@ -255,7 +267,7 @@ def _demo(args: argparse.Namespace) -> int:
         )
         report_path = _write_report(args.report, stack, cfg, facts, timings, recon_actuals, recon_plan,
                                     plan, months, counts, elapsed, ok)  # fmt: skip
-        _print_summary(facts, timings, recon_actuals, recon_plan, counts, elapsed, ok, report_path)
+        _print_summary(facts, timings, recon_actuals, recon_plan, counts, elapsed, ok, report_path, state)
         if args.serve:
             _serve(stack, report_path.parent / "demo-connection.yaml")
     finally:
@@ -302,7 +314,7 @@ def _journal_versions(ledger: Any, run_id: str, cfg: Any) -> dict[str, str]:
 
 
 def _print_summary(facts: dict[str, RunFacts], timings: dict[str, float], ra: Any, rp: Any,
-                   counts: dict[str, Any], elapsed: float, ok: bool, report: Path) -> None:  # fmt: skip
+                   counts: dict[str, Any], elapsed: float, ok: bool, report: Path, state: Path | None) -> None:  # fmt: skip
     for flow in ("actuals", "plans"):
         print_facts(facts[flow])
         print(f"  duration {timings[flow]:.1f}s")
@@ -328,6 +340,10 @@ def _print_summary(facts: dict[str, RunFacts], timings: dict[str, float], ra: An
     verdict = "everything reconciles" if ok else "SOMETHING DID NOT RECONCILE OR FAILED"
     print(f"\nDemo finished in {elapsed:.1f}s: {verdict}.")
     print(f"Run report: {report.resolve()}")
+    if state is not None:
+        print(
+            f"The runs' ledger: d365-anaplan audit --state-dir {state}  (then: audit RUN --state-dir {state})"
+        )
     if not ok:
         print("See the report and: d365-anaplan audit RUN")
 
