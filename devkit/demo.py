@@ -26,7 +26,7 @@ from typing import Any
 from devkit.commands import _common as c
 from devkit.commands._describe import RunFacts, collect, print_facts
 
-DEFAULT_GL_LINES = 60_000
+DEFAULT_GL_LINES = 80_000
 DEFAULT_REPORT = Path("out/demo-report.html")
 DEFAULT_STATE = Path(".local/demo-state")
 PERIOD_FROM, PERIOD_TO = "2025-01", "2025-12"
