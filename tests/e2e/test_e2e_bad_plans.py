@@ -161,8 +161,9 @@ def plan_cells(stack: Stack) -> Iterator[dict[tuple[str, ...], dict[str, object]
     [
         (("USMF", "999999", "Feb 25", "Budget"), "AlignmentFailed", ("999999", "MainAccount")),
         (("USMF", "401100", "Feb 35", "Budget"), "BadInputData", ("Feb 35", "Period")),
+        (("USMF", "110200", "Feb 25", "Budget"), "AlignmentFailed", ("110200", "suspended", BUDGET)),
     ],
-    ids=["unknown-account", "period-outside-fiscal-calendar"],
+    ids=["unknown-account", "period-outside-fiscal-calendar", "suspended-account"],
 )
 def test_bad_plan_cell_fails_before_writing(
     engine: LocalEngine,

@@ -94,6 +94,7 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
     ctx.ledger.record_step(ctx.run_id, "AlignPlan", "SUCCEEDED" if report.ok else "UNMATCHED", report_json)
     if not report.ok:
         raise AlignmentFailed(report.to_text())
+    _refuse_suspended_accounts(ctx, all_rows)
 
     batches: list[dict[str, Any]] = []
     journals: list[dict[str, Any]] = []
@@ -140,6 +141,33 @@ def line_input(d: dict[str, Any]) -> JournalLineInput:
         amount=Decimal(str(d["amount"])), voucher=str(d["voucher"]), currency=str(d["currency"]), text=str(d["text"]),
         source=f"plan line {d['source_line']}" if d.get("source_line") else f"offset {d['text']}",
     )  # fmt: skip
+
+
+def _refuse_suspended_accounts(ctx: StepContext, all_rows: dict[str, list[PlanRow]]) -> None:
+    """F&O refuses new lines on a suspended main account (``MainAccounts.IsSuspended``); finding out while
+    writing would leave the other vouchers written. Refuse the plan before anything is written, naming the
+    export lines."""
+    q = Query("MainAccounts", select=("MainAccountId", "IsSuspended"), cross_company=False)
+    suspended = {
+        str(r.get("MainAccountId") or "").upper()
+        for r in ctx.dynamics.client.iter_rows(q)
+        if str(r.get("IsSuspended") or "No") == "Yes"
+    }
+    hits = [
+        (name, row) for name, rows in all_rows.items() for row in rows if row.account.upper() in suspended
+    ]
+    if not hits:
+        return
+    shown = "; ".join(
+        f"export {name!r} line {row.line_number}: field 'Account' {row.account!r}" for name, row in hits[:10]
+    )
+    more = f" (and {len(hits) - 10} more)" if len(hits) > 10 else ""
+    accounts = sorted({row.account for _, row in hits})
+    raise AlignmentFailed(
+        f"alignment with F&O: main account(s) {accounts} are suspended in F&O (MainAccounts.IsSuspended), "
+        f"which refuses new journal lines on them; {len(hits)} plan row(s) use them: {shown}{more}. "
+        "Nothing was written to F&O."
+    )
 
 
 def _line_inputs(ctx: StepContext, key: str) -> Iterator[tuple[JournalLineInput, dict[str, Any]]]:
@@ -206,7 +234,12 @@ def _written_items(ctx: StepContext, company: str, number: str) -> Iterator[tupl
     reader = ctx.dynamics.reader
     fmt = reader.budget_format() if budget else reader.ledger_format()
     if budget:  # display value, amount, date, text
-        names: tuple[str, ...] = ("DimensionDisplayValue", "TransactionCurrencyAmount", "EntryDate", "Comment")
+        names: tuple[str, ...] = (
+            "DimensionDisplayValue",
+            "TransactionCurrencyAmount",
+            "EntryDate",
+            "Comment",
+        )
         flt = F.and_(F.eq("dataAreaId", company.lower()), F.eq("EntryNumber", number))
         q = Query("BudgetRegisterEntryLines", select=names, filter=flt)
     else:
