@@ -198,19 +198,39 @@ def test_actuals_steps_invoked_twice_have_one_effect(engine: LocalEngine, stack:
     assert_actuals_match(stack)
 
 
-def test_write_journal_invoked_twice_writes_once(engine: LocalEngine, stack: Stack) -> None:
+def test_plans_steps_invoked_twice_have_one_effect(engine: LocalEngine, stack: Stack) -> None:
     clear_journals(stack)
-    events: list[dict[str, Any]] = []
-    engine.wrappers["WriteJournalFunction"] = recorder(events)
-    run_ok(engine, "PlansFlow")
+    events: dict[str, list[dict[str, Any]]] = {}
+    for fn in ("WriteJournalFunction", "PlanJournalsFunction", "AnaplanCheckFunction", "ModelLeaseFunction"):
+        events[fn] = []
+        engine.wrappers[fn] = recorder(events[fn])
+    result = run_ok(engine, "PlansFlow")
     engine.wrappers.clear()
     counts = journal_counts(stack)
-    assert events
-    for event in events:
+    book = ledger(engine)
+    files = len(book.files(result.name))
+    assert events["WriteJournalFunction"]
+    for event in events["WriteJournalFunction"]:
         for _ in range(2):
             out = engine.invoke("WriteJournalFunction", event)
             assert out["written"] == 0 and out["skipped"] > 0, out
+    (plan,) = events["PlanJournalsFunction"]
+    outs = [engine.invoke("PlanJournalsFunction", plan) for _ in range(2)]
+    assert outs[0] == outs[1] == result.output["plan"], "the same journals, batches and keys every time"
+    downloads = [e for e in events["AnaplanCheckFunction"] if e.get("download_to")]
+    for event in downloads[-1:]:
+        assert engine.invoke("AnaplanCheckFunction", event) == engine.invoke("AnaplanCheckFunction", event)
+    (acquire,) = [e for e in events["ModelLeaseFunction"] if e["op"] == "acquire"]
+    (release,) = [e for e in events["ModelLeaseFunction"] if e["op"] == "release"]
+    engine.invoke("ModelLeaseFunction", acquire)
+    engine.invoke("ModelLeaseFunction", acquire)  # the same owner re-acquires its own lease
+    assert leases(engine).get(model_key(stack)).owner == acquire["execution"]
+    assert engine.invoke("ModelLeaseFunction", release)["released"] is True
+    assert engine.invoke("ModelLeaseFunction", release)["released"] is False
+    assert leases(engine).get(model_key(stack)) is None
     assert journal_counts(stack) == counts
+    assert len(book.files(result.name)) == files, "a repeated download overwrites its own file record"
+    assert [r.run_id for r in runs_of(engine)] == [result.name]
     assert_plans_match(stack)
 
 
