@@ -75,14 +75,21 @@ class Reconciliation:
             agg[(company, account)][1] += b
         return [(c, a, v[0], v[1], v[0] - v[1]) for (c, a), v in sorted(agg.items())]
 
-    def by_period(self) -> list[tuple[str, date, Decimal, Decimal, Decimal, int]]:
-        agg: dict[tuple[str, date], list[Any]] = defaultdict(lambda: [ZERO, ZERO, 0])
+    def by_period(self) -> list[tuple[str, date, int, Decimal, Decimal, Decimal, Decimal, int]]:
+        """Per company and period: accounts compared, debit and credit balances on each side, accounts off.
+
+        (Net totals of a balanced ledger are zero every month, so the sides are compared by their balances.)
+        """
+        agg: dict[tuple[str, date], list[Any]] = defaultdict(lambda: [0, ZERO, ZERO, ZERO, ZERO, 0])
         for (company, _a, period), a, b, d in self.rows():
             cell = agg[(company, period)]
-            cell[0] += a
-            cell[1] += b
-            cell[2] += 1 if abs(d) > self.tolerance else 0
-        return [(c, p, v[0], v[1], v[0] - v[1], v[2]) for (c, p), v in sorted(agg.items())]
+            cell[0] += 1
+            cell[1] += a if a > 0 else ZERO
+            cell[2] += b if b > 0 else ZERO
+            cell[3] += a if a < 0 else ZERO
+            cell[4] += b if b < 0 else ZERO
+            cell[5] += 1 if abs(d) > self.tolerance else 0
+        return [(c, p, *v) for (c, p), v in sorted(agg.items())]
 
     def status(self) -> str:
         if not self.keys:
@@ -259,10 +266,11 @@ def _recon_html(r: Reconciliation) -> str:
     parts.append("<h3>By period</h3>")
     parts.append(
         _table(
-            ["Company", "Period", r.left_name, r.right_name, "Difference", "Accounts off"],
-            [(c, p.strftime("%Y-%m"), a, b, d, n) for c, p, a, b, d, n in r.by_period()],
+            ["Company", "Period", "Accounts", f"{r.left_name} debits", f"{r.right_name} debits",
+             f"{r.left_name} credits", f"{r.right_name} credits", "Accounts off"],
+            [(c, p.strftime("%Y-%m"), *rest) for c, p, *rest in r.by_period()],
         )
-    )
+    )  # fmt: skip
     parts.append("<details><summary>By account (all periods)</summary>")
     parts.append(
         _table(
