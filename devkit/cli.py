@@ -39,7 +39,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="d365-anaplan", description="Dynamics 365 F&O <-> Anaplan connector (local tools)"
+        prog="d365-anaplan",
+        description="Dynamics 365 F&O <-> Anaplan connector (local tools)",
+        epilog="'d365-anaplan COMMAND --help' describes each command. Exit codes: 0 success, 1 the job ran and "
+        "failed, 2 usage or configuration error, 3 a system could not be reached or refused us.",
     )
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
