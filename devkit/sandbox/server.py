@@ -71,7 +71,9 @@ class SandboxServer:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out in two writes; no 40 ms delayed-ACK stall
+            disable_nagle_algorithm = (
+                True  # headers and body go out in two writes; no 40 ms delayed-ACK stall
+            )
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return
