@@ -251,3 +251,67 @@ def test_crash_between_upload_and_import_then_rerun(engine: LocalEngine, stack: 
     succeeded(run(engine, "ActualsFlow"))
     assert_actuals_match(stack)
     assert leases(engine).get(model_key(stack)) is None
+
+
+# --- answers lost after the other side acted --------------------------------------------------------------
+
+
+def test_journal_batch_applied_but_answer_lost(
+    engine: LocalEngine, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """F&O commits the first $batch of lines, then the connection drops before the answer arrives: the
+    writer must find the lines already there instead of sending them a second time."""
+    from devkit.sandbox.server import Response
+
+    clear_journals(stack)
+    fo = stack.dynamics.app
+    original = fo._batch
+    dropped: list[int] = []
+
+    def batch_then_drop(req: Any) -> Any:
+        resp = original(req)
+        if not dropped:
+            dropped.append(resp.status)
+            return Response(0, drop_connection=True)
+        return resp
+
+    monkeypatch.setattr(fo, "_batch", batch_then_drop)
+    result = run(engine, "PlansFlow")
+    assert dropped, "the fault was served"
+    if result.status == "FAILED":
+        assert_failed_cleanly(engine, stack, result, ledger(engine).get_run(result.name).cause["Error"])
+        monkeypatch.setattr(fo, "_batch", original)
+        result = run(engine, "PlansFlow")
+    succeeded(result)
+    assert_plans_match(stack)
+
+
+def test_import_start_accepted_but_answer_lost(
+    engine: LocalEngine, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anaplan starts the actuals import, then the connection drops before the task id arrives. The retry
+    must follow the task Anaplan started, not start the import a second time behind its back."""
+    from devkit.sandbox.server import Response
+
+    clear_actuals(stack)
+    app = stack.anaplan.app
+    actuals_import = app.import_by_name("Load GL Actuals").id
+    original = app._r_task_start
+    dropped: list[int] = []
+
+    def start_then_drop(req: Any, kind: str, action_id: str) -> Any:
+        resp = original(req, kind, action_id)
+        if action_id == actuals_import and not dropped:
+            dropped.append(resp.status)
+            return Response(0, drop_connection=True)
+        return resp
+
+    monkeypatch.setattr(app, "_r_task_start", start_then_drop)
+    started = app.counters["tasks_started"]
+    result = run(engine, "ActualsFlow")
+    assert dropped == [200], "the import was started, its answer lost"
+    succeeded(result)
+    assert app.counters["tasks_started"] - started == 6, "the import was not started a second time"
+    (step,) = [s for s in ledger(engine).steps(result.name) if s.step == "ImportActuals"]
+    assert step.detail["adopted"] is True, "the retry followed the task Anaplan had started"
+    assert_actuals_match(stack)

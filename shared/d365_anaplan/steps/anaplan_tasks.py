@@ -71,21 +71,64 @@ def start_action(
                       state="COMPLETE", terminal=True, dry_run=True)  # fmt: skip
         ctx.ledger.record_step(ctx.run_id, step, "DRY_RUN", {"action": action, "kind": kind})
         return ref.model_dump()
+    pending = None
     for earlier in ctx.ledger.steps(ctx.run_id):
         if earlier.step == step and earlier.detail.get("task_id"):
             d = earlier.detail
             return TaskRef(kind=kind, action=action, action_id=str(d["action_id"]), task_id=str(d["task_id"]),
                            step=step, started_at=str(d["started_at"])).model_dump()  # fmt: skip
+        if earlier.step == step and earlier.status == "STARTING":
+            pending = earlier.detail
+    client = ctx.anaplan
+    action_id = _action_id(ctx, kind, action)
+    if pending is not None:
+        # An earlier attempt sent the start but never learned the task id (its answer was lost): Anaplan may
+        # have started the task. Follow a task created since that attempt instead of starting a second one.
+        known = {str(t) for t in pending.get("known_task_ids") or []}
+        newest = int(pending.get("newest_task_ms") or 0)
+        adopted = sorted(
+            (t for t in _tasks_of(ctx, kind, action_id)
+             if str(t.get("taskId")) not in known and int(t.get("creationTime") or newest + 1) > newest),
+            key=lambda t: int(t.get("creationTime") or 0),
+        )  # fmt: skip
+        if adopted:
+            task_id = str(adopted[0]["taskId"])
+            return _started(ctx, step, kind, action, action_id, task_id, now, adopted=True)
+    else:
+        existing = _tasks_of(ctx, kind, action_id)
+        ctx.ledger.record_step(ctx.run_id, step, "STARTING", {
+            "action": action, "kind": kind, "action_id": action_id, "requested_at": now,
+            "newest_task_ms": max((int(t.get("creationTime") or 0) for t in existing), default=0),
+            "known_task_ids": [str(t.get("taskId")) for t in existing][:500],
+        })  # fmt: skip
+    task_id = client.start_task(kind, action_id)
+    return _started(ctx, step, kind, action, action_id, task_id, now)
+
+
+def _action_id(ctx: StepContext, kind: Kind, action: str) -> str:
     client = ctx.anaplan
     if kind == "imports":
-        action_id, task_id = client.start_import(action)
-    elif kind == "exports":
-        action_id, task_id = client.start_export(action)
-    else:
-        action_id, task_id = client.start_process(action)
+        return client.find_import(action).id
+    if kind == "exports":
+        return client.find_export(action).id
+    return client.find_process(action).id
+
+
+def _tasks_of(ctx: StepContext, kind: Kind, action_id: str) -> list[dict[str, Any]]:
+    """The tasks Anaplan lists for an action (``GET …/{kind}/{id}/tasks``, anaplan-api.md §tasks of an action)."""
+    client = ctx.anaplan
+    path = f"{client.model_path}/{kind}/{action_id}/tasks"
+    body = client._json("GET", path, call=f"GET {path}", obj=f"{kind[:-1]} {action_id}")
+    tasks = body.get("tasks")
+    return [t for t in tasks if isinstance(t, dict) and t.get("taskId")] if isinstance(tasks, list) else []
+
+
+def _started(ctx: StepContext, step: str, kind: Kind, action: str, action_id: str, task_id: str, now: str,
+             *, adopted: bool = False) -> dict[str, Any]:  # fmt: skip
     ctx.ledger.record_step(
         ctx.run_id, step, "STARTED",
-        {"action": action, "kind": kind, "action_id": action_id, "task_id": task_id, "started_at": now},
+        {"action": action, "kind": kind, "action_id": action_id, "task_id": task_id, "started_at": now,
+         "adopted": adopted},
     )  # fmt: skip
     ctx.ledger.record_task(ctx.run_id, kind, action_id, task_id, "NOT_STARTED", {"action": action})
     return TaskRef(
