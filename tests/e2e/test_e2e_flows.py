@@ -101,6 +101,21 @@ def test_plans_end_state_equals_approved_plan_and_a_second_run_writes_nothing(
     assert all(r.status == "SUCCEEDED" for r in runs)
 
 
+def test_gl_extracted_in_resumable_slices_loads_every_line_once(stack: Stack) -> None:
+    """Each ExtractGL invocation believes its Lambda is about to time out, so it stops after every page and
+    hands over a continuation token: the GL arrives in many slices, and Anaplan must still hold every line
+    exactly once."""
+    clear_actuals(stack)
+    with LocalEngine(wait_scale=0.0, lambda_deadline_ms=20_000) as engine:
+        cfg = stack.connection()
+        cfg["dynamics"] = {**cfg["dynamics"], "page_size": 20}
+        engine.install_connection(cfg)
+        run_ok(engine, "ActualsFlow")
+        companies = len(cfg["dynamics"]["companies"])
+        assert engine.invocations["ExtractGLFunction"] >= 2 * companies, "the GL came in several slices"
+    assert_actuals_match(stack)
+
+
 # --- redrive: the effect happened, the answer was lost ------------------------------------------------
 
 
