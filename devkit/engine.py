@@ -482,6 +482,10 @@ class LocalEngine:
         )
         return str(resp["executionArn"])
 
+    def status(self, execution_arn: str) -> str:
+        """RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED."""
+        return str(self._sfn().describe_execution(executionArn=execution_arn)["status"])
+
     def wait(self, execution_arn: str, timeout: float = 120.0) -> ExecutionResult:
         sfn = self._sfn()
         deadline = time.monotonic() + timeout

@@ -207,11 +207,10 @@ def follow(
     progress = progress or Progress()
     progress.started = time.monotonic()
     arn = engine.start_execution(state_machine, payload, name)
-    sfn = engine._sfn()  # the engine's own client factory
     seen = 0
     deadline = time.monotonic() + timeout
     while True:
-        status = sfn.describe_execution(executionArn=arn)["status"]
+        status = engine.status(arn)
         events = list(engine.history(arn))
         for ev in events[seen:]:
             progress.event(ev)
