@@ -119,5 +119,6 @@ def test_bad_gl_line_fails_without_an_import(
     assert imports == [], "no actuals import may run"
     assert "StartActualsImport" not in result.states_entered()
     assert stack.anaplan.app.module_cells("GL Actuals") == {}, "Anaplan's actuals stay untouched"
-    # Only the list imports (accounts and dimensions, loaded before the GL is read) ran in Anaplan.
-    assert stack.anaplan.app.counters["tasks_started"] - started == 4
+    # At most the list imports ran (accounts and dimension lists, loaded before the GL is read today: idempotent
+    # upserts of F&O's master data); see the report on moving ExtractGL ahead of LoadLists.
+    assert stack.anaplan.app.counters["tasks_started"] - started <= 4
