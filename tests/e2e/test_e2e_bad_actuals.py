@@ -8,14 +8,23 @@ transform and the alignment check all run for real."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
-from e2e_support import assert_failed_cleanly, clear_actuals, ledger, manual
+from e2e_support import (
+    anaplan_actuals,
+    assert_failed_cleanly,
+    clear_actuals,
+    expected_actuals,
+    label,
+    ledger,
+    manual,
+)
 
 from devkit.engine import LocalEngine
 from devkit.sandbox.dynamics import seed as fo_seed
-from devkit.stack import Stack, running
+from devkit.stack import BLANK, Stack, running
 
 pytestmark = pytest.mark.integration
 
@@ -122,3 +131,31 @@ def test_bad_gl_line_fails_without_an_import(
     # At most the list imports ran (accounts and dimension lists, loaded before the GL is read today: idempotent
     # upserts of F&O's master data); see the report on moving ExtractGL ahead of LoadLists.
     assert stack.anaplan.app.counters["tasks_started"] - started <= 4
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: the actuals load only writes the combinations F&O has now, so a GL line moved to "
+    "another dimension value between two runs leaves its old Anaplan cell stale; the second run then fails "
+    "reconciliation for ever (see the e2e report: zero the run's held cells first)",
+)
+def test_gl_reclassified_between_runs_leaves_no_stale_cell(
+    engine: LocalEngine, stack: Stack, serve: Any
+) -> None:
+    first = engine.run("ActualsFlow", manual(), timeout=180)
+    assert first.status == "SUCCEEDED", first.task_failures()
+    _, line = target_line(stack)
+    new_bu = "005" if line.business_unit != "005" else "004"
+    serve(LedgerAccount=display(stack, bu=new_bu))
+    expected = expected_actuals(stack)
+    head = stack.dynamics.app.gl.voucher(line.voucher_index)
+    d = head.accounting_date
+    rest = (line.cost_center or BLANK, line.department or BLANK, label(d.year, d.month), "Actual")
+    amount = Decimal(line.cents).scaleb(-2)
+    for bu, sign in ((line.business_unit, -1), (new_bu, 1)):
+        k = (head.company, line.account.account, bu, *rest)
+        expected[k] = expected.get(k, Decimal(0)) + sign * amount
+    expected = {k: v for k, v in expected.items() if v != 0}
+    second = engine.run("ActualsFlow", manual(), timeout=180)
+    assert second.status == "SUCCEEDED", ledger(engine).get_run(second.name).cause
+    assert anaplan_actuals(stack) == expected
