@@ -133,12 +133,6 @@ def test_bad_gl_line_fails_without_an_import(
     assert stack.anaplan.app.counters["tasks_started"] - started <= 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: the actuals load only writes the combinations F&O has now, so a GL line moved to "
-    "another dimension value between two runs leaves its old Anaplan cell stale; the second run then fails "
-    "reconciliation for ever (see the e2e report: zero the run's held cells first)",
-)
 def test_gl_reclassified_between_runs_leaves_no_stale_cell(
     engine: LocalEngine, stack: Stack, serve: Any
 ) -> None:

@@ -17,7 +17,13 @@ from typing import Any
 from d365_anaplan.config import ListImport
 from d365_anaplan.dynamics.reader import DynamicsReader
 from d365_anaplan.errors import BadInputData, ReconciliationFailed
-from d365_anaplan.flows.actuals import ActualsTotals, aggregate_actuals, line_rows, write_actuals_csv
+from d365_anaplan.flows.actuals import (
+    ActualsRow,
+    ActualsTotals,
+    aggregate_actuals,
+    line_rows,
+    write_actuals_csv,
+)
 from d365_anaplan.flows.alignment import (
     ACCOUNT,
     check_alignment,
@@ -240,10 +246,20 @@ def prepare_actuals(ctx: StepContext, periods: list[str]) -> dict[str, Any]:
     ctx.s3.put_object(Bucket=bucket, Key=report_key, Body=json.dumps(report_json).encode("utf-8"))
     ctx.ledger.record_step(ctx.run_id, "AlignActuals", "SUCCEEDED" if report.ok else "UNMATCHED", report_json)
     remap = resolve_actuals_alignment(report, m, members)  # raises AlignmentFailed under policy "fail"
+    stale: list[ActualsRow] = []
     if m.actuals.grain == "line":
         rows_iter: Iterable[Any] = line_rows(_gl_lines(ctx), **common)
     else:
-        rows_iter = rows
+        # A cell loaded by an earlier run that F&O no longer has (a line reclassified to another account or
+        # dimension value, a reversal) must be set to zero, or Anaplan keeps the old amount.
+        written = (remap.apply_row(r, m.dimensions) if remap else r for r in rows)
+        loaded = {(r.company, r.account, r.dims, r.period) for r in written}
+        stale = [
+            ActualsRow(c, a, d, p, Decimal(0), line_count=0)
+            for c, a, d, p in sorted(_held_cells(ctx, periods) - loaded)
+        ]
+        _put_cells(ctx, ctx.key("actuals", "cells.json"), loaded)
+        rows_iter = [*rows, *stale]
     key = ctx.key("actuals", "actuals.csv")
     with S3StreamWriter(ctx.s3, bucket, key) as out:
         totals = write_actuals_csv(
@@ -256,10 +272,51 @@ def prepare_actuals(ctx: StepContext, periods: list[str]) -> dict[str, Any]:
     summary = totals.summary()
     ctx.ledger.record_step(ctx.run_id, "PrepareActuals", "SUCCEEDED",
                            {"key": key, "rows": totals.row_count, "lines": totals.line_count, "total": summary["total"],
-                            "remapped": remap.to_json() if remap else {}})  # fmt: skip
+                            "zeroed_cells": len(stale), "remapped": remap.to_json() if remap else {}})  # fmt: skip
     return {"action": m.actuals.import_action, "key": key, "rows": totals.row_count, "lines": totals.line_count,
             "total": summary["total"], "totals_key": totals_key, "alignment_key": report_key,
             "bytes": staged.bytes}  # fmt: skip
+
+
+# --- cells held in Anaplan --------------------------------------------------------------------------------
+# After each successful load, the (company, account, dimension values, period) cells it wrote are kept per
+# period under state/<connection>/actuals/ (outside runs/, so retention does not expire them). The next load of
+# the same period writes zero into every kept cell that F&O no longer has.
+
+Cell = tuple[str, str, tuple[str, ...], date]
+
+
+def _state_key(ctx: StepContext, period: str) -> str:
+    return f"state/{ctx.connection}/actuals/cells-{period}.json"
+
+
+def _put_cells(ctx: StepContext, key: str, cells: Iterable[Cell]) -> None:
+    body = json.dumps(sorted([c, a, list(d), period_key(p)] for c, a, d, p in cells))
+    ctx.s3.put_object(Bucket=ctx.env.staging_bucket, Key=key, Body=body.encode("utf-8"))
+
+
+def _read_cells(ctx: StepContext, key: str) -> set[Cell]:
+    try:
+        raw = _load_json(ctx, key)
+    except ctx.s3.exceptions.NoSuchKey:
+        return set()
+    return {(str(c), str(a), tuple(str(x) for x in d), parse_period(str(p))) for c, a, d, p in raw}
+
+
+def _held_cells(ctx: StepContext, periods: list[str]) -> set[Cell]:
+    held: set[Cell] = set()
+    for p in periods:
+        held |= _read_cells(ctx, _state_key(ctx, p))
+    return held
+
+
+def remember_loaded_cells(ctx: StepContext, periods: list[str]) -> int:
+    """After a successful load: the run's cells become what Anaplan holds for its periods."""
+    cells = _read_cells(ctx, ctx.key("actuals", "cells.json"))
+    for p in periods:
+        month = parse_period(p, field="periods")
+        _put_cells(ctx, _state_key(ctx, p), (c for c in cells if c[3] == month))
+    return len(cells)
 
 
 def _totals_json(totals: ActualsTotals) -> dict[str, Any]:
@@ -347,5 +404,7 @@ def reconcile_actuals(
     )
     if problems:
         raise ReconciliationFailed("; ".join(problems))
+    if ctx.cfg.mapping.actuals.grain == "monthly":
+        remember_loaded_cells(ctx, periods)
     return {"ok": True, "fo_total": fo["total"], "rows": file_rows,
             "compared": detail.get("reconciliation", {}).get("matched_accounts", 0)}  # fmt: skip
