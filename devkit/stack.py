@@ -73,6 +73,7 @@ class Stack:
         fo = self.dynamics.connection_settings()
         ana = self.anaplan.connection_fragment("basic")
         fo["dynamics"]["journal"]["offset_account"] = _offset_account()
+        fo["dynamics"]["journal"]["currency_codes"] = dict(fo_seed.ACCOUNTING_CURRENCY)
         cfg: dict[str, Any] = {
             "name": CONNECTION,
             "dynamics": fo["dynamics"],

@@ -202,10 +202,22 @@ class JournalSettings(BaseModel):
     budget_model: str | None = None
     budget_code: str | None = None
     currency_code: str = "USD"
+    # Per legal entity, e.g. {DEMF: EUR}: plan values are in each company's accounting currency.
+    currency_codes: dict[str, str] = Field(default_factory=dict)
     lines_per_batch: int = Field(default=1000, ge=1, le=5000)
     posting_batch_job_id: int | None = None
+
     # Ledger journals only: main account (or full ledger display value) of one balancing line per voucher.
     offset_account: str | None = None
+
+    @field_validator("currency_codes")
+    @classmethod
+    def _upper_companies(cls, value: dict[str, str]) -> dict[str, str]:
+        return {k.strip().upper(): v.strip().upper() for k, v in value.items()}
+
+    def currency_for(self, company: str) -> str:
+        """The currency plan lines of ``company`` are written in."""
+        return self.currency_codes.get(company.upper(), self.currency_code)
 
 
 class DynamicsSettings(BaseModel):

@@ -105,12 +105,19 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
         settings = cfg.dynamics.journal
         if export.journal_name:
             settings = settings.model_copy(update={"journal_name": export.journal_name})
-        plan = build_journals(
-            rows, connection=ctx.connection, export=export, settings=settings, segment_order=fmt.segments,
-            delimiter=fmt.delimiter, period_from=months[0], period_to=months[-1],
-        )  # fmt: skip
-        approved += [[c, a, p.isoformat(), str(v)] for c, a, p, v in plan.items()]
-        for journal in plan.journals:
+        by_company: dict[str, list[PlanRow]] = {}
+        for row in rows:
+            by_company.setdefault(row.company, []).append(row)
+        plans = [
+            build_journals(
+                company_rows, connection=ctx.connection, export=export, segment_order=fmt.segments,
+                settings=settings.model_copy(update={"currency_code": settings.currency_for(company)}),
+                delimiter=fmt.delimiter, period_from=months[0], period_to=months[-1],
+            )
+            for company, company_rows in sorted(by_company.items())
+        ]  # fmt: skip
+        approved += [[c, a, p.isoformat(), str(v)] for plan in plans for c, a, p, v in plan.items()]
+        for journal in (j for plan in plans for j in plan.journals):
             journals.append({**journal.to_json(), "export": name})
             for n, lines in enumerate(batch_lines(journal, size)):
                 key = ctx.key("plans", f"{journal.key}-{n:04d}.jsonl")
