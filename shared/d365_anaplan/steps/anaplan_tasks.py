@@ -188,6 +188,13 @@ def check_task(
         dump_key,
     )  # fmt: skip
     failed = check.outcome in (Outcome.FAILED, Outcome.CANCELLED) or (strict and check.counts.failed > 0)
+    # The step's item keeps what its start recorded (a redrive still follows the task) and says how it ended.
+    at_start = next((st.detail for st in ctx.ledger.steps(ctx.run_id) if st.step == task.step), {})
+    ctx.ledger.record_step(
+        ctx.run_id, task.step, "FAILED" if failed else "SUCCEEDED",
+        {**at_start, "action": task.action, "kind": task.kind, "action_id": task.action_id, "task_id": task.task_id,
+         "started_at": task.started_at, "outcome": str(check.outcome), "counts": counts, "dump_key": dump_key},
+    )  # fmt: skip
     if failed:
         where = f"; failure dump at s3://{bucket}/{dump_key}" if dump_key else ""
         raise AnaplanTaskFailed(
