@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.steps.anaplan_tasks import TaskRef, check_task
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, step
@@ -18,15 +17,8 @@ class CheckEvent(StepEvent):
 
 
 @step(CheckEvent)
-def run(ctx: StepContext, ev: CheckEvent) -> dict[str, Any]:
+def lambda_handler(ctx: StepContext, ev: CheckEvent) -> dict[str, Any]:
     return check_task(ctx, ev.task, strict=ev.strict, download_to=ev.download_to)
 
 
 EVENT_MODEL = CheckEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
-
-
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return run(event, context)

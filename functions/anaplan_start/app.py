@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.steps.anaplan_tasks import start_action
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, step
@@ -17,15 +16,8 @@ class StartEvent(StepEvent):
 
 
 @step(StartEvent)
-def run(ctx: StepContext, ev: StartEvent) -> dict[str, Any]:
+def lambda_handler(ctx: StepContext, ev: StartEvent) -> dict[str, Any]:
     return start_action(ctx, ev.step, ev.kind, ev.action, dry_run=ev.dry_run)
 
 
 EVENT_MODEL = StartEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
-
-
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return run(event, context)

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from d365_anaplan.observability import logger, metrics, tracer
+from d365_anaplan.observability import metrics
 from d365_anaplan.steps.actuals import extract_gl
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, step
@@ -20,17 +20,10 @@ class ExtractGLEvent(StepEvent):
 
 
 @step(ExtractGLEvent)
-def run(ctx: StepContext, ev: ExtractGLEvent) -> dict[str, Any]:
+def lambda_handler(ctx: StepContext, ev: ExtractGLEvent) -> dict[str, Any]:
     out = extract_gl(ctx, ev.company, ev.periods, ev.part, ev.continuation)
     metrics.add_metric(name="GLLinesStaged", unit="Count", value=out["lines"])
     return out
 
 
 EVENT_MODEL = ExtractGLEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
-
-
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return run(event, context)

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.steps.actuals import extract_master_data
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, step
 
 
 @step(StepEvent)
-def run(ctx: StepContext, ev: StepEvent) -> dict[str, Any]:
+def lambda_handler(ctx: StepContext, ev: StepEvent) -> dict[str, Any]:
     return extract_master_data(ctx)
 
 
 EVENT_MODEL = StepEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
-
-
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return run(event, context)

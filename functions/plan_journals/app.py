@@ -6,7 +6,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, step
 from d365_anaplan.steps.plans import plan_journals
@@ -23,15 +22,8 @@ class PlanEvent(StepEvent):
 
 
 @step(PlanEvent)
-def run(ctx: StepContext, ev: PlanEvent) -> dict[str, Any]:
+def lambda_handler(ctx: StepContext, ev: PlanEvent) -> dict[str, Any]:
     return plan_journals(ctx, [e.model_dump() for e in ev.exports], ev.periods)
 
 
 EVENT_MODEL = PlanEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
-
-
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return run(event, context)

@@ -6,7 +6,6 @@ from typing import Any
 
 from pydantic import Field
 
-from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.steps.actuals import prepare_actuals
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, step
@@ -17,15 +16,8 @@ class PrepareEvent(StepEvent):
 
 
 @step(PrepareEvent)
-def run(ctx: StepContext, ev: PrepareEvent) -> dict[str, Any]:
+def lambda_handler(ctx: StepContext, ev: PrepareEvent) -> dict[str, Any]:
     return prepare_actuals(ctx, ev.periods)
 
 
 EVENT_MODEL = PrepareEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
-
-
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return run(event, context)

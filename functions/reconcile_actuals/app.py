@@ -6,7 +6,6 @@ from typing import Any
 
 from pydantic import Field
 
-from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.steps.actuals import reconcile_actuals
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, step
@@ -21,15 +20,8 @@ class ReconcileEvent(StepEvent):
 
 
 @step(ReconcileEvent)
-def run(ctx: StepContext, ev: ReconcileEvent) -> dict[str, Any]:
+def lambda_handler(ctx: StepContext, ev: ReconcileEvent) -> dict[str, Any]:
     return reconcile_actuals(ctx, ev.totals_key, ev.counts, ev.rows, ev.readback_key, ev.periods)
 
 
 EVENT_MODEL = ReconcileEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
-
-
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return run(event, context)

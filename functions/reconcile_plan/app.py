@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, step
 from d365_anaplan.steps.plans import reconcile_plan
@@ -16,15 +15,8 @@ class ReconcileEvent(StepEvent):
 
 
 @step(ReconcileEvent)
-def run(ctx: StepContext, ev: ReconcileEvent) -> dict[str, Any]:
+def lambda_handler(ctx: StepContext, ev: ReconcileEvent) -> dict[str, Any]:
     return reconcile_plan(ctx, ev.totals_key, ev.written)
 
 
 EVENT_MODEL = ReconcileEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
-
-
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return run(event, context)

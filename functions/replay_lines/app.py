@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, step
 from d365_anaplan.steps.replay import replay_failed_lines
@@ -18,13 +17,6 @@ EVENT_MODEL = ReplayLinesEvent
 
 
 @step(ReplayLinesEvent)
-def run(ctx: StepContext, ev: ReplayLinesEvent) -> dict[str, Any]:
+def lambda_handler(ctx: StepContext, ev: ReplayLinesEvent) -> dict[str, Any]:
     out = replay_failed_lines(ctx, ev.replay_of, dry_run=ev.dry_run)
     return {k: out[k] for k in ("replay_of", "lines", "written")} | {"journals": len(out["journals"])}
-
-
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return run(event, context)

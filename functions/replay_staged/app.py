@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, step
 from d365_anaplan.steps.replay import replay_staged
@@ -19,12 +18,5 @@ EVENT_MODEL = ReplayEvent
 
 
 @step(ReplayEvent)
-def run(ctx: StepContext, ev: ReplayEvent) -> dict[str, Any]:
+def lambda_handler(ctx: StepContext, ev: ReplayEvent) -> dict[str, Any]:
     return replay_staged(ctx, ev.replay_of, ev.flow)
-
-
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return run(event, context)

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from d365_anaplan.observability import logger, metrics, tracer
+from d365_anaplan.observability import metrics
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, step
 from d365_anaplan.steps.plans import write_journal_batch
@@ -25,17 +25,10 @@ class WriteEvent(StepEvent):
 
 
 @step(WriteEvent)
-def run(ctx: StepContext, ev: WriteEvent) -> dict[str, Any]:
+def lambda_handler(ctx: StepContext, ev: WriteEvent) -> dict[str, Any]:
     out = write_journal_batch(ctx, ev.batch.model_dump(), dry_run=ev.dry_run)
     metrics.add_metric(name="JournalLinesWritten", unit="Count", value=out["written"])
     return out
 
 
 EVENT_MODEL = WriteEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
-
-
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return run(event, context)
