@@ -311,3 +311,27 @@ def s3_put(engine: LocalEngine, key: str, data: bytes) -> None:
 
 def first_day(period: str) -> date:
     return date(int(period[:4]), int(period[5:]), 1)
+
+
+def run_flow(engine: LocalEngine, flow: str) -> Any:
+    return engine.run(flow, manual(), timeout=180)
+
+
+def succeeded(result: Any) -> None:
+    assert result.status == "SUCCEEDED", (result.error, result.task_failures())
+
+
+def before_first(handler_filter: Any, action: Any) -> Any:
+    """A wrapper doing ``action()`` once, just before the first invocation that matches ``handler_filter``."""
+    done: list[bool] = []
+
+    def wrap(handler: Any) -> Any:
+        def wrapped(event: dict[str, Any], ctx: Any) -> Any:
+            if not done and handler_filter(event):
+                done.append(True)
+                action()
+            return handler(event, ctx)
+
+        return wrapped
+
+    return wrap, done

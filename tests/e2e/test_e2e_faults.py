@@ -4,7 +4,6 @@ released."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,61 +15,21 @@ from e2e_support import (
     clear_journals,
     journal_counts,
     ledger,
-    manual,
+    run_flow,
+    succeeded,
 )
 
 from devkit.engine import LocalEngine
-from devkit.stack import Stack, running
+from devkit.stack import Stack
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    with running(gl_lines=400, months=3) as st:
-        yield st
-
-
-@pytest.fixture
-def engine(stack: Stack) -> Iterator[LocalEngine]:
-    stack.anaplan.app.faults.clear()
-    stack.dynamics.app.faults.clear()
-    with LocalEngine(wait_scale=0.0) as eng:
-        eng.install_connection(stack.connection())
-        yield eng
-    stack.anaplan.app.faults.clear()
-    stack.dynamics.app.faults.clear()
-
-
-def run(engine: LocalEngine, flow: str) -> Any:
-    return engine.run(flow, manual(), timeout=180)
-
-
-def succeeded(result: Any) -> None:
-    assert result.status == "SUCCEEDED", (result.error, result.task_failures())
-
-
-def before_first(handler_filter: Any, action: Any) -> Any:
-    """A wrapper doing ``action()`` once, just before the first invocation that matches ``handler_filter``."""
-    done: list[bool] = []
-
-    def wrap(handler: Any) -> Any:
-        def wrapped(event: dict[str, Any], ctx: Any) -> Any:
-            if not done and handler_filter(event):
-                done.append(True)
-                action()
-            return handler(event, ctx)
-
-        return wrapped
-
-    return wrap, done
 
 
 def test_fo_429_storm_during_gl_extraction(engine: LocalEngine, stack: Stack) -> None:
     clear_actuals(stack)
     fo = stack.dynamics.app
     fault = fo.inject("status", status=429, retry_after="1", times=6, path_contains="/data/GeneralJournal")
-    result = run(engine, "ActualsFlow")
+    result = run_flow(engine, "ActualsFlow")
     assert fault.times == 0, "the storm was served"
     succeeded(result)
     assert_actuals_match(stack)
@@ -82,7 +41,7 @@ def test_fo_429_storm_while_writing_journals(engine: LocalEngine, stack: Stack) 
     fault = fo.inject(
         "status", status=429, retry_after="1", times=3, path_contains="/data/$batch", method="POST"
     )
-    result = run(engine, "PlansFlow")
+    result = run_flow(engine, "PlansFlow")
     assert fault.times == 0
     succeeded(result)
     assert_plans_match(stack)
@@ -93,7 +52,7 @@ def test_fo_token_expires_mid_extraction(engine: LocalEngine, stack: Stack) -> N
     fo = stack.dynamics.app
     before = fo.counters["401"]
     fo.inject("expire_token", path_contains="/data/GeneralJournalAccountEntry")
-    result = run(engine, "ActualsFlow")
+    result = run_flow(engine, "ActualsFlow")
     succeeded(result)
     assert fo.counters["401"] > before, "the expired token was refused once, then renewed"
     assert_actuals_match(stack)
@@ -115,7 +74,7 @@ def test_fo_token_expires_between_journal_batches(engine: LocalEngine, stack: St
 
     engine.wrappers["WriteJournalFunction"] = expire_before_second
     before = fo.counters["401"]
-    result = run(engine, "PlansFlow")
+    result = run_flow(engine, "PlansFlow")
     succeeded(result)
     assert fo.counters["401"] > before
     assert_plans_match(stack)
@@ -144,11 +103,11 @@ def test_crash_between_two_journal_writes_then_rerun_completes_once(
         return wrapped
 
     engine.wrappers["WriteJournalFunction"] = crash_after_first
-    failed = run(engine, "PlansFlow")
+    failed = run_flow(engine, "PlansFlow")
     assert_failed_cleanly(engine, stack, failed, "RuntimeError", "simulated crash")
     partial = journal_counts(stack)
     assert partial[1] > 0, "the first batch is in F&O"
-    result = run(engine, "PlansFlow")
+    result = run_flow(engine, "PlansFlow")
     succeeded(result)
     assert any(w["skipped"] > 0 for w in result.output["written"]), "the rerun resumed a written batch"
     assert_plans_match(stack)
@@ -174,11 +133,11 @@ def test_journal_batch_applied_but_answer_lost(
         return resp
 
     monkeypatch.setattr(fo, "_batch", batch_then_drop)
-    result = run(engine, "PlansFlow")
+    result = run_flow(engine, "PlansFlow")
     assert dropped, "the fault was served"
     if result.status == "FAILED":
         assert_failed_cleanly(engine, stack, result, ledger(engine).get_run(result.name).cause["Error"])
         monkeypatch.setattr(fo, "_batch", original)
-        result = run(engine, "PlansFlow")
+        result = run_flow(engine, "PlansFlow")
     succeeded(result)
     assert_plans_match(stack)

@@ -4,66 +4,26 @@ released."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from e2e_support import (
     assert_actuals_match,
     assert_failed_cleanly,
+    before_first,
     clear_actuals,
     leases,
     ledger,
-    manual,
     model_key,
+    run_flow,
     s3_text,
+    succeeded,
 )
 
 from devkit.engine import LocalEngine
-from devkit.stack import Stack, running
+from devkit.stack import Stack
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    with running(gl_lines=400, months=3) as st:
-        yield st
-
-
-@pytest.fixture
-def engine(stack: Stack) -> Iterator[LocalEngine]:
-    stack.anaplan.app.faults.clear()
-    stack.dynamics.app.faults.clear()
-    with LocalEngine(wait_scale=0.0) as eng:
-        eng.install_connection(stack.connection())
-        yield eng
-    stack.anaplan.app.faults.clear()
-    stack.dynamics.app.faults.clear()
-
-
-def run(engine: LocalEngine, flow: str) -> Any:
-    return engine.run(flow, manual(), timeout=180)
-
-
-def succeeded(result: Any) -> None:
-    assert result.status == "SUCCEEDED", (result.error, result.task_failures())
-
-
-def before_first(handler_filter: Any, action: Any) -> Any:
-    """A wrapper doing ``action()`` once, just before the first invocation that matches ``handler_filter``."""
-    done: list[bool] = []
-
-    def wrap(handler: Any) -> Any:
-        def wrapped(event: dict[str, Any], ctx: Any) -> Any:
-            if not done and handler_filter(event):
-                done.append(True)
-                action()
-            return handler(event, ctx)
-
-        return wrapped
-
-    return wrap, done
 
 
 @pytest.mark.parametrize("retry_after", ["1", None], ids=["retry-after", "no-retry-after"])
@@ -73,7 +33,7 @@ def test_anaplan_429_storm(engine: LocalEngine, stack: Stack, retry_after: str |
     count = 6 if retry_after else 3  # without Retry-After the client backs off exponentially (real time)
     app.faults.fail("/tasks", 429, count=count, retry_after=retry_after)
     before = app.counters["fault 429"]
-    result = run(engine, "ActualsFlow")
+    result = run_flow(engine, "ActualsFlow")
     assert app.counters["fault 429"] - before == count
     succeeded(result)
     assert_actuals_match(stack)
@@ -87,7 +47,7 @@ def test_anaplan_token_expires_mid_run(engine: LocalEngine, stack: Stack) -> Non
     wrap, done = before_first(lambda e: e.get("step") == "ImportActuals", app.expire_tokens)
     engine.wrappers["AnaplanStartFunction"] = wrap
     minted = app.counters["tokens_minted"]
-    result = run(engine, "ActualsFlow")
+    result = run_flow(engine, "ActualsFlow")
     assert done
     succeeded(result)
     assert app.counters["tokens_minted"] > minted, "a new token was obtained after the expiry"
@@ -99,7 +59,7 @@ def test_busy_model_is_waited_for(engine: LocalEngine, stack: Stack) -> None:
     app = stack.anaplan.app
     started = app.counters["tasks_started"]
     app.faults.busy(3)
-    result = run(engine, "ActualsFlow")
+    result = run_flow(engine, "ActualsFlow")
     succeeded(result)
     assert app.faults.busy_task_starts == 0
     assert [e for e, _ in result.task_failures()].count("AnaplanModelBusy") == 3
@@ -114,7 +74,7 @@ def test_failed_import_saves_the_dump_and_names_it(engine: LocalEngine, stack: S
         lambda e: e.get("step") == "ImportActuals", lambda: app.faults.fail_next_import(1)
     )
     engine.wrappers["AnaplanStartFunction"] = wrap
-    result = run(engine, "ActualsFlow")
+    result = run_flow(engine, "ActualsFlow")
     assert done
     text = assert_failed_cleanly(
         engine, stack, result, "AnaplanTaskFailed", "Load GL Actuals", "failure dump at s3://"
@@ -141,11 +101,11 @@ def test_crash_between_upload_and_import_then_rerun(engine: LocalEngine, stack: 
         return wrapped
 
     engine.wrappers["AnaplanUploadFunction"] = crash_after_upload
-    failed = run(engine, "ActualsFlow")
+    failed = run_flow(engine, "ActualsFlow")
     assert_failed_cleanly(engine, stack, failed, "RuntimeError", "simulated crash")
     assert stack.anaplan.app.module_cells("GL Actuals") == {}, "nothing was imported"
     engine.wrappers.clear()
-    succeeded(run(engine, "ActualsFlow"))
+    succeeded(run_flow(engine, "ActualsFlow"))
     assert_actuals_match(stack)
     assert leases(engine).get(model_key(stack)) is None
 
@@ -172,7 +132,7 @@ def test_import_start_accepted_but_answer_lost(
 
     monkeypatch.setattr(app, "_r_task_start", start_then_drop)
     started = app.counters["tasks_started"]
-    result = run(engine, "ActualsFlow")
+    result = run_flow(engine, "ActualsFlow")
     assert dropped == [200], "the import was started, its answer lost"
     succeeded(result)
     assert app.counters["tasks_started"] - started == 6, "the import was not started a second time"

@@ -5,7 +5,6 @@ replaying a run each leave exactly one copy of everything."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,22 +25,9 @@ from e2e_support import (
 )
 
 from devkit.engine import LocalEngine
-from devkit.stack import Stack, running
+from devkit.stack import Stack
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    with running(gl_lines=400, months=3) as st:
-        yield st
-
-
-@pytest.fixture
-def engine(stack: Stack) -> Iterator[LocalEngine]:
-    with LocalEngine(wait_scale=0.0) as eng:
-        eng.install_connection(stack.connection())
-        yield eng
 
 
 def run_ok(engine: LocalEngine, flow: str, payload: dict[str, Any] | None = None) -> Any:
