@@ -448,6 +448,18 @@ class DynamicsSandbox:
             "DataArea": r["_company"].lower(),
         }
 
+    def _narrow_by_line_key(self, node: Any, field_name: str, lo_v: int, hi_v: int) -> tuple[int, int]:
+        """Voucher range [lo_v, hi_v) narrowed by a filter's bounds on a line's record key."""
+        if node is None:
+            return lo_v, hi_v
+        klo, khi, _, _ = bounds(node, field_name)
+        gl = self.gl
+        if isinstance(klo, int):
+            lo_v = max(lo_v, gl.voucher_of_line(max(0, klo - seed.LINE_RECID_BASE)))
+        if isinstance(khi, int):
+            hi_v = min(hi_v, gl.voucher_of_line(max(0, khi - seed.LINE_RECID_BASE)) + 1)
+        return lo_v, hi_v
+
     def _voucher_range(
         self, node: Node | None, date_field: str, key_field: str, key_base: int
     ) -> tuple[int, int]:
@@ -478,21 +490,11 @@ class DynamicsSandbox:
             return
         if set_name == "GeneralJournalAccountEntryBiEntities":
             lo_v, hi_v = self._voucher_range(node, "__none__", "GeneralJournalEntry", seed.HEADER_RECID_BASE)
-            if node is not None:
-                klo, khi, _, _ = bounds(node, "SourceKey")
-                if isinstance(klo, int):
-                    lo_v = max(lo_v, gl.voucher_of_line(max(0, klo - seed.LINE_RECID_BASE)))
-                if isinstance(khi, int):
-                    hi_v = min(hi_v, gl.voucher_of_line(max(0, khi - seed.LINE_RECID_BASE)) + 1)
+            lo_v, hi_v = self._narrow_by_line_key(node, "SourceKey", lo_v, hi_v)
             transform: Callable[[Row], Row] | None = None
         else:  # published entity
             lo_v, hi_v = self._voucher_range(node, "AccountingDate", "__none__", 0)
-            if node is not None:
-                klo, khi, _, _ = bounds(node, "GeneralJournalAccountEntryRecId")
-                if isinstance(klo, int):
-                    lo_v = max(lo_v, gl.voucher_of_line(max(0, klo - seed.LINE_RECID_BASE)))
-                if isinstance(khi, int):
-                    hi_v = min(hi_v, gl.voucher_of_line(max(0, khi - seed.LINE_RECID_BASE)) + 1)
+            lo_v, hi_v = self._narrow_by_line_key(node, "GeneralJournalAccountEntryRecId", lo_v, hi_v)
             transform = self._published_row
         v = max(lo_v, gl.voucher_of_line(start) if start < gl.line_count else gl.voucher_count)
         while v < min(hi_v, gl.voucher_count):
