@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,21 @@ class VerifiedSession(requests.Session):
         kwargs.setdefault("timeout", self.default_timeout)
         kwargs["verify"] = self.verify  # per request, so nothing in the environment can weaken it
         return super().request(method, url, *args, **kwargs)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (RFC 9110 §10.2.3: delay-seconds or an HTTP date);
+    None when absent or unreadable. Both Anaplan and F&O clients honour it through this one parser."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return int(value)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)

@@ -308,7 +308,7 @@ def poll_device_token(
     ``access_denied`` and anything else end with :class:`AnaplanAuthError`.
     """
     call = f"POST /oauth/token (device_code grant, client {client_id})"
-    interval = float(max(code.interval, 1))
+    interval: float = max(code.interval, 1)
     deadline = clock() + code.expires_in
     body = {"grant_type": DEVICE_GRANT, "device_code": code.device_code, "client_id": client_id}
     while True:

@@ -36,7 +36,7 @@ from d365_anaplan.anaplan.auth import (
     DeviceGrantAuthenticator,
     TokenManager,
 )
-from d365_anaplan.anaplan.limits import RateLimiter, backoff_with_jitter, next_poll_wait, parse_retry_after
+from d365_anaplan.anaplan.limits import RateLimiter, backoff_with_jitter, next_poll_wait
 from d365_anaplan.anaplan.models import (
     TERMINAL_STATES,
     Chunk,
@@ -79,7 +79,7 @@ from d365_anaplan.errors import (
     AnaplanUnavailable,
     ConnectorError,
 )
-from d365_anaplan.http import VerifiedSession
+from d365_anaplan.http import VerifiedSession, parse_retry_after
 from d365_anaplan.secrets import SecretResolver
 
 log = logging.getLogger(__name__)

@@ -44,25 +44,6 @@ class RateLimiter:
             self._sleep(wait)
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date); None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, float(when.timestamp()) - current)
-
-
 def backoff_with_jitter(
     attempt: int, *, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None
 ) -> float:

@@ -213,9 +213,9 @@ class TokenProvider:
             raise DynamicsAuthError(self._explain(result if isinstance(result, dict) else {}))
         token = str(result["access_token"])
         try:
-            expires_in = float(result.get("expires_in", 0))
+            expires_in = int(result.get("expires_in", 0))
         except (TypeError, ValueError):
-            expires_in = 0.0
+            expires_in = 0
         if expires_in <= 0:
             raise DynamicsAuthError(f"Entra ID token response from {self.authority} has no usable expires_in")
         self._token = token

@@ -34,6 +34,7 @@ from d365_anaplan.errors import (
     DynamicsUnavailable,
     DynamicsValidationError,
 )
+from d365_anaplan.http import parse_retry_after
 
 from .auth import explain_unauthorized
 
@@ -209,14 +210,7 @@ class _StaleToken(Exception):
 
 
 def _retry_after(resp: requests.Response) -> float | None:
-    value = resp.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return max(0.0, seconds)
+    return parse_retry_after(resp.headers.get("Retry-After"))
 
 
 class ODataClient:

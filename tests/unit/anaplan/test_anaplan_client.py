@@ -12,7 +12,7 @@ from anaplan_unit_support import MP, FakeClock, add_auth, envelope, paged
 
 from d365_anaplan.anaplan import client as client_mod
 from d365_anaplan.anaplan.client import AnaplanClient, check_header, classify
-from d365_anaplan.anaplan.limits import RateLimiter, next_poll_wait, parse_retry_after
+from d365_anaplan.anaplan.limits import RateLimiter, next_poll_wait
 from d365_anaplan.anaplan.models import ImportMetadata, Outcome, Task
 from d365_anaplan.errors import (
     AnaplanError,
@@ -25,6 +25,7 @@ from d365_anaplan.errors import (
     AnaplanThrottled,
     AnaplanUnavailable,
 )
+from d365_anaplan.http import parse_retry_after
 
 IMPORTS = [
     {
