@@ -26,3 +26,11 @@ def engine(stack: Stack) -> Iterator[LocalEngine]:
         yield eng
     stack.anaplan.app.faults.clear()
     stack.dynamics.app.faults.clear()
+
+
+@pytest.fixture(scope="module")
+def module_engine(stack: Stack) -> Iterator[LocalEngine]:
+    """One engine for a whole file, for files whose cases are independent executions."""
+    with LocalEngine(wait_scale=0.0) as eng:
+        eng.install_connection(stack.connection())
+        yield eng

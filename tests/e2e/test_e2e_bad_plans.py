@@ -31,13 +31,6 @@ def stack() -> Iterator[Stack]:
         yield st
 
 
-@pytest.fixture(scope="module")
-def module_engine(stack: Stack) -> Iterator[LocalEngine]:
-    with LocalEngine(wait_scale=0.0) as eng:
-        eng.install_connection(stack.connection())
-        yield eng
-
-
 @pytest.fixture
 def engine(module_engine: LocalEngine, stack: Stack) -> LocalEngine:
     """One engine for the module (each case is its own execution and run); no wrapper carries over."""

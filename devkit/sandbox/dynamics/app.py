@@ -929,27 +929,13 @@ class DynamicsSandbox:
         if value in (None, ""):
             raise WriteError(entity, f"Field '{label}' must be filled in.", name)
         if not isinstance(value, str):
-            raise HttpError(
-                fo_error(
-                    400,
-                    f"Cannot convert the literal '{value}' to the expected type 'Edm.DateTimeOffset'.",
-                    f"Cannot convert the literal '{value}' to the expected type 'Edm.DateTimeOffset'.",
-                    ODATA_EXC,
-                )
-            )
+            raise _not_a_datetime(value)
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
             if parsed.tzinfo is None:
                 raise ValueError("no offset")
         except ValueError:
-            raise HttpError(
-                fo_error(
-                    400,
-                    f"Cannot convert the literal '{value}' to the expected type 'Edm.DateTimeOffset'.",
-                    f"Cannot convert the literal '{value}' to the expected type 'Edm.DateTimeOffset'.",
-                    ODATA_EXC,
-                )
-            ) from None
+            raise _not_a_datetime(value) from None
         return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def _enum_field(self, body: Row, name: str, enum: str, default: str) -> str:
@@ -1438,6 +1424,12 @@ def _props_of(node: Node | None) -> frozenset[str]:
         if isinstance(child, Node):
             out |= _props_of(child)
     return out
+
+
+def _not_a_datetime(value: object) -> HttpError:
+    """F&O's answer to a write whose DateTimeOffset field does not parse (dynamics-fo.md §5.1 error shape)."""
+    text = f"Cannot convert the literal '{value}' to the expected type 'Edm.DateTimeOffset'."
+    return HttpError(fo_error(400, text, text, ODATA_EXC))
 
 
 def _etag(row: Row) -> str:
