@@ -891,7 +891,7 @@ def rule_key_administrators(tpl: Template) -> list[str]:
         out.append(f"{cmk_id(tpl)}: no key policy statement for the KeyAdminArn principal")
     for st in admins:
         actions = set(as_list(st.get("Action")))
-        if kms_use(sorted(actions)):
+        if kms_use(sorted(actions)) or {"kms:Create*", "kms:CreateGrant"} & actions:
             out.append(
                 f"{cmk_id(tpl)}: administrators ({st.get('Sid')}) may also use the key: {sorted(actions)}"
             )
@@ -1406,6 +1406,10 @@ BREAKAGES: dict[str, tuple[str, Callable[[Template], None]]] = {
     "administrators decrypt": (
         "key_administrators",
         _key_statement("KeyAdministration", lambda st: st["Action"].append("kms:Decrypt")),
+    ),
+    "administrators may grant themselves use": (
+        "key_administrators",
+        _key_statement("KeyAdministration", lambda st: st["Action"].append("kms:Create*")),
     ),
     "administrators are everyone": (
         "key_administrators",
