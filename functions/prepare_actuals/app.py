@@ -17,7 +17,7 @@ class PrepareEvent(StepEvent):
 
 @step(PrepareEvent)
 def lambda_handler(ctx: StepContext, ev: PrepareEvent) -> dict[str, Any]:
-    return prepare_actuals(ctx, ev.periods)
+    return prepare_actuals(ctx, ev.periods, dry_run=ev.dry_run)
 
 
 EVENT_MODEL = PrepareEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
