@@ -38,6 +38,7 @@ from d365_anaplan.flows.records import GLLine
 from d365_anaplan.flows.textsafe import check_code, csv_writer, neutralise_text
 from d365_anaplan.staging import S3StreamWriter, StagedFile, iter_lines
 from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.lease import LeaseRef, hold_lease
 
 
 class _Text:
@@ -213,13 +214,16 @@ def _members(ctx: StepContext) -> tuple[dict[str, set[str]], list[str]]:
     return members, unchecked
 
 
-def prepare_actuals(ctx: StepContext, periods: list[str], *, dry_run: bool = False) -> dict[str, Any]:
+def prepare_actuals(
+    ctx: StepContext, periods: list[str], *, lease: LeaseRef, dry_run: bool = False
+) -> dict[str, Any]:
     """Transform the staged GL to the actuals import's columns, check alignment, write the file.
 
     Monthly grain aggregates (the aggregate is small); line grain streams the staged GL twice (references,
     then rows). Writes ``actuals/actuals.csv``, ``actuals/fo_totals.json`` (per company/account/period, for
     reconciliation) and ``actuals/alignment.json``. Unless ``dry_run``, the file's cells join the held-cell
-    state before the import can write them (see :func:`hold_cells`).
+    state before the import can write them (see :func:`hold_cells`). The model lease is renewed and verified
+    before the Anaplan lists are read (the held-cell state is kept under it).
     """
     cfg = ctx.cfg
     m = cfg.mapping
@@ -237,6 +241,7 @@ def prepare_actuals(ctx: StepContext, periods: list[str], *, dry_run: bool = Fal
     ctx.ledger.record_step(
         ctx.run_id, "TransformActuals", "SUCCEEDED", {"grain": m.actuals.grain, "periods": periods}
     )
+    hold_lease(ctx, lease, "PrepareActuals: read the Anaplan lists")
     members, unchecked = _members(ctx)
     for dimension in unchecked:
         refs.values.pop(dimension, None)
