@@ -41,7 +41,7 @@ EVENT_FILES = sorted(EVENTS.glob("*.json"))
 # a Task state that invokes that function.
 NOT_FROM_A_FLOW = {
     "lease_janitor": "EventBridge delivers it (Step Functions Execution Status Change), not a flow",
-    "model_lease-renew": "no flow renews its lease today; the operation exists for long runs and the console",
+    "model_lease-renew": "the acting steps renew the lease themselves; the operation exists for the console",
 }
 # Keys a flow sends that the handler's model ignores (pydantic's default extra="ignore"), by function folder.
 IGNORED_BY_DESIGN = {

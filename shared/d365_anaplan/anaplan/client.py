@@ -35,6 +35,7 @@ from d365_anaplan.anaplan.auth import (
     CertificateAuthenticator,
     DeviceGrantAuthenticator,
     TokenManager,
+    http_timeout_of,
 )
 from d365_anaplan.anaplan.limits import RateLimiter, backoff_with_jitter, next_poll_wait
 from d365_anaplan.anaplan.models import (
@@ -322,6 +323,7 @@ class AnaplanClient:
             cache_key(connection, settings.auth_url, authenticator.principal),
             clock=clock,
             sleep=sleep,
+            http_timeout_s=http_timeout_of(session, settings.timeout_seconds),
         )
         self.requests_made = 0
         self.retries = 0
