@@ -403,7 +403,9 @@ class LocalEngine:
         """Store a connection the way a deployment does: every credential moved into (moto) Secrets Manager
         and referenced by ARN, the YAML written to the config bucket. Returns the S3 key.
 
-        Handlers then load it in strict AWS mode, exactly as they would in the cloud.
+        Handlers then load it in strict AWS mode, exactly as they would in the cloud. Its
+        ``security.allowed_hosts`` move to the functions' ``CONNECTOR_ALLOWED_HOSTS`` (what the stack
+        parameter AllowedHosts sets in AWS): a stored connection may not widen the allow-list itself.
         """
         import boto3
         import yaml
@@ -414,6 +416,7 @@ class LocalEngine:
         if not isinstance(cfg, ConnectionConfig):
             cfg = ConnectionConfig.model_validate(cfg)
         data = cfg.model_dump(mode="json")
+        self._allow_hosts(data.get("security", {}).pop("allowed_hosts", []))
         sm = boto3.client("secretsmanager", region_name=REGION)
         resolver = SecretResolver(allow_local=True)
         for field, secret in cfg.secrets():
@@ -434,6 +437,14 @@ class LocalEngine:
             Bucket=bucket, Key=key, Body=yaml.safe_dump(data, sort_keys=False).encode("utf-8")
         )
         return key
+
+    def _allow_hosts(self, hosts: list[str]) -> None:
+        from d365_anaplan.config import ALLOWED_HOSTS_ENV
+
+        current = [h for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
+        merged = ",".join(dict.fromkeys([*current, *hosts]))
+        os.environ[ALLOWED_HOSTS_ENV] = merged  # restored by the engine's environment patch on stop
+        self.environment[ALLOWED_HOSTS_ENV] = merged
 
     def resource_name(self, logical_id: str) -> str:
         return self.template.physical_name(logical_id)
