@@ -216,12 +216,13 @@ def host_problems(
         if allowed_origin(origin, builtin, extra):
             continue
         where = f"{origin.host}:{origin.port}" if origin.port != 443 else origin.host
-        port_note = (
-            f" on port {origin.port} (a known host is allowed on 443 only)"
-            if origin.port != 443 and builtin(origin.host)
-            else ""
-        )
-        problems.append(f"{field}: host {where!r} {what}{port_note}; {remedy}")
+        if builtin(origin.host):
+            problems.append(
+                f"{field}: port {origin.port} of {origin.host!r}: known hosts are allowed on port 443 only; "
+                + remedy.replace("add it", f"add {where!r}")
+            )
+        else:
+            problems.append(f"{field}: host {where!r} {what}; {remedy}")
     return problems
 
 

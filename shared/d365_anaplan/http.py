@@ -225,7 +225,6 @@ class VerifiedSession(requests.Session):
         self.headers["Accept-Encoding"] = "gzip, deflate"  # decoders we can bound
         self.destinations = destinations
         self.max_response_bytes = max_response_bytes
-        self.max_redirects = 0
         self.adapters.clear()  # requests mounts http:// by default: plain http is never used
         self.mount("https://", HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size))
 
@@ -240,6 +239,10 @@ class VerifiedSession(requests.Session):
         kwargs["verify"] = self.verify  # per request, so nothing in the environment can weaken it
         kwargs["allow_redirects"] = False
         return super().request(method, url, *args, **kwargs)
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        """Never a next hop: requests would otherwise read the redirect's body and prepare the next request."""
+        return None
 
     def check_destination(self, request: requests.PreparedRequest) -> None:
         """Refuse ``request`` unless its final URL is https, without user information, and allowed for
