@@ -88,8 +88,10 @@ def test_a_symlink_in_place_of_the_trust_store_is_not_followed(fresh_trust_dir: 
     private.mkdir(mode=0o700)
     elsewhere = fresh_trust_dir / "elsewhere.pem"
     elsewhere.write_bytes(content)
-    link = private / f"trust-{hashlib.sha256(content).hexdigest()[:16]}.pem"
-    link.symlink_to(elsewhere)
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    # someone else's link (today right, tomorrow whatever they write), in either layout
+    (private / f"trust-{digest}.pem").symlink_to(elsewhere)
+    (fresh_trust_dir / f"d365-anaplan-trust-{digest}.pem").symlink_to(elsewhere)
     path = Path(http.trust_store(str(ca.ca_bundle)))
     assert not path.is_symlink()
     assert path.read_bytes() == content
