@@ -4,6 +4,7 @@ credential, and msal's token request through our session. A listener on 127.0.0.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -48,13 +49,15 @@ def basic_login(cfg: ConnectionConfig) -> None:
 
 @pytest.mark.parametrize("scheme", ["https", "http"])
 def test_login_redirected_to_another_host_is_refused(
-    scheme: str, hostile: Any, ca: SandboxCA, leak: LeakListener
+    scheme: str, hostile: Any, ca: SandboxCA, leak: LeakListener, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     server = hostile(lambda _r: [])
     server.responder = redirect_to(f"{scheme}://{LEAK_HOST}:{leak.port}/token/authenticate")
     with pytest.raises(RedirectRefused) as info:
         basic_login(sandbox_config(server, ca))
     assert SECRET not in str(info.value)
+    assert SECRET not in caplog.text
     assert leak.hits == []
 
 
@@ -110,8 +113,9 @@ def test_each_credential_only_to_its_own_origin(leak: LeakListener) -> None:
 
 
 def test_msal_token_request_to_a_hijacked_token_endpoint_is_refused(
-    hostile: Any, ca: SandboxCA, leak: LeakListener
+    hostile: Any, ca: SandboxCA, leak: LeakListener, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     server = hostile(lambda _r: [])
     authority = f"{server.base_url}/tenant-1"
     discovery = {
@@ -132,6 +136,7 @@ def test_msal_token_request_to_a_hijacked_token_endpoint_is_refused(
     with pytest.raises(UnsafeDestination) as info:
         provider.token()
     assert SECRET not in str(info.value)
+    assert SECRET not in caplog.text
     assert leak.hits == []
 
 
