@@ -53,6 +53,14 @@ def expected_bundle(ca: SandboxCA) -> bytes:
     return Path(certifi.where()).read_bytes() + b"\n" + Path(ca.ca_bundle).read_bytes()
 
 
+def old_layout_name(ca: SandboxCA) -> str:
+    """Where the trust store used to live: the shared temp folder, named by a digest anyone can compute."""
+    import hashlib
+
+    digest = hashlib.sha256(Path(certifi.where()).read_bytes() + Path(ca.ca_bundle).read_bytes())
+    return f"d365-anaplan-trust-{digest.hexdigest()[:16]}.pem"
+
+
 def test_trust_store_planted_by_someone_else_is_not_trusted(fresh_trust_dir: Path, ca: SandboxCA) -> None:
     import hashlib
 
@@ -60,7 +68,7 @@ def test_trust_store_planted_by_someone_else_is_not_trusted(fresh_trust_dir: Pat
     digest = hashlib.sha256(content).hexdigest()[:16]
     planted = b"-----BEGIN CERTIFICATE-----\nattacker\n-----END CERTIFICATE-----\n"
     # where an older layout put it, and where the private layout would put it
-    (fresh_trust_dir / f"d365-anaplan-trust-{digest}.pem").write_bytes(planted)
+    (fresh_trust_dir / old_layout_name(ca)).write_bytes(planted)
     private = fresh_trust_dir / f"d365-anaplan-{os.getuid()}"
     private.mkdir(mode=0o700)
     (private / f"trust-{digest}.pem").write_bytes(planted)
@@ -91,7 +99,7 @@ def test_a_symlink_in_place_of_the_trust_store_is_not_followed(fresh_trust_dir: 
     digest = hashlib.sha256(content).hexdigest()[:16]
     # someone else's link (today right, tomorrow whatever they write), in either layout
     (private / f"trust-{digest}.pem").symlink_to(elsewhere)
-    (fresh_trust_dir / f"d365-anaplan-trust-{digest}.pem").symlink_to(elsewhere)
+    (fresh_trust_dir / old_layout_name(ca)).symlink_to(elsewhere)
     path = Path(http.trust_store(str(ca.ca_bundle)))
     assert not path.is_symlink()
     assert path.read_bytes() == content
