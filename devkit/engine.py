@@ -415,7 +415,9 @@ class LocalEngine:
         """Store a connection the way a deployment does: every credential moved into (moto) Secrets Manager
         and referenced by ARN, the YAML written to the config bucket. Returns the S3 key.
 
-        Handlers then load it in strict AWS mode, exactly as they would in the cloud.
+        Handlers then load it in strict AWS mode, exactly as they would in the cloud. Its
+        ``security.allowed_hosts`` move to the functions' ``CONNECTOR_ALLOWED_HOSTS`` (what the stack
+        parameter AllowedHosts sets in AWS): a stored connection may not widen the allow-list itself.
         """
         import boto3
         import yaml
@@ -426,6 +428,7 @@ class LocalEngine:
         if not isinstance(cfg, ConnectionConfig):
             cfg = ConnectionConfig.model_validate(cfg)
         data = cfg.model_dump(mode="json")
+        data.get("security", {}).pop("allowed_hosts", None)  # in AWS only the stack parameter adds hosts
         sm = boto3.client("secretsmanager", region_name=REGION)
         resolver = SecretResolver(allow_local=True)
         for field, secret in cfg.secrets():
@@ -454,7 +457,8 @@ class LocalEngine:
         ``CONNECTOR_ALLOWED_HOSTS``. In AWS the functions take extra hosts from there only."""
         if "AllowedHosts" not in self.template.parameters or "AllowedHosts" in self.parameter_overrides:
             return
-        self.template.parameters["AllowedHosts"] = ",".join(hosts)
+        current = [h for h in str(self.template.parameters.get("AllowedHosts") or "").split(",") if h.strip()]
+        self.template.parameters["AllowedHosts"] = ",".join(dict.fromkeys([*current, *hosts]))
         env = self.template.function_environment()
         changed = {k: v for k, v in env.items() if self.environment.get(k) != v and k not in self.extra_env}
         os.environ.update(changed)

@@ -136,6 +136,9 @@ class BasicAuthenticator(_AuthApiAuthenticator):
     def principal(self) -> str:
         return f"basic:{self.username}"
 
+    def __repr__(self) -> str:
+        return f"BasicAuthenticator({self.auth_url}, user {self.username}, password not shown)"
+
     def authenticate(self, session: requests.Session) -> CachedToken:
         call = f"POST /token/authenticate (basic, user {self.username})"
         raw = base64.b64encode(f"{self.username}:{self._password}".encode()).decode("ascii")
@@ -208,6 +211,9 @@ class CertificateAuthenticator(_AuthApiAuthenticator):
     def principal(self) -> str:
         return f"cert:{self.fingerprint}"
 
+    def __repr__(self) -> str:
+        return f"CertificateAuthenticator({self.auth_url}, certificate {self.fingerprint}, key not shown)"
+
     def authenticate(self, session: requests.Session) -> CachedToken:
         call = f"POST /token/authenticate (certificate {self.fingerprint}, payload {self.payload})"
         body = certificate_payload(self._key, version=self.payload, clock=self.clock)
@@ -246,6 +252,9 @@ class DeviceGrantAuthenticator:
     @property
     def principal(self) -> str:
         return f"oauth:{self.client_id}"
+
+    def __repr__(self) -> str:
+        return f"DeviceGrantAuthenticator({self.oauth_url}, client {self.client_id}, refresh token not shown)"
 
     def authenticate(self, session: requests.Session) -> CachedToken:
         call = f"POST /oauth/token (refresh_token grant, client {self.client_id})"

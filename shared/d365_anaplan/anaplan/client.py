@@ -80,7 +80,7 @@ from d365_anaplan.errors import (
     AnaplanUnavailable,
     ConnectorError,
 )
-from d365_anaplan.http import VerifiedSession, parse_retry_after
+from d365_anaplan.http import parse_retry_after, restrict_to, session_for
 from d365_anaplan.secrets import SecretResolver
 
 log = logging.getLogger(__name__)
@@ -344,7 +344,9 @@ class AnaplanClient:
     ) -> AnaplanClient:
         """Build a client from a connection configuration (secrets resolved through ``resolver``)."""
         resolver = resolver or SecretResolver()
-        session = session or VerifiedSession(ca_bundle=cfg.tls.ca_bundle, timeout=cfg.anaplan.timeout_seconds)
+        if session is not None:
+            restrict_to(session, cfg)
+        session = session or session_for(cfg, cfg.anaplan.timeout_seconds)
         authenticator = build_authenticator(cfg.anaplan, resolver)
         return cls(
             cfg.anaplan,
