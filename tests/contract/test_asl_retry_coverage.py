@@ -63,8 +63,9 @@ def machines() -> dict[str, dict[str, Any]]:
     """flow -> the template's state machine properties."""
     out = {}
     for res in template()["Resources"].values():
-        if res.get("Type") == "AWS::Serverless::StateMachine":
-            uri = res["Properties"]["DefinitionUri"]
+        if res.get("Type") in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"):
+            props = res["Properties"]
+            uri = props.get("DefinitionUri", props.get("DefinitionS3Location"))
             out[uri.removeprefix("statemachine/").removesuffix(".asl.json")] = res["Properties"]
     return out
 

@@ -62,8 +62,9 @@ def folder_of(flow: str, state: dict[str, Any]) -> str | None:
     machine = next(
         r["Properties"]
         for r in template()["Resources"].values()
-        if r.get("Type") == "AWS::Serverless::StateMachine"
-        and r["Properties"]["DefinitionUri"] == f"statemachine/{flow}.asl.json"
+        if r.get("Type") in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
+        and r["Properties"].get("DefinitionUri", r["Properties"].get("DefinitionS3Location"))
+        == f"statemachine/{flow}.asl.json"
     )
     att = machine["DefinitionSubstitutions"][m.group(1)]["Fn::GetAtt"]
     logical = att[0] if isinstance(att, list) else att.split(".")[0]
