@@ -85,13 +85,14 @@ def replay_failed_lines(ctx: StepContext, original: str, *, dry_run: bool = Fals
     """Write again the journal lines that F&O rejected in run ``original``, from the ledger alone.
 
     A voucher is rejected whole (its changeset rolls back), so the failed lines form whole vouchers and
-    still balance. Each journal is resumed by its key and lines already in F&O are skipped, so replaying
-    twice writes nothing twice. Outcomes are recorded in this run, and the original's lines are marked
+    still balance. They go through the flow's writer entry point to the configured target (journal or budget
+    register entry), resumed by its key; lines already in F&O are skipped, so replaying twice writes nothing
+    twice. Outcomes are recorded in this run, and the original's lines are marked
     ``REPLAYED`` once they land.
     """
     from d365_anaplan.errors import DynamicsValidationError
     from d365_anaplan.ledger.audit import JournalLineEntry
-    from d365_anaplan.steps.plans import line_input
+    from d365_anaplan.steps.plans import entry_header, line_input
 
     original_request(ctx, original, "plans")
     failed = [line for line in ctx.ledger.failed_journal_lines(original) if line.payload]
@@ -103,13 +104,16 @@ def replay_failed_lines(ctx: StepContext, original: str, *, dry_run: bool = Fals
     problems: list[str] = []
     for journal_key, lines in sorted(by_journal.items()):
         detail = journals[journal_key].detail if journal_key in journals else {}
-        name = str(detail.get("journal_name") or ctx.cfg.dynamics.journal.journal_name)
+        header = entry_header({**detail, **dict(lines[0].payload.get("header") or {}), "journal_key": journal_key,
+                               "journal_name": str(detail.get("journal_name") or ctx.cfg.dynamics.journal.journal_name)})  # fmt: skip
         company = str(lines[0].payload["company"])
         inputs = [line_input(line.payload) for line in lines]
         if dry_run:
-            summary["journals"].append({"journal_key": journal_key, "company": company, "lines": len(inputs)})
+            summary["journals"].append({"journal_key": journal_key, "company": company, "lines": len(inputs),
+                                        "description": header.description})  # fmt: skip
             continue
-        result = ctx.dynamics.writer.write_ledger_journal(company, inputs, key=journal_key, journal_name=name)
+        # The same writer entry point as the flow: the configured target, the same entry resumed by its key.
+        result = ctx.dynamics.writer.write(company, inputs, header)
         errors = {e.source: e.message for e in result.errors}
         mine, theirs = [], []
         for line, entry in zip(lines, inputs, strict=True):
