@@ -42,7 +42,8 @@ def test_check_passes(cli: Cli, config_file: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 failed" in result.stdout
     for what in ("import 'Load GL Actuals'", "export 'Export Approved Budget'", "$metadata (GL route)",
-                 "ledger dimension format", "journal name"):  # fmt: skip
+                 "ledger dimension format", "budget models and codes", "budget register dimension format",
+                 "plan entries status"):  # fmt: skip
         assert re.search(rf"PASS\s+\S+\s+{re.escape(what)}", result.stdout), what
 
 

@@ -690,3 +690,36 @@ class JournalWriter:
                 amount = Decimal(str(row.get(names[3]) or 0)) - Decimal(str(row.get(names[4]) or 0))
             out.append(HeldLine(company, number, account, dims, when, amount, text))
         return out
+
+    # -- setup the targets need (read by `check`) ----------------------------------------------------------
+
+    def journal_name_layers(self) -> dict[tuple[str, str], str]:
+        """(company, journal name) -> the journal name's ``PostingLayer``."""
+        q = Query("JournalNames", filter=F.any_of("dataAreaId", [c.lower() for c in self.reader.companies]),
+                  select=("dataAreaId", "Name", "PostingLayer"))  # fmt: skip
+        return {
+            (str(r.get("dataAreaId") or "").upper(), str(r.get("Name") or "")): str(
+                r.get("PostingLayer") or ""
+            )
+            for r in self.client.iter_rows(q)
+        }
+
+    def budget_models(self) -> set[tuple[str, str]]:
+        """(company, budget model) pairs of ``BudgetModels``."""
+        q = Query("BudgetModels", filter=F.any_of("dataAreaId", [c.lower() for c in self.reader.companies]),
+                  select=("dataAreaId", "BudgetModel"))  # fmt: skip
+        return {
+            (str(r.get("dataAreaId") or "").upper(), str(r.get("BudgetModel") or ""))
+            for r in self.client.iter_rows(q)
+        }
+
+    def budget_codes(self) -> dict[tuple[str, str], tuple[str, str]]:
+        """(company, budget code) -> (``BudgetTransactionType``, ``WorkflowId``)."""
+        q = Query("BudgetCodes", filter=F.any_of("dataAreaId", [c.lower() for c in self.reader.companies]),
+                  select=("dataAreaId", "BudgetCode", "BudgetTransactionType", "WorkflowId"))  # fmt: skip
+        return {
+            (str(r.get("dataAreaId") or "").upper(), str(r.get("BudgetCode") or "")): (
+                str(r.get("BudgetTransactionType") or ""), str(r.get("WorkflowId") or ""),
+            )
+            for r in self.client.iter_rows(q)
+        }  # fmt: skip
