@@ -151,13 +151,16 @@ def test_demo_small(cli: Cli, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "F&O trial balance vs Anaplan actuals: RECONCILED" in out
-    assert "Approved plan vs F&O journal lines: RECONCILED" in out
+    assert "F&O cumulative plan per version vs Anaplan approved plan: RECONCILED" in out
     assert re.search(r"Dynamics 365 F&O\s+\d+\s+1\s", out)  # requests, one token minted
     assert "Demo finished in" in out and str(report) in out
     html = report.read_text(encoding="utf-8")
     assert "<svg" in html and "Actual (Anaplan)" in html
     assert "F&amp;O trial balance vs Anaplan actuals" in html and "RECONCILED" in html
-    assert "Approved plan vs F&amp;O journal lines" in html
+    # budget and forecast land in the budget register, each under its own model and codes
+    assert "<h2>F&amp;O cumulative plan per version vs Anaplan approved plan</h2>" in html
+    assert "budget register FY2025, codes Original/Revision" in html
+    assert "budget register FC2025, codes FcOrig/FcRev" in html
 
 
 def test_failed_run_exit_codes_and_audit(cli: Cli, stack: Any, tmp_path: Path) -> None:
