@@ -16,6 +16,7 @@ from e2e_support import (
     CONNECTION,
     MONTHS,
     PERIODS,
+    assert_failed_cleanly,
     assert_plans_match,
     clear_journals,
     expected_plan_cells,
@@ -233,3 +234,36 @@ def test_rejected_lines_replay_to_the_configured_target(
     else:
         assert not stack.dynamics.app.budget_headers
     assert_plans_match(stack)
+
+
+def test_rejected_lines_are_not_replayed_after_a_later_run_wrote_them(
+    engine: LocalEngine, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later run writes the differences itself (the rejected cells included); replaying the earlier run's
+    rejected lines would then count them twice, so the replay is refused and F&O keeps the plan once."""
+    clear_journals(stack)
+    victim = sorted(plan_accounts())[0]
+    monkeypatch.setattr(fo_seed, "SUSPENDED_ACCOUNTS", fo_seed.SUSPENDED_ACCOUNTS)
+
+    def suspend(handler: Any) -> Any:
+        def wrapped(event: dict[str, Any], ctx: Any) -> Any:
+            monkeypatch.setattr(fo_seed, "SUSPENDED_ACCOUNTS", fo_seed.SUSPENDED_ACCOUNTS | {victim})
+            return handler(event, ctx)
+
+        return wrapped
+
+    engine.wrappers["WriteJournalFunction"] = suspend
+    failed = engine.run("PlansFlow", manual(), timeout=180)
+    assert failed.status == "FAILED"
+    engine.wrappers.clear()
+    monkeypatch.setattr(fo_seed, "SUSPENDED_ACCOUNTS", fo_seed.SUSPENDED_ACCOUNTS - {victim})
+    later = run_ok(engine)
+    assert later.output["plan"]["differences"]["cells"] > 0, "the later run wrote the missing cells"
+    assert_plans_match(stack)
+    counts = journal_counts(stack)
+    replay = engine.run("PlansFlow", {"connection": CONNECTION, "trigger": "replay", "replay_of": failed.name,
+                                      "failed_lines_only": True}, timeout=180)  # fmt: skip
+    assert_failed_cleanly(engine, stack, replay, "BadInputData", later.name, "would count twice")
+    assert journal_counts(stack) == counts
+    assert_plans_match(stack)
+    clear_journals(stack)

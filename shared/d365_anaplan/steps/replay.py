@@ -95,6 +95,7 @@ def replay_failed_lines(ctx: StepContext, original: str, *, dry_run: bool = Fals
     from d365_anaplan.steps.plans import entry_header, line_input
 
     original_request(ctx, original, "plans")
+    _refuse_after_a_later_run(ctx, original)
     failed = [line for line in ctx.ledger.failed_journal_lines(original) if line.payload]
     journals = {j.journal_key: j for j in ctx.ledger.journals(original)}
     by_journal: dict[str, list[Any]] = {}
@@ -140,3 +141,21 @@ def replay_failed_lines(ctx: StepContext, original: str, *, dry_run: bool = Fals
     if problems:
         raise DynamicsValidationError("; ".join(problems))
     return summary
+
+
+def _refuse_after_a_later_run(ctx: StepContext, original: str) -> None:
+    """A later plans run read back what F&O held and wrote the differences itself, the rejected cells
+    included: replaying the original's lines then would write them twice. Refuse, naming that run."""
+    started = ctx.ledger.get_run(original).started_at
+    for run in ctx.ledger.list_runs(ctx.connection, since=started):
+        raw = run.detail.get("request")
+        request: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        if run.flow != "plans" or run.run_id in (original, ctx.run_id) or request.get("dry_run"):
+            continue
+        if request.get("failed_lines_only"):
+            continue
+        raise BadInputData(
+            f"replay_of: plans run {run.run_id} started after {original} and brought F&O to the approved plan "
+            "itself (it writes the differences to what F&O holds), so the rejected lines of the earlier run are "
+            "not replayed (they would count twice); run the plans flow again instead"
+        )
