@@ -103,13 +103,17 @@ def test_run_audit_replay(cli: Cli, stack: Any, config_file: Path, tmp_path: Pat
     cfg = ["--config", str(config_file)]
 
     # plans, dry run: nothing reaches F&O, the planned journals are shown
-    before = len(stack.dynamics.app.journal_headers)
+    before = len(stack.dynamics.app.journal_headers) + len(stack.dynamics.app.budget_headers)
     dry = cli("run", "plans", *cfg, "--from", "2025-01", "--to", "2025-12", "--dry-run", *state)
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "dry run: nothing written" in dry.stdout
     assert "journals planned (not written)" in dry.stdout
+    assert re.search(
+        r"differences to what F&O holds \(would write\): [\d,]+ cell\(s\), 0 of them revisions", dry.stdout
+    )
+    assert re.search(r"F&O holds\s+approved\s+difference", dry.stdout), dry.stdout
     assert "PlanJournals" in dry.stdout  # progress lines
-    assert len(stack.dynamics.app.journal_headers) == before
+    assert len(stack.dynamics.app.journal_headers) + len(stack.dynamics.app.budget_headers) == before
 
     # actuals for real
     done = cli("run", "actuals", *cfg, "--from", "2025-01", "--to", "2025-12", *state)

@@ -218,7 +218,9 @@ def test_plans_steps_invoked_twice_have_one_effect(engine: LocalEngine, stack: S
     (plan,) = events["PlanJournalsFunction"]
     outs = [engine.invoke("PlanJournalsFunction", plan) for _ in range(2)]
     assert result.output["plan"]["batches"], "the run wrote the plan"
-    assert outs[0] == outs[1] and outs[0]["batches"] == [], "planned again: F&O holds it all, nothing to write"
+    assert outs[0] == outs[1] and outs[0]["batches"] == [], (
+        "planned again: F&O holds it all, nothing to write"
+    )
     downloads = [e for e in events["AnaplanCheckFunction"] if e.get("download_to")]
     for event in downloads[-1:]:
         assert engine.invoke("AnaplanCheckFunction", event) == engine.invoke("AnaplanCheckFunction", event)
