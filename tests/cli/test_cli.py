@@ -109,7 +109,7 @@ def test_run_audit_replay(cli: Cli, stack: Any, config_file: Path, tmp_path: Pat
     assert "dry run: nothing written" in dry.stdout
     assert "journals planned (not written)" in dry.stdout
     assert re.search(
-        r"differences to what F&O holds \(would write\): [\d,]+ cell\(s\), 0 of them revisions", dry.stdout
+        r"differences to what F&O holds \(would write\): [\d,]+ cell\(s\), [\d,]+ of them revisions", dry.stdout
     )
     assert re.search(r"F&O holds\s+approved\s+difference", dry.stdout), dry.stdout
     assert "PlanJournals" in dry.stdout  # progress lines
