@@ -84,6 +84,11 @@ def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> Ru
                     f"{d.get('matched_accounts', '?')} company/account/period totals match "
                     f"(approved {money(d.get('left_total', '0'))})"
                 )
+                if d.get("pending_count"):
+                    facts.reconciled += (
+                        f"; {int(d['pending_count']):,} F&O entries pending completion (Update budget balances / "
+                        "posting in F&O)"
+                    )
             else:
                 facts.problems.append(str(d.get("text") or "plan reconciliation failed"))
     facts.gl = [(c, int(v[0]), v[1]) for c, v in sorted(gl.items())]

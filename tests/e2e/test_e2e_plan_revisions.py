@@ -180,6 +180,15 @@ def test_revised_plan_replaces_the_earlier_one_and_nothing_doubles(
     run_ok(engine)
     assert_plans_match(stack)
 
+    # late approval of an old period: only that cell is written when its month is run again
+    jan = label(2025, 1)
+    draft = next(k for k, v in stack.anaplan.app.module_cells("Plan").items()
+                 if k[2] == jan and v.get("Approval") != "Approved" and v["Amount"] != 0)  # fmt: skip
+    set_cell(stack, draft, Decimal(str(stack.anaplan.app.module_cells("Plan")[draft]["Amount"])))
+    late = run_ok(engine, manual(PERIODS[0], PERIODS[0]))
+    assert late.output["plan"]["differences"]["cells"] == 1
+    assert_plans_match(stack)
+
 
 def period_of(month_label: str) -> str:
     """``Mar 25`` -> ``2025-03``."""
