@@ -394,6 +394,25 @@ def check_plan_target(cfg: Any, report: Report, conn: Any) -> None:
                  "(General ledger > Chart of accounts > Dimensions > Financial dimension configuration for integrating "
                  "applications) starting with MainAccount and holding the plan dimensions", budget_format)  # fmt: skip
 
+    if j.target == "budget_register":
+
+        def revenue_sign() -> str:
+            for ex in exports:
+                for co in d.companies:
+                    seen = writer.observed_revenue_sign(co, export_tag(cfg.name, ex.export_action))
+                    if seen is None:
+                        continue
+                    sign, what = seen
+                    if sign != j.budget_revenue_read_sign:
+                        raise ValueError(f"BudgetRegisterEntryLines shows revenue {sign} ({what}); configured: "
+                                         f"{j.budget_revenue_read_sign}")  # fmt: skip
+                    return f"{sign}, as configured ({what})"
+            return f"no revenue line written yet; configured {j.budget_revenue_read_sign} (verified on the first one)"
+
+        _attempt(report, sysname, "budget revenue sign (raw entity)", "set dynamics.journal.budget_revenue_read_sign "
+                 "to what F&O shows (compared with BudgetTransactionLineBiEntities, which stores revenue "
+                 "sign-flipped)", revenue_sign)  # fmt: skip
+
     def pending() -> str:
         entries = [
             e

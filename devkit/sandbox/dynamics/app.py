@@ -717,6 +717,8 @@ class DynamicsSandbox:
             return list(self.budget_headers.values())
         if name == "BudgetRegisterEntryLines":
             return budget.line_rows(self)
+        if name in budget.BI_SETS:
+            return budget.bi_rows(self, name)
         if name == "BatchJobs":
             return list(self.batch_jobs.values())
         return None  # generated GL set

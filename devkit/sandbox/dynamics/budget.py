@@ -23,11 +23,13 @@ sandbox (facts: ../shared/reference/dynamics-budget-fiscal.md A1-A5, B; dynamics
 
 from __future__ import annotations
 
+import hashlib
+import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from . import seed
-from .entities import DEC, DTO, ENUMS, EntityDef, S, _d
+from .entities import DEC, DTO, ENUMS, I64, EntityDef, S, _d
 
 if TYPE_CHECKING:
     from .app import DynamicsSandbox
@@ -137,6 +139,51 @@ JOURNAL_NAMES_DEF = _d(
 )
 
 
+# Raw read-back of the stored table values (dynamics-budget-fiscal.md A1 #10): revenue sign-flipped (A2 #1).
+BI_HEADERS_DEF = _d(
+    "BudgetTransactionHeaderBiEntities",
+    "BudgetTransactionHeaderBiEntity",
+    ("SourceKey",),
+    {"SourceKey": I64, "TransactionNumber": S, "PrimaryLedger": I64, "TransactionStatus": "BudgetTransactionStatus",
+     "BudgetTransactionType": "BudgetTransactionType", "BudgetModelId": S, "BudgetSubModelId": S},
+)  # fmt: skip
+BI_LINES_DEF = _d(
+    "BudgetTransactionLineBiEntities",
+    "BudgetTransactionLineBiEntity",
+    ("SourceKey",),
+    {"SourceKey": I64, "BudgetTransactionHeader": I64, "TransactionDate": DTO, "BudgetType": "BudgetType",
+     "TransactionCurrencyAmount": DEC, "AccountingCurrencyAmount": DEC, "LedgerDimensionValuesJson": S},
+)  # fmt: skip
+BI_SETS = (BI_HEADERS_DEF.set_name, BI_LINES_DEF.set_name)
+
+
+def _recid(*parts: str) -> int:
+    return 5637000000 + int(hashlib.sha256("|".join(parts).encode()).hexdigest()[:8], 16)
+
+
+def bi_rows(sb: DynamicsSandbox, set_name: str) -> list[Row]:
+    """The BI entities' rows: the stored values of the budget register tables."""
+    out: list[Row] = []
+    for (company, number), h in sb.budget_headers.items():
+        head = _recid("h", company, number)
+        if set_name == BI_HEADERS_DEF.set_name:
+            out.append({"SourceKey": head, "TransactionNumber": number, "PrimaryLedger": _recid("ledger", company),
+                        "TransactionStatus": h["Status"], "BudgetTransactionType": h["BudgetType"],
+                        "BudgetModelId": h["BudgetModelId"], "BudgetSubModelId": h["BudgetModelId"]})  # fmt: skip
+            continue
+        for line in sb.budget_lines.get((company, number), []):
+            parts = str(line["DimensionDisplayValue"]).split(seed.DELIMITER)
+            out.append({
+                "SourceKey": _recid("l", company, number, str(line["LineNumber"])), "BudgetTransactionHeader": head,
+                "TransactionDate": line["EntryDate"], "BudgetType": line["AmountType"],
+                "TransactionCurrencyAmount": stored_amount(line),
+                "AccountingCurrencyAmount": -line["AccountingCurrencyAmount"] if line["AmountType"] == "Revenue"
+                else line["AccountingCurrencyAmount"],
+                "LedgerDimensionValuesJson": json.dumps({"MainAccount": parts[0]}),
+            })  # fmt: skip
+    return out
+
+
 def install_enums() -> None:
     """Add the budget enums (and the full posting-layer enum) to the sandbox's ``$metadata`` enums."""
     ENUMS.update(BUDGET_ENUMS)
@@ -144,7 +191,8 @@ def install_enums() -> None:
 
 def entity_defs() -> dict[str, EntityDef]:
     """Entity sets this module serves or corrects (they replace same-named ones)."""
-    return {d.set_name: d for d in (BUDGET_MODELS_DEF, BUDGET_CODES_DEF, HEADERS_DEF, JOURNAL_NAMES_DEF)}
+    defs = (BUDGET_MODELS_DEF, BUDGET_CODES_DEF, HEADERS_DEF, JOURNAL_NAMES_DEF, BI_HEADERS_DEF, BI_LINES_DEF)
+    return {d.set_name: d for d in defs}
 
 
 def static_tables() -> dict[str, list[Row]]:

@@ -723,3 +723,38 @@ class JournalWriter:
             )
             for r in self.client.iter_rows(q)
         }  # fmt: skip
+
+    def observed_revenue_sign(self, company: str, tag: str) -> tuple[str, str] | None:
+        """How ``BudgetRegisterEntryLines`` shows revenue, found by comparing one of this connector's revenue
+        lines with the stored value in ``BudgetTransactionLineBiEntities`` (stored sign-flipped, A2 #1-2):
+        ``("as_entered" | "stored", what was compared)``, or None when no revenue line exists yet."""
+        headers = self._our_headers(company, tag)
+        if not headers:
+            return None
+        flt = F.and_(
+            F.eq("dataAreaId", company.lower()),
+            F.eq("AmountType", F.EnumValue("BudgetType", "Revenue")),
+            F.any_of("EntryNumber", sorted(headers)[:20]),
+        )
+        select = ("EntryNumber", "EntryDate", "TransactionCurrencyAmount")
+        line = next(iter(self.client.iter_rows(Query(BUDGET_LINES, filter=flt, select=select, top=1))), None)
+        if line is None:
+            return None
+        number, amount = str(line["EntryNumber"]), Decimal(str(line["TransactionCurrencyAmount"]))
+        raw_heads = list(self.client.iter_rows(Query(
+            "BudgetTransactionHeaderBiEntities", filter=F.eq("TransactionNumber", number), select=("SourceKey",),
+            cross_company=False,
+        )))  # fmt: skip
+        for head in raw_heads:
+            raw = self.client.iter_rows(Query(
+                "BudgetTransactionLineBiEntities",
+                filter=F.and_(F.eq("BudgetTransactionHeader", int(head["SourceKey"])),
+                              F.eq("BudgetType", F.EnumValue("BudgetType", "Revenue"))),
+                select=("TransactionCurrencyAmount",), cross_company=False,
+            ))  # fmt: skip
+            for r in raw:
+                stored = Decimal(str(r["TransactionCurrencyAmount"]))
+                if abs(stored) == abs(amount) and amount != 0:
+                    what = f"entry {number}: entity {amount}, stored {stored}"
+                    return ("stored" if stored == amount else "as_entered"), what
+        return None

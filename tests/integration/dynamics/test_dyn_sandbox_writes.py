@@ -154,6 +154,10 @@ def test_budget_register_entry(
         ("601100", Decimal("1200.00")),
         ("401100", Decimal("-5000.00")),
     ]
+    sign, what = conn.writer.observed_revenue_sign("USMF", "APTEST") or ("", "")
+    assert sign == entity_sign, what  # found against the raw BudgetTransactionLineBiEntities
+    raw = sandbox.app._rows(sandbox.app.defs["BudgetTransactionLineBiEntities"]) or []
+    assert sorted(r["TransactionCurrencyAmount"] for r in raw) == [Decimal("-5000.00"), Decimal("1200.00")]
     again = conn.writer.write("USMF", lines, head)
     assert again.resumed and again.lines_written == 0 and len(stored) == 2
     (entry,) = conn.writer.entries("USMF", "APTEST")
