@@ -23,6 +23,7 @@ from e2e_support import (
     fo_plan_cells,
     journal_counts,
     label,
+    ledger,
     manual,
 )
 
@@ -187,6 +188,24 @@ def test_revised_plan_replaces_the_earlier_one_and_nothing_doubles(
     set_cell(stack, draft, Decimal(str(stack.anaplan.app.module_cells("Plan")[draft]["Amount"])))
     late = run_ok(engine, manual(PERIODS[0], PERIODS[0]))
     assert late.output["plan"]["differences"]["cells"] == 1
+    assert_plans_match(stack)
+
+    # F&O is the truth, not the ledger's state: an entry deleted in F&O is written again, the drift reported
+    fo = stack.dynamics.app
+    with fo.lock:
+        headers, lines = (
+            (fo.budget_headers, fo.budget_lines)
+            if target == "budget_register"
+            else (fo.journal_headers, fo.journal_lines)
+        )
+        gone = list(headers)[-1]
+        headers.pop(gone)
+        lost = len(lines.pop(gone))
+    fixed = run_ok(engine)
+    drift = next(st.detail for st in ledger(engine).steps(fixed.name) if st.step == "PlanJournals")[
+        "state_drift"
+    ]
+    assert drift["cells"] > 0 and fixed.output["plan"]["differences"]["cells"] > 0, (drift, lost)
     assert_plans_match(stack)
 
 

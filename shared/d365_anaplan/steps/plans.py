@@ -294,6 +294,7 @@ def reconcile_plan(ctx: StepContext, totals_key: str, written: list[dict[str, An
             for h in writer.held(company, tag, first_p, last_p):
                 key = cell_key(h.company, h.account, h.dimensions, h.period)
                 fo_items.append((f"{h.company} {version}", _account_text(key), h.period, h.amount))
+                cells.setdefault(key, Decimal(0))  # a cell that left the plan: F&O holds its reversal
             pending += [{"company": e.company, "number": e.number, "status": e.status, "description": e.description}
                         for e in writer.entries(company, tag) if e.pending]  # fmt: skip
     result = reconcile(plan_items, fo_items, tolerance=ctx.cfg.reconciliation_tolerance, left_name="Anaplan",
