@@ -130,6 +130,7 @@ class JournalWriteResult:
     already_posted: bool = False
     lines_written: int = 0
     lines_skipped: int = 0  # already present from an earlier attempt
+    lines_planned: int = 0  # dry run: lines validated and built, not sent
     vouchers_written: int = 0
     vouchers_failed: int = 0
     batches: int = 0
@@ -320,22 +321,24 @@ class JournalWriter:
     # -- entry point -----------------------------------------------------------------------------------------
 
     def write(
-        self, company: str, lines: Sequence[JournalLineInput], header: EntryHeader
+        self, company: str, lines: Sequence[JournalLineInput], header: EntryHeader, *, dry_run: bool = False
     ) -> JournalWriteResult:
-        """The one way plan values are written (flow, replay of rejected lines): to the configured target
-        (``dynamics.journal.target``), creating or resuming the entry ``header.key`` names and writing only
-        the lines it does not hold yet."""
+        """The one way plan values are written (flow, replay of rejected lines, dry runs): to the configured
+        target (``dynamics.journal.target``), creating or resuming the entry ``header.key`` names and writing
+        only the lines it does not hold yet. ``dry_run``: every line is validated and its body built (amount
+        type, sign, display value), nothing is sent; ``lines_planned`` says how many would be written."""
         if not lines:
             raise BadInputData(f"{header.key} ({company}): no lines to write")
         if self.settings.target == "budget_register":
             return self.write_budget_register(
                 company, lines, key=header.key, description=header.description,
                 model=header.budget_model, code=header.budget_code,
-                default_date=min(line.trans_date for line in lines),
+                default_date=min(line.trans_date for line in lines), dry_run=dry_run,
             )  # fmt: skip
         return self.write_ledger_journal(
-            company, lines, key=header.key, journal_name=header.journal_name, description=header.description
-        )
+            company, lines, key=header.key, journal_name=header.journal_name, description=header.description,
+            dry_run=dry_run,
+        )  # fmt: skip
 
     # -- ledger journal -------------------------------------------------------------------------------------
 
@@ -347,6 +350,7 @@ class JournalWriter:
         key: str,
         journal_name: str | None = None,
         description: str | None = None,
+        dry_run: bool = False,
     ) -> JournalWriteResult:
         """Create (or resume) the journal identified by ``key`` for ``company`` and write ``lines``. The
         header carries the configured posting layer (never Current for plan values)."""
@@ -355,6 +359,8 @@ class JournalWriter:
         header_text = description or f"Anaplan {key}"
         fmt = self.reader.ledger_format()
         vouchers = self._prepare(company, lines, fmt)
+        if dry_run:
+            return JournalWriteResult(company, key, "", lines_planned=sum(len(v) for v in vouchers.values()))
         disc = self.reader.discover()
         spec = EntryHeader(key, header_text, journal_name=name)
 
@@ -523,6 +529,7 @@ class JournalWriter:
         description: str | None = None,
         model: str | None = None,
         code: str | None = None,
+        dry_run: bool = False,
     ) -> JournalWriteResult:
         """Budget register entry (header + lines) keyed like a journal. ``lines`` carry ledger-signed
         amounts; each is written with the ``AmountType`` of its main account and revenue sign-flipped
@@ -567,6 +574,8 @@ class JournalWriter:
             }
             # Each budget line is its own unit (no voucher balancing in a budget register entry).
             vouchers[lk] = [_Prepared(lk, line.voucher or lk, body, line.source)]
+        if dry_run:
+            return JournalWriteResult(company, key, "", lines_planned=len(vouchers))
         spec = EntryHeader(key, header_text, budget_model=model, budget_code=code)
 
         def find() -> dict[str, Any] | None:

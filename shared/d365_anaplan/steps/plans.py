@@ -226,9 +226,12 @@ def write_journal_batch(ctx: StepContext, batch: dict[str, Any], *, dry_run: boo
     pairs = list(_line_inputs(ctx, str(batch["key"])))
     journal_key = str(batch["journal_key"])
     header = entry_header(batch)
-    if dry_run:
+    if dry_run:  # the same writer validates and builds every line, and sends nothing
+        planned = ctx.dynamics.writer.write(
+            str(batch["company"]), [p[0] for p in pairs], header, dry_run=True
+        )
         ctx.ledger.record_step(ctx.run_id, f"WriteJournal:{journal_key}", "DRY_RUN",
-                               {"lines": len(pairs), "description": header.description})  # fmt: skip
+                               {"lines": planned.lines_planned, "description": header.description})  # fmt: skip
         return {"journal_key": journal_key, "company": batch["company"], "journal_batch_number": None, "written": 0,
                 "skipped": 0, "rejected": 0, "dry_run": True}  # fmt: skip
     result = ctx.dynamics.writer.write(str(batch["company"]), [p[0] for p in pairs], header)

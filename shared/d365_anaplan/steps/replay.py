@@ -109,9 +109,10 @@ def replay_failed_lines(ctx: StepContext, original: str, *, dry_run: bool = Fals
                                "journal_name": str(detail.get("journal_name") or ctx.cfg.dynamics.journal.journal_name)})  # fmt: skip
         company = str(lines[0].payload["company"])
         inputs = [line_input(line.payload) for line in lines]
-        if dry_run:
-            summary["journals"].append({"journal_key": journal_key, "company": company, "lines": len(inputs),
-                                        "description": header.description})  # fmt: skip
+        if dry_run:  # the same writer validates and builds the lines, and sends nothing
+            planned = ctx.dynamics.writer.write(company, inputs, header, dry_run=True)
+            summary["journals"].append({"journal_key": journal_key, "company": company,
+                                        "lines": planned.lines_planned, "description": header.description})  # fmt: skip
             continue
         # The same writer entry point as the flow: the configured target, the same entry resumed by its key.
         result = ctx.dynamics.writer.write(company, inputs, header)

@@ -378,3 +378,19 @@ def test_write_dispatches_on_target() -> None:
         w.write("USMF", balanced("V1"), head)
     with pytest.raises(BadInputData, match="no lines"):
         w.write("USMF", [], head)
+
+
+@responses.activate
+def test_dry_run_goes_through_the_same_writer_and_sends_nothing() -> None:
+    budget_env()
+    w = writer(budget_model="FY2026", budget_code="Original")
+    head = EntryHeader("APB-1", "APB-1 Budget")
+    lines = [JournalLineInput("401100", {}, date(2026, 1, 1), Decimal("-2500.00"), "V")]
+    assert w.write("USMF", lines, head, dry_run=True).lines_planned == 1
+    with pytest.raises(BadInputData, match="main account '999999' is unknown in F&O"):
+        w.write(
+            "USMF", [JournalLineInput("999999", {}, date(2026, 1, 1), Decimal("1"), "V")], head, dry_run=True
+        )
+    ledger = writer(target="ledger_journal", posting_layer="CustomLayer1")
+    assert ledger.write("USMF", balanced("V1"), head, dry_run=True).lines_planned == 2
+    assert [c for c in responses.calls if c.request.method == "POST"] == [], "nothing is sent"
