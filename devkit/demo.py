@@ -5,7 +5,8 @@
 2. Runs the real actuals state machine (2025-01..2025-12), then the plans state machine, on the local engine,
    printing each state as it is entered.
 3. Reconciles without the connector's help: F&O's trial balance (from the sandbox's own ledger) against the
-   cells of Anaplan's actuals module, and Anaplan's approved plan against the journal lines F&O holds.
+   cells of Anaplan's actuals module, and Anaplan's approved plan against F&O's cumulative plan per version
+   (every budget register entry the connector holds there).
 4. Prints what moved, requests and tokens per side, the duration, and writes an HTML report.
 
 Exit code 0 when both flows succeeded and both reconciliations agree to the cent; 1 otherwise.
