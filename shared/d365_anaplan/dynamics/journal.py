@@ -57,6 +57,7 @@ VOUCHER_MAX = 20
 MAX_DECIMALS = 6  # amount EDTs can be extended to at most 6 decimals (§7)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _KEY_PREFIX = "AP"
+HELD_NUMBERS_IN_FILTER = 40  # read-back filters name our entries up to this many, else the window only
 OFFSET_MEMO = "Anaplan offset"  # line texts of balancing lines start with it (left out of read-backs)
 
 
@@ -671,11 +672,10 @@ class JournalWriter:
             names = ("JournalBatchNumber", "AccountDisplayValue", "TransDate", "DebitAmount", "CreditAmount",
                      "Text")  # fmt: skip
             date_field, entity = "TransDate", LINES
-        flt = F.and_(
-            F.eq("dataAreaId", company.lower()),
-            F.ge(date_field, start),
-            F.lt(date_field, end),
-        )
+        conditions = [F.eq("dataAreaId", company.lower()), F.ge(date_field, start), F.lt(date_field, end)]
+        if len(headers) <= HELD_NUMBERS_IN_FILTER:  # narrow to our entries while the filter stays short
+            conditions.append(F.any_of(names[0], sorted(headers)))
+        flt = F.and_(*conditions)
         out = []
         for row in self.client.iter_rows(Query(entity, filter=flt, select=names)):
             number = str(row.get(names[0]) or "")
