@@ -1,9 +1,11 @@
-"""Anaplan → Dynamics steps: validate the downloaded exports and plan the journals, write one batch of
-journal lines, and reconcile what F&O holds with what Anaplan approved.
+"""Anaplan → Dynamics steps: validate the downloaded exports, read back what F&O holds from the connector and
+plan the differences, write one batch of lines, and reconcile F&O's cumulative totals with what Anaplan
+approved.
 
-Nothing is written to F&O until every row of every export has passed validation and alignment. Journals are
-keyed by their content, and lines by their key, so a retry, a redrive or a replay resumes the same journal
-and never writes a line twice.
+Nothing is written to F&O until every row of every export has passed validation and alignment. Each run writes
+only the differences to what F&O holds (read back from F&O, never from the ledger alone), so a rerun writes
+nothing and a revision never doubles. Entries are keyed by run, company, fiscal year and code, and lines by
+their key, so a retry or a redrive resumes the same entry and never writes a line twice.
 """
 
 from __future__ import annotations
@@ -169,7 +171,8 @@ def line_input(d: dict[str, Any]) -> JournalLineInput:
         account=str(d["account"]), dimensions=dict(d["dimensions"]), trans_date=date.fromisoformat(str(d["trans_date"])),
         amount=Decimal(str(d["amount"])), voucher=str(d["voucher"]), currency=str(d["currency"]),
         text=str(d.get("memo") or d["text"]),
-        source=f"plan line {d['source_line']}" if d.get("source_line") else f"offset {d['text']}",
+        source=f"plan line {d['source_line']}" if d.get("source_line")
+        else f"offset {d['text']}" if d.get("offset") else f"removed cell {d['text']}",
     )  # fmt: skip
 
 
