@@ -5,7 +5,8 @@
 2. Runs the real actuals state machine (2025-01..2025-12), then the plans state machine, on the local engine,
    printing each state as it is entered.
 3. Reconciles without the connector's help: F&O's trial balance (from the sandbox's own ledger) against the
-   cells of Anaplan's actuals module, and Anaplan's approved plan against the journal lines F&O holds.
+   cells of Anaplan's actuals module, and Anaplan's approved plan against F&O's cumulative plan per version
+   (every budget register entry the connector holds there).
 4. Prints what moved, requests and tokens per side, the duration, and writes an HTML report.
 
 Exit code 0 when both flows succeeded and both reconciliations agree to the cent; 1 otherwise.
@@ -14,7 +15,6 @@ Exit code 0 when both flows succeeded and both reconciliations agree to the cent
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from collections import defaultdict
@@ -31,7 +31,6 @@ DEFAULT_REPORT = Path("out/demo-report.html")
 DEFAULT_STATE = Path(".local/demo-state")
 PERIOD_FROM, PERIOD_TO = "2025-01", "2025-12"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_OFFSET_TEXT = re.compile(r"-O\d{9}$")
 ZERO = Decimal("0.00")
 
 
@@ -132,28 +131,67 @@ def anaplan_plan(stack: Any, cfg: Any, months: set[date]) -> dict[str, dict[tupl
     return {v: dict(d) for v, d in out.items()}
 
 
-def fo_plan_lines(
-    stack: Any, cfg: Any, journal_versions: dict[str, str]
-) -> dict[str, dict[tuple[str, str, date], Decimal]]:
-    """Journal lines F&O holds for the plans run's journals (offset lines left out), per plan version.
+def fo_cumulative_plan(stack: Any, cfg: Any) -> dict[str, dict[tuple[str, str, date], Decimal]]:
+    """F&O's cumulative plan per version: every line of every budget register entry and journal the
+    connector wrote for an export (its header description starts with the export's tag), over all runs,
+    read from the F&O sandbox's tables; budget lines in their stored (ledger) sign, journal lines as debit -
+    credit, balancing lines left out."""
+    from d365_anaplan.flows.journal import OFFSET_MEMO, export_tag
+    from devkit.sandbox.dynamics.budget import stored_amount
 
-    ``journal_versions`` maps our journal key (F&O's IntegrationKey on the header) to the plan version.
-    """
     app = stack.dynamics.app
-    offset = cfg.dynamics.journal.offset_account
+    tags = {export_tag(cfg.name, e.export_action): e.version for e in cfg.mapping.plans.exports}
     out: dict[str, dict[tuple[str, str, date], Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
-    for key, header in list(app.journal_headers.items()):
-        version = journal_versions.get(str(header.get("IntegrationKey") or ""))
-        if version is None:
-            continue
-        for line in list(app.journal_lines.get(key, [])):
-            account = str(line["AccountDisplayValue"]).split("-", 1)[0]
-            if _OFFSET_TEXT.search(str(line.get("Text") or "")) or (offset and account == offset):
-                continue
-            month = date.fromisoformat(str(line["TransDate"])[:10]).replace(day=1)
-            amount = Decimal(str(line["DebitAmount"])) - Decimal(str(line["CreditAmount"]))
-            out[version][(key[0], account, month)] += amount
-    return {v: dict(d) for v, d in out.items()}
+
+    def version_of(text: object) -> str | None:
+        return tags.get(str(text or "").split("-", 1)[0])
+
+    with app.lock:
+        for key, header in app.budget_headers.items():
+            version = version_of(header.get("ReasonComment"))
+            for line in app.budget_lines.get(key, []) if version else []:
+                month = date.fromisoformat(str(line["EntryDate"])[:10]).replace(day=1)
+                out[str(version)][(key[0], str(line["DimensionDisplayValue"]).split("-", 1)[0], month)] += (
+                    stored_amount(line)
+                )
+        for key, header in app.journal_headers.items():
+            version = version_of(header.get("Description"))
+            for line in app.journal_lines.get(key, []) if version else []:
+                if OFFSET_MEMO in str(line.get("Text") or ""):
+                    continue
+                month = date.fromisoformat(str(line["TransDate"])[:10]).replace(day=1)
+                amount = Decimal(str(line["DebitAmount"])) - Decimal(str(line["CreditAmount"]))
+                out[str(version)][(key[0], str(line["AccountDisplayValue"]).split("-", 1)[0], month)] += (
+                    amount
+                )
+    return {v: {k: x for k, x in d.items() if x != 0} for v, d in out.items()}
+
+
+def plan_versions(
+    stack: Any, cfg: Any, plan: dict[str, dict[tuple[str, str, date], Decimal]],
+    fo: dict[str, dict[tuple[str, str, date], Decimal]],
+) -> list[tuple[str, str, Decimal, Decimal, int]]:  # fmt: skip
+    """Rows of the report's "F&O cumulative plan per version" table."""
+    from d365_anaplan.flows.journal import budget_target, export_tag
+
+    app = stack.dynamics.app
+    j = cfg.dynamics.journal
+    rows = []
+    for e in cfg.mapping.plans.exports:
+        tag = export_tag(cfg.name, e.export_action)
+        if j.target == "budget_register":
+            model, code, revision = budget_target(j, e, 0)
+            where = f"budget register {model}, codes {code}/{revision}"
+            pending = sum(1 for h in app.budget_headers.values()
+                          if str(h["ReasonComment"]).startswith(tag + "-") and h["Status"] == "Draft")  # fmt: skip
+        else:
+            where = f"journal {e.journal_name or j.journal_name}, layer {j.posting_layer}"
+            pending = sum(1 for h in app.journal_headers.values()
+                          if str(h["Description"]).startswith(tag + "-") and h["IsPosted"] != "Yes")  # fmt: skip
+        approved = sum(plan.get(e.version, {}).values(), ZERO)
+        held = sum(fo.get(e.version, {}).values(), ZERO)
+        rows.append((e.version, where, approved, held, pending))
+    return rows
 
 
 # --- counters --------------------------------------------------------------------------------------------
@@ -230,7 +268,6 @@ def _demo(args: argparse.Namespace) -> int:
                 failure = c.run_failure(engine, result)
                 if failure is not None:
                     facts[flow].problems.append(f"{failure.error}: {failure.message}")
-            journal_versions = _journal_versions(ledger, facts["plans"].run_id, cfg)
             if state is not None:
                 from devkit import local_state
 
@@ -247,16 +284,16 @@ def _demo(args: argparse.Namespace) -> int:
                  "and department.",
         )  # fmt: skip
         plan = anaplan_plan(stack, cfg, months)
-        fo_plan = fo_plan_lines(stack, cfg, journal_versions)
+        fo_plan = fo_cumulative_plan(stack, cfg)
         recon_plan = Reconciliation(
-            "Approved plan vs F&O journal lines", "Anaplan", "F&O",
+            "F&O cumulative plan per version vs Anaplan approved plan", "Anaplan", "F&O",
             _versioned(plan),
             _versioned(fo_plan),
             cfg.reconciliation_tolerance,
             note="Approved budget and forecast cells of Anaplan's Plan module per company, account and month "
-                 "(drafts excluded), against the plan journal lines the connector wrote into F&O (balancing "
-                 "offset lines excluded). Budget and forecast are compared separately: the account column "
-                 "reads <version>:<account>.",
+                 "(drafts excluded), against the cumulative total of every budget register entry (or journal) "
+                 "the connector holds in F&O for that version, over all runs. Budget and forecast are compared "
+                 "separately: the account column reads <version>:<account>.",
         )  # fmt: skip
         counts = request_counts(stack)
         elapsed = time.monotonic() - t0
@@ -266,7 +303,8 @@ def _demo(args: argparse.Namespace) -> int:
             and recon_plan.ok
         )
         report_path = _write_report(args.report, stack, cfg, facts, timings, recon_actuals, recon_plan,
-                                    plan, months, counts, elapsed, ok)  # fmt: skip
+                                    plan, months, counts, elapsed, ok,
+                                    versions=plan_versions(stack, cfg, plan, fo_plan))  # fmt: skip
         _print_summary(facts, timings, recon_actuals, recon_plan, counts, elapsed, ok, report_path, state)
         if args.serve:
             _serve(stack, report_path.parent / "demo-connection.yaml")
@@ -294,23 +332,6 @@ def _serve(stack: Any, path: Path) -> None:
 def _versioned(data: dict[str, dict[tuple[str, str, date], Decimal]]) -> dict[tuple[str, str, date], Decimal]:
     """One mapping keyed (company, "<version>:<account>", month) so each version is compared on its own."""
     return {(k[0], f"{version}:{k[1]}", k[2]): v for version, cells in data.items() for k, v in cells.items()}
-
-
-def _journal_versions(ledger: Any, run_id: str, cfg: Any) -> dict[str, str]:
-    """Our journal key -> plan version, from the plans run's ledger (journal detail names its export)."""
-    by_export = {e.export_action: e.version for e in cfg.mapping.plans.exports}
-    out: dict[str, str] = {}
-    for j in ledger.journals(run_id):
-        export = str(j.detail.get("export", ""))
-        if export in by_export:
-            out[j.journal_key] = by_export[export]
-    if not out:
-        for step in ledger.steps(run_id):
-            if step.step == "PlanJournals":
-                for j in step.detail.get("journals") or []:
-                    if str(j.get("export")) in by_export:
-                        out[str(j["key"])] = by_export[str(j["export"])]
-    return out
 
 
 def _print_summary(facts: dict[str, RunFacts], timings: dict[str, float], ra: Any, rp: Any,
@@ -350,7 +371,8 @@ def _print_summary(facts: dict[str, RunFacts], timings: dict[str, float], ra: An
 
 def _write_report(path: Path, stack: Any, cfg: Any, facts: dict[str, RunFacts], timings: dict[str, float],
                   ra: Any, rp: Any, plan: dict[str, dict[tuple[str, str, date], Decimal]], months: set[date],
-                  counts: dict[str, Any], elapsed: float, ok: bool) -> Path:  # fmt: skip
+                  counts: dict[str, Any], elapsed: float, ok: bool,
+                  versions: list[tuple[str, str, Decimal, Decimal, int]] | None = None) -> Path:  # fmt: skip
     from devkit import report as rpt
 
     labels = [_period_label(m) for m in sorted(months)]
@@ -434,5 +456,6 @@ def _write_report(path: Path, stack: Any, cfg: Any, facts: dict[str, RunFacts], 
             ("Anaplan", "429 answers", str(counts["anaplan_429"])),
         ],
         ok=ok,
+        plan_versions=versions or [],
     )
     return rpt.write(data, path)

@@ -72,7 +72,6 @@ class Stack:
         """A complete connection configuration for both sandboxes (``overrides`` merged at the top level)."""
         fo = self.dynamics.connection_settings()
         ana = self.anaplan.connection_fragment("basic")
-        fo["dynamics"]["journal"]["offset_account"] = _offset_account()
         fo["dynamics"]["journal"]["currency_codes"] = dict(fo_seed.ACCOUNTING_CURRENCY)
         cfg: dict[str, Any] = {
             "name": CONNECTION,
@@ -93,8 +92,11 @@ class Stack:
                 "actuals": {"import_action": "Load GL Actuals", "verify_export": READBACK_EXPORT},
                 "plans": {
                     "exports": [
-                        {"export_action": "Export Approved Budget", "version": "Budget"},
-                        {"export_action": "Export Approved Forecast", "version": "Forecast"},
+                        # budget register: budget and forecast each under their own model and codes
+                        {"export_action": "Export Approved Budget", "version": "Budget", "budget_model": "FY2025",
+                         "budget_code": "Original", "revision_budget_code": "Revision", "journal_name": "Budget"},
+                        {"export_action": "Export Approved Forecast", "version": "Forecast", "budget_model": "FC2025",
+                         "budget_code": "FcOrig", "revision_budget_code": "FcRev", "journal_name": "Anaplan"},
                     ],
                     "approval_column": "Approval",
                     "dimensions": [],  # the seeded plan module is per company, account and month
@@ -103,6 +105,13 @@ class Stack:
             "close_calendar": {"timezone": "Europe/London", "business_day": 3, "first_period": "2025-01"},
         }  # fmt: skip
         cfg.update(overrides)
+        return cfg
+
+    def ledger_journal_connection(self) -> dict[str, Any]:
+        """The connection with the ``ledger_journal`` opt-in: a custom posting layer, a balancing account."""
+        cfg = self.connection()
+        cfg["dynamics"]["journal"] = {**cfg["dynamics"]["journal"], "target": "ledger_journal",
+                                      "posting_layer": "CustomLayer1", "offset_account": _offset_account()}  # fmt: skip
         return cfg
 
     def stop(self) -> None:

@@ -31,6 +31,9 @@ class RunFacts:
         default_factory=list
     )  # (export, accepted, drafts, total)
     journals: list[dict[str, Any]] = field(default_factory=list)  # planned journal detail
+    differences: dict[str, Any] = field(
+        default_factory=dict
+    )  # plans: cells to write (F&O holding vs approved)
     written: list[dict[str, Any]] = field(default_factory=list)
     lines_written: int = 0
     lines_failed: int = 0
@@ -74,12 +77,18 @@ def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> Ru
                 )  # fmt: skip
         elif step.step == "PlanJournals":
             facts.journals = [dict(j) for j in d.get("journals") or []]
+            facts.differences = dict(d.get("differences") or {})
         elif step.step == "ReconcilePlan":
             if step.status == "SUCCEEDED":
                 facts.reconciled = (
                     f"{d.get('matched_accounts', '?')} company/account/period totals match "
                     f"(approved {money(d.get('left_total', '0'))})"
                 )
+                if d.get("pending_count"):
+                    facts.reconciled += (
+                        f"; {int(d['pending_count']):,} F&O entries pending completion (Update budget balances / "
+                        "posting in F&O)"
+                    )
             else:
                 facts.problems.append(str(d.get("text") or "plan reconciliation failed"))
     facts.gl = [(c, int(v[0]), v[1]) for c, v in sorted(gl.items())]
@@ -143,6 +152,8 @@ def print_facts(facts: RunFacts, out: TextIO = sys.stdout) -> None:
             for j in facts.journals
         ]
         table(rows, ["company", "journal", "export", "periods", "lines", "debit", "credit"], out, "    ")
+    if facts.differences:
+        print_differences(facts, out)
     if facts.written:
         nums = ", ".join(str(x.get("journal_batch_number")) for x in facts.written)
         w(f"  F&O journals: {nums}; lines written {facts.lines_written:,}, rejected {facts.lines_failed:,}\n")
@@ -150,3 +161,24 @@ def print_facts(facts: RunFacts, out: TextIO = sys.stdout) -> None:
         w(f"  reconciliation: {facts.reconciled}\n")
     for p in facts.problems:
         w(f"  problem: {p}\n")
+
+
+def print_differences(facts: RunFacts, out: Any = None) -> None:
+    """The plan cells whose approved value differs from what F&O holds from the connector (what is written)."""
+    d = facts.differences
+    out = out or sys.stdout
+    verb = "would write" if facts.dry_run else "wrote"
+    out.write(f"  differences to what F&O holds ({verb}): {int(d.get('cells', 0)):,} cell(s), "
+              f"{int(d.get('revisions', 0)):,} of them revisions\n")  # fmt: skip
+    rows = [
+        [str(x.get("company", "")), str(x.get("version", "")), str(x.get("account", "")), str(x.get("period", "")),
+         money(x.get("held", "0")), money(x.get("approved", "0")), money(x.get("difference", "0"))]
+        for x in d.get("shown") or []
+    ]  # fmt: skip
+    if rows:
+        table(
+            rows,
+            ["company", "version", "account", "period", "F&O holds", "approved", "difference"],
+            out,
+            "    ",
+        )

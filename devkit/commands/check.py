@@ -316,6 +316,126 @@ def check_dynamics(cfg: Any, report: Report) -> None:
 
         _attempt(report, sysname, "journal name", "create the journal name (General ledger > Journal setup > Journal "
                  "names, type Daily/Budget) in every company, or set dynamics.journal.journal_name", journal_names)  # fmt: skip
+    check_plan_target(cfg, report, conn)
+
+
+def check_plan_target(cfg: Any, report: Report, conn: Any) -> None:
+    """Where approved plans land (issue 10): the journal name's posting layer (ledger journals), the budget
+    models and codes of every export and the budget register dimension format (budget register), and the
+    status of the entries the connector wrote (pending completion in F&O)."""
+    from d365_anaplan.flows.journal import export_tag
+
+    sysname = "F&O"
+    d = cfg.dynamics
+    j = d.journal
+    writer, reader = conn.writer, conn.reader
+    exports = cfg.mapping.plans.exports
+    if j.target == "ledger_journal":
+
+        def layers() -> str:
+            have = writer.journal_name_layers()
+            names = sorted({e.journal_name or j.journal_name for e in exports} or {j.journal_name})
+            wrong = [f"{n!r} in {co}: {have.get((co.upper(), n), 'missing')}" for co in d.companies for n in names
+                     if have.get((co.upper(), n)) != j.posting_layer]  # fmt: skip
+            if wrong:
+                raise ValueError(f"journal names must post to layer {j.posting_layer}: {'; '.join(wrong)}")
+            return f"{', '.join(names)} post to {j.posting_layer} (not Current) in {', '.join(d.companies)}"
+
+        _attempt(report, sysname, "journal name posting layer", "set the journal names' posting layer (General ledger > "
+                 "Journal setup > Journal names) to dynamics.journal.posting_layer, a layer other than Current, so "
+                 "posted plan values never become actuals", layers)  # fmt: skip
+    else:
+
+        def models_and_codes() -> str:
+            from d365_anaplan.flows.journal import budget_target
+
+            models, codes = writer.budget_models(), writer.budget_codes()
+            problems, seen = [], []
+            for e in exports:
+                years = sorted(e.budget_models) or [0]
+                for fy in years:
+                    model, code, revision = budget_target(j, e, fy)
+                    seen.append(f"{e.version}: {model} {code}/{revision or '-'}")
+                    for co in d.companies:
+                        c = co.upper()
+                        if (c, model) not in models:
+                            problems.append(f"budget model {model!r} missing in {co}")
+                        if codes.get((c, code), ("",))[0] != "OriginalBudget":
+                            problems.append(f"budget code {code!r} in {co}: {codes.get((c, code), ('missing',))[0]}, "
+                                            "not Original budget")  # fmt: skip
+                        if not revision:
+                            problems.append(
+                                f"export {e.export_action!r}: no revision_budget_code (changes need one)"
+                            )
+                        elif codes.get((c, revision), ("",))[0] != "Amendment":
+                            problems.append(f"budget code {revision!r} in {co}: "
+                                            f"{codes.get((c, revision), ('missing',))[0]}, not Revision")  # fmt: skip
+            if problems:
+                raise ValueError("; ".join(sorted(set(problems))[:10]))
+            return "; ".join(seen)
+
+        _attempt(report, sysname, "budget models and codes", "create the budget models and codes (Budgeting > Setup > "
+                 "Budget models / Budget codes) in every company: an Original budget code for first loads and a "
+                 "Revision code for changes, per export (dynamics.journal or mapping.plans.exports)",
+                 models_and_codes)  # fmt: skip
+
+        def budget_format() -> str:
+            fmt = reader.budget_format()
+            wanted = cfg.mapping.plans.dimensions
+            if wanted is None:
+                wanted = [dim.name for dim in cfg.mapping.dimensions]
+            missing = [w for w in wanted if w not in fmt.segments]
+            if missing:
+                raise ValueError(f"active budget format {fmt.name!r} has segments {list(fmt.segments)}; "
+                                 f"plan dimensions {missing} are not in it")  # fmt: skip
+            return f"{fmt.name!r}: {fmt.delimiter.join(fmt.segments)}"
+
+        _attempt(report, sysname, "budget register dimension format", "activate a Budget register dimensions format "
+                 "(General ledger > Chart of accounts > Dimensions > Financial dimension configuration for integrating "
+                 "applications) starting with MainAccount and holding the plan dimensions", budget_format)  # fmt: skip
+
+    if j.target == "budget_register":
+
+        def revenue_sign() -> str:
+            for ex in exports:
+                for co in d.companies:
+                    seen = writer.observed_revenue_sign(co, export_tag(cfg.name, ex.export_action))
+                    if seen is None:
+                        continue
+                    sign, what = seen
+                    if sign != j.budget_revenue_read_sign:
+                        raise ValueError(f"BudgetRegisterEntryLines shows revenue {sign} ({what}); configured: "
+                                         f"{j.budget_revenue_read_sign}")  # fmt: skip
+                    return f"{sign}, as configured ({what})"
+            return f"no revenue line written yet; configured {j.budget_revenue_read_sign} (verified on the first one)"
+
+        _attempt(report, sysname, "budget revenue sign (raw entity)", "set dynamics.journal.budget_revenue_read_sign "
+                 "to what F&O shows (compared with BudgetTransactionLineBiEntities, which stores revenue "
+                 "sign-flipped)", revenue_sign)  # fmt: skip
+
+    def pending() -> str:
+        entries = [
+            e
+            for ex in exports
+            for co in d.companies
+            for e in writer.entries(co, export_tag(cfg.name, ex.export_action))
+        ]
+        waiting = [e for e in entries if e.pending]
+        if not entries:
+            return "no plan entries written yet"
+        what = "completion (Update budget balances)" if j.target == "budget_register" else "posting"
+        if waiting:
+            shown = ", ".join(f"{e.company} {e.number}" for e in waiting[:10])
+            return f"{len(waiting)} of {len(entries)} entries pending {what}: {shown}"
+        return f"{len(entries)} entries, none pending {what}"
+
+    _attempt(
+        report,
+        sysname,
+        "plan entries status",
+        "read access to the budget register / journal headers",
+        pending,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

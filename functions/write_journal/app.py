@@ -16,6 +16,9 @@ class Batch(BaseModel):
     company: str
     journal_key: str
     journal_name: str
+    description: str | None = None
+    budget_model: str | None = None
+    budget_code: str | None = None
     key: str
     lines: int = Field(ge=1)
 

@@ -259,19 +259,28 @@ class CertificateCredential(BaseModel):
 
 
 class JournalSettings(BaseModel):
-    """Where approved plan values land in F&O."""
+    """Where approved plan values land in F&O (README "Plans: where they land")."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    target: Literal["ledger_journal", "budget_register"] = "ledger_journal"
+    # budget_register: BudgetRegisterEntryHeaders/Lines (budget model + code; never touches actual balances).
+    # ledger_journal: LedgerJournalHeaders/Lines on an explicit non-Current posting layer (opt-in).
+    target: Literal["ledger_journal", "budget_register"] = "budget_register"
     journal_name: str = "Budget"
+    # Ledger journals only: the header's PostingLayer (CurrentOperationsTax member, never Current); `check`
+    # verifies the journal name carries the same layer.
+    posting_layer: str | None = None
+    # Budget register: defaults for every export (each export can override them, per fiscal year too).
     budget_model: str | None = None
-    budget_code: str | None = None
+    budget_code: str | None = None  # the first load of a cell (a code of budget type Original budget)
+    revision_budget_code: str | None = None  # every later change of a cell (a code of type Revision)
+    # How BudgetRegisterEntryLines shows revenue amounts (UNCONFIRMED in F&O, dynamics-budget-fiscal.md A2):
+    # "as_entered" (positive revenue stays positive) or "stored" (sign-flipped like BudgetTransactionLine).
+    budget_revenue_read_sign: Literal["as_entered", "stored"] = "as_entered"
     currency_code: str = "USD"
     # Per legal entity, e.g. {DEMF: EUR}: plan values are in each company's accounting currency.
     currency_codes: dict[str, str] = Field(default_factory=dict)
     lines_per_batch: int = Field(default=1000, ge=1, le=5000)
-    posting_batch_job_id: int | None = None
 
     # Ledger journals only: main account (or full ledger display value) of one balancing line per voucher.
     offset_account: str | None = None
@@ -280,6 +289,19 @@ class JournalSettings(BaseModel):
     @classmethod
     def _upper_companies(cls, value: dict[str, str]) -> dict[str, str]:
         return {k.strip().upper(): v.strip().upper() for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _target_settings(self) -> JournalSettings:
+        if self.target == "ledger_journal":
+            if not self.posting_layer or self.posting_layer.strip().lower() == "current":
+                raise ValueError(
+                    "dynamics.journal.posting_layer: target 'ledger_journal' needs an explicit posting layer "
+                    "other than Current (e.g. CustomLayer1), or plans would become actuals once posted; "
+                    "or use target 'budget_register'"
+                )
+        elif self.offset_account:
+            raise ValueError("dynamics.journal.offset_account: only used with target 'ledger_journal'")
+        return self
 
     def currency_for(self, company: str) -> str:
         """The currency plan lines of ``company`` are written in."""
@@ -437,6 +459,11 @@ class PlanExport(BaseModel):
     export_action: str
     version: str  # e.g. "Budget" or "Forecast": only rows of this version are accepted
     journal_name: str | None = None  # overrides dynamics.journal.journal_name
+    # Budget register: override dynamics.journal.budget_model / budget_code / revision_budget_code.
+    budget_model: str | None = None
+    budget_models: dict[int, str] = Field(default_factory=dict)  # per fiscal year, e.g. {2026: FY2026}
+    budget_code: str | None = None
+    revision_budget_code: str | None = None
 
 
 class PlansMapping(BaseModel):

@@ -42,7 +42,8 @@ def test_check_passes(cli: Cli, config_file: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 failed" in result.stdout
     for what in ("import 'Load GL Actuals'", "export 'Export Approved Budget'", "$metadata (GL route)",
-                 "ledger dimension format", "journal name"):  # fmt: skip
+                 "ledger dimension format", "budget models and codes", "budget register dimension format",
+                 "plan entries status", "budget revenue sign (raw entity)"):  # fmt: skip
         assert re.search(rf"PASS\s+\S+\s+{re.escape(what)}", result.stdout), what
 
 
@@ -102,13 +103,18 @@ def test_run_audit_replay(cli: Cli, stack: Any, config_file: Path, tmp_path: Pat
     cfg = ["--config", str(config_file)]
 
     # plans, dry run: nothing reaches F&O, the planned journals are shown
-    before = len(stack.dynamics.app.journal_headers)
+    before = len(stack.dynamics.app.journal_headers) + len(stack.dynamics.app.budget_headers)
     dry = cli("run", "plans", *cfg, "--from", "2025-01", "--to", "2025-12", "--dry-run", *state)
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "dry run: nothing written" in dry.stdout
     assert "journals planned (not written)" in dry.stdout
+    assert re.search(
+        r"differences to what F&O holds \(would write\): [\d,]+ cell\(s\), [\d,]+ of them revisions",
+        dry.stdout,
+    )
+    assert re.search(r"F&O holds\s+approved\s+difference", dry.stdout), dry.stdout
     assert "PlanJournals" in dry.stdout  # progress lines
-    assert len(stack.dynamics.app.journal_headers) == before
+    assert len(stack.dynamics.app.journal_headers) + len(stack.dynamics.app.budget_headers) == before
 
     # actuals for real
     done = cli("run", "actuals", *cfg, "--from", "2025-01", "--to", "2025-12", *state)
@@ -150,13 +156,16 @@ def test_demo_small(cli: Cli, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "F&O trial balance vs Anaplan actuals: RECONCILED" in out
-    assert "Approved plan vs F&O journal lines: RECONCILED" in out
+    assert "F&O cumulative plan per version vs Anaplan approved plan: RECONCILED" in out
     assert re.search(r"Dynamics 365 F&O\s+\d+\s+1\s", out)  # requests, one token minted
     assert "Demo finished in" in out and str(report) in out
     html = report.read_text(encoding="utf-8")
     assert "<svg" in html and "Actual (Anaplan)" in html
     assert "F&amp;O trial balance vs Anaplan actuals" in html and "RECONCILED" in html
-    assert "Approved plan vs F&amp;O journal lines" in html
+    # budget and forecast land in the budget register, each under its own model and codes
+    assert "<h2>F&amp;O cumulative plan per version vs Anaplan approved plan</h2>" in html
+    assert "budget register FY2025, codes Original/Revision" in html
+    assert "budget register FC2025, codes FcOrig/FcRev" in html
 
 
 def test_failed_run_exit_codes_and_audit(cli: Cli, stack: Any, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ source of truth for plans.
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import date
 from decimal import Decimal
@@ -110,45 +110,56 @@ def clear_actuals(stack: Stack) -> None:
 
 
 def offset_account(stack: Stack) -> str:
-    return str(stack.connection()["dynamics"]["journal"]["offset_account"])
+    return str(stack.ledger_journal_connection()["dynamics"]["journal"]["offset_account"])
 
 
-def expected_plans(
-    stack: Stack, periods: Iterable[str] = PERIODS
-) -> Counter[tuple[str, str, frozenset[tuple[tuple[str, str], Decimal]]]]:
-    """Per version and company: {(account, period): amount} of the approved Plan rows in the window, from the
-    Anaplan sandbox's Plan module (Draft rows excluded). A multiset of (version, company, cells)."""
+PlanKey = tuple[str, str, str, str]  # version, company, account, period (yyyy-mm)
+# How the sandbox's own data tells the versions apart: the budget model (budget register) or the journal
+# name (ledger journal) each export is configured with in devkit.stack.
+VERSION_OF_MODEL = {"FY": "Budget", "FC": "Forecast"}
+VERSION_OF_JOURNAL = {"Budget": "Budget", "Anaplan": "Forecast"}
+
+
+def expected_plan_cells(stack: Stack, periods: Iterable[str] = PERIODS) -> dict[PlanKey, Decimal]:
+    """The approved, non-zero cells of the Anaplan sandbox's Plan module in the window (Draft rows left out)."""
     labels = {label(int(p[:4]), int(p[5:])): p for p in periods}
-    versions: dict[tuple[str, str], dict[tuple[str, str], Decimal]] = defaultdict(dict)
+    out: dict[PlanKey, Decimal] = {}
     for (company, account, period, version), values in stack.anaplan.app.module_cells("Plan").items():
         if period not in labels or values.get("Approval") != "Approved":
             continue
         amount = values["Amount"]
         assert isinstance(amount, Decimal)
         if amount != 0:
-            versions[(version, company)][(account, labels[period])] = amount
-    return Counter((v, c, frozenset(cells.items())) for (v, c), cells in versions.items())
+            out[(version, company, account, labels[period])] = amount
+    return out
 
 
-def fo_plan_journals(stack: Stack) -> list[tuple[str, str, dict[tuple[str, str], Decimal]]]:
-    """(company, journal number, {(account, period): debit - credit}) of every journal in the F&O sandbox,
-    offset lines (on the configured balancing account) excluded."""
+def fo_plan_cells(stack: Stack, periods: Iterable[str] | None = None) -> dict[PlanKey, Decimal]:
+    """F&O's cumulative plan per version, company, account and month over every budget register entry and
+    journal in the sandbox (ledger sign: revenue as stored, i.e. negative; offset lines left out); zero
+    totals left out. Computed from the sandbox's tables, not from anything the connector staged."""
+    from devkit.sandbox.dynamics.budget import stored_amount
+
     fo = stack.dynamics.app
     offset = offset_account(stack)
-    out = []
+    sums: dict[PlanKey, Decimal] = defaultdict(Decimal)
     with fo.lock:
-        journals = {k: list(v) for k, v in fo.journal_lines.items()}
-    for (company, number), lines in sorted(journals.items()):
-        cells: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-        for line in lines:
-            account = str(line["AccountDisplayValue"]).split("-")[0]
-            if account == offset:
-                continue
-            cells[(account, str(line["TransDate"])[:7])] += Decimal(line["DebitAmount"]) - Decimal(
-                line["CreditAmount"]
-            )
-        out.append((company, number, dict(cells)))
-    return out
+        for key, header in fo.budget_headers.items():
+            version = VERSION_OF_MODEL[str(header["BudgetModelId"])[:2]]
+            for line in fo.budget_lines.get(key, []):
+                account = str(line["DimensionDisplayValue"]).split("-")[0]
+                sums[(version, key[0], account, str(line["EntryDate"])[:7])] += stored_amount(line)
+        for key, header in fo.journal_headers.items():
+            version = VERSION_OF_JOURNAL[str(header["JournalName"])]
+            for line in fo.journal_lines.get(key, []):
+                account = str(line["AccountDisplayValue"]).split("-")[0]
+                if account == offset:
+                    continue
+                sums[(version, key[0], account, str(line["TransDate"])[:7])] += Decimal(
+                    line["DebitAmount"]
+                ) - Decimal(line["CreditAmount"])
+    wanted = set(periods) if periods is not None else None
+    return {k: v for k, v in sums.items() if v != 0 and (wanted is None or k[3] in wanted)}
 
 
 def unbalanced_vouchers(stack: Stack) -> list[tuple[str, str, str, Decimal]]:
@@ -164,34 +175,19 @@ def unbalanced_vouchers(stack: Stack) -> list[tuple[str, str, str, Decimal]]:
 
 
 def assert_plans_match(stack: Stack, periods: Iterable[str] = PERIODS) -> None:
-    expected = expected_plans(stack, periods)
+    """F&O's cumulative total per version, company, account and month equals Anaplan's approved plan to the
+    cent (a duplicated entry, a missed revision or a wrong revenue sign fails here); vouchers balance."""
+    expected = expected_plan_cells(stack, periods)
     assert expected, "the Plan module has no approved row in the window: the test would prove nothing"
-    journals = fo_plan_journals(stack)
-    fo_offset_only = [j for j in journals if not j[2]]
-    assert not fo_offset_only, f"journals without plan lines: {fo_offset_only}"
-    # Each journal is one version of one company; match them as a multiset (a duplicate journal fails here).
-    got: Counter[tuple[str, frozenset[tuple[tuple[str, str], Decimal]]]] = Counter(
-        (company, frozenset(cells.items())) for company, _, cells in journals
+    held = fo_plan_cells(stack, periods)
+    extra = {k: v for k, v in held.items() if expected.get(k) != v}
+    lacking = {k: v for k, v in expected.items() if held.get(k) != v}
+    assert not extra and not lacking, (
+        f"F&O differs from the approved plan: F&O has {list(extra.items())[:5]}; the plan has "
+        f"{list(lacking.items())[:5]} ({len(extra)} / {len(lacking)} cells)"
     )
-    want: Counter[tuple[str, frozenset[tuple[tuple[str, str], Decimal]]]] = Counter(
-        (company, cells) for (_, company, cells) in expected.elements()
-    )
-    assert got == want, _plan_diff(got, want)
+    assert fo_plan_cells(stack) == held, "nothing outside the window"
     assert unbalanced_vouchers(stack) == [], "every voucher must balance"
-    headers = stack.dynamics.app.journal_headers
-    assert len(headers) == len(journals) == sum(want.values())
-
-
-def _plan_diff(got: Counter[Any], want: Counter[Any]) -> str:
-    def flat(c: Counter[Any]) -> Counter[tuple[str, str, str, Decimal]]:
-        out: Counter[tuple[str, str, str, Decimal]] = Counter()
-        for (company, cells), n in c.items():
-            for (account, period), amount in cells:
-                out[(company, account, period, amount)] += n
-        return out
-
-    g, w = flat(got), flat(want)
-    return f"F&O has extra {list((g - w).items())[:5]}; F&O lacks {list((w - g).items())[:5]}"
 
 
 def clear_journals(stack: Stack) -> None:
@@ -199,12 +195,18 @@ def clear_journals(stack: Stack) -> None:
     with fo.lock:
         fo.journal_headers.clear()
         fo.journal_lines.clear()
+        fo.budget_headers.clear()
+        fo.budget_lines.clear()
 
 
 def journal_counts(stack: Stack) -> tuple[int, int]:
+    """(headers, lines) of journals and budget register entries in the F&O sandbox."""
     fo = stack.dynamics.app
     with fo.lock:
-        return len(fo.journal_headers), sum(len(v) for v in fo.journal_lines.values())
+        return (
+            len(fo.journal_headers) + len(fo.budget_headers),
+            sum(len(v) for v in fo.journal_lines.values()) + sum(len(v) for v in fo.budget_lines.values()),
+        )
 
 
 # --- ledger -------------------------------------------------------------------------------------------------

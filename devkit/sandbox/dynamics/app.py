@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from devkit.sandbox.server import Request, Response
 
-from . import seed
+from . import budget, seed
 from .entities import ENUMS, NS, EntityDef, csdl, entity_defs
 from .entra import Entra, EntraApp
 from .query import Node, QueryError, bounds, compile_filter, parse_filter
@@ -64,6 +64,7 @@ class SandboxConfig:
     load_budget: int | None = None  # requests per load_window seconds before resource-based 429s
     load_window: float = 1.0
     default_company: str = seed.DEFAULT_COMPANY
+    budget_entity_sign: str = "as_entered"  # or "stored": see budget.py (UNCONFIRMED in F&O)
 
 
 @dataclass
@@ -180,6 +181,8 @@ class DynamicsSandbox:
             integration_key=cfg.integration_key,
             bi_entities=cfg.bi_entities,
         )
+        budget.install_enums()
+        self.defs.update(budget.entity_defs())
         self.metadata_xml = csdl(self.defs)
         self.gl = seed.GLGenerator(
             total_lines=cfg.gl_lines, months=cfg.months, start=cfg.start, seed=cfg.gl_seed
@@ -318,7 +321,8 @@ class DynamicsSandbox:
             {
                 "DimensionFormatName": seed.BUDGET_FORMAT_NAME,
                 "DimensionFormatType": "DataEntityBudgetDimensionFormat",
-                "FinancialDimensionFormat": fmt,
+                # its own segment order: a client reusing ledger strings for budgets is caught
+                "FinancialDimensionFormat": "-".join(("MainAccount", *reversed(seed.DIMENSIONS))),
                 "IsActive": "Yes",
             },
         ]
@@ -334,6 +338,7 @@ class DynamicsSandbox:
             ],
             "DimensionIntegrationFormats": formats,
             "DimensionParameters": [{"Key": 0, "DimensionSegmentDelimiter": seed.DELIMITER_ENUM}],
+            **budget.static_tables(),
         }
 
     # -- GL rows (generated on demand) --------------------------------------------------------------------
@@ -711,7 +716,9 @@ class DynamicsSandbox:
         if name == "BudgetRegisterEntryHeaders":
             return list(self.budget_headers.values())
         if name == "BudgetRegisterEntryLines":
-            return [r for rows in self.budget_lines.values() for r in rows]
+            return budget.line_rows(self)
+        if name in budget.BI_SETS:
+            return budget.bi_rows(self, name)
         if name == "BatchJobs":
             return list(self.batch_jobs.values())
         return None  # generated GL set
@@ -876,9 +883,9 @@ class DynamicsSandbox:
         if name == "LedgerJournalLines":
             return self._create_journal_line(body)
         if name == "BudgetRegisterEntryHeaders":
-            return self._create_budget_header(body)
+            return budget.create_header(self, body)
         if name == "BudgetRegisterEntryLines":
-            return self._create_budget_line(body)
+            return budget.create_line(self, body)
         raise HttpError(fo_error(405, f"The sandbox does not accept writes to {name}.", name, ODATA_EXC))
 
     def _text_field(
@@ -974,7 +981,12 @@ class DynamicsSandbox:
             "JournalBatchNumber": number,
             "JournalName": journal_name,
             "Description": self._text_field(body, entity, "Description", 60),
-            "PostingLayer": self._enum_field(body, "PostingLayer", "CurrentOperationsTax", "Current"),
+            "PostingLayer": self._enum_field(
+                body,
+                "PostingLayer",
+                "CurrentOperationsTax",
+                budget.journal_layer(self, company, journal_name),
+            ),
             "IsPosted": "No",
             "JournalTotalDebit": Decimal("0.00"),
             "JournalTotalCredit": Decimal("0.00"),
@@ -1113,107 +1125,6 @@ class DynamicsSandbox:
         header["JournalTotalDebit"] += debit
         header["JournalTotalCredit"] += credit
         self._remember("journal_line", (company, number), row)
-        return row
-
-    def _create_budget_header(self, body: Row) -> Row:
-        entity = "BudgetRegisterEntryHeader"
-        company = self._company(body, entity)
-        if body.get("LegalEntityId") and str(body["LegalEntityId"]).upper() != company:
-            raise WriteError(entity, "LegalEntityId must match dataAreaId.", "LegalEntityId")
-        model = self._text_field(body, entity, "BudgetModelId", 10, required=True, label="Budget model")
-        if model not in seed.BUDGET_MODELS:
-            raise WriteError(
-                entity,
-                f"The value '{model}' in field 'Budget model' is not found in the related table 'Budget models'.",
-                "BudgetModelId",
-            )
-        code = self._text_field(body, entity, "BudgetCode", 10, required=True, label="Budget code")
-        if code not in seed.BUDGET_CODES:
-            raise WriteError(
-                entity,
-                f"The value '{code}' in field 'Budget code' is not found in the related table 'Budget codes'.",
-                "BudgetCode",
-            )
-        default_date = self._date_field(body, entity, "DefaultDate", "Date")
-        self.sequences[f"bre-{company}"] += 1
-        number = f"BRE{self.sequences[f'bre-{company}']:06d}"
-        row: Row = {
-            "dataAreaId": company.lower(),
-            "LegalEntityId": company.lower(),
-            "EntryNumber": number,
-            "BudgetModelId": model,
-            "BudgetCode": code,
-            "DefaultDate": default_date,
-            "BudgetType": "Expense",
-            "Status": "Draft",
-            "WorkflowStatus": "NotSubmitted",
-            "ReasonCode": "",
-            "ReasonComment": self._text_field(body, entity, "ReasonComment", 60),
-            "OneTimeRevision": "No",
-            "ExpenseBudgetTotal": Decimal("0.00"),
-            "RevenueBudgetTotal": Decimal("0.00"),
-        }
-        self.budget_headers[(company, number)] = row
-        self.budget_lines[(company, number)] = []
-        self._remember("budget_header", (company, number), row)
-        return row
-
-    def _create_budget_line(self, body: Row) -> Row:
-        entity = "BudgetRegisterEntryLine"
-        company = self._company(body, entity)
-        number = self._text_field(body, entity, "EntryNumber", 20, required=True, label="Entry number")
-        header = self.budget_headers.get((company, number))
-        if header is None:
-            raise WriteError(
-                entity,
-                f"The value '{number}' in field 'Entry number' is not found in the related table 'Budget register entries'.",
-                "EntryNumber",
-            )
-        if header["Status"] != "Draft":
-            raise WriteError(
-                entity, f"Budget register entry {number} is completed; lines cannot be added.", "EntryNumber"
-            )
-        display = self._check_display(
-            entity,
-            "DimensionDisplayValue",
-            self._text_field(body, entity, "DimensionDisplayValue", 500, required=True, label="Dimension"),
-            budget=True,
-        )
-        entry_date = self._date_field(body, entity, "EntryDate", "Date")
-        currency = self._text_field(body, entity, "CurrencyCode", 3, required=True, label="Currency")
-        if currency not in seed.CURRENCIES:
-            raise WriteError(
-                entity,
-                f"The value '{currency}' in field 'Currency' is not found in the related table 'Currency'.",
-                "CurrencyCode",
-            )
-        amount = self._decimal_field(body, "TransactionCurrencyAmount")
-        if amount == 0:
-            raise WriteError(entity, "Field 'Amount' must be filled in.", "TransactionCurrencyAmount")
-        amount_type = self._enum_field(body, "AmountType", "BudgetType", "Expense")
-        lines = self.budget_lines[(company, number)]
-        row: Row = {
-            "dataAreaId": company.lower(),
-            "LegalEntityId": company.lower(),
-            "EntryNumber": number,
-            "LineNumber": Decimal(len(lines) + 1),
-            "DimensionDisplayValue": display,
-            "DimensionAccountStructure": "Manufacturing P&L",
-            "EntryDate": entry_date,
-            "CurrencyCode": currency,
-            "TransactionCurrencyAmount": amount,
-            "AccountingCurrencyAmount": amount,
-            "AmountType": amount_type,
-            "Quantity": Decimal("0"),
-            "Price": Decimal("0"),
-            "Comment": self._text_field(body, entity, "Comment", 60),
-            "IncludeInCashFlowForecast": "No",
-            "BudgetCheckResult": "",
-        }
-        lines.append(row)
-        key = "ExpenseBudgetTotal" if amount_type == "Expense" else "RevenueBudgetTotal"
-        header[key] += amount
-        self._remember("budget_line", (company, number), row)
         return row
 
     # -- actions ---------------------------------------------------------------------------------------------

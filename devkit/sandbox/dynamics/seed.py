@@ -150,8 +150,6 @@ JOURNAL_NAMES: tuple[tuple[str, str, str], ...] = (
     ("Anaplan", "Anaplan plan values", "Daily"),
     ("Alloc", "Allocation journal", "Allocation"),
 )
-BUDGET_MODELS = ("FY2026", "FC2026")
-BUDGET_CODES = ("Original", "Revision")
 POSTING_BATCH_JOB_ID = 5637145326
 
 

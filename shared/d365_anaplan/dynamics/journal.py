@@ -9,9 +9,14 @@ lands whole), at most 5,000 operations per batch; every line carries a per-line 
 from the active ledger dimension format; more segments than the format has are refused (F&O would drop
 them silently). F&O's per-line errors (``innererror.message``) are captured per line.
 
-Budget register entries (``BudgetRegisterEntryHeaders``/``Lines``) are the alternative target; posting a
-journal is optional and works by re-queueing a customer-configured batch job
-(``BatchJobs/Microsoft.Dynamics.DataEntities.SetBatchJobToWaiting``) and reading back ``IsPosted``.
+Budget register entries (``BudgetRegisterEntryHeaders``/``Lines``, the default target) are keyed the same
+way (the key starts the header's ``ReasonComment``); each line's ``AmountType`` comes from its main account's
+type (Revenue for revenue accounts, Expense otherwise) and revenue is written positive: a plan credit of
+-100 on a revenue account is a +100 Revenue line (dynamics-budget-fiscal.md A2). :meth:`JournalWriter.held`
+reads back every line this connector holds in F&O (headers whose description starts with an export's tag) in
+ledger sign, whichever sign ``BudgetRegisterEntryLines`` shows revenue in
+(``dynamics.journal.budget_revenue_read_sign``). Posting ledger journals and completing budget register
+entries are the customer's steps in F&O; :meth:`JournalWriter.entries` reports their status.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
 
 from d365_anaplan.config import JournalSettings
 from d365_anaplan.errors import (
@@ -48,12 +52,13 @@ HEADERS = "LedgerJournalHeaders"
 LINES = "LedgerJournalLines"
 BUDGET_HEADERS = "BudgetRegisterEntryHeaders"
 BUDGET_LINES = "BudgetRegisterEntryLines"
-POST_ACTION = "BatchJobs/Microsoft.Dynamics.DataEntities.SetBatchJobToWaiting"
 TEXT_MAX = 60
 VOUCHER_MAX = 20
 MAX_DECIMALS = 6  # amount EDTs can be extended to at most 6 decimals (§7)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _KEY_PREFIX = "AP"
+HELD_NUMBERS_IN_FILTER = 40  # read-back filters name our entries up to this many, else the window only
+OFFSET_MEMO = "Anaplan offset"  # line texts of balancing lines start with it (left out of read-backs)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,43 @@ class LineError:
     source: str = ""
 
 
+@dataclass(frozen=True)
+class EntryHeader:
+    """What identifies and describes one journal or budget register entry."""
+
+    key: str  # idempotency key; the description starts with it
+    description: str  # readable header text (<= 60), e.g. "APK3QZ-7F2M9XAB Budget FY2025 2025-01..03 run ..."
+    journal_name: str | None = None  # ledger journals
+    budget_model: str | None = None  # budget register
+    budget_code: str | None = None
+
+
+@dataclass(frozen=True)
+class HeldLine:
+    """A line this connector holds in F&O, in ledger sign (debit/expense positive, credit/revenue negative)."""
+
+    company: str
+    number: str  # JournalBatchNumber or EntryNumber
+    account: str
+    dimensions: Mapping[str, str]
+    period: date  # first day of the line's month
+    amount: Decimal
+    memo: str
+
+
+@dataclass(frozen=True)
+class EntryStatus:
+    company: str
+    number: str
+    description: str
+    status: str  # budget register: Draft/Completed; ledger journal: Posted/Unposted
+    workflow_status: str = ""
+
+    @property
+    def pending(self) -> bool:
+        return self.status in ("Draft", "Unposted")
+
+
 @dataclass
 class JournalWriteResult:
     company: str
@@ -89,11 +131,12 @@ class JournalWriteResult:
     already_posted: bool = False
     lines_written: int = 0
     lines_skipped: int = 0  # already present from an earlier attempt
+    lines_planned: int = 0  # dry run: lines validated and built, not sent
     vouchers_written: int = 0
     vouchers_failed: int = 0
     batches: int = 0
     errors: list[LineError] = field(default_factory=list)
-    posted: bool | None = None
+    status: str = ""  # budget register: the entry's Status (Draft until completed in F&O)
 
     def raise_for_errors(self) -> None:
         if self.errors:
@@ -154,6 +197,7 @@ class JournalWriter:
         self.sleep = sleep
         self.write_attempts = write_attempts
         self.batch_size = min(settings.lines_per_batch, MAX_BATCH_OPERATIONS)
+        self._account_types: dict[str, str] | None = None
 
     # -- validation and line bodies ----------------------------------------------------------------------
 
@@ -241,28 +285,22 @@ class JournalWriter:
 
     # -- header ------------------------------------------------------------------------------------------
 
-    def _find_header(
-        self,
-        entity_set: str,
-        company: str,
-        key: str,
-        key_field: str,
-        description_field: str,
-        number_field: str,
-    ) -> dict[str, Any] | None:
+    def _find_header(self, entity_set: str, company: str, header: EntryHeader) -> dict[str, Any] | None:
         disc = self.reader.discover()
-        use_key = entity_set == HEADERS and disc.has_integration_key
-        flt = F.and_(
-            F.eq("dataAreaId", company.lower()),
-            F.eq(key_field if use_key else description_field, key if use_key else f"Anaplan {key}"),
-        )
-        select = ["dataAreaId", number_field, description_field]
         if entity_set == HEADERS:
-            select.append("IsPosted")
-        rows = list(self.client.iter_rows(Query(entity_set, filter=flt, select=tuple(select))))
+            use_key = disc.has_integration_key
+            field_name, value = (
+                ("IntegrationKey", header.key) if use_key else ("Description", header.description)
+            )
+            select = ("dataAreaId", "JournalBatchNumber", "Description", "IsPosted")
+        else:
+            field_name, value = "ReasonComment", header.description
+            select = ("dataAreaId", "EntryNumber", "ReasonComment", "Status")
+        flt = F.and_(F.eq("dataAreaId", company.lower()), F.eq(field_name, value))
+        rows = list(self.client.iter_rows(Query(entity_set, filter=flt, select=select)))
         if len(rows) > 1:
-            # Should never happen; prefer an unposted one so nothing is duplicated.
-            rows.sort(key=lambda r: (r.get("IsPosted") == "Yes", str(r.get(number_field))))
+            # Should never happen; prefer an open one so nothing is duplicated.
+            rows.sort(key=lambda r: (r.get("IsPosted") == "Yes" or r.get("Status") == "Completed", str(r)))
         return rows[0] if rows else None
 
     def _create_with_lookup(
@@ -284,24 +322,24 @@ class JournalWriter:
     # -- entry point -----------------------------------------------------------------------------------------
 
     def write(
-        self,
-        company: str,
-        lines: Sequence[JournalLineInput],
-        *,
-        key: str,
-        journal_name: str | None = None,
-        post: bool | None = None,
+        self, company: str, lines: Sequence[JournalLineInput], header: EntryHeader, *, dry_run: bool = False
     ) -> JournalWriteResult:
-        """Write to the configured target (``dynamics.journal.target``). Ledger journals are posted when
-        ``post`` is True, or when it is None and a posting batch job is configured."""
+        """The one way plan values are written (flow, replay of rejected lines, dry runs): to the configured
+        target (``dynamics.journal.target``), creating or resuming the entry ``header.key`` names and writing
+        only the lines it does not hold yet. ``dry_run``: every line is validated and its body built (amount
+        type, sign, display value), nothing is sent; ``lines_planned`` says how many would be written."""
+        if not lines:
+            raise BadInputData(f"{header.key} ({company}): no lines to write")
         if self.settings.target == "budget_register":
-            if not lines:
-                raise BadInputData(f"budget register for {company}: no lines to write")
             return self.write_budget_register(
-                company, lines, key=key, default_date=min(line.trans_date for line in lines)
-            )
-        do_post = self.settings.posting_batch_job_id is not None if post is None else post
-        return self.write_ledger_journal(company, lines, key=key, journal_name=journal_name, post=do_post)
+                company, lines, key=header.key, description=header.description,
+                model=header.budget_model, code=header.budget_code,
+                default_date=min(line.trans_date for line in lines), dry_run=dry_run,
+            )  # fmt: skip
+        return self.write_ledger_journal(
+            company, lines, key=header.key, journal_name=header.journal_name, description=header.description,
+            dry_run=dry_run,
+        )  # fmt: skip
 
     # -- ledger journal -------------------------------------------------------------------------------------
 
@@ -312,26 +350,32 @@ class JournalWriter:
         *,
         key: str,
         journal_name: str | None = None,
-        post: bool = False,
+        description: str | None = None,
+        dry_run: bool = False,
     ) -> JournalWriteResult:
-        """Create (or resume) the journal identified by ``key`` for ``company`` and write ``lines``."""
+        """Create (or resume) the journal identified by ``key`` for ``company`` and write ``lines``. The
+        header carries the configured posting layer (never Current for plan values)."""
         company = company.strip().upper()
         name = journal_name or self.settings.journal_name
+        header_text = description or f"Anaplan {key}"
         fmt = self.reader.ledger_format()
         vouchers = self._prepare(company, lines, fmt)
+        if dry_run:
+            return JournalWriteResult(company, key, "", lines_planned=sum(len(v) for v in vouchers.values()))
         disc = self.reader.discover()
+        spec = EntryHeader(key, header_text, journal_name=name)
 
         def find() -> dict[str, Any] | None:
-            return self._find_header(
-                HEADERS, company, key, "IntegrationKey", "Description", "JournalBatchNumber"
-            )
+            return self._find_header(HEADERS, company, spec)
 
         def create() -> dict[str, Any]:
             body: dict[str, Any] = {
                 "dataAreaId": company.lower(),
                 "JournalName": name,
-                "Description": f"Anaplan {key}",
+                "Description": header_text,
             }
+            if self.settings.posting_layer:
+                body["PostingLayer"] = self.settings.posting_layer
             if disc.has_integration_key:
                 body["IntegrationKey"] = key
             return self.client.post(HEADERS, body, what=f"POST {HEADERS} ({company}, {name})")
@@ -355,8 +399,6 @@ class JournalWriter:
             vouchers,
             self._existing_line_keys(LINES, company, "JournalBatchNumber", number, "Text"),
         )
-        if post:
-            result.posted = self.post_journal(company, number)
         return result
 
     def _existing_line_keys(
@@ -462,31 +504,21 @@ class JournalWriter:
             result.errors.append(LineError(p.key, p.voucher, message, p.source))
         log.warning("F&O rejected voucher %s: %s", cs[0].voucher, err.text()[:300])
 
-    # -- posting ---------------------------------------------------------------------------------------------
-
-    def post_journal(
-        self, company: str, journal_batch_number: str, *, poll_attempts: int = 10, poll_interval: float = 5.0
-    ) -> bool:
-        """Re-queue the configured posting batch job and wait (bounded) until the journal shows IsPosted."""
-        job = self.settings.posting_batch_job_id
-        if job is None:
-            raise BadInputData("posting: dynamics.journal.posting_batch_job_id is not configured")
-        self.client.action(POST_ACTION, {"batchJobId": job}, what=f"SetBatchJobToWaiting({job})")
-        keys = f"dataAreaId={F.literal(company.lower())},JournalBatchNumber={F.literal(journal_batch_number)}"
-        path = f"{HEADERS}({quote(keys, safe="'=,")})"
-        for attempt in range(poll_attempts):
-            row = self.client.get_json(
-                path,
-                what=f"GET {HEADERS} {journal_batch_number}",
-                params=[("$select", "IsPosted"), ("cross-company", "true")],
-            )
-            if isinstance(row, dict) and row.get("IsPosted") == "Yes":
-                return True
-            if attempt + 1 < poll_attempts:
-                self.sleep(poll_interval)
-        return False
-
     # -- budget register ----------------------------------------------------------------------------------
+
+    def account_types(self) -> dict[str, str]:
+        """Main account -> ``MainAccountType`` (read once per writer)."""
+        if self._account_types is None:
+            self._account_types = {a.account: a.account_type for a in self.reader.main_accounts()}
+        return self._account_types
+
+    def amount_type(self, account: str, *, what: str) -> str:
+        """``AmountType`` of a budget line: Revenue for revenue main accounts, Expense for every other
+        (F&O's "defaulting of amount type", dynamics-budget-fiscal.md A2 #4)."""
+        types = self.account_types()
+        if account not in types:
+            raise BadInputData(f"{what}: main account {account!r} is unknown in F&O")
+        return "Revenue" if types[account] == "Revenue" else "Expense"
 
     def write_budget_register(
         self,
@@ -495,14 +527,23 @@ class JournalWriter:
         *,
         key: str,
         default_date: date,
+        description: str | None = None,
+        model: str | None = None,
+        code: str | None = None,
+        dry_run: bool = False,
     ) -> JournalWriteResult:
-        """Budget register entry (header + lines) keyed like a journal; amounts are signed, AmountType
-        Expense for positive and Revenue for negative values."""
+        """Budget register entry (header + lines) keyed like a journal. ``lines`` carry ledger-signed
+        amounts; each is written with the ``AmountType`` of its main account and revenue sign-flipped
+        (a credit of -100 on a revenue account is +100 Revenue). The header's budget type comes from the
+        budget code in F&O, so it is not sent."""
         company = company.strip().upper()
-        if not self.settings.budget_model or not self.settings.budget_code:
+        model = model or self.settings.budget_model
+        code = code or self.settings.budget_code
+        if not model or not code:
             raise BadInputData(
-                "budget register: dynamics.journal.budget_model and budget_code must be configured"
+                "budget register: set dynamics.journal.budget_model and budget_code (or the export's own)"
             )
+        header_text = description or f"Anaplan {key}"
         fmt = self.reader.budget_format()
         vouchers: dict[str, list[_Prepared]] = {}
         seen: Counter[str] = Counter()
@@ -514,8 +555,12 @@ class JournalWriter:
                 raise BadInputData(f"{what}: currency {line.currency!r} is not a 3-letter ISO code")
             if self.known_accounts is not None and line.account.strip() not in self.known_accounts:
                 raise BadInputData(f"{what}: main account {line.account!r} is unknown in F&O")
+            amount_type = self.amount_type(line.account.strip(), what=what)
+            entered = -amount if amount_type == "Revenue" else amount
             display = fmt.build(line.account, line.dimensions, what=what)
-            fp = "|".join((company, line.trans_date.isoformat(), display, format(amount, "f"), currency))
+            fp = "|".join(
+                (company, line.voucher, line.trans_date.isoformat(), display, format(amount, "f"), currency)
+            )
             seen[fp] += 1
             lk = "L" + hashlib.sha256(f"{fp}|{seen[fp]}".encode()).hexdigest()[:12].upper()
             body: dict[str, Any] = {
@@ -524,37 +569,201 @@ class JournalWriter:
                 "DimensionDisplayValue": display,
                 "EntryDate": f"{line.trans_date.isoformat()}T12:00:00Z",
                 "CurrencyCode": currency,
-                "TransactionCurrencyAmount": amount,
-                "AmountType": "Expense" if amount > 0 else "Revenue",
+                "TransactionCurrencyAmount": entered,
+                "AmountType": amount_type,
                 "Comment": f"{lk} {' '.join(line.text.split())}".strip()[:TEXT_MAX],
             }
             # Each budget line is its own unit (no voucher balancing in a budget register entry).
             vouchers[lk] = [_Prepared(lk, line.voucher or lk, body, line.source)]
+        if dry_run:
+            return JournalWriteResult(company, key, "", lines_planned=len(vouchers))
+        spec = EntryHeader(key, header_text, budget_model=model, budget_code=code)
 
         def find() -> dict[str, Any] | None:
-            return self._find_header(
-                BUDGET_HEADERS, company, key, "ReasonComment", "ReasonComment", "EntryNumber"
-            )
+            return self._find_header(BUDGET_HEADERS, company, spec)
 
         def create() -> dict[str, Any]:
             body = {
                 "dataAreaId": company.lower(),
                 "LegalEntityId": company.lower(),
-                "BudgetModelId": self.settings.budget_model,
-                "BudgetCode": self.settings.budget_code,
+                "BudgetModelId": model,
+                "BudgetCode": code,
                 "DefaultDate": f"{default_date.isoformat()}T12:00:00Z",
-                "ReasonComment": f"Anaplan {key}",
+                "ReasonComment": header_text,
             }
-            return self.client.post(BUDGET_HEADERS, body, what=f"POST {BUDGET_HEADERS} ({company})")
+            return self.client.post(
+                BUDGET_HEADERS, body, what=f"POST {BUDGET_HEADERS} ({company}, {model}/{code})"
+            )
 
         header, resumed = self._create_with_lookup(create, find)
         number = str(header.get("EntryNumber") or "")
         if not number:
             raise DynamicsBadResponse(f"POST {BUDGET_HEADERS} ({company}): the response has no EntryNumber")
-        result = JournalWriteResult(company, key, number, resumed=resumed)
+        result = JournalWriteResult(
+            company, key, number, resumed=resumed, status=str(header.get("Status") or "")
+        )
+        if header.get("Status") == "Completed":
+            # Completed entries are never edited (F&O refuses it); what landed before stays the truth.
+            result.already_posted = True
+            result.lines_skipped = len(vouchers)
+            return result
         for lst in vouchers.values():
             for p in lst:
                 p.body["EntryNumber"] = number
         present = self._existing_line_keys(BUDGET_LINES, company, "EntryNumber", number, "Comment")
         self._write_lines(result, BUDGET_LINES, vouchers, present)
         return result
+
+    # -- what F&O holds from this connector ----------------------------------------------------------------
+
+    def _our_headers(self, company: str, tag: str) -> dict[str, dict[str, Any]]:
+        if self.settings.target == "budget_register":
+            entity, number, text = BUDGET_HEADERS, "EntryNumber", "ReasonComment"
+            select: tuple[str, ...] = (
+                number,
+                text,
+                "Status",
+                "WorkflowStatus",
+                "BudgetModelId",
+                "BudgetCode",
+            )
+        else:
+            entity, number, text = HEADERS, "JournalBatchNumber", "Description"
+            select = (number, text, "IsPosted", "PostingLayer")
+        flt = F.and_(F.eq("dataAreaId", company.lower()), F.startswith(text, f"{tag}-"))
+        return {
+            str(r[number]): r
+            for r in self.client.iter_rows(Query(entity, filter=flt, select=select))
+            if str(r.get(text) or "").startswith(f"{tag}-")
+        }
+
+    def entries(self, company: str, tag: str) -> list[EntryStatus]:
+        """Every journal / budget register entry of one export tag in ``company`` with its status."""
+        out = []
+        for number, r in sorted(self._our_headers(company, tag).items()):
+            if self.settings.target == "budget_register":
+                status, wf, text = (
+                    str(r.get("Status") or ""),
+                    str(r.get("WorkflowStatus") or ""),
+                    "ReasonComment",
+                )
+            else:
+                status, wf, text = ("Posted" if r.get("IsPosted") == "Yes" else "Unposted"), "", "Description"
+            out.append(EntryStatus(company.upper(), number, str(r.get(text) or ""), status, wf))
+        return out
+
+    def held(self, company: str, tag: str, first: date, last: date) -> list[HeldLine]:
+        """Lines of this connector (entries whose description starts with ``tag``) dated in the months
+        ``first``..``last``, read back from F&O, in ledger sign. Offset lines are left out."""
+        company = company.strip().upper()
+        headers = self._our_headers(company, tag)
+        if not headers:
+            return []
+        start = first.replace(day=1)
+        end = date(last.year + (last.month == 12), last.month % 12 + 1, 1)
+        budget = self.settings.target == "budget_register"
+        if budget:
+            fmt = self.reader.budget_format()
+            names = ("EntryNumber", "DimensionDisplayValue", "EntryDate", "TransactionCurrencyAmount",
+                     "AmountType", "Comment")  # fmt: skip
+            date_field, entity = "EntryDate", BUDGET_LINES
+        else:
+            fmt = self.reader.ledger_format()
+            names = ("JournalBatchNumber", "AccountDisplayValue", "TransDate", "DebitAmount", "CreditAmount",
+                     "Text")  # fmt: skip
+            date_field, entity = "TransDate", LINES
+        conditions = [F.eq("dataAreaId", company.lower()), F.ge(date_field, start), F.lt(date_field, end)]
+        if len(headers) <= HELD_NUMBERS_IN_FILTER:  # narrow to our entries while the filter stays short
+            conditions.append(F.any_of(names[0], sorted(headers)))
+        flt = F.and_(*conditions)
+        out = []
+        for row in self.client.iter_rows(Query(entity, filter=flt, select=names)):
+            number = str(row.get(names[0]) or "")
+            if number not in headers:
+                continue
+            memo = str(row.get(names[5]) or "")
+            text = memo.split(" ", 1)[1] if " " in memo else ""
+            if text.startswith(OFFSET_MEMO):
+                continue
+            what = f"{entity} {number} line {memo[:14]!r}"
+            account, dims = fmt.parse_value(str(row.get(names[1]) or ""), what=what)
+            when = date.fromisoformat(str(row[names[2]])[:10]).replace(day=1)
+            if budget:
+                amount = Decimal(str(row.get(names[3]) or 0))
+                if (
+                    row.get("AmountType") == "Revenue"
+                    and self.settings.budget_revenue_read_sign == "as_entered"
+                ):
+                    amount = -amount
+            else:
+                amount = Decimal(str(row.get(names[3]) or 0)) - Decimal(str(row.get(names[4]) or 0))
+            out.append(HeldLine(company, number, account, dims, when, amount, text))
+        return out
+
+    # -- setup the targets need (read by `check`) ----------------------------------------------------------
+
+    def journal_name_layers(self) -> dict[tuple[str, str], str]:
+        """(company, journal name) -> the journal name's ``PostingLayer``."""
+        q = Query("JournalNames", filter=F.any_of("dataAreaId", [c.lower() for c in self.reader.companies]),
+                  select=("dataAreaId", "Name", "PostingLayer"))  # fmt: skip
+        return {
+            (str(r.get("dataAreaId") or "").upper(), str(r.get("Name") or "")): str(
+                r.get("PostingLayer") or ""
+            )
+            for r in self.client.iter_rows(q)
+        }
+
+    def budget_models(self) -> set[tuple[str, str]]:
+        """(company, budget model) pairs of ``BudgetModels``."""
+        q = Query("BudgetModels", filter=F.any_of("dataAreaId", [c.lower() for c in self.reader.companies]),
+                  select=("dataAreaId", "BudgetModel"))  # fmt: skip
+        return {
+            (str(r.get("dataAreaId") or "").upper(), str(r.get("BudgetModel") or ""))
+            for r in self.client.iter_rows(q)
+        }
+
+    def budget_codes(self) -> dict[tuple[str, str], tuple[str, str]]:
+        """(company, budget code) -> (``BudgetTransactionType``, ``WorkflowId``)."""
+        q = Query("BudgetCodes", filter=F.any_of("dataAreaId", [c.lower() for c in self.reader.companies]),
+                  select=("dataAreaId", "BudgetCode", "BudgetTransactionType", "WorkflowId"))  # fmt: skip
+        return {
+            (str(r.get("dataAreaId") or "").upper(), str(r.get("BudgetCode") or "")): (
+                str(r.get("BudgetTransactionType") or ""), str(r.get("WorkflowId") or ""),
+            )
+            for r in self.client.iter_rows(q)
+        }  # fmt: skip
+
+    def observed_revenue_sign(self, company: str, tag: str) -> tuple[str, str] | None:
+        """How ``BudgetRegisterEntryLines`` shows revenue, found by comparing one of this connector's revenue
+        lines with the stored value in ``BudgetTransactionLineBiEntities`` (stored sign-flipped, A2 #1-2):
+        ``("as_entered" | "stored", what was compared)``, or None when no revenue line exists yet."""
+        headers = self._our_headers(company, tag)
+        if not headers:
+            return None
+        flt = F.and_(
+            F.eq("dataAreaId", company.lower()),
+            F.eq("AmountType", F.EnumValue("BudgetType", "Revenue")),
+            F.any_of("EntryNumber", sorted(headers)[:20]),
+        )
+        select = ("EntryNumber", "EntryDate", "TransactionCurrencyAmount")
+        line = next(iter(self.client.iter_rows(Query(BUDGET_LINES, filter=flt, select=select, top=1))), None)
+        if line is None:
+            return None
+        number, amount = str(line["EntryNumber"]), Decimal(str(line["TransactionCurrencyAmount"]))
+        raw_heads = list(self.client.iter_rows(Query(
+            "BudgetTransactionHeaderBiEntities", filter=F.eq("TransactionNumber", number), select=("SourceKey",),
+            cross_company=False,
+        )))  # fmt: skip
+        for head in raw_heads:
+            raw = self.client.iter_rows(Query(
+                "BudgetTransactionLineBiEntities",
+                filter=F.and_(F.eq("BudgetTransactionHeader", int(head["SourceKey"])),
+                              F.eq("BudgetType", F.EnumValue("BudgetType", "Revenue"))),
+                select=("TransactionCurrencyAmount",), cross_company=False,
+            ))  # fmt: skip
+            for r in raw:
+                stored = Decimal(str(r["TransactionCurrencyAmount"]))
+                if abs(stored) == abs(amount) and amount != 0:
+                    what = f"entry {number}: entity {amount}, stored {stored}"
+                    return ("stored" if stored == amount else "as_entered"), what
+        return None

@@ -1,27 +1,29 @@
-"""Plans (Anaplan -> D365): build F&O journal lines from parsed plan rows, with idempotency keys.
+"""Plans (Anaplan -> D365): the differences between the approved plan and what F&O holds from this
+connector, as F&O journal / budget register lines.
 
-:func:`build_journals` groups :class:`~d365_anaplan.flows.records.PlanRow` into one journal per company
-(F&O journal headers belong to one legal entity), one voucher per company x period (split into numbered
-vouchers of at most ``max_lines_per_voucher`` lines), and returns :class:`JournalPlan`. The lines of one
-export are held in memory (OData journal writes are not the route for more than a few hundred thousand
-lines anyway, see the F&O notes §2.2).
+Revisions replace, never add. :func:`plan_deltas` compares, per company x account x dimension values x
+period of the run's window, the approved plan (an absent or zero cell means zero) with what F&O holds from
+this connector (read back from F&O, see :meth:`d365_anaplan.dynamics.journal.JournalWriter.held`): only the
+differences are written, so a rerun writes nothing, a cut to zero writes the reversing difference, a new cell
+is added and another window never duplicates a month.
 
-Keys (all deterministic, so a retried or redriven step finds what it already wrote):
+:func:`build_entries` groups the differences into entries: budget register entries per company x fiscal year
+x budget code (a cell's first load under the export's original-budget code, every later change under its
+revision code; the model per export and fiscal year), ledger journals per company (on the configured posting
+layer, one voucher per period, with a balancing line when ``offset_account`` is set). Entries never change
+once written: a later change is a new entry.
 
-* journal key ``AP-`` + 20 base32 characters: hash of connection, export name, version, company, period
-  range and the content hash of the journal's lines. It starts the header ``Description`` (≤ 60 characters);
-  look it up before creating a journal.
-* line key ``<journal key>-<10 characters>``: hash of the journal key and the row's natural key (company,
-  account, dimension values, period, version); 34 characters, written to the line's ``Text`` (≤ 60).
-  Offset lines use ``<journal key>-O<yyyymm><nnn>``.
-* voucher ``AP-<yyyymm>-<nnn>``: a grouping key inside the journal (F&O renumbers at posting when the journal
-  name uses "number allocation at posting").
+Keys (deterministic, so a retried or redriven step finds what it already wrote):
 
-Amounts: positive -> ``debit``, negative -> ``credit`` (both non-negative); zero rows are skipped and counted.
-With ``target == "ledger_journal"`` and ``JournalSettings.offset_account`` set, each voucher gets one
-balancing line on the offset account; budget register entries are single-sided (no offset).
+* export tag ``AP`` + 4 base32 characters: hash of connection and export. Every header description of the
+  export starts with ``<tag>-``; that is how the connector finds what F&O holds from it.
+* entry key ``<tag>-<8 characters>``: hash of the tag, run, company, fiscal year and code. The header
+  description is ``<key> <version> FY<year> <first>..<last> run <run> <export>`` cut to 60 characters.
+* line key ``<entry key>-<10 characters>`` (ledger records); F&O line texts are ``L<12 hex> Anaplan
+  <version> <yyyy-mm> row <n>`` (the writer's key, then the Anaplan source).
+* voucher ``<8 characters of the entry key>-<yyyymm><nn>``: unique per entry.
 
-Account display values are built by position from the active ledger dimension format's segment order by
+Account display values are built by position from the active dimension format's segment order by
 :func:`account_display_value`; F&O silently drops surplus segments, so a value with a dimension that is not
 a segment of the format, or containing the segment delimiter, is refused.
 """
@@ -38,11 +40,12 @@ from typing import Any, Literal
 
 from d365_anaplan.config import JournalSettings, PlanExport
 from d365_anaplan.errors import BadInputData, ConfigError
-from d365_anaplan.flows.calendar import month_end, month_start, period_key
-from d365_anaplan.flows.money import check_amount, currency_decimals
+from d365_anaplan.flows.calendar import fiscal_year, month_end, month_start, period_key
+from d365_anaplan.flows.money import check_amount
 from d365_anaplan.flows.records import PlanRow
 
 MAIN_ACCOUNT = "MainAccount"
+OFFSET_MEMO = "Anaplan offset"  # same text as d365_anaplan.dynamics.journal.OFFSET_MEMO
 TEXT_MAX = 60
 DESCRIPTION_MAX = 60
 
@@ -108,53 +111,123 @@ def split_display_value(
     return {s: (parts[i] if i < len(parts) else "") for i, s in enumerate(segment_order)}
 
 
-# --- keys --------------------------------------------------------------------------------------------------
+# --- keys ----------------------------------------------------------------------------------------------
 
 
 def _row_text(company: str, account: str, dims: Mapping[str, str], period: date, version: str) -> str:
-    dim_text = "\x1e".join(f"{k}={v}" for k, v in sorted(dims.items()))
+    dim_text = "\x1e".join(f"{k}={v}" for k, v in sorted(dims.items()) if v)
     return "\x1f".join([company, account, dim_text, period.isoformat(), version])
+
+
+def _hash(*parts: str) -> bytes:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()
+
+
+def export_tag(connection: str, export_name: str) -> str:
+    """``AP`` + 4 base32 characters: every header description of this export starts with ``<tag>-``."""
+    return "AP" + _b32(_hash("export", connection, export_name), 4)
+
+
+def entry_key(tag: str, run_id: str, company: str, fiscal_year: int, code: str) -> str:
+    return f"{tag}-{_b32(_hash(tag, run_id, company, str(fiscal_year), code), 8)}"
+
+
+def entry_description(
+    key: str, version: str, fiscal_year: int, first: date, last: date, run_id: str, export_name: str
+) -> str:
+    """What a controller reads on the header: key, version, fiscal year, periods, run, export (<= 60)."""
+    span = f"{period_key(first)}..{period_key(last)[5:] if first.year == last.year else period_key(last)}"
+    run = run_id.rsplit(":", 1)[-1][:8]
+    text = f"{key} {version} FY{fiscal_year} {span} run {run} {export_name}"
+    return text[:DESCRIPTION_MAX].rstrip()
+
+
+def line_key(
+    entry: str, company: str, account: str, dims: Mapping[str, str], period: date, amount: Decimal
+) -> str:
+    """Per-line key for the ledger: ``<entry key>-<10 base32 characters>``."""
+    text = _row_text(company, account, dims, period, "") + "\x1d" + _amount_text(amount)
+    return f"{entry}-{_b32(_hash(entry, text), 10)}"
 
 
 def _amount_text(amount: Decimal) -> str:
     return f"{amount.normalize():f}" if amount != 0 else "0"
 
 
-def content_hash(rows: Iterable[PlanRow]) -> str:
-    """SHA-256 (hex) of the rows' natural keys and amounts, independent of row order and line numbers."""
-    texts = sorted(
-        _row_text(r.company, r.account, r.dimensions, r.period, r.version) + "\x1d" + _amount_text(r.amount)
-        for r in rows
-    )
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode("utf-8"))
-        h.update(b"\n")
-    return h.hexdigest()
+# --- differences ------------------------------------------------------------------------------------------
+
+CellKey = tuple[str, str, tuple[tuple[str, str], ...], date]  # company, account, dimension values, period
 
 
-def journal_key(
-    connection: str,
-    export_name: str,
-    version: str,
-    period_from: date,
-    period_to: date,
-    content: str,
-    company: str = "",
-) -> str:
-    """``AP-`` + 20 base32 characters identifying one journal's content."""
-    text = "\x1f".join(
-        [connection, export_name, version, company, period_key(period_from), period_key(period_to), content]
-    )
-    return "AP-" + _b32(hashlib.sha256(text.encode("utf-8")).digest(), 20)
+def cell_key(company: str, account: str, dims: Mapping[str, str], period: date) -> CellKey:
+    return company.upper(), account, tuple(sorted((k, v) for k, v in dims.items() if v)), month_start(period)
 
 
-def line_key(journal: str, row: PlanRow) -> str:
-    """Per-line key: ``<journal key>-<10 base32 characters>`` (34 characters, fits F&O's Text field)."""
-    text = journal + "\x1f" + _row_text(row.company, row.account, row.dimensions, row.period, row.version)
-    key = f"{journal}-{_b32(hashlib.sha256(text.encode('utf-8')).digest(), 10)}"
-    assert len(key) <= TEXT_MAX
-    return key
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One cell's difference: what to write so that F&O holds ``approved``."""
+
+    company: str
+    account: str
+    dimensions: Mapping[str, str]
+    period: date
+    held: Decimal
+    approved: Decimal
+    revision: bool  # F&O already holds lines of this cell from the connector
+    source_line: int | None  # the export line of the approved value (None: the cell left the plan)
+
+    @property
+    def amount(self) -> Decimal:
+        return self.approved - self.held
+
+    def to_json(self) -> dict[str, Any]:
+        return {"company": self.company, "account": self.account, "dimensions": dict(self.dimensions),
+                "period": period_key(self.period), "held": str(self.held), "approved": str(self.approved),
+                "difference": str(self.amount), "revision": self.revision}  # fmt: skip
+
+
+def plan_deltas(
+    rows: Iterable[PlanRow],
+    held: Iterable[tuple[str, str, Mapping[str, str], date, Decimal]],
+    periods: Iterable[date],
+    *,
+    decimals: int = 2,
+) -> tuple[list[Delta], dict[CellKey, Decimal]]:
+    """Differences between the approved plan (``rows`` of one export) and what F&O holds from this export
+    (``held`` lines: company, account, dimension values, date, ledger-signed amount), per cell of the
+    ``periods``. Returns the non-zero differences (sorted) and the approved cells (zero cells included)."""
+    window = {month_start(p) for p in periods}
+    approved: dict[CellKey, Decimal] = {}
+    sources: dict[CellKey, int] = {}
+    seen: dict[str, int] = {}
+    for r in rows:
+        where = f"plan row from line {r.line_number}"
+        amount = check_amount(r.amount, decimals=decimals, where=where)
+        natural = _row_text(r.company, r.account, r.dimensions, r.period, r.version)
+        if natural in seen:
+            raise BadInputData(
+                f"{where}: same company, account, dimensions, period and version as line {seen[natural]}"
+            )
+        seen[natural] = r.line_number
+        key = cell_key(r.company, r.account, r.dimensions, r.period)
+        if key[3] not in window:
+            raise BadInputData(f"{where}: period {period_key(key[3])} is outside the run's window")
+        approved[key] = amount
+        sources[key] = r.line_number
+    holding: dict[CellKey, Decimal] = {}
+    for company, account, held_dims, when, amount in held:
+        key = cell_key(company, account, held_dims, when)
+        if key[3] in window:
+            holding[key] = holding.get(key, Decimal(0)) + amount
+    deltas = []
+    for key in sorted(set(approved) | set(holding)):
+        want, have = approved.get(key, Decimal(0)), holding.get(key, Decimal(0))
+        if want != have:
+            company, account, dim_items, period = key
+            deltas.append(
+                Delta(company, account, dict(dim_items), period, have, want, key in holding, sources.get(key))
+            )
+    return deltas, approved
 
 
 # --- journal model -----------------------------------------------------------------------------------------
@@ -171,9 +244,10 @@ class JournalLine:
     debit: Decimal
     credit: Decimal
     currency: str
-    line_key: str  # also the line's Text
-    source_line: int | None  # export file line; None for an offset line
+    line_key: str  # our key in the ledger
+    source_line: int | None  # export file line; None for an offset line or a cell that left the plan
     is_offset: bool = False
+    memo: str = ""  # F&O line text after the writer's key: the Anaplan source
 
     @property
     def amount(self) -> Decimal:
@@ -190,6 +264,7 @@ class JournalLine:
             "credit": str(self.credit),
             "currency": self.currency,
             "text": self.line_key,
+            "memo": self.memo,
             "source_line": self.source_line,
             "offset": self.is_offset,
         }
@@ -209,13 +284,17 @@ class Voucher:
 
 @dataclass
 class Journal:
+    """One journal or budget register entry to create."""
+
     company: str
     key: str
     description: str
     journal_name: str
     period_from: date
     period_to: date
-    content_hash: str
+    budget_model: str | None = None
+    budget_code: str | None = None
+    revision: bool = False
     vouchers: list[Voucher] = field(default_factory=list)
 
     def lines(self) -> Iterator[JournalLine]:
@@ -240,6 +319,9 @@ class Journal:
             "key": self.key,
             "description": self.description,
             "journal_name": self.journal_name,
+            "budget_model": self.budget_model,
+            "budget_code": self.budget_code,
+            "revision": self.revision,
             "period_from": period_key(self.period_from),
             "period_to": period_key(self.period_to),
             "vouchers": len(self.vouchers),
@@ -253,128 +335,110 @@ class Journal:
 class JournalPlan:
     journals: list[Journal]
     rows: int = 0
-    zero_skipped: int = 0
     offset_lines: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
             "rows": self.rows,
-            "zero_skipped": self.zero_skipped,
             "offset_lines": self.offset_lines,
             "journals": [j.to_json() for j in self.journals],
         }
 
-    def items(self) -> Iterator[tuple[str, str, date, Decimal]]:
-        """(company, account, period, signed amount) of every non-offset line, for reconciliation."""
-        for j in self.journals:
-            for v in j.vouchers:
-                for line in v.lines:
-                    if not line.is_offset:
-                        yield line.company, line.account, v.period, line.amount
+
+def budget_target(
+    settings: JournalSettings, export: PlanExport, fiscal_year: int
+) -> tuple[str, str, str | None]:
+    """(budget model, original-budget code, revision code) of an export in a fiscal year."""
+    model = export.budget_models.get(fiscal_year) or export.budget_model or settings.budget_model
+    code = export.budget_code or settings.budget_code
+    revision = export.revision_budget_code or settings.revision_budget_code
+    if not model or not code:
+        raise ConfigError([
+            f"export {export.export_action!r}: target 'budget_register' needs a budget model and a budget code "
+            f"(dynamics.journal.budget_model/budget_code or the export's own; fiscal year {fiscal_year})"
+        ])  # fmt: skip
+    return model, code, revision
 
 
-def journal_description(key: str, version: str, period_from: date, period_to: date, export_name: str) -> str:
-    """Header description starting with the journal key, cut to 60 characters (the key is never cut)."""
-    text = f"{key} {version} {period_key(period_from)}..{period_key(period_to)} {export_name}"
-    return text[:DESCRIPTION_MAX].rstrip()
-
-
-def build_journals(
-    rows: Iterable[PlanRow],
+def build_entries(
+    deltas: Sequence[Delta],
     *,
     connection: str,
+    run_id: str,
     export: PlanExport,
     settings: JournalSettings,
     segment_order: Sequence[str],
     delimiter: str = "-",
-    period_from: date | None = None,
-    period_to: date | None = None,
+    fiscal_year_start_month: int = 1,
     max_lines_per_voucher: int | None = None,
     transaction_day: Literal["first", "last"] = "first",
 ) -> JournalPlan:
-    """Group plan rows into journals, vouchers and lines (see the module docstring for the rules).
-
-    ``period_from``/``period_to`` are the run's range (default: the rows' first and last period); they are
-    part of the journal key. ``max_lines_per_voucher`` defaults to ``settings.lines_per_batch`` (a voucher,
-    offset line included, must fit in one batch).
-    """
-    if settings.offset_account and settings.target != "ledger_journal":
-        raise ConfigError(["dynamics.journal.offset_account: only used with target 'ledger_journal'"])
+    """Group the differences of one export (every company) into entries (see the module docstring)."""
     limit = max_lines_per_voucher or settings.lines_per_batch
-    offset = settings.offset_account if settings.target == "ledger_journal" else None
+    ledger = settings.target == "ledger_journal"
+    offset = settings.offset_account if ledger else None
     per_voucher = limit - (1 if offset else 0)
     if per_voucher < 1:
         raise ConfigError([f"lines per voucher: {limit} leaves no room for lines next to the offset line"])
-    currency = settings.currency_code
-    decimals = currency_decimals(currency)
+    tag = export_tag(connection, export.export_action)
     journal_name = export.journal_name or settings.journal_name
-
-    plan = JournalPlan(journals=[])
-    by_company: dict[str, list[PlanRow]] = {}
-    seen: dict[str, int] = {}
-    for r in rows:
-        plan.rows += 1
-        where = f"plan row from line {r.line_number}"
-        amount = check_amount(r.amount, decimals=decimals, where=where)
-        natural = _row_text(r.company, r.account, r.dimensions, r.period, r.version)
-        if natural in seen:
-            raise BadInputData(
-                f"{where}: same company, account, dimensions, period and version as line {seen[natural]}"
-            )
-        seen[natural] = r.line_number
-        if amount == 0:
-            plan.zero_skipped += 1
-            continue
-        by_company.setdefault(r.company, []).append(r)
-
-    for company in sorted(by_company):
-        company_rows = by_company[company]
-        first = month_start(period_from) if period_from else min(r.period for r in company_rows)
-        last = month_start(period_to) if period_to else max(r.period for r in company_rows)
-        digest = content_hash(company_rows)
-        key = journal_key(connection, export.export_action, export.version, first, last, digest, company)
+    plan = JournalPlan(journals=[], rows=len(deltas))
+    groups: dict[tuple[str, int, str, bool], list[Delta]] = {}
+    targets: dict[tuple[str, int, str, bool], tuple[str | None, str | None]] = {}
+    for d in deltas:
+        fy = fiscal_year(d.period, fiscal_year_start_month)
+        if ledger:
+            gkey = (d.company, 0, journal_name, False)
+            targets[gkey] = (None, None)
+        else:
+            model, code, revision_code = budget_target(settings, export, fy)
+            if d.revision and not revision_code:
+                raise ConfigError([
+                    f"export {export.export_action!r}: {d.company} {d.account} {period_key(d.period)} changes after "
+                    "its first load; set dynamics.journal.revision_budget_code (a budget code of type Revision) "
+                    "or the export's revision_budget_code"
+                ])  # fmt: skip
+            use = revision_code if d.revision and revision_code else code
+            gkey = (d.company, fy, use, d.revision)
+            targets[gkey] = (model, use)
+        groups.setdefault(gkey, []).append(d)
+    for gkey in sorted(groups):
+        company, fy, group_code, revision = gkey
+        items = groups[gkey]
+        first, last = min(d.period for d in items), max(d.period for d in items)
+        year = fy or fiscal_year(first, fiscal_year_start_month)
+        key = entry_key(tag, run_id, company, fy, group_code)
+        entry_model, budget_code = targets[gkey]
         journal = Journal(
-            company=company,
-            key=key,
-            description=journal_description(key, export.version, first, last, export.export_action),
-            journal_name=journal_name,
-            period_from=first,
-            period_to=last,
-            content_hash=digest,
-        )
+            company=company, key=key,
+            description=entry_description(key, export.version, year, first, last, run_id, export.export_action),
+            journal_name=journal_name, period_from=first, period_to=last, budget_model=entry_model,
+            budget_code=budget_code, revision=revision,
+        )  # fmt: skip
+        currency = settings.currency_for(company)
         by_period: dict[date, list[JournalLine]] = {}
-        for r in company_rows:
-            where = f"plan row from line {r.line_number} (company {company}, account {r.account})"
-            period = month_start(r.period)
-            if not first <= period <= last:
-                raise BadInputData(
-                    f"{where}: period {period_key(period)} is outside the run's range "
-                    f"{period_key(first)}..{period_key(last)}"
-                )
-            display = account_display_value(r.account, r.dimensions, segment_order, delimiter, where=where)
-            day = period if transaction_day == "first" else month_end(period)
-            by_period.setdefault(period, []).append(
+        for d in items:
+            where = f"plan cell {company} {d.account} {period_key(d.period)}" + (
+                f" (export line {d.source_line})" if d.source_line else ""
+            )
+            display = account_display_value(d.account, d.dimensions, segment_order, delimiter, where=where)
+            amount = d.amount
+            day = d.period if transaction_day == "first" else month_end(d.period)
+            source = f"row {d.source_line}" if d.source_line else "removed"
+            by_period.setdefault(d.period, []).append(
                 JournalLine(
-                    company=company,
-                    voucher="",
-                    trans_date=day,
-                    account=r.account,
-                    dimensions=dict(r.dimensions),
-                    account_display_value=display,
-                    debit=r.amount if r.amount > 0 else Decimal(0),
-                    credit=-r.amount if r.amount < 0 else Decimal(0),
-                    currency=currency,
-                    line_key=line_key(key, r),
-                    source_line=r.line_number,
+                    company=company, voucher="", trans_date=day, account=d.account, dimensions=dict(d.dimensions),
+                    account_display_value=display, debit=amount if amount > 0 else Decimal(0),
+                    credit=-amount if amount < 0 else Decimal(0), currency=currency,
+                    line_key=line_key(key, company, d.account, d.dimensions, d.period, amount),
+                    source_line=d.source_line, memo=f"Anaplan {export.version} {period_key(d.period)} {source}",
                 )
-            )
+            )  # fmt: skip
+        stem = key.split("-", 1)[1]
         for period in sorted(by_period):
-            lines = sorted(
-                by_period[period],
-                key=lambda x: (x.account_display_value, x.account, sorted(x.dimensions.items()), x.line_key),
-            )
+            lines = sorted(by_period[period], key=lambda x: (x.account_display_value, x.line_key))
             for seq, start in enumerate(range(0, len(lines), per_voucher), start=1):
-                voucher_id = f"AP-{period:%Y%m}-{seq:03d}"
+                voucher_id = f"{stem}-{period:%Y%m}{seq:02d}"
                 voucher = Voucher(voucher=voucher_id, company=company, period=period)
                 for line in lines[start : start + per_voucher]:
                     voucher.lines.append(replace(line, voucher=voucher_id))
@@ -421,6 +485,7 @@ def _offset_line(
         line_key=f"{key}-O{voucher.period:%Y%m}{seq:03d}",
         source_line=None,
         is_offset=True,
+        memo=f"{OFFSET_MEMO} {period_key(voucher.period)}",
     )
 
 

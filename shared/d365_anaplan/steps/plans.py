@@ -1,36 +1,37 @@
-"""Anaplan → Dynamics steps: validate the downloaded exports and plan the journals, write one batch of
-journal lines, and reconcile what F&O holds with what Anaplan approved.
+"""Anaplan → Dynamics steps: validate the downloaded exports, read back what F&O holds from the connector and
+plan the differences, write one batch of lines, and reconcile F&O's cumulative totals with what Anaplan
+approved.
 
-Nothing is written to F&O until every row of every export has passed validation and alignment. Journals are
-keyed by their content, and lines by their key, so a retry, a redrive or a replay resumes the same journal
-and never writes a line twice.
+Nothing is written to F&O until every row of every export has passed validation and alignment. Each run writes
+only the differences to what F&O holds (read back from F&O, never from the ledger alone), so a rerun writes
+nothing and a revision never doubles. Entries are keyed by run, company, fiscal year and code, and lines by
+their key, so a retry or a redrive resumes the same entry and never writes a line twice.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from d365_anaplan.config import PlanExport
-from d365_anaplan.dynamics import filters as F
-from d365_anaplan.dynamics.journal import JournalLineInput
+from d365_anaplan.dynamics.journal import EntryHeader, JournalLineInput
 from d365_anaplan.dynamics.odata import Query
 from d365_anaplan.errors import AlignmentFailed, BadInputData, DynamicsValidationError, ReconciliationFailed
 from d365_anaplan.flows.alignment import ACCOUNT, check_alignment, references_from_plans
-from d365_anaplan.flows.calendar import fiscal_horizon, parse_period
-from d365_anaplan.flows.journal import batch_lines, build_journals
+from d365_anaplan.flows.calendar import fiscal_horizon, parse_period, period_key
+from d365_anaplan.flows.journal import batch_lines, build_entries, cell_key, export_tag, plan_deltas
 from d365_anaplan.flows.plans import parse_plan_export
 from d365_anaplan.flows.reconcile import reconcile
 from d365_anaplan.flows.records import PlanRow
 from d365_anaplan.ledger.audit import JournalLineEntry
+from d365_anaplan.ledger.plan_state import PlanState
 from d365_anaplan.staging import iter_chunks, iter_lines
 from d365_anaplan.steps.context import StepContext
 
-_OFFSET_KEY = re.compile(r"-O\d{9}$")
+SHOWN_DIFFERENCES = 20  # differences listed in the step detail and the run output (all are counted)
 
 
 def _export(ctx: StepContext, name: str) -> PlanExport:
@@ -64,7 +65,8 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
     dims = [d for d in m.dimensions if wanted is None or d.name in wanted]
     months = [parse_period(p, field="periods") for p in periods]
     reader = ctx.dynamics.reader
-    fmt = reader.ledger_format()
+    budget = cfg.dynamics.journal.target == "budget_register"
+    fmt = reader.budget_format() if budget else reader.ledger_format()
     horizon = fiscal_horizon(cfg.close_calendar, datetime.now(UTC))
     all_rows: dict[str, list[PlanRow]] = {}
     counters: dict[str, Any] = {}
@@ -96,57 +98,81 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
         raise AlignmentFailed(report.to_text())
     _refuse_suspended_accounts(ctx, all_rows)
 
+    settings = cfg.dynamics.journal
+    writer = ctx.dynamics.writer
+    state = PlanState(ctx.env.ledger_table)
     batches: list[dict[str, Any]] = []
     journals: list[dict[str, Any]] = []
-    approved: list[list[str]] = []
-    size = cfg.dynamics.journal.lines_per_batch
+    totals: list[dict[str, Any]] = []
+    differences: list[dict[str, Any]] = []
+    drift: list[dict[str, Any]] = []
+    size = settings.lines_per_batch
+    first, last = months[0], months[-1]
     for name, rows in all_rows.items():
         export = _export(ctx, name)
-        settings = cfg.dynamics.journal
-        if export.journal_name:
-            settings = settings.model_copy(update={"journal_name": export.journal_name})
-        by_company: dict[str, list[PlanRow]] = {}
-        for row in rows:
-            by_company.setdefault(row.company, []).append(row)
-        plans = [
-            build_journals(
-                company_rows, connection=ctx.connection, export=export, segment_order=fmt.segments,
-                settings=settings.model_copy(update={"currency_code": settings.currency_for(company)}),
-                delimiter=fmt.delimiter, period_from=months[0], period_to=months[-1],
-            )
-            for company, company_rows in sorted(by_company.items())
-        ]  # fmt: skip
-        approved += [[c, a, p.isoformat(), str(v)] for plan in plans for c, a, p, v in plan.items()]
-        for journal in (j for plan in plans for j in plan.journals):
+        tag = export_tag(ctx.connection, name)
+        held: list[tuple[str, str, dict[str, str], date, Decimal]] = []
+        for company in cfg.dynamics.companies:
+            lines = writer.held(company, tag, first, last)
+            held += [(h.company, h.account, dict(h.dimensions), h.period, h.amount) for h in lines]
+            # The ledger's state is what the connector last reconciled; F&O is the truth. Report drift.
+            sums: dict[Any, Decimal] = {}
+            for h in lines:
+                k = cell_key(h.company, h.account, h.dimensions, h.period)
+                sums[k] = sums.get(k, Decimal(0)) + h.amount
+            kept = state.load(ctx.connection, tag, company, first, last)
+            drift.extend(
+                {"export": name, "company": k[0], "account": k[1], "period": period_key(k[3]),
+                 "ledger": str(kept.get(k, Decimal(0))), "fo": str(sums.get(k, Decimal(0)))}
+                for k in sorted(set(kept) | set(sums))
+                if kept.get(k, Decimal(0)) != sums.get(k, Decimal(0))
+            )  # fmt: skip
+        deltas, approved = plan_deltas(rows, held, months)
+        differences += [{**d.to_json(), "export": name, "version": export.version} for d in deltas]
+        plan = build_entries(
+            deltas, connection=ctx.connection, run_id=ctx.run_id, export=export, settings=settings,
+            segment_order=fmt.segments, delimiter=fmt.delimiter,
+            fiscal_year_start_month=cfg.close_calendar.fiscal_year_start_month,
+        )  # fmt: skip
+        totals.append({"export": name, "version": export.version, "tag": tag,
+                       "cells": [[c, a, dict(d), p.isoformat(), str(v)] for (c, a, d, p), v in approved.items()]})  # fmt: skip
+        for journal in plan.journals:
             journals.append({**journal.to_json(), "export": name})
-            for n, lines in enumerate(batch_lines(journal, size)):
+            for n, lines_ in enumerate(batch_lines(journal, size)):
                 key = ctx.key("plans", f"{journal.key}-{n:04d}.jsonl")
                 body = "".join(
                     json.dumps({**line.to_json(), "account": line.account, "dimensions": dict(line.dimensions),
                                 "amount": str(line.amount)}) + "\n"
-                    for line in lines
+                    for line in lines_
                 )  # fmt: skip
                 ctx.s3.put_object(Bucket=ctx.env.staging_bucket, Key=key, Body=body.encode("utf-8"))
                 batches.append({"company": journal.company, "journal_key": journal.key, "journal_name": journal.journal_name,
-                                "key": key, "lines": len(lines)})  # fmt: skip
+                                "description": journal.description, "budget_model": journal.budget_model,
+                                "budget_code": journal.budget_code, "key": key, "lines": len(lines_)})  # fmt: skip
     totals_key = ctx.key("plans", "approved_totals.json")
-    _put_json(ctx, totals_key, {"items": approved, "journals": journals})
+    _put_json(ctx, totals_key, {"exports": totals, "first": first.isoformat(), "last": last.isoformat(),
+                                "journals": journals})  # fmt: skip
+    summary = {"cells": len(differences), "revisions": sum(1 for d in differences if d["revision"]),
+               "shown": differences[:SHOWN_DIFFERENCES]}  # fmt: skip
     ctx.ledger.record_step(ctx.run_id, "PlanJournals", "SUCCEEDED",
-                           {"journals": journals, "batches": len(batches)})  # fmt: skip
+                           {"journals": journals, "batches": len(batches), "differences": summary,
+                            "state_drift": {"cells": len(drift), "shown": drift[:SHOWN_DIFFERENCES]}})  # fmt: skip
     for j in journals:
         ctx.ledger.record_journal(
             ctx.run_id, j["key"], "PLANNED", None, {k: v for k, v in j.items() if k != "key"}
         )
     return {"batches": batches, "totals_key": totals_key, "journals": len(journals),
-            "rows": sum(len(r) for r in all_rows.values())}  # fmt: skip
+            "rows": sum(len(r) for r in all_rows.values()), "differences": summary}  # fmt: skip
 
 
 def line_input(d: dict[str, Any]) -> JournalLineInput:
     """A journal line to write, from its staged (or ledger-kept) payload."""
     return JournalLineInput(
         account=str(d["account"]), dimensions=dict(d["dimensions"]), trans_date=date.fromisoformat(str(d["trans_date"])),
-        amount=Decimal(str(d["amount"])), voucher=str(d["voucher"]), currency=str(d["currency"]), text=str(d["text"]),
-        source=f"plan line {d['source_line']}" if d.get("source_line") else f"offset {d['text']}",
+        amount=Decimal(str(d["amount"])), voucher=str(d["voucher"]), currency=str(d["currency"]),
+        text=str(d.get("memo") or d["text"]),
+        source=f"plan line {d['source_line']}" if d.get("source_line")
+        else f"offset {d['text']}" if d.get("offset") else f"removed cell {d['text']}",
     )  # fmt: skip
 
 
@@ -184,32 +210,34 @@ def _line_inputs(ctx: StepContext, key: str) -> Iterator[tuple[JournalLineInput,
             yield line_input(d), d
 
 
-def write_journal_batch(ctx: StepContext, batch: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
-    """Create or resume the batch's journal and write its lines (lines already in F&O are skipped).
+def entry_header(batch: dict[str, Any]) -> EntryHeader:
+    """The header of a batch's journal / budget register entry (as staged by :func:`plan_journals`)."""
+    return EntryHeader(
+        key=str(batch["journal_key"]), description=str(batch.get("description") or f"Anaplan {batch['journal_key']}"),
+        journal_name=batch.get("journal_name"), budget_model=batch.get("budget_model"), budget_code=batch.get("budget_code"),
+    )  # fmt: skip
 
-    Each line's outcome goes to the ledger with its payload, so failed lines can be replayed from the
-    ledger alone. A voucher F&O rejects is rolled back whole by its changeset; the step then fails naming
-    the first rejected line and F&O's message.
+
+def write_journal_batch(ctx: StepContext, batch: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+    """Create or resume the batch's journal / budget register entry and write its lines (lines already in
+    F&O are skipped), through the one writer entry point (:meth:`JournalWriter.write`).
+
+    Each line's outcome goes to the ledger with its payload and the entry's header, so failed lines can be
+    replayed from the ledger alone. A voucher F&O rejects is rolled back whole by its changeset; the run
+    then fails in ReconcilePlan naming the first rejected line and F&O's message.
     """
     pairs = list(_line_inputs(ctx, str(batch["key"])))
     journal_key = str(batch["journal_key"])
-    if dry_run:
-        ctx.ledger.record_step(ctx.run_id, f"WriteJournal:{journal_key}", "DRY_RUN", {"lines": len(pairs)})
+    header = entry_header(batch)
+    if dry_run:  # the same writer validates and builds every line, and sends nothing
+        planned = ctx.dynamics.writer.write(
+            str(batch["company"]), [p[0] for p in pairs], header, dry_run=True
+        )
+        ctx.ledger.record_step(ctx.run_id, f"WriteJournal:{journal_key}", "DRY_RUN",
+                               {"lines": planned.lines_planned, "description": header.description})  # fmt: skip
         return {"journal_key": journal_key, "company": batch["company"], "journal_batch_number": None, "written": 0,
                 "skipped": 0, "rejected": 0, "dry_run": True}  # fmt: skip
-    writer = ctx.dynamics.writer
-    if ctx.cfg.dynamics.journal.target == "budget_register":
-        first = min(p[0].trans_date for p in pairs)
-        result = writer.write_budget_register(
-            str(batch["company"]), [p[0] for p in pairs], key=journal_key, default_date=first
-        )
-    else:
-        result = writer.write_ledger_journal(
-            str(batch["company"]),
-            [p[0] for p in pairs],
-            key=journal_key,
-            journal_name=str(batch["journal_name"]),
-        )
+    result = ctx.dynamics.writer.write(str(batch["company"]), [p[0] for p in pairs], header)
     errors = {e.source: e for e in result.errors}
     entries = []
     for line, payload in pairs:
@@ -218,80 +246,80 @@ def write_journal_batch(ctx: StepContext, batch: dict[str, Any], *, dry_run: boo
             JournalLineEntry(
                 journal_key=journal_key, line_key=str(payload["text"]), status="FAILED" if err else "WRITTEN",
                 fo_ids=None if err else {"journal_batch_number": result.journal_batch_number},
-                error=err.message if err else None, payload=payload,
+                error=err.message if err else None, payload={**payload, "header": _header_json(header)},
             )
         )  # fmt: skip
     ctx.ledger.record_journal_lines(ctx.run_id, entries)
     ctx.ledger.record_journal(
         ctx.run_id, journal_key, "FAILED" if result.errors else "WRITTEN", result.journal_batch_number,
         {"written": result.lines_written, "skipped": result.lines_skipped, "rejected": len(result.errors),
-         "resumed": result.resumed, "already_posted": result.already_posted},
+         "resumed": result.resumed, "already_posted": result.already_posted, **_header_json(header)},
     )  # fmt: skip
     # Rejected vouchers do not stop the other batches: every batch is tried, so one run shows every line F&O
-    # refuses. The journal stays unposted and reconciliation fails the run naming them (see reconcile_plan).
+    # refuses. Reconciliation fails the run naming them (see reconcile_plan).
     return {"journal_key": journal_key, "company": result.company, "journal_batch_number": result.journal_batch_number,
             "written": result.lines_written, "skipped": result.lines_skipped, "rejected": len(result.errors),
             "dry_run": False}  # fmt: skip
 
 
-def _written_items(ctx: StepContext, company: str, number: str) -> Iterator[tuple[str, str, date, Decimal]]:
-    """(company, main account, date, signed amount) of the lines F&O holds for one journal (or budget
-    register entry), offset lines left out."""
-    budget = ctx.cfg.dynamics.journal.target == "budget_register"
-    reader = ctx.dynamics.reader
-    fmt = reader.budget_format() if budget else reader.ledger_format()
-    if budget:  # display value, amount, date, text
-        names: tuple[str, ...] = (
-            "DimensionDisplayValue",
-            "TransactionCurrencyAmount",
-            "EntryDate",
-            "Comment",
-        )
-        flt = F.and_(F.eq("dataAreaId", company.lower()), F.eq("EntryNumber", number))
-        q = Query("BudgetRegisterEntryLines", select=names, filter=flt)
-    else:
-        names = ("AccountDisplayValue", "DebitAmount", "TransDate", "Text", "CreditAmount")
-        flt = F.and_(F.eq("dataAreaId", company.lower()), F.eq("JournalBatchNumber", number))
-        q = Query("LedgerJournalLines", select=names, filter=flt)
-    display, amount_name, date_name, text_name = names[:4]
-    for row in ctx.dynamics.client.iter_rows(q):
-        memo = str(row.get(text_name) or "").split(" ", 1)[-1]
-        if _OFFSET_KEY.search(memo):
-            continue
-        account, _dims = fmt.parse_value(str(row[display]), what=f"{number} line {memo}")
-        amount = Decimal(str(row.get(amount_name) or 0))
-        if not budget:
-            amount -= Decimal(str(row.get("CreditAmount") or 0))
-        yield company, account, date.fromisoformat(str(row[date_name])[:10]), amount
+def _header_json(header: EntryHeader) -> dict[str, Any]:
+    return {"description": header.description, "journal_name": header.journal_name,
+            "budget_model": header.budget_model, "budget_code": header.budget_code}  # fmt: skip
 
 
 def reconcile_plan(ctx: StepContext, totals_key: str, written: list[dict[str, Any]]) -> dict[str, Any]:
-    """Read the journals' lines back from F&O and compare them with the approved totals per company,
-    account and period (offset lines excluded on both sides)."""
+    """Read back every line F&O holds from this connector (all runs, all entries) for the run's window and
+    compare the cumulative total per company x version x account x dimension values x period with the
+    approved plan, to the cent. On success the ledger's plan state becomes the approved plan. Entries still
+    waiting for completion in F&O (Draft budget register entries, unposted journals) are reported."""
     rejected = ctx.ledger.failed_journal_lines(ctx.run_id)
     if rejected:
         first = rejected[0]
         ctx.ledger.record_step(ctx.run_id, "ReconcilePlan", "FAILED", {"rejected_lines": len(rejected)})
         raise DynamicsValidationError(
-            f"F&O rejected {len(rejected)} journal line(s) (whole vouchers; the journals stay unposted); first: "
+            f"F&O rejected {len(rejected)} journal line(s) (whole vouchers; nothing else of them landed); first: "
             f"line {first.line_key} of {first.journal_key}: {first.error}. Fix the cause in F&O, then replay with "
             f'{{"replay_of": "{ctx.run_id}", "failed_lines_only": true}}'
         )
     approved = _get_json(ctx, totals_key)
-    plan_items = [(c, a, date.fromisoformat(p), Decimal(v)) for c, a, p, v in approved["items"]]
-    numbers = sorted(
-        {
-            (str(w["company"]), str(w["journal_batch_number"]))
-            for w in written
-            if w.get("journal_batch_number")
-        }
-    )
-    fo_items = [item for company, number in numbers for item in _written_items(ctx, company, number)]
+    first_p, last_p = date.fromisoformat(approved["first"]), date.fromisoformat(approved["last"])
+    writer = ctx.dynamics.writer
+    plan_items: list[tuple[str, str, date, Decimal]] = []
+    fo_items: list[tuple[str, str, date, Decimal]] = []
+    pending: list[dict[str, Any]] = []
+    cells_by_export: dict[str, dict[Any, Decimal]] = {}
+    for export in approved["exports"]:
+        version, tag = str(export["version"]), str(export["tag"])
+        cells: dict[Any, Decimal] = {}
+        for company, account, dims, period, amount in export["cells"]:
+            key = cell_key(company, account, dims, date.fromisoformat(period))
+            cells[key] = Decimal(amount)
+            plan_items.append((f"{company} {version}", _account_text(key), key[3], Decimal(amount)))
+        cells_by_export[tag] = cells
+        for company in ctx.cfg.dynamics.companies:
+            for h in writer.held(company, tag, first_p, last_p):
+                key = cell_key(h.company, h.account, h.dimensions, h.period)
+                fo_items.append((f"{h.company} {version}", _account_text(key), h.period, h.amount))
+                cells.setdefault(key, Decimal(0))  # a cell that left the plan: F&O holds its reversal
+            pending += [{"company": e.company, "number": e.number, "status": e.status, "description": e.description}
+                        for e in writer.entries(company, tag) if e.pending]  # fmt: skip
     result = reconcile(plan_items, fo_items, tolerance=ctx.cfg.reconciliation_tolerance, left_name="Anaplan",
                        right_name="F&O")  # fmt: skip
-    ctx.ledger.record_step(
-        ctx.run_id, "ReconcilePlan", "SUCCEEDED" if result.ok else "FAILED", result.to_json()
-    )
+    detail = {**result.to_json(), "pending_completion": pending[:50], "pending_count": len(pending)}
+    ctx.ledger.record_step(ctx.run_id, "ReconcilePlan", "SUCCEEDED" if result.ok else "FAILED", detail)
     if not result.ok:
-        raise ReconciliationFailed(result.to_text())
-    return {"ok": True, "total": str(result.left_total), "matched": result.matched_accounts}
+        hint = ""
+        if ctx.cfg.dynamics.journal.target == "budget_register":
+            hint = (" (if only revenue accounts differ, with the sign reversed, check "
+                    "dynamics.journal.budget_revenue_read_sign against how BudgetRegisterEntryLines shows revenue)")  # fmt: skip
+        raise ReconciliationFailed(result.to_text() + hint)
+    state = PlanState(ctx.env.ledger_table)
+    for tag, cells in cells_by_export.items():
+        state.save(ctx.connection, tag, cells, ctx.run_id)
+    return {"ok": True, "total": str(result.left_total), "matched": result.matched_accounts,
+            "pending_completion": len(pending)}  # fmt: skip
+
+
+def _account_text(key: tuple[str, str, tuple[tuple[str, str], ...], date]) -> str:
+    _company, account, dims, _period = key
+    return account + "".join(f" {k}={v}" for k, v in dims)

@@ -85,15 +85,17 @@ def replay_failed_lines(ctx: StepContext, original: str, *, dry_run: bool = Fals
     """Write again the journal lines that F&O rejected in run ``original``, from the ledger alone.
 
     A voucher is rejected whole (its changeset rolls back), so the failed lines form whole vouchers and
-    still balance. Each journal is resumed by its key and lines already in F&O are skipped, so replaying
-    twice writes nothing twice. Outcomes are recorded in this run, and the original's lines are marked
+    still balance. They go through the flow's writer entry point to the configured target (journal or budget
+    register entry), resumed by its key; lines already in F&O are skipped, so replaying twice writes nothing
+    twice. Outcomes are recorded in this run, and the original's lines are marked
     ``REPLAYED`` once they land.
     """
     from d365_anaplan.errors import DynamicsValidationError
     from d365_anaplan.ledger.audit import JournalLineEntry
-    from d365_anaplan.steps.plans import line_input
+    from d365_anaplan.steps.plans import entry_header, line_input
 
     original_request(ctx, original, "plans")
+    _refuse_after_a_later_run(ctx, original)
     failed = [line for line in ctx.ledger.failed_journal_lines(original) if line.payload]
     journals = {j.journal_key: j for j in ctx.ledger.journals(original)}
     by_journal: dict[str, list[Any]] = {}
@@ -103,13 +105,17 @@ def replay_failed_lines(ctx: StepContext, original: str, *, dry_run: bool = Fals
     problems: list[str] = []
     for journal_key, lines in sorted(by_journal.items()):
         detail = journals[journal_key].detail if journal_key in journals else {}
-        name = str(detail.get("journal_name") or ctx.cfg.dynamics.journal.journal_name)
+        header = entry_header({**detail, **dict(lines[0].payload.get("header") or {}), "journal_key": journal_key,
+                               "journal_name": str(detail.get("journal_name") or ctx.cfg.dynamics.journal.journal_name)})  # fmt: skip
         company = str(lines[0].payload["company"])
         inputs = [line_input(line.payload) for line in lines]
-        if dry_run:
-            summary["journals"].append({"journal_key": journal_key, "company": company, "lines": len(inputs)})
+        if dry_run:  # the same writer validates and builds the lines, and sends nothing
+            planned = ctx.dynamics.writer.write(company, inputs, header, dry_run=True)
+            summary["journals"].append({"journal_key": journal_key, "company": company,
+                                        "lines": planned.lines_planned, "description": header.description})  # fmt: skip
             continue
-        result = ctx.dynamics.writer.write_ledger_journal(company, inputs, key=journal_key, journal_name=name)
+        # The same writer entry point as the flow: the configured target, the same entry resumed by its key.
+        result = ctx.dynamics.writer.write(company, inputs, header)
         errors = {e.source: e.message for e in result.errors}
         mine, theirs = [], []
         for line, entry in zip(lines, inputs, strict=True):
@@ -136,3 +142,21 @@ def replay_failed_lines(ctx: StepContext, original: str, *, dry_run: bool = Fals
     if problems:
         raise DynamicsValidationError("; ".join(problems))
     return summary
+
+
+def _refuse_after_a_later_run(ctx: StepContext, original: str) -> None:
+    """A later plans run read back what F&O held and wrote the differences itself, the rejected cells
+    included: replaying the original's lines then would write them twice. Refuse, naming that run."""
+    started = ctx.ledger.get_run(original).started_at
+    for run in ctx.ledger.list_runs(ctx.connection, since=started):
+        raw = run.detail.get("request")
+        request: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        if run.flow != "plans" or run.run_id in (original, ctx.run_id) or request.get("dry_run"):
+            continue
+        if request.get("failed_lines_only"):
+            continue
+        raise BadInputData(
+            f"replay_of: plans run {run.run_id} started after {original} and brought F&O to the approved plan "
+            "itself (it writes the differences to what F&O holds), so the rejected lines of the earlier run are "
+            "not replayed (they would count twice); run the plans flow again instead"
+        )

@@ -14,8 +14,9 @@ import yaml
 
 from d365_anaplan.config import parse_connection
 from d365_anaplan.dynamics.client import DynamicsConnection
-from d365_anaplan.dynamics.journal import JournalLineInput, idempotency_key
+from d365_anaplan.dynamics.journal import EntryHeader, JournalLineInput, idempotency_key
 from d365_anaplan.errors import DynamicsValidationError
+from devkit.sandbox.dynamics import budget as fo_budget
 from devkit.sandbox.dynamics.cli import RunningSandbox
 from devkit.sandbox.dynamics.testing import ANAPLAN_STUB
 
@@ -65,8 +66,10 @@ def test_journal_write_is_idempotent_and_posts(
     assert again.lines_written == 0 and again.lines_skipped == 4
     assert len(sandbox.app.journal_headers) == 1 and len(stored) == 4
 
-    posted = conn.writer.post_journal("USMF", first.journal_batch_number, poll_interval=0)
-    assert posted and header["IsPosted"] == "Yes"
+    assert header["PostingLayer"] == "CustomLayer1", "defaulted from the journal name"
+    with sandbox.app.lock:  # the customer's posting (batch job "Journal post" in F&O)
+        sandbox.app._run_posting_job()
+    assert header["IsPosted"] == "Yes"
     third = conn.writer.write_ledger_journal("USMF", lines, key=key)
     assert third.already_posted and third.lines_written == 0 and len(sandbox.app.journal_headers) == 1
 
@@ -113,32 +116,81 @@ def test_unknown_journal_name_is_refused_with_fo_text(
         conn.writer.write_ledger_journal("USMF", voucher("X", "1.00"), key="APX")
 
 
+BUDGET = {"target": "budget_register", "budget_model": "FY2026", "budget_code": "Original",
+          "revision_budget_code": "Revision"}  # fmt: skip
+
+
+@pytest.mark.parametrize("entity_sign", ["as_entered", "stored"])
 def test_budget_register_entry(
+    make_sandbox: Callable[..., RunningSandbox],
+    connect_to: Callable[..., DynamicsConnection],
+    entity_sign: str,
+) -> None:
+    """Revenue written positive with AmountType Revenue, the header's budget type from the code, lines in the
+    budget register format (not the ledger one); read back in ledger sign whichever sign the entity shows."""
+    sandbox = make_sandbox(gl_lines=100, budget_entity_sign=entity_sign)
+    conn = connect_to(sandbox, dynamics={"journal": {**BUDGET, "budget_revenue_read_sign": entity_sign}})
+    lines = [
+        JournalLineInput(
+            "601100", {"CostCenter": "OU_3566", "BusinessUnit": "001"}, DAY, Decimal("1200.00"), "V"
+        ),
+        JournalLineInput("401100", {"BusinessUnit": "002"}, DAY, Decimal("-5000.00"), "V"),
+    ]
+    head = EntryHeader("APTEST-00000001", "APTEST-00000001 Budget FY2026 2026-01..01 run r1 Budget")
+    result = conn.writer.write("USMF", lines, head)
+    assert result.lines_written == 2 and not result.errors and result.status == "Draft"
+    header = sandbox.app.budget_headers[("USMF", result.journal_batch_number)]
+    assert (header["BudgetType"], header["ExpenseBudgetTotal"], header["RevenueBudgetTotal"]) == (
+        "OriginalBudget", Decimal("1200.00"), Decimal("5000.00"),
+    )  # fmt: skip
+    stored = sandbox.app.budget_lines[("USMF", result.journal_batch_number)]
+    assert [(r["DimensionDisplayValue"], r["AmountType"]) for r in stored] == [
+        ("601100--OU_3566-001", "Expense"),  # MainAccount-Department-CostCenter-BusinessUnit
+        ("401100---002", "Revenue"),
+    ]
+    assert [fo_budget.stored_amount(r) for r in stored] == [Decimal("1200.00"), Decimal("-5000.00")]
+    held = conn.writer.held("USMF", "APTEST", DAY, DAY)
+    assert [(h.account, h.amount) for h in held] == [
+        ("601100", Decimal("1200.00")),
+        ("401100", Decimal("-5000.00")),
+    ]
+    sign, what = conn.writer.observed_revenue_sign("USMF", "APTEST") or ("", "")
+    assert sign == entity_sign, what  # found against the raw BudgetTransactionLineBiEntities
+    raw = sandbox.app._rows(sandbox.app.defs["BudgetTransactionLineBiEntities"]) or []
+    assert sorted(r["TransactionCurrencyAmount"] for r in raw) == [Decimal("-5000.00"), Decimal("1200.00")]
+    again = conn.writer.write("USMF", lines, head)
+    assert again.resumed and again.lines_written == 0 and len(stored) == 2
+    (entry,) = conn.writer.entries("USMF", "APTEST")
+    assert entry.pending
+    fo_budget.update_budget_balances(sandbox.app)
+    (entry,) = conn.writer.entries("USMF", "APTEST")
+    assert entry.status == "Completed" and not entry.pending
+    done = conn.writer.write("USMF", [*lines, lines[0]], head)
+    assert done.already_posted and done.lines_written == 0, "a completed entry is never edited"
+
+
+def test_budget_register_validations(
     sandbox: RunningSandbox, connect_to: Callable[..., DynamicsConnection]
 ) -> None:
-    conn = connect_to(
-        sandbox,
-        dynamics={
-            "journal": {"target": "budget_register", "budget_model": "FY2026", "budget_code": "Original"}
-        },
-    )
-    lines = [
-        JournalLineInput("601100", {"CostCenter": "OU_3566"}, DAY, Decimal("1200.00"), ""),
-        JournalLineInput("401100", {"BusinessUnit": "002"}, DAY, Decimal("-5000.00"), ""),
-    ]
-    key = idempotency_key("sandbox", "budget-1", "USMF")
-    result = conn.writer.write_budget_register("USMF", lines, key=key, default_date=DAY)
-    assert result.lines_written == 2 and not result.errors
-    header = sandbox.app.budget_headers[("USMF", result.journal_batch_number)]
-    assert header["ExpenseBudgetTotal"] == Decimal("1200.00") and header["RevenueBudgetTotal"] == Decimal(
-        "-5000.00"
-    )
-    again = conn.writer.write_budget_register("USMF", lines, key=key, default_date=DAY)
-    assert (
-        again.resumed
-        and again.lines_written == 0
-        and len(sandbox.app.budget_lines[("USMF", result.journal_batch_number)]) == 2
-    )
+    conn = connect_to(sandbox, dynamics={"journal": BUDGET})
+    line = [JournalLineInput("601100", {}, DAY, Decimal("1.00"), "V")]
+    with pytest.raises(DynamicsValidationError, match="Budget model"):
+        conn.writer.write_budget_register("USMF", line, key="K1", default_date=DAY, model="NOPE")
+    with pytest.raises(DynamicsValidationError, match="Budget code"):
+        conn.writer.write_budget_register("USMF", line, key="K2", default_date=DAY, code="NOPE")
+    rev = conn.writer.write_budget_register("USMF", line, key="K3", default_date=DAY, code="Revision")
+    assert sandbox.app.budget_headers[("USMF", rev.journal_batch_number)]["BudgetType"] == "Amendment"
+    # the sandbox refuses an amount type that does not fit the account, and lines on completed entries
+    body = {"dataAreaId": "usmf", "EntryNumber": rev.journal_batch_number, "DimensionDisplayValue": "401100",
+            "EntryDate": "2026-01-31T12:00:00Z", "CurrencyCode": "USD", "TransactionCurrencyAmount": 5,
+            "AmountType": "Expense"}  # fmt: skip
+    with pytest.raises(
+        DynamicsValidationError, match="Amount type 'Expense' is not valid for main account 401100"
+    ):
+        conn.client.post("BudgetRegisterEntryLines", body, what="POST line")
+    fo_budget.update_budget_balances(sandbox.app)
+    with pytest.raises(DynamicsValidationError, match="completed"):
+        conn.client.post("BudgetRegisterEntryLines", {**body, "AmountType": "Revenue"}, what="POST line")
 
 
 def test_print_config_is_a_valid_connection_fragment(tmp_path: Path) -> None:

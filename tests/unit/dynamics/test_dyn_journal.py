@@ -17,7 +17,7 @@ from dyn_support import BI_SETS, DATA, delimiter_rows, fo_error_body, format_row
 
 from d365_anaplan.config import JournalSettings
 from d365_anaplan.dynamics.batch import Operation, boundary_of, decode_batch, encode_batch, split_multipart
-from d365_anaplan.dynamics.journal import JournalLineInput, JournalWriter, idempotency_key
+from d365_anaplan.dynamics.journal import EntryHeader, JournalLineInput, JournalWriter, idempotency_key
 from d365_anaplan.dynamics.odata import dumps_exact
 from d365_anaplan.dynamics.reader import DynamicsReader
 from d365_anaplan.errors import BadInputData, DynamicsUnavailable, DynamicsValidationError
@@ -239,44 +239,46 @@ def test_unknown_outcome_of_batch_looks_up_before_resending() -> None:
 
 
 @responses.activate
-def test_posting_trigger_requeues_batch_job_and_confirms() -> None:
+def test_ledger_journal_header_carries_the_posting_layer() -> None:
     setup_env()
-    responses.post(f"{DATA}/BatchJobs/Microsoft.Dynamics.DataEntities.SetBatchJobToWaiting", status=204)
-    single = f"{DATA}/LedgerJournalHeaders(dataAreaId='usmf',JournalBatchNumber='USMF-000042')"
-    responses.get(single, json={"IsPosted": "No"})
-    responses.get(single, json={"IsPosted": "Yes"})
-    w = writer(posting_batch_job_id=5637145326)
-    result = w.write_ledger_journal("USMF", balanced("V1"), key="APK", post=True)
-    assert result.posted is True
-    assert json.loads(calls("POST", "SetBatchJobToWaiting")[0].request.body) == {"batchJobId": 5637145326}
-    assert len(calls("GET", "JournalBatchNumber=")) == 2
+    w = writer(target="ledger_journal", posting_layer="CustomLayer1")
+    w.write("USMF", balanced("V1"), EntryHeader("APK", "APK Budget FY2026 2026-01..01 run r1 Budget"))
+    header = json.loads(calls("POST", "LedgerJournalHeaders")[0].request.body)
+    assert header["PostingLayer"] == "CustomLayer1"
+    assert header["Description"] == "APK Budget FY2026 2026-01..01 run r1 Budget"
 
 
-def test_posting_needs_a_configured_job() -> None:
-    with pytest.raises(BadInputData, match="posting_batch_job_id"):
-        writer().post_journal("USMF", "X")
+def budget_env() -> None:
+    setup_env()
+    responses.get(
+        f"{DATA}/MainAccounts",
+        body=page([{"MainAccountId": "601100", "Name": "Travel", "MainAccountType": "Expense"},
+                   {"MainAccountId": "401100", "Name": "Sales", "MainAccountType": "Revenue"}]),
+    )  # fmt: skip
+    responses.replace(responses.GET, f"{DATA}/DimensionIntegrationFormats", body=format_rows())
 
 
 @responses.activate
 def test_budget_register_entry() -> None:
-    setup_env()
+    """Amount type from the main account's type; revenue written positive (a -2500 credit is +2500
+    Revenue); the header's budget type is left to the budget code; lines in the budget format."""
+    budget_env()
     responses.get(f"{DATA}/BudgetRegisterEntryHeaders", body=page([]))
     responses.post(f"{DATA}/BudgetRegisterEntryHeaders", status=201, json={"EntryNumber": "BRE000001"})
     responses.get(f"{DATA}/BudgetRegisterEntryLines", body=page([]))
-    responses.replace(responses.GET, f"{DATA}/DimensionIntegrationFormats", body=format_rows())
-    w = writer(target="budget_register", budget_model="FY2026", budget_code="Original")
+    w = writer(budget_model="FY2026", budget_code="Original")
     lines = [
-        JournalLineInput("601100", {"CostCenter": "OU_3566"}, date(2026, 1, 1), Decimal("1000.00"), ""),
-        JournalLineInput("401100", {}, date(2026, 1, 1), Decimal("-2500.00"), ""),
+        JournalLineInput("601100", {"CostCenter": "OU_3566"}, date(2026, 1, 1), Decimal("1000.00"), "V"),
+        JournalLineInput("401100", {}, date(2026, 1, 1), Decimal("-2500.00"), "V"),
+        JournalLineInput("601100", {}, date(2026, 1, 1), Decimal("-10.00"), "V"),  # an expense cut
     ]
-    result = w.write_budget_register("USMF", lines, key="APB", default_date=date(2026, 1, 1))
-    assert result.journal_batch_number == "BRE000001" and result.lines_written == 2
+    result = w.write("USMF", lines, EntryHeader("APB-1", "APB-1 Budget FY2026", budget_code="Revision"))
+    assert result.journal_batch_number == "BRE000001" and result.lines_written == 3
     header = json.loads(calls("POST", "BudgetRegisterEntryHeaders")[0].request.body)
-    assert (
-        header["BudgetModelId"] == "FY2026"
-        and header["ReasonComment"] == "Anaplan APB"
-        and header["LegalEntityId"] == "usmf"
-    )
+    assert (header["BudgetModelId"], header["BudgetCode"], header["ReasonComment"], header["LegalEntityId"]) == (
+        "FY2026", "Revision", "APB-1 Budget FY2026", "usmf",
+    )  # fmt: skip
+    assert "BudgetType" not in header, "the budget type comes from the budget code"
     (batch,) = batch_bodies()
     flat = [line for cs in batch for line in cs]
     assert [
@@ -284,11 +286,44 @@ def test_budget_register_entry() -> None:
         for line in flat
     ] == [
         ("Expense", 1000, "601100--OU_3566-"),
-        ("Revenue", -2500, "401100---"),
+        ("Revenue", 2500, "401100---"),
+        ("Expense", -10, "601100---"),
     ]
     assert all(line["EntryNumber"] == "BRE000001" and line["Comment"].startswith("L") for line in flat)
     q = parse_qs(urlsplit(calls("GET", "DimensionIntegrationFormats")[0].request.url).query)["$filter"][0]
     assert "DataEntityBudgetDimensionFormat" in q
+
+
+@pytest.mark.parametrize(("read_sign", "shown"), [("as_entered", "2500.00"), ("stored", "-2500.00")])
+@responses.activate
+def test_read_back_gives_ledger_sign_whichever_sign_the_entity_shows(read_sign: str, shown: str) -> None:
+    """F&O may show revenue as entered (+2500) or as stored (-2500): UNCONFIRMED, so both are handled and
+    the read-back is always the ledger sign (a revenue budget is a credit)."""
+    budget_env()
+    responses.get(
+        f"{DATA}/BudgetRegisterEntryHeaders",
+        body=page([{"EntryNumber": "BRE1", "ReasonComment": "APXY-1 Budget", "Status": "Draft"},
+                   {"EntryNumber": "BRE2", "ReasonComment": "APXYZ-9 someone else's", "Status": "Completed"}]),
+    )  # fmt: skip
+    responses.get(
+        f"{DATA}/BudgetRegisterEntryLines",
+        body=page([
+            {"EntryNumber": "BRE1", "DimensionDisplayValue": "401100---", "EntryDate": "2026-01-01T12:00:00Z",
+             "TransactionCurrencyAmount": shown, "AmountType": "Revenue", "Comment": "LABC Anaplan Budget 2026-01"},
+            {"EntryNumber": "BRE1", "DimensionDisplayValue": "601100--OU_3566-", "EntryDate": "2026-01-31T12:00:00Z",
+             "TransactionCurrencyAmount": "1000.00", "AmountType": "Expense", "Comment": "LDEF x"},
+            {"EntryNumber": "BRE2", "DimensionDisplayValue": "601100---", "EntryDate": "2026-01-01T12:00:00Z",
+             "TransactionCurrencyAmount": "5.00", "AmountType": "Expense", "Comment": "other"},
+        ]),
+    )  # fmt: skip
+    w = writer(budget_model="M", budget_code="C", budget_revenue_read_sign=read_sign)
+    held = w.held("USMF", "APXY", date(2026, 1, 1), date(2026, 1, 1))
+    assert [(h.number, h.account, dict(h.dimensions), h.period, h.amount) for h in held] == [
+        ("BRE1", "401100", {}, date(2026, 1, 1), Decimal("-2500.00")),
+        ("BRE1", "601100", {"CostCenter": "OU_3566"}, date(2026, 1, 1), Decimal("1000.00")),
+    ]
+    (entry,) = w.entries("USMF", "APXY")
+    assert entry.pending and entry.status == "Draft"
 
 
 def test_idempotency_key_is_deterministic() -> None:
@@ -333,12 +368,29 @@ def test_header_create_with_unknown_outcome_is_looked_up_not_duplicated() -> Non
 
 
 @responses.activate
-def test_write_dispatches_on_target_and_posting_setting() -> None:
+def test_write_dispatches_on_target() -> None:
     setup_env()
-    result = writer().write("USMF", balanced("V1"), key="APK")
-    assert result.posted is None and calls("POST", "SetBatchJobToWaiting") == []
+    head = EntryHeader("APK", "APK text", journal_name="Budget")
+    result = writer(target="ledger_journal", posting_layer="CustomLayer1").write("USMF", balanced("V1"), head)
+    assert result.journal_batch_number == "USMF-000042"
     w = writer(target="budget_register")
     with pytest.raises(BadInputData, match="budget_model"):
-        w.write("USMF", balanced("V1"), key="APK")
+        w.write("USMF", balanced("V1"), head)
     with pytest.raises(BadInputData, match="no lines"):
-        w.write("USMF", [], key="APK")
+        w.write("USMF", [], head)
+
+
+@responses.activate
+def test_dry_run_goes_through_the_same_writer_and_sends_nothing() -> None:
+    budget_env()
+    w = writer(budget_model="FY2026", budget_code="Original")
+    head = EntryHeader("APB-1", "APB-1 Budget")
+    lines = [JournalLineInput("401100", {}, date(2026, 1, 1), Decimal("-2500.00"), "V")]
+    assert w.write("USMF", lines, head, dry_run=True).lines_planned == 1
+    with pytest.raises(BadInputData, match="main account '999999' is unknown in F&O"):
+        w.write(
+            "USMF", [JournalLineInput("999999", {}, date(2026, 1, 1), Decimal("1"), "V")], head, dry_run=True
+        )
+    ledger = writer(target="ledger_journal", posting_layer="CustomLayer1")
+    assert ledger.write("USMF", balanced("V1"), head, dry_run=True).lines_planned == 2
+    assert [c for c in responses.calls if c.request.method == "POST"] == [], "nothing is sent"

@@ -29,7 +29,7 @@ from d365_anaplan.flows.alignment import (
     resolve_alignment,
 )
 from d365_anaplan.flows.calendar import fiscal_horizon, periods_due
-from d365_anaplan.flows.journal import batch_lines, build_journals
+from d365_anaplan.flows.journal import batch_lines, build_entries, plan_deltas
 from d365_anaplan.flows.periods import parse_period_label
 from d365_anaplan.flows.plans import parse_plan_export
 from d365_anaplan.flows.reconcile import assert_reconciled, reconcile
@@ -136,31 +136,42 @@ def test_plans_flow() -> None:
     )
     assert report.ok
 
-    settings = JournalSettings(offset_account="999999", lines_per_batch=3)
-    plan = build_journals(
-        rows, connection="acme", export=export, settings=settings, segment_order=["MainAccount", "CostCenter"]
+    settings = JournalSettings(
+        target="ledger_journal", posting_layer="CustomLayer1", offset_account="999999", lines_per_batch=3
     )
-    assert plan.zero_skipped == 1
+    deltas, _ = plan_deltas(rows, [], [date(2025, 7, 1), date(2025, 8, 1)])
+    plan = build_entries(
+        deltas, connection="acme", run_id="run-1", export=export, settings=settings,
+        segment_order=["MainAccount", "CostCenter"], fiscal_year_start_month=7,
+    )  # fmt: skip
+    assert len(deltas) == 3, "the zero row writes nothing"
     assert [j.journal_name for j in plan.journals] == ["BudgetJrn", "BudgetJrn"]
     usmf = plan.journals[1]
+    stem = usmf.key.split("-", 1)[1]
     assert [(x.voucher, x.account_display_value, x.debit, x.credit) for x in usmf.lines()] == [
-        ("AP-202507-001", "601500-CC01", Decimal("1000.00"), Decimal(0)),
-        ("AP-202507-001", "999999-", Decimal(0), Decimal("1000.00")),
-        ("AP-202508-001", "601500-CC01", Decimal(0), Decimal("250.00")),
-        ("AP-202508-001", "999999-", Decimal("250.00"), Decimal(0)),
+        (f"{stem}-20250701", "601500-CC01", Decimal("1000.00"), Decimal(0)),
+        (f"{stem}-20250701", "999999-", Decimal(0), Decimal("1000.00")),
+        (f"{stem}-20250801", "601500-CC01", Decimal(0), Decimal("250.00")),
+        (f"{stem}-20250801", "999999-", Decimal("250.00"), Decimal(0)),
     ]
     assert [len(b) for b in batch_lines(usmf, settings.lines_per_batch)] == [2, 2]
+    items = [
+        (x.company, x.account, x.trans_date, x.amount)
+        for j in plan.journals
+        for x in j.lines()
+        if not x.is_offset
+    ]
     # The journal reconciles with the export rows (offset lines excluded).
     assert_reconciled(
         reconcile(
             [(r.company, r.account, r.period, r.amount) for r in rows],
-            plan.items(),
+            items,
             left_name="export",
             right_name="journal",
         )
     )
     # A line read back from F&O with a different amount is caught.
-    tampered = [(c, a, p, x + Decimal("0.01") if a == "401100" else x) for c, a, p, x in plan.items()]
+    tampered = [(c, a, p, x + Decimal("0.01") if a == "401100" else x) for c, a, p, x in items]
     with pytest.raises(ReconciliationFailed, match=r"DEMF 401100 2025-07: export 75\.25, journal 75\.26"):
         assert_reconciled(
             reconcile(

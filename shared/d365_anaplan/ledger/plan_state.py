@@ -1,0 +1,113 @@
+"""Approved-plan state: what this connector has made F&O hold, per export x company x period x account x
+dimension values (docs/ledger.md "plan cell").
+
+Item (ledger table): ``pk = PLAN#<connection>#<export tag>``, ``sk = CELL#<company>#<yyyy-mm>#<account>#<dims>``
+(``dims`` = ``name=value`` pairs joined by ``;``, blanks left out); attributes ``company``, ``account``,
+``dimensions`` (map), ``period`` (``yyyy-mm``), ``amount`` (Number, ledger sign), ``run_id`` (the run that
+reconciled it), ``updated_at``.
+
+F&O is the truth: each plans run reads back what F&O holds from the connector and writes only the difference;
+this state is what the connector last *reconciled* in F&O. A run compares it with the read-back and reports
+cells where they disagree (an entry deleted or edited in F&O, a partially failed run) before writing, and
+replaces it with the approved plan once reconciliation has passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from d365_anaplan.errors import LedgerConflict
+from d365_anaplan.ledger._dynamo import Clock, LazyClient, iso, query_all, to_item, utc_now
+
+CellKey = tuple[str, str, tuple[tuple[str, str], ...], date]  # company, account, dimension values, period
+
+
+def _pk(connection: str, tag: str) -> str:
+    if not connection or not tag:
+        raise ValueError(
+            f"plan state: connection and export tag must be non-empty, got {connection!r}, {tag!r}"
+        )
+    return f"PLAN#{connection}#{tag}"
+
+
+def _sk(key: CellKey) -> str:
+    company, account, dims, period = key
+    dim_text = ";".join(f"{k}={v}" for k, v in dims)
+    return f"CELL#{company}#{period:%Y-%m}#{account}#{dim_text}"
+
+
+class PlanState:
+    """The approved-plan cells this connector has reconciled in F&O (ledger table, env ``LEDGER_TABLE``)."""
+
+    def __init__(self, table_name: str, *, client: Any = None, clock: Clock | None = None) -> None:
+        if not table_name:
+            raise ValueError("table_name must be a non-empty string")
+        self.table_name = table_name
+        self._client = LazyClient("dynamodb", client)
+        self._clock = clock or utc_now
+
+    @property
+    def client(self) -> Any:
+        return self._client.get()
+
+    def load(
+        self, connection: str, tag: str, company: str, first: date, last: date
+    ) -> dict[CellKey, Decimal]:
+        """Cells of one export and company in the months ``first``..``last``."""
+        items = query_all(
+            self.client,
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={
+                ":pk": {"S": _pk(connection, tag)},
+                ":lo": {"S": f"CELL#{company}#{first:%Y-%m}#"},
+                ":hi": {"S": f"CELL#{company}#{last:%Y-%m}#\uffff"},
+            },
+            ConsistentRead=True,
+        )
+        out: dict[CellKey, Decimal] = {}
+        for item in items:
+            y, m = str(item["period"]).split("-")
+            dims = tuple(sorted((str(k), str(v)) for k, v in dict(item.get("dimensions") or {}).items()))
+            out[(str(item["company"]), str(item["account"]), dims, date(int(y), int(m), 1))] = Decimal(
+                item["amount"]
+            )
+        return out
+
+    def save(self, connection: str, tag: str, cells: Mapping[CellKey, Decimal], run_id: str) -> int:
+        """Put every cell (a zero cell is kept: F&O holds its reversal). Returns the number written."""
+        pk = _pk(connection, tag)
+        now = iso(self._clock())
+
+        def items() -> Iterator[dict[str, Any]]:
+            for key, amount in sorted(cells.items()):
+                company, account, dims, period = key
+                yield {"PutRequest": {"Item": to_item({
+                    "pk": pk, "sk": _sk(key), "company": company, "account": account, "dimensions": dict(dims),
+                    "period": f"{period:%Y-%m}", "amount": amount, "run_id": run_id, "updated_at": now,
+                })}}  # fmt: skip
+
+        batch: list[dict[str, Any]] = []
+        written = 0
+        for request in items():
+            batch.append(request)
+            if len(batch) == 25:
+                written += self._flush(batch)
+                batch = []
+        if batch:
+            written += self._flush(batch)
+        return written
+
+    def _flush(self, batch: list[dict[str, Any]]) -> int:
+        pending: dict[str, Any] = {self.table_name: batch}
+        for _ in range(8):
+            response = self.client.batch_write_item(RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                return len(batch)
+        raise LedgerConflict(
+            f"ledger {self.table_name}: plan state items stayed unprocessed after 8 attempts"
+        )
