@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -141,6 +141,27 @@ class LazyClient:
 
                     self._client = boto3.client(self._service)
         return self._client
+
+
+TRANSACT_MAX = 100  # items per TransactWriteItems request (the DynamoDB limit)
+
+
+def put_all(client: Any, table_name: str, items: Iterable[Item]) -> int:
+    """Put items in transactions of at most :data:`TRANSACT_MAX`, never ``BatchWriteItem``: IAM cannot tell a
+    batch put from a batch delete, and the functions that write ledger items must not be able to delete them
+    (template.yaml grants PutItem only). Each item's key must be unique within the call. Returns the count."""
+    batch: list[dict[str, Any]] = []
+    written = 0
+    for item in items:
+        batch.append({"Put": {"TableName": table_name, "Item": item}})
+        if len(batch) == TRANSACT_MAX:
+            client.transact_write_items(TransactItems=batch)
+            written += len(batch)
+            batch = []
+    if batch:
+        client.transact_write_items(TransactItems=batch)
+        written += len(batch)
+    return written
 
 
 def query_all(client: Any, **kwargs: Any) -> list[dict[str, Any]]:

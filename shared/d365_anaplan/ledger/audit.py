@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 from d365_anaplan.errors import LedgerConflict, RecordNotFound
 from d365_anaplan.ledger._dynamo import (
     Clock,
+    Item,
     LazyClient,
     epoch_seconds,
     error_code,
@@ -33,6 +34,7 @@ from d365_anaplan.ledger._dynamo import (
     ledger_table_from_env,
     parse_iso,
     plain,
+    put_all,
     query_all,
     to_attr,
     to_item,
@@ -54,7 +56,6 @@ from d365_anaplan.ledger.models import (
 GSI_BY_CONNECTION = "by-connection"
 FINAL_STATUSES: frozenset[str] = frozenset({"SUCCEEDED", "FAILED", "SKIPPED"})
 LINE_FAILED = "FAILED"
-_TRANSACT_MAX = 100  # items per TransactWriteItems request (the DynamoDB limit)
 
 _KIND_ORDER: dict[str, int] = {"RUN": 0, "STEP": 1, "FILE": 2, "TASK": 3, "JOURNAL": 4, "LINE": 5}
 
@@ -619,7 +620,7 @@ class RunLedger:
         sks = [line_sk(e.line_key) for e in lines]
         for i in range(0, len(sks), 100):
             known |= {str(item["sk"]) for item in self._batch_get(run_id, sks[i : i + 100])}
-        fresh: list[dict[str, Any]] = []
+        fresh: list[Item] = []
         for entry in lines:
             if line_sk(entry.line_key) in known:
                 self.record_journal_line(run_id, entry.journal_key, entry.line_key, entry.status, entry.fo_ids,
@@ -647,12 +648,8 @@ class RunLedger:
             ttl = self._ttl(now)
             if ttl is not None:
                 item["ttl"] = ttl
-            fresh.append({"Put": {"TableName": self.table_name, "Item": to_item(item)}})
-        # Transactions of puts, not BatchWriteItem: IAM cannot tell a batch put from a batch delete, and the
-        # functions that write lines must not be able to delete audit items (template.yaml grants PutItem).
-        for i in range(0, len(fresh), _TRANSACT_MAX):
-            self.client.transact_write_items(TransactItems=fresh[i : i + _TRANSACT_MAX])
-        return len(fresh)
+            fresh.append(to_item(item))
+        return put_all(self.client, self.table_name, fresh)
 
     # --- reading ----------------------------------------------------------------------------------------------
 

@@ -19,8 +19,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from d365_anaplan.errors import LedgerConflict
-from d365_anaplan.ledger._dynamo import Clock, LazyClient, iso, query_all, to_item, utc_now
+from d365_anaplan.ledger._dynamo import Clock, Item, LazyClient, iso, put_all, query_all, to_item, utc_now
 
 CellKey = tuple[str, str, tuple[tuple[str, str], ...], date]  # company, account, dimension values, period
 
@@ -82,32 +81,12 @@ class PlanState:
         pk = _pk(connection, tag)
         now = iso(self._clock())
 
-        def items() -> Iterator[dict[str, Any]]:
+        def items() -> Iterator[Item]:
             for key, amount in sorted(cells.items()):
                 company, account, dims, period = key
-                yield {"PutRequest": {"Item": to_item({
+                yield to_item({
                     "pk": pk, "sk": _sk(key), "company": company, "account": account, "dimensions": dict(dims),
                     "period": f"{period:%Y-%m}", "amount": amount, "run_id": run_id, "updated_at": now,
-                })}}  # fmt: skip
+                })  # fmt: skip
 
-        batch: list[dict[str, Any]] = []
-        written = 0
-        for request in items():
-            batch.append(request)
-            if len(batch) == 25:
-                written += self._flush(batch)
-                batch = []
-        if batch:
-            written += self._flush(batch)
-        return written
-
-    def _flush(self, batch: list[dict[str, Any]]) -> int:
-        pending: dict[str, Any] = {self.table_name: batch}
-        for _ in range(8):
-            response = self.client.batch_write_item(RequestItems=pending)
-            pending = response.get("UnprocessedItems") or {}
-            if not pending:
-                return len(batch)
-        raise LedgerConflict(
-            f"ledger {self.table_name}: plan state items stayed unprocessed after 8 attempts"
-        )
+        return put_all(self.client, self.table_name, items())
