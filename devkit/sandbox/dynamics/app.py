@@ -540,7 +540,9 @@ class DynamicsSandbox:
                 if pos >= start:
                     yield pos, (transform(r) if transform else r)
             v += 1
-        for sv in self.books.snapshot():  # special vouchers follow the generated ones (few; the filter decides)
+        for (
+            sv
+        ) in self.books.snapshot():  # special vouchers follow the generated ones (few; the filter decides)
             for r in self._line_rows(sv.index, needed if transform is None else None):
                 pos = r["SourceKey"] - seed.LINE_RECID_BASE
                 if pos >= start:

@@ -86,7 +86,9 @@ class FiscalPeriod:
 
 def _year_periods(calendar: str, year: int, kind: str, recid: int, year_recid: int) -> list[FiscalPeriod]:
     first, last = date(year, 1, 1), date(year, 12, 31)
-    out = [FiscalPeriod(calendar, str(year), "Opening", "OP", first, first, "Opening", recid, year_recid, 1, 1)]
+    out = [
+        FiscalPeriod(calendar, str(year), "Opening", "OP", first, first, "Opening", recid, year_recid, 1, 1)
+    ]
     bounds: list[tuple[date, date]] = []
     if kind == "monthly":
         for m in range(1, 13):
@@ -105,12 +107,34 @@ def _year_periods(calendar: str, year: int, kind: str, recid: int, year_recid: i
     for i, (start, end) in enumerate(bounds, start=1):
         name = f"Period {i}" if kind == "monthly" else f"P{i:02d}"
         out.append(
-            FiscalPeriod(calendar, str(year), name, f"P{i}", start, end, "Operating", recid + i, year_recid,
-                         start.month, (i - 1) // 3 + 1)  # fmt: skip
+            FiscalPeriod(
+                calendar,
+                str(year),
+                name,
+                f"P{i}",
+                start,
+                end,
+                "Operating",
+                recid + i,
+                year_recid,
+                start.month,
+                (i - 1) // 3 + 1,
+            )
         )
     out.append(
-        FiscalPeriod(calendar, str(year), "Closing", "CL", bounds[-1][0], last, "Closing", recid + 13, year_recid,
-                     12, 4)  # fmt: skip
+        FiscalPeriod(
+            calendar,
+            str(year),
+            "Closing",
+            "CL",
+            bounds[-1][0],
+            last,
+            "Closing",
+            recid + 13,
+            year_recid,
+            12,
+            4,
+        )
     )
     return out
 
@@ -165,7 +189,9 @@ class Books:
             self.periods[cal] = [
                 p
                 for y in years
-                for p in _year_periods(cal, y, kind, PERIOD_RECID_BASE + offset + y * 14, YEAR_RECID_BASE + offset + y)
+                for p in _year_periods(
+                    cal, y, kind, PERIOD_RECID_BASE + offset + y * 14, YEAR_RECID_BASE + offset + y
+                )
             ]
         self._operating = {
             cal: sorted((p.start, p) for p in ps if p.type == "Operating") for cal, ps in self.periods.items()
@@ -255,7 +281,11 @@ class Books:
                     key = (line.account.account, line.business_unit, line.cost_center, line.department)
                     sums[head.company][key] += line.cents
         for company, balances in sorted(sums.items()):
-            lines = [SpecialLine(a, bu, cc, dep, -c, "Year-end close") for (a, bu, cc, dep), c in sorted(balances.items()) if c]
+            lines = [
+                SpecialLine(a, bu, cc, dep, -c, "Year-end close")
+                for (a, bu, cc, dep), c in sorted(balances.items())
+                if c
+            ]
             total = sum(line.cents for line in lines)
             lines.append(SpecialLine(RETAINED_EARNINGS, "001", "", "", -total, "Year-end close"))
             self._add(SpecialVoucher(company, last_day, f"CLOSE{year}", lines, period_type="Closing"))
@@ -295,13 +325,21 @@ class Books:
         def dto(d: date) -> str:
             return f"{d.isoformat()}T00:00:00Z"
 
-        cal_rows = [{"CalendarId": cal, "Description": "Monthly" if cal == MONTHLY else "4-4-5"} for cal in self.periods]
+        cal_rows = [
+            {"CalendarId": cal, "Description": "Monthly" if cal == MONTHLY else "4-4-5"}
+            for cal in self.periods
+        ]
         years: dict[tuple[str, str], list[FiscalPeriod]] = defaultdict(list)
         for cal, ps in self.periods.items():
             for p in ps:
                 years[(cal, p.year)].append(p)
         year_rows = [
-            {"Calendar": cal, "FiscalYear": y, "StartDate": dto(min(p.start for p in ps)), "EndDate": dto(max(p.end for p in ps))}
+            {
+                "Calendar": cal,
+                "FiscalYear": y,
+                "StartDate": dto(min(p.start for p in ps)),
+                "EndDate": dto(max(p.end for p in ps)),
+            }
             for (cal, y), ps in sorted(years.items())
         ]
         period_rows = [

@@ -398,7 +398,9 @@ LEDGERS = _d(
         "IsBudgetControlEnabled": "NoYes",
     },
 )
-FISCAL_CALENDARS = _d("FiscalCalendarsEntity", "FiscalCalendarEntity", ("CalendarId",), {"CalendarId": S, "Description": S})
+FISCAL_CALENDARS = _d(
+    "FiscalCalendarsEntity", "FiscalCalendarEntity", ("CalendarId",), {"CalendarId": S, "Description": S}
+)
 FISCAL_YEARS = _d(
     "FiscalCalendarYears",
     "FiscalCalendarYear",

@@ -8,7 +8,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
-from dyn_support import BI_SETS, DATA, delimiter_rows, format_rows, make_client, metadata, page
+from dyn_support import (
+    BI_SETS,
+    DATA,
+    LEDGER_RECIDS,
+    books_responses,
+    delimiter_rows,
+    format_rows,
+    make_client,
+    metadata,
+    page,
+)
 
 from d365_anaplan.dynamics.dimensions import DimensionFormat, delimiter_from_enum
 from d365_anaplan.dynamics.metadata import parse_metadata
@@ -35,6 +45,14 @@ def reader(**kw: object) -> DynamicsReader:
 
 def _qs(i: int) -> dict[str, list[str]]:
     return parse_qs(urlsplit(responses.calls[i].request.url).query)
+
+
+def _qs_of(entity_set: str) -> dict[str, list[str]]:
+    """The query of the first call to ``entity_set``."""
+    for call in responses.calls:
+        if urlsplit(call.request.url).path.endswith("/" + entity_set):
+            return parse_qs(urlsplit(call.request.url).query)
+    raise AssertionError(f"no call to {entity_set}")
 
 
 @responses.activate
@@ -75,6 +93,7 @@ def test_forced_published_route_without_the_set() -> None:
 
 
 def _formats() -> None:
+    books_responses(responses)
     responses.get(f"{DATA}/DimensionIntegrationFormats", body=format_rows())
     responses.get(f"{DATA}/DimensionParameters", body=delimiter_rows())
 
@@ -88,6 +107,7 @@ def test_bi_route_joins_headers_and_lines_and_parses_dimensions() -> None:
             "SourceKey": 100,
             "AccountingDate": "2025-01-31T00:00:00Z",
             "SubledgerVoucher": "V1",
+            "Ledger": LEDGER_RECIDS["USMF"],
             "SubledgerVoucherDataAreaId": "usmf",
             "PostingLayer": "Current",
         },
@@ -95,6 +115,7 @@ def test_bi_route_joins_headers_and_lines_and_parses_dimensions() -> None:
             "SourceKey": 101,
             "AccountingDate": "2025-01-31T00:00:00Z",
             "SubledgerVoucher": "V2",
+            "Ledger": LEDGER_RECIDS["DEMF"],
             "SubledgerVoucherDataAreaId": "demf",
             "PostingLayer": "Current",
         },
@@ -102,6 +123,7 @@ def test_bi_route_joins_headers_and_lines_and_parses_dimensions() -> None:
             "SourceKey": 102,
             "AccountingDate": "2025-01-31T00:00:00Z",
             "SubledgerVoucher": "V3",
+            "Ledger": LEDGER_RECIDS["USMF"],
             "SubledgerVoucherDataAreaId": "usmf",
             "PostingLayer": "Operations",
         },
@@ -151,12 +173,18 @@ def test_bi_route_joins_headers_and_lines_and_parses_dimensions() -> None:
     assert out[0].dimensions == {"BusinessUnit": "001", "CostCenter": "OU_3566", "Department": "022"}
     assert out[1].dimensions == {"BusinessUnit": "001"}
     assert out[0].accounting_date == date(2025, 1, 31) and out[0].source_id == "1"
-    hq = _qs(3)
+    hq = _qs_of("GeneralJournalEntryBiEntities")
+    layer = "Microsoft.Dynamics.DataEntities.CurrentOperationsTax'Current'"
+    budget = "Microsoft.Dynamics.DataEntities.LedgerTransType'Budget'"
     assert hq["$filter"] == [
-        "(AccountingDate ge 2025-01-01T00:00:00Z and AccountingDate lt 2025-02-01T00:00:00Z) and (SubledgerVoucherDataAreaId eq 'usmf' or SubledgerVoucherDataAreaId eq 'demf')"
+        "(AccountingDate ge 2025-01-01T00:00:00Z and AccountingDate lt 2025-02-01T00:00:00Z) and "
+        f"(Ledger eq {LEDGER_RECIDS['USMF']} or Ledger eq {LEDGER_RECIDS['DEMF']}) and (PostingLayer eq {layer}) and "
+        f"(JournalCategory ne {budget})"
     ]
     assert hq["cross-company"] == ["true"] and hq["$orderby"] == ["SourceKey"]
-    lq = _qs(4)
+    assert [g.amount_currency for g in out] == ["USD", "USD", "EUR"]
+    assert {(g.fiscal_year, g.fiscal_period, g.period_name) for g in out} == {("2025", 1, "Period 1")}
+    lq = _qs_of("GeneralJournalAccountEntryBiEntities")
     assert lq["$filter"] == ["(GeneralJournalEntry ge 100) and (GeneralJournalEntry le 101)"]
 
 
@@ -170,13 +198,14 @@ def test_sparse_header_keys_use_or_groups() -> None:
             "AccountingDate": "2025-01-31T00:00:00Z",
             "SubledgerVoucher": "V",
             "SubledgerVoucherDataAreaId": "usmf",
+            "Ledger": LEDGER_RECIDS["USMF"],
         }
         for k in (10, 1000, 99999)
     ]
     responses.get(f"{DATA}/GeneralJournalEntryBiEntities", body=page(headers))
     responses.get(f"{DATA}/GeneralJournalAccountEntryBiEntities", body=page([]))
     assert list(reader().gl_lines(date(2025, 1, 1), date(2025, 2, 1))) == []
-    assert _qs(4)["$filter"] == [
+    assert _qs_of("GeneralJournalAccountEntryBiEntities")["$filter"] == [
         "GeneralJournalEntry eq 10 or GeneralJournalEntry eq 1000 or GeneralJournalEntry eq 99999"
     ]
 
