@@ -1,0 +1,370 @@
+"""Actuals that tie to F&O's own ledger, end to end on the local engine (dynamics-budget-fiscal.md §B-§E).
+
+The F&O sandbox runs with its ledgers and fiscal calendars (USMF: USD, monthly; DEMF: EUR with reporting
+currency USD, a 4-4-5 calendar), opening and year-end closing entries, an intercompany voucher, a voucher on
+the Tax posting layer, a budget appropriation entry, and ledger account display values in each account
+structure's own order (balance sheet MainAccount-BusinessUnit, P&L MainAccount-CostCenter-Department-
+BusinessUnit). Expected cells are computed here from the sandbox's own seed (its generator, its special
+vouchers and its calendars), never from the connector's staged files or transforms.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from e2e_support import ACTUAL, cause_of, error_message, label, ledger, s3_put, s3_text
+
+from devkit.engine import LocalEngine
+from devkit.sandbox.anaplan.seed import Member
+from devkit.sandbox.dynamics.books import SpecialLine
+from devkit.stack import BLANK, Stack, running
+
+pytestmark = pytest.mark.integration
+
+FISCAL_FORMAT = "FY{fyname} P{fpp}"
+BOOKS = {
+    "books": True,
+    "fiscal_calendars": {"DEMF": "445"},
+    "ledger_account_order": "structure",
+    "publish_gl_entity": True,
+}
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with running(gl_lines=700, months=12, dynamics_kwargs=BOOKS) as st:
+        _add_fiscal_members(st)
+        yield st
+
+
+def _add_fiscal_members(st: Stack) -> None:
+    """The model builder's fiscal time for the 4-4-5 company: members like ``FY2025 P06``."""
+    app = st.anaplan.app
+    with app._lock:
+        periods = app.seed.lists["Periods"]
+        for i in range(1, 13):
+            code = f"FY2025 P{i:02d}"
+            periods.members[code] = Member(code, code, f"29{i:010d}")
+
+
+def connection(stack: Stack, **ledger_options: Any) -> dict[str, Any]:
+    cfg = stack.connection()
+    cfg["dynamics"] = {**cfg["dynamics"], "gl_route": "bi"}
+    cfg["ledger"] = {"fiscal_period_format": FISCAL_FORMAT, **ledger_options}
+    return cfg
+
+
+def run(stack: Stack, first: str, last: str, **opts: Any) -> tuple[Any, dict[str, Any]]:
+    """Run the actuals flow for the months on a fresh engine; the result and the run's ledger steps."""
+    with LocalEngine(wait_scale=0.0) as engine:
+        engine.install_connection(connection(stack, **opts))
+        payload = {"connection": "demo", "trigger": "manual", "periods": {"from": first, "to": last}}
+        result = engine.run("ActualsFlow", payload, timeout=240)
+        return result, {s.step: s for s in ledger(engine).steps(result.name)}
+
+
+def succeeded(result: Any) -> None:
+    assert result.status == "SUCCEEDED", (result.error, result.cause, result.task_failures())
+
+
+# --- the source of truth: the sandbox's own ledger -------------------------------------------------------
+
+
+def _vouchers(
+    stack: Stack,
+) -> Iterator[tuple[str, date, str, str, str, list[tuple[str, str, str, str, int]]]]:
+    """(company, date, period type, layer, journal category, lines) of every voucher the sandbox posted."""
+    fo = stack.dynamics.app
+    gl = fo.gl
+    for v in range(gl.voucher_count):
+        head = gl.voucher(v)
+        lines = [
+            (x.account.account, x.business_unit, x.cost_center, x.department, x.cents)
+            for x in gl.voucher_lines(v)
+        ]
+        yield head.company, head.accounting_date, "Operating", "Current", "GeneralJournal", lines
+    for sv in fo.books.snapshot():
+        lines = [(x.account, x.business_unit, x.cost_center, x.department, x.cents) for x in sv.lines]
+        yield sv.company, sv.accounting_date, sv.period_type, sv.posting_layer, sv.journal_category, lines
+
+
+def _bucket(stack: Stack, company: str, d: date, months: set[str]) -> str | None:
+    """The Anaplan period label of a date for the company, if it belongs to the run's months: the calendar
+    month for the monthly calendar, the fiscal period (by the month it ends in) for the 4-4-5 one."""
+    books = stack.dynamics.app.books
+    if books.calendars[company] == "monthly":
+        return label(d.year, d.month) if f"{d.year:04d}-{d.month:02d}" in months else None
+    p = books.operating_period(company, d)
+    if f"{p.end.year:04d}-{p.end.month:02d}" not in months:
+        return None
+    return f"FY{p.year} P{int(p.name[1:]):02d}"
+
+
+def expected(stack: Stack, months: Iterable[str]) -> dict[tuple[str, ...], Decimal]:
+    """Operating-period GL on the Current layer, budget appropriation left out, per Anaplan cell."""
+    wanted = set(months)
+    sums: dict[tuple[str, ...], int] = defaultdict(int)
+    for company, d, kind, layer, category, lines in _vouchers(stack):
+        if kind != "Operating" or layer != "Current" or category == "Budget":
+            continue
+        where = _bucket(stack, company, d, wanted)
+        if where is None:
+            continue
+        for account, bu, cc, dep, cents in lines:
+            sums[(company, account, bu or BLANK, cc or BLANK, dep or BLANK, where, ACTUAL)] += cents
+    return {k: Decimal(c).scaleb(-2) for k, c in sums.items() if c}
+
+
+def held(stack: Stack, labels: set[str]) -> dict[tuple[str, ...], Decimal]:
+    out: dict[tuple[str, ...], Decimal] = {}
+    for key, values in stack.anaplan.app.module_cells("GL Actuals").items():
+        amount = values.get("Amount")
+        if key[-2] in labels and key[-1] == ACTUAL and isinstance(amount, Decimal) and amount != 0:
+            out[key] = amount
+    return out
+
+
+def assert_cells(stack: Stack, months: Iterable[str]) -> dict[tuple[str, ...], Decimal]:
+    want = expected(stack, months)
+    assert want, "the sandbox posted nothing in the window: the test would prove nothing"
+    labels = {k[-2] for k in want}
+    got = held(stack, labels)
+    missing = {k: v for k, v in want.items() if got.get(k) != v}
+    extra = {k: v for k, v in got.items() if k not in want}
+    assert not missing and not extra, (
+        f"{len(missing)} cell(s) differ (e.g. {list(missing.items())[:3]} held {[got.get(k) for k in list(missing)[:3]]}); "
+        f"{len(extra)} unexpected (e.g. {list(extra.items())[:3]})"
+    )
+    return want
+
+
+def clear(stack: Stack) -> None:
+    app = stack.anaplan.app
+    with app._lock:
+        app.seed.modules["GL Actuals"].cells.clear()
+
+
+# --- fiscal periods --------------------------------------------------------------------------------------
+
+
+def test_closing_entry_in_period_13_leaves_december_pl_intact(stack: Stack) -> None:
+    closing = [v for v in stack.dynamics.app.books.vouchers if v.period_type == "Closing"]
+    assert {v.company for v in closing} == {"USMF", "DEMF"} and all(
+        v.accounting_date == date(2025, 12, 31) for v in closing
+    )
+    clear(stack)
+    result, _ = run(stack, "2025-12", "2025-12")
+    succeeded(result)
+    want = assert_cells(stack, ["2025-12"])
+    december_pl = {k: v for k, v in want.items() if k[0] == "USMF" and k[1][0] in "4568"}
+    assert december_pl and all(v != 0 for v in december_pl.values())
+
+
+def test_445_company_loads_into_fiscal_period_labels(stack: Stack) -> None:
+    clear(stack)
+    result, _ = run(stack, "2025-06", "2025-07")
+    succeeded(result)
+    want = assert_cells(stack, ["2025-06", "2025-07"])
+    assert {k[-2] for k in want if k[0] == "DEMF"} == {
+        "FY2025 P06",
+        "FY2025 P07",
+    }  # P06 ends 1 Jul, P07 29 Jul
+    assert {k[-2] for k in want if k[0] == "USMF"} == {"Jun 25", "Jul 25"}
+
+
+def test_intercompany_voucher_lands_in_both_companies(stack: Stack) -> None:
+    ic = [v for v in stack.dynamics.app.books.vouchers if v.voucher == "ICV0000001"]
+    assert {v.company for v in ic} == {"USMF", "DEMF"}
+    clear(stack)
+    result, _ = run(stack, "2025-06", "2025-07")
+    succeeded(result)
+    assert_cells(stack, ["2025-06", "2025-07"])
+    cells = held(stack, {"Jul 25", "FY2025 P07"})
+    demf_expense = sum(
+        v for k, v in cells.items() if k[0] == "DEMF" and k[1] == "605110" and k[3] == "OU_3566"
+    )
+    assert demf_expense != 0 and ("USMF", "130130") in {(k[0], k[1]) for k in cells}
+    usmf_side = expected(stack, ["2025-07"])
+    assert (
+        cells[("USMF", "130130", "002", BLANK, BLANK, "Jul 25", ACTUAL)]
+        == usmf_side[("USMF", "130130", "002", BLANK, BLANK, "Jul 25", ACTUAL)]
+    )
+
+
+def test_two_account_structures_split_into_the_right_dimension_columns(stack: Stack) -> None:
+    sample = stack.dynamics.app._line_rows(0)
+    assert any(r["LedgerAccount"].count("-") == 1 for r in sample) or any(
+        r["LedgerAccount"].split("-")[1].startswith("OU_") for r in sample
+    ), "the sandbox must serve display values in the account structures' own orders"
+    clear(stack)
+    result, _ = run(stack, "2025-06", "2025-07")
+    succeeded(result)
+    want = assert_cells(stack, ["2025-06", "2025-07"])
+    assert all(k[2] == BLANK or not k[2].startswith("OU_") for k in want)  # business units in their column
+    assert any(k[3].startswith("OU_") for k in want) and any(k[2] != BLANK and k[3] == BLANK for k in want)
+
+
+def test_eur_and_usd_companies_reconcile_per_currency(stack: Stack) -> None:
+    clear(stack)
+    result, steps = run(stack, "2025-06", "2025-07")
+    succeeded(result)
+    want = assert_cells(stack, ["2025-06", "2025-07"])
+    rec = steps["ReconcileActuals"].detail["reconciliation"]
+    assert set(rec) == {"USD", "EUR"} and all(r["ok"] for r in rec.values())
+    per_company = defaultdict(set)
+    for k in want:
+        per_company[k[0]].add((k[1], k[2], k[3], k[4], k[5]))
+    assert rec["USD"]["matched_accounts"] >= len(per_company["USMF"])
+    assert rec["EUR"]["matched_accounts"] >= len(per_company["DEMF"])
+    by_currency = steps["PrepareActuals"].detail["by_currency"]
+    assert set(by_currency) == {"USD", "EUR"} and all(Decimal(v) == 0 for v in by_currency.values())
+    assert steps["PrepareActuals"].detail["total"] is None, "EUR and USD are never added"
+
+
+def test_reporting_currency_loads_both_companies_in_usd(stack: Stack) -> None:
+    clear(stack)
+    result, steps = run(stack, "2025-06", "2025-07", currency="reporting")
+    succeeded(result)
+    rec = steps["ReconcileActuals"].detail["reconciliation"]
+    assert set(rec) == {"USD"}
+    rows = stack.dynamics.app._line_rows(stack.dynamics.app.books.vouchers[-1].index)
+    assert all("ReportingCurrencyAmount" in r for r in rows)
+
+
+# --- control totals ---------------------------------------------------------------------------------------
+
+
+def test_control_totals_from_the_second_path_agree(stack: Stack) -> None:
+    clear(stack)
+    result, steps = run(stack, "2025-06", "2025-07", second_path="other_route")
+    succeeded(result)
+    controls = steps["ControlTotals"].detail
+    assert controls["problems"] == [] and set(controls["second_path"]) == {"USD", "EUR"}
+    assert all(r["ok"] and r["matched_accounts"] > 0 for r in controls["second_path"].values())
+    assert_cells(stack, ["2025-06", "2025-07"])
+
+
+def _run_planted(
+    stack: Stack, lose: Callable[[list[dict[str, Any]]], list[dict[str, Any]]], **opts: Any
+) -> tuple[Any, str, int]:
+    """Run with an extraction bug planted: after the first ExtractGL slice is staged, ``lose`` drops lines
+    from it (as a lost page would). The result, the recorded error text and how many lines were lost."""
+    dropped: list[int] = []
+    with LocalEngine(wait_scale=0.0) as engine:
+
+        def wrap(handler: Any) -> Any:
+            def wrapped(event: dict[str, Any], ctx: Any) -> Any:
+                out = handler(event, ctx)
+                if not dropped and out.get("lines"):
+                    rows = [
+                        json.loads(x) for x in s3_text(engine, out["key"]).decode().splitlines() if x.strip()
+                    ]
+                    kept = lose(rows)
+                    dropped.append(len(rows) - len(kept))
+                    s3_put(engine, out["key"], "".join(json.dumps(r) + "\n" for r in kept).encode())
+                return out
+
+            return wrapped
+
+        engine.install_connection(connection(stack, **opts))
+        engine.wrappers["ExtractGLFunction"] = wrap
+        payload = {"connection": "demo", "trigger": "manual", "periods": {"from": "2025-06", "to": "2025-07"}}
+        result = engine.run("ActualsFlow", payload, timeout=240)
+        text = error_message(cause_of(engine, result.name)) if result.status == "FAILED" else ""
+        return result, text, sum(dropped)
+
+
+def test_a_dropped_page_of_vouchers_is_caught_by_the_second_path(stack: Stack) -> None:
+    """Whole vouchers lost (a page of headers): every company x period still nets to zero, only the second
+    path through F&O sees the gap."""
+
+    def drop_vouchers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        vouchers = sorted({r["voucher"] for r in rows})
+        lost = set(vouchers[: max(1, len(vouchers) // 4)])
+        return [r for r in rows if r["voucher"] not in lost]
+
+    clear(stack)
+    result, text, dropped = _run_planted(stack, drop_vouchers, second_path="other_route")
+    assert dropped > 0
+    assert result.status == "FAILED", "a lost page of vouchers must fail the run"
+    assert "via the published route" in text and "do not reconcile" in text, text[:800]
+    assert held(stack, {"Jun 25", "Jul 25", "FY2025 P06", "FY2025 P07"}) == {}, "nothing was loaded"
+
+
+def test_a_dropped_line_is_caught_by_the_balance_control(stack: Stack) -> None:
+    def drop_one_line(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return rows[1:]
+
+    clear(stack)
+    result, text, dropped = _run_planted(stack, drop_one_line)
+    assert dropped == 1 and result.status == "FAILED"
+    assert "nets to" in text and "not zero" in text, text[:800]
+
+
+# --- late postings ----------------------------------------------------------------------------------------
+
+
+def _month(d: date, delta: int) -> date:
+    index = d.year * 12 + d.month - 1 + delta
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def test_a_posting_into_an_already_loaded_month_is_picked_up_by_the_next_scheduled_run() -> None:
+    today = datetime.now(UTC).date()
+    start = _month(today, -4)
+    with running(gl_lines=300, months=4, start_month=start) as st:
+        cfg = st.connection()
+        cfg["close_calendar"] = {
+            **cfg["close_calendar"],
+            "timezone": "UTC",
+            "first_period": start.strftime("%Y-%m"),
+        }
+        cfg["dynamics"] = {**cfg["dynamics"], "gl_route": "bi"}
+        app = st.anaplan.app
+        with app._lock:  # the model's time range covers the months the schedule loads
+            for i in range(4):
+                m = _month(start, i)
+                code = label(m.year, m.month)
+                app.seed.lists["Periods"].members.setdefault(code, Member(code, code, f"28{i:010d}"))
+        with LocalEngine(wait_scale=0.0) as engine:
+            engine.install_connection(cfg)
+            scheduled = {"connection": "demo", "trigger": "schedule", "periods": None}
+            first = engine.run("ActualsFlow", scheduled, timeout=240)
+            succeeded(first)
+            loaded = first.output["gate"]["periods"]
+            assert loaded, "the first scheduled run loads the due months"
+            target = date.fromisoformat(loaded[-1] + "-15")
+            st.dynamics.app.books.post_late(
+                "USMF", target,
+                [SpecialLine("601500", "001", "OU_3566", "022", 4_321_09, "Late travel invoice"),
+                 SpecialLine("200110", "001", "", "", -4_321_09, "Late travel invoice")],
+                "LATE000001",
+            )  # fmt: skip
+            second = engine.run("ActualsFlow", scheduled, timeout=240)
+            succeeded(second)
+            assert loaded[-1] in second.output["gate"]["periods"]
+            want = _expected_monthly(st, [loaded[-1]])
+            cells = held(st, {label(target.year, target.month)})
+            assert cells == want
+            late = ("USMF", "601500", "001", "OU_3566", "022", label(target.year, target.month), ACTUAL)
+            assert late in cells
+
+
+def _expected_monthly(st: Stack, months: list[str]) -> dict[tuple[str, ...], Decimal]:
+    wanted = set(months)
+    sums: dict[tuple[str, ...], int] = defaultdict(int)
+    for company, d, kind, layer, category, lines in _vouchers(st):
+        key = f"{d.year:04d}-{d.month:02d}"
+        if key not in wanted or kind != "Operating" or layer != "Current" or category == "Budget":
+            continue
+        for account, bu, cc, dep, cents in lines:
+            sums[
+                (company, account, bu or BLANK, cc or BLANK, dep or BLANK, label(d.year, d.month), ACTUAL)
+            ] += cents
+    return {k: Decimal(c).scaleb(-2) for k, c in sums.items() if c}
