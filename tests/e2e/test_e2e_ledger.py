@@ -4,13 +4,14 @@ The F&O sandbox runs with its ledgers and fiscal calendars (USMF: USD, monthly; 
 currency USD, a 4-4-5 calendar), opening and year-end closing entries, an intercompany voucher, a voucher on
 the Tax posting layer, a budget appropriation entry, and ledger account display values in each account
 structure's own order (balance sheet MainAccount-BusinessUnit, P&L MainAccount-CostCenter-Department-
-BusinessUnit). Expected cells are computed here from the sandbox's own seed (its generator, its special
+BusinessUnit) in one test. Expected cells are computed here from the sandbox's own seed (its generator, its special
 vouchers and its calendars), never from the connector's staged files or transforms.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
@@ -31,7 +32,6 @@ FISCAL_FORMAT = "FY{fyname} P{fpp}"
 BOOKS = {
     "books": True,
     "fiscal_calendars": {"DEMF": "445"},
-    "ledger_account_order": "structure",
     "publish_gl_entity": True,
 }
 
@@ -198,12 +198,19 @@ def test_intercompany_voucher_lands_in_both_companies(stack: Stack) -> None:
 
 
 def test_two_account_structures_split_into_the_right_dimension_columns(stack: Stack) -> None:
-    sample = stack.dynamics.app._line_rows(0)
-    assert any(r["LedgerAccount"].count("-") == 1 for r in sample) or any(
-        r["LedgerAccount"].split("-")[1].startswith("OU_") for r in sample
-    ), "the sandbox must serve display values in the account structures' own orders"
-    clear(stack)
-    result, _ = run(stack, "2025-06", "2025-07")
+    """LedgerAccount follows each account structure's own order (balance sheet MainAccount-BusinessUnit, P&L
+    MainAccount-CostCenter-Department-BusinessUnit), not the integration format's."""
+    app = stack.dynamics.app
+    app.config.ledger_account_order = "structure"
+    try:
+        sample = [r["LedgerAccount"] for v in range(4) for r in app._line_rows(v)]
+        assert any(x.count("-") == 1 for x in sample) and any(
+            x.split("-")[1].startswith("OU_") for x in sample
+        )
+        clear(stack)
+        result, _ = run(stack, "2025-06", "2025-07")
+    finally:
+        app.config.ledger_account_order = "format"
     succeeded(result)
     want = assert_cells(stack, ["2025-06", "2025-07"])
     assert all(k[2] == BLANK or not k[2].startswith("OU_") for k in want)  # business units in their column
@@ -256,17 +263,22 @@ def _run_planted(
     """Run with an extraction bug planted: after the first ExtractGL slice is staged, ``lose`` drops lines
     from it (as a lost page would). The result, the recorded error text and how many lines were lost."""
     dropped: list[int] = []
+    once = threading.Lock()  # the companies' slices run in parallel (Map state)
     with LocalEngine(wait_scale=0.0) as engine:
 
         def wrap(handler: Any) -> Any:
             def wrapped(event: dict[str, Any], ctx: Any) -> Any:
                 out = handler(event, ctx)
-                if not dropped and out.get("lines"):
+                with once:
+                    plant = not dropped and bool(out.get("lines"))
+                    if plant:
+                        dropped.append(0)
+                if plant:
                     rows = [
                         json.loads(x) for x in s3_text(engine, out["key"]).decode().splitlines() if x.strip()
                     ]
                     kept = lose(rows)
-                    dropped.append(len(rows) - len(kept))
+                    dropped[0] = len(rows) - len(kept)
                     s3_put(engine, out["key"], "".join(json.dumps(r) + "\n" for r in kept).encode())
                 return out
 

@@ -439,6 +439,29 @@ class DynamicsReader:
             return ledger.reporting_currency
         return _text(row, "TransactionCurrencyCode", what).upper()
 
+    def describe_ledgers(self) -> list[str]:
+        """One line per company: ledger, currencies, calendar and how its lines are bucketed (for ``check``)."""
+        books = self.books()
+        out = []
+        for company in self.companies:
+            lg = books.ledger(company)
+            basis = "fiscal periods" if self.fiscal_basis(company) else "calendar months"
+            out.append(
+                f"{company}: ledger {lg.name} (RecId {lg.recid}), accounting {lg.accounting_currency}, "
+                f"reporting {lg.reporting_currency or 'none'}, calendar {lg.calendar} -> {basis}"
+            )
+        return out
+
+    def sample_split(self, start: date, end: date, limit: int = 5) -> list[GLLine]:
+        """Up to ``limit`` posted lines of the window, split into account and named dimension values the way
+        the run will split them (``check`` shows them)."""
+        out: list[GLLine] = []
+        for line in self.gl_lines(start, end):
+            out.append(line)
+            if len(out) >= limit:
+                break
+        return out
+
     # -- posted GL ------------------------------------------------------------------------------------------
 
     def gl_lines(self, start: date, end: date, *, continuation: str | None = None) -> GLRead:

@@ -389,3 +389,56 @@ def test_metadata_parsing_and_refusals() -> None:
         parse_metadata("<edmx:Edmx")
     with pytest.raises(DynamicsBadResponse, match="no entity sets"):
         parse_metadata('<edmx:Edmx xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx"/>')
+
+
+# --- ledgers, fiscal calendars and named dimensions (dynamics-budget-fiscal.md §C, §D) ------------------
+
+
+@responses.activate
+def test_ledgers_and_fiscal_periods_number_operating_periods_and_closing_after_them() -> None:
+    from d365_anaplan.dynamics.ledgers import LedgerBooks
+
+    books_responses(responses)
+    client, _, _ = make_client()
+    books = LedgerBooks.read(client, ["usmf", "DEMF"], period_keys=False)
+    assert (
+        books.ledger("DEMF").accounting_currency == "EUR" and books.ledger("DEMF").reporting_currency == "USD"
+    )
+    assert books.company_of_ledger(LEDGER_RECIDS["DEMF"]) == "DEMF" and books.company_of_ledger(1) is None
+    periods = books.periods["Fiscal"]
+    assert [(p.name, p.type, p.number) for p in periods if p.type != "Operating"] == [
+        ("Opening", "Opening", 0),
+        ("Closing", "Closing", 13),
+    ]
+    assert books.operating_period("USMF", date(2025, 12, 31), "x").number == 12
+    assert books.is_monthly("USMF")
+    assert "Ledgers" in urlsplit(responses.calls[0].request.url).path
+    assert _qs(0)["$filter"] == ["LegalEntityId eq 'USMF' or LegalEntityId eq 'DEMF'"]
+
+
+@responses.activate
+def test_a_company_without_a_ledger_is_named() -> None:
+    from d365_anaplan.dynamics.ledgers import LedgerBooks
+
+    books_responses(responses)
+    client, _, _ = make_client()
+    with pytest.raises(DynamicsRouteUnavailable, match=r"no ledger for legal entity \['FRRT'\]"):
+        LedgerBooks.read(client, ["USMF", "FRRT"])
+
+
+def test_named_dimension_values_win_over_positions() -> None:
+    from d365_anaplan.dynamics.reader import _named_dimensions
+
+    raw = '[{"Name":"MainAccount","Value":"601100"},{"Name":"CostCenter","Value":"OU_3566"},{"Name":"BusinessUnit","Value":"001"}]'
+    assert _named_dimensions(raw, "601100-OU_3566-001", "row 1") == (
+        "601100",
+        {"CostCenter": "OU_3566", "BusinessUnit": "001"},
+    )
+    assert _named_dimensions('{"MainAccount": "110110", "BusinessUnit": "002"}', "110110-002", "row 2") == (
+        "110110",
+        {"BusinessUnit": "002"},
+    )
+    with pytest.raises(DynamicsBadResponse, match="row 3: LedgerDimensionValuesJson names no MainAccount"):
+        _named_dimensions('[{"Name":"CostCenter","Value":"OU_1"}]', "x", "row 3")
+    with pytest.raises(DynamicsBadResponse, match="is not JSON"):
+        _named_dimensions("[{", "x", "row 4")
