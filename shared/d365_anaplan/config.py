@@ -451,15 +451,12 @@ class LedgerOptions(BaseModel):
     period_basis: Literal["auto", "month", "fiscal"] = "auto"
     # Labels of fiscal periods: {fyname} fiscal year name, {fp} period number, {fpp} 2 digits, {pname} period name.
     fiscal_period_format: str = "FY{fyname} P{fpp}"
-    # Balance-sheet accounts as movements (default) or as period-end balances including the opening balance.
-    balance_sheet: Literal["movements", "balances"] = "movements"
     # Scheduled runs also reload the last N closed months (late postings); 0 = only months after the watermark.
     reload_closed_months: int = Field(default=2, ge=0, le=24)
     # Control totals: every company x period x currency of the extracted GL nets to zero.
     require_balanced: bool = True
-    # Second path for control totals: "other_route" (the other GL route, when the environment has both),
-    # "trial_balance" (TrialBalanceFiscalYearSnapshots), or "none".
-    second_path: Literal["none", "other_route", "trial_balance"] = "none"
+    # Second path for control totals: "other_route" (the other GL route, when the environment has both) or "none".
+    second_path: Literal["none", "other_route"] = "none"
     # Largest absolute difference tolerated per currency (e.g. {JPY: "1"}); others use reconciliation_tolerance.
     tolerances: dict[str, Decimal] = Field(default_factory=dict)
     # Main account attributes written as property columns of the account list import (None = not written).
