@@ -451,6 +451,9 @@ class LedgerOptions(BaseModel):
     period_basis: Literal["auto", "month", "fiscal"] = "auto"
     # Labels of fiscal periods: {fyname} fiscal year name, {fp} period number, {fpp} 2 digits, {pname} period name.
     fiscal_period_format: str = "FY{fyname} P{fpp}"
+    # Balance-sheet accounts as movements of the period, or as period-end balances including the fiscal year's
+    # opening balance (the opening-period entries) for balance-sheet and cash planning.
+    balance_sheet: Literal["movements", "balances"] = "movements"
     # Scheduled runs also reload the last N closed months (late postings); 0 = only months after the watermark.
     reload_closed_months: int = Field(default=2, ge=0, le=24)
     # Control totals: every company x period x currency of the extracted GL nets to zero.

@@ -10,6 +10,8 @@ vouchers and its calendars), never from the connector's staged files or transfor
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import threading
 from collections import defaultdict
@@ -23,6 +25,7 @@ from e2e_support import ACTUAL, cause_of, error_message, label, ledger, s3_put, 
 
 from devkit.engine import LocalEngine
 from devkit.sandbox.anaplan.seed import Member
+from devkit.sandbox.dynamics import seed as fo_seed
 from devkit.sandbox.dynamics.books import SpecialLine
 from devkit.stack import BLANK, Stack, running
 
@@ -245,6 +248,61 @@ def test_reporting_currency_loads_both_companies_in_usd(stack: Stack) -> None:
     assert set(rec) == {"USD"}
     rows = stack.dynamics.app._line_rows(stack.dynamics.app.books.vouchers[-1].index)
     assert all("ReportingCurrencyAmount" in r for r in rows)
+
+
+def test_balance_sheet_accounts_as_period_end_balances_including_the_opening_balance(stack: Stack) -> None:
+    clear(stack)
+    result, _ = run(stack, "2025-03", "2025-03", balance_sheet="balances")
+    succeeded(result)
+    sums: dict[tuple[str, ...], int] = defaultdict(int)
+    for company, d, kind, layer, category, lines in _vouchers(stack):
+        if company != "USMF" or layer != "Current" or category == "Budget" or kind == "Closing":
+            continue
+        for account, bu, cc, dep, cents in lines:
+            bs = fo_seed.main_account(account).is_balance_sheet  # type: ignore[union-attr]
+            if (bs and d.year == 2025 and d.month <= 3) or (
+                not bs and kind == "Operating" and (d.year, d.month) == (2025, 3)
+            ):
+                sums[("USMF", account, bu or BLANK, cc or BLANK, dep or BLANK, "Mar 25", ACTUAL)] += cents
+    want = {k: Decimal(c).scaleb(-2) for k, c in sums.items() if c}
+    opening = [
+        v for v in stack.dynamics.app.books.vouchers if v.company == "USMF" and v.period_type == "Opening"
+    ]
+    assert opening and opening[0].accounting_date == date(2025, 1, 1), (
+        "the balances must include an opening entry"
+    )
+    assert (
+        "USMF",
+        "290100",
+        "001",
+        BLANK,
+        BLANK,
+        "Mar 25",
+        ACTUAL,
+    ) in want  # retained earnings: opening only
+    got = {k: v for k, v in held(stack, {"Mar 25"}).items() if k[0] == "USMF"}
+    missing = {k: v for k, v in want.items() if got.get(k) != v}
+    extra = {k: v for k, v in got.items() if k not in want}
+    assert not missing and not extra, (list(missing.items())[:3], list(extra.items())[:3])
+
+
+def test_account_attributes_become_property_columns_of_the_account_list(stack: Stack) -> None:
+    opts = {
+        "account_type_column": "Type",
+        "account_category_column": "Category",
+        "account_parent_column": "Parent",
+    }
+    with LocalEngine(wait_scale=0.0) as engine:
+        engine.install_connection(connection(stack, **opts))
+        payload = {"connection": "demo", "trigger": "manual", "periods": {"from": "2025-05", "to": "2025-05"}}
+        result = engine.run("ActualsFlow", payload, timeout=240)
+        succeeded(result)
+        text = s3_text(engine, f"runs/demo/{result.name}/master/accounts.csv").decode("utf-8")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["Code", "Name", "Type", "Category", "Parent"]
+    want = [[a.account, a.name, a.account_type, a.category, ""] for a in fo_seed.MAIN_ACCOUNTS]
+    assert rows[1:] == want
+    assert {r[2] for r in rows[1:]} >= {"Asset", "Liability", "Equity", "Revenue", "Expense"}
 
 
 # --- control totals ---------------------------------------------------------------------------------------

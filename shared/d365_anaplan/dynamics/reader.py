@@ -191,6 +191,7 @@ class DynamicsReader:
         self.client = client
         self.options = options or LedgerOptions()
         self._books: LedgerBooks | None = None
+        self._bs_accounts: frozenset[str] | None = None
         self.companies = [c.upper() for c in companies]
         if not self.companies:
             raise BadInputData("DynamicsReader: at least one company is needed")
@@ -424,6 +425,27 @@ class DynamicsReader:
         if not periods:
             return start, start
         return min(p.start for p in periods), max(p.end for p in periods) + timedelta(days=1)
+
+    def balances_window(self, company: str, start: date, end: date) -> tuple[date, date]:
+        """:meth:`window`, starting at the first day of its fiscal year (opening period included) so that
+        balance-sheet accounts can be loaded as period-end balances."""
+        lo, hi = self.window(company, start, end)
+        if hi <= lo:
+            return lo, hi
+        books = self.books()
+        year = books.operating_period(company, lo, f"fiscal year of {lo}").fiscal_year
+        first = min(p.start for p in books.periods[books.ledger(company).calendar] if p.fiscal_year == year)
+        return min(first, lo), hi
+
+    def balance_sheet_accounts(self) -> frozenset[str]:
+        """Main accounts whose type is a balance-sheet type (Asset, Liability, Equity, BalanceSheet)."""
+        if self._bs_accounts is None:
+            self._bs_accounts = frozenset(
+                a.account
+                for a in self.main_accounts()
+                if a.account_type in ("Asset", "Liability", "Equity", "BalanceSheet")
+            )
+        return self._bs_accounts
 
     def _amount_currency(self, ledger: LedgerInfo, row: dict[str, Any], what: str) -> str:
         choice = self.options.currency
@@ -757,4 +779,6 @@ def _make_line(
         period_name=period.name,
         period_end=period.end,
         period_monthly=not reader.fiscal_basis(company),
+        balance_sheet=reader.options.balance_sheet == "balances"
+        and account in reader.balance_sheet_accounts(),
     )

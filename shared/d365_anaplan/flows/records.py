@@ -34,6 +34,7 @@ class GLLine(BaseModel):
     period_name: str = ""
     period_end: date | None = None  # last day of the fiscal period
     period_monthly: bool = True  # the company's calendar has calendar-month periods
+    balance_sheet: bool = False  # main account type is a balance-sheet type (set when balances are loaded)
 
 
 class MainAccount(BaseModel):

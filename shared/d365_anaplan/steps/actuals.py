@@ -16,11 +16,13 @@ from typing import Any
 
 from d365_anaplan.config import ListImport
 from d365_anaplan.dynamics.reader import DynamicsReader
-from d365_anaplan.errors import BadInputData, ReconciliationFailed
+from d365_anaplan.errors import BadInputData, ConfigError, ReconciliationFailed
 from d365_anaplan.flows.actuals import (
     ActualsRow,
     ActualsTotals,
     aggregate_actuals,
+    balance_rows,
+    in_run,
     line_rows,
     run_month,
     validate_gl_line,
@@ -175,7 +177,10 @@ def extract_gl(
         )
     start, end = window_dates(periods)
     reader = _reader(ctx, [company])
-    lo, hi = reader.window(company, start, end)  # whole fiscal periods for fiscal-period companies
+    if ctx.cfg.ledger.balance_sheet == "balances":  # from the fiscal year's opening period on
+        lo, hi = reader.balances_window(company, start, end)
+    else:
+        lo, hi = reader.window(company, start, end)  # whole fiscal periods for fiscal-period companies
     read = reader.gl_lines(lo, hi, continuation=continuation) if hi > lo else None
     key = ctx.key("gl", f"{company}-{part:05d}.jsonl")
     by_currency: dict[str, Decimal] = {}
@@ -269,8 +274,15 @@ def prepare_actuals(ctx: StepContext, periods: list[str]) -> dict[str, Any]:
         "periods": months,
         "ledger": cfg.ledger,
     }
+    balances = cfg.ledger.balance_sheet == "balances"
+    if balances and m.actuals.grain != "monthly":
+        raise ConfigError(["ledger.balance_sheet: balances need mapping.actuals.grain: monthly"])
     if m.actuals.grain == "monthly":
-        rows: list[Any] = aggregate_actuals(_gl_lines(ctx), **common).rows()
+        movements = (g for g in _movement_lines(ctx, months) if not g.balance_sheet)
+        rows: list[Any] = aggregate_actuals(movements, **common).rows()
+        if balances:
+            rows += balance_rows(_gl_lines(ctx), dimensions=m.dimensions, periods=months,
+                                 companies=cfg.dynamics.companies, ledger=cfg.ledger)  # fmt: skip
         refs = collect_references(rows, m.dimensions)
     else:
         refs = collect_references(line_rows(_gl_lines(ctx), **common), m.dimensions)
@@ -337,9 +349,18 @@ def prepare_actuals(ctx: StepContext, periods: list[str]) -> dict[str, Any]:
 CurrencyItem = tuple[str, str, str, date, Decimal]  # currency, company, account, period, amount
 
 
+def _movement_lines(ctx: StepContext, months: set[date]) -> Iterator[GLLine]:
+    """The staged GL of the run's periods: with balance-sheet balances the extract starts at the fiscal year's
+    first day, and the lines before the run's periods only feed the balances."""
+    if ctx.cfg.ledger.balance_sheet != "balances":
+        yield from _gl_lines(ctx)
+        return
+    yield from (g for g in _gl_lines(ctx) if in_run(g, months))
+
+
 def _first_path(ctx: StepContext, common: dict[str, Any]) -> dict[tuple[str, str, str, date], Decimal]:
     out: dict[tuple[str, str, str, date], Decimal] = {}
-    for index, line in enumerate(_gl_lines(ctx), start=1):
+    for index, line in enumerate(_movement_lines(ctx, set(common["periods"])), start=1):
         row = validate_gl_line(line, index, **common)
         if row is None:
             continue

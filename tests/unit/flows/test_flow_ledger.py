@@ -126,3 +126,24 @@ def test_ledger_block_is_validated() -> None:
         LedgerOptions(fiscal_period_format="{fyname} {month}")
     assert LedgerOptions(tolerances={"jpy": Decimal("1")}).tolerance("JPY", Decimal(0)) == Decimal("1")
     assert LedgerOptions().tolerance("EUR", Decimal("0.01")) == Decimal("0.01")
+
+
+def test_balance_sheet_balances_include_the_opening_entry_and_every_movement_to_the_period_end() -> None:
+    from d365_anaplan.flows.actuals import balance_rows
+
+    def bs(amount: str, day: date, kind: str = "Operating") -> GLLine:
+        g = line(amount, day=day, kind=kind)
+        return g.model_copy(update={"account": "110110", "balance_sheet": True})
+
+    lines = [
+        bs("1000", date(2025, 1, 1), "Opening"),
+        bs("-50", date(2025, 1, 20)),
+        bs("20", date(2025, 3, 3)),
+        bs("999", date(2025, 12, 31), "Closing"),
+        line("70", day=date(2025, 3, 9)),  # P&L: not a balance
+    ]
+    rows = balance_rows(lines, dimensions=DIMS, periods={date(2025, 2, 1), date(2025, 3, 1)})
+    assert [(r.account, r.period, r.amount, r.currency) for r in rows] == [
+        ("110110", date(2025, 2, 1), Decimal("950"), "USD"),
+        ("110110", date(2025, 3, 1), Decimal("970"), "USD"),
+    ]
