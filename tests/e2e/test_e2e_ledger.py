@@ -292,12 +292,22 @@ def test_account_attributes_become_property_columns_of_the_account_list(stack: S
         "account_category_column": "Category",
         "account_parent_column": "Parent",
     }
-    with LocalEngine(wait_scale=0.0) as engine:
-        engine.install_connection(connection(stack, **opts))
-        payload = {"connection": "demo", "trigger": "manual", "periods": {"from": "2025-05", "to": "2025-05"}}
-        result = engine.run("ActualsFlow", payload, timeout=240)
-        succeeded(result)
-        text = s3_text(engine, f"runs/demo/{result.name}/master/accounts.csv").decode("utf-8")
+    imp = stack.anaplan.app.import_by_name("Load Accounts")
+    before = list(imp.header_names)
+    imp.header_names = [*before, "Type", "Category", "Parent"]  # the model builder added the list properties
+    try:
+        with LocalEngine(wait_scale=0.0) as engine:
+            engine.install_connection(connection(stack, **opts))
+            payload = {
+                "connection": "demo",
+                "trigger": "manual",
+                "periods": {"from": "2025-05", "to": "2025-05"},
+            }
+            result = engine.run("ActualsFlow", payload, timeout=240)
+            succeeded(result)
+            text = s3_text(engine, f"runs/demo/{result.name}/master/accounts.csv").decode("utf-8")
+    finally:
+        imp.header_names = before
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["Code", "Name", "Type", "Category", "Parent"]
     want = [[a.account, a.name, a.account_type, a.category, ""] for a in fo_seed.MAIN_ACCOUNTS]
