@@ -85,6 +85,7 @@ class LedgerBooks:
     )  # RecId -> (name, type, start, end)
     _index: dict[str, tuple[list[date], list[FiscalPeriodInfo]]] = field(default_factory=dict)
     _monthly: dict[str, bool] = field(default_factory=dict)
+    _by_company_recid: dict[tuple[str, int], FiscalPeriodInfo] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for cal, ps in self.periods.items():
@@ -190,12 +191,16 @@ class LedgerBooks:
 
     def period_of_recid(self, company: str, recid: int, d: date, what: str) -> FiscalPeriodInfo:
         """The period a header's ``FiscalCalendarPeriod`` names, within the company's calendar."""
+        cached = self._by_company_recid.get((company, recid))
+        if cached is not None:
+            return cached
         found = self.by_recid.get(recid)
         if found is None:
             raise DynamicsBadResponse(f"{what}: FiscalCalendarPeriod {recid} is not in {PERIOD_KEYS_SET}")
         name, kind, start, end = found
         for p in self.periods[self.ledger(company).calendar]:
             if p.name == name and p.start == start and p.end == end and p.type == kind:
+                self._by_company_recid[(company, recid)] = p
                 return p
         raise DynamicsBadResponse(
             f"{what}: FiscalCalendarPeriod {recid} ({name} {start}..{end}) is not a period of calendar "
