@@ -52,16 +52,22 @@ def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> Ru
             company = step.step.split(":", 1)[1]
             acc = gl.setdefault(company, [0, Decimal(0)])
             acc[0] += int(d.get("lines", 0))
-            acc[1] += Decimal(str(d.get("total", "0")))
+            acc[1] += Decimal(str(d.get("total") or "0"))  # None: several currencies (see by_currency)
         elif step.step == "PrepareActuals":
             facts.file_rows = int(d.get("rows", 0))
             facts.file_lines = int(d.get("lines", 0))
             facts.file_key = str(d.get("key", ""))
-            facts.file_total = str(d.get("total", "0"))
+            by_currency = d.get("by_currency") or {}  # actuals are per currency, never added across
+            facts.file_total = (
+                str(d.get("total")) if d.get("total") is not None
+                else ", ".join(f"{c} {v}" for c, v in sorted(by_currency.items()))
+            )  # fmt: skip
         elif step.step == "ReplayStaged":
             facts.replayed = (str(d.get("replay_of", "")), int(d.get("files", 0)))
         elif step.step == "ReconcileActuals":
             rec = d.get("reconciliation") or {}
+            if rec and "matched_accounts" not in rec:  # one reconciliation per currency
+                rec = {"matched_accounts": sum(int(r.get("matched_accounts", 0)) for r in rec.values())}
             if step.status == "SUCCEEDED":
                 facts.reconciled = (
                     f"{rec.get('matched_accounts', '?')} company/account/period totals match"

@@ -287,6 +287,8 @@ def check_dynamics(cfg: Any, report: Report) -> None:
              "applications: activate a Ledger dimensions format with MainAccount and the mapped dimensions",
              ledger_format)  # fmt: skip
 
+    _check_ledger(cfg, reader, report, sysname)  # ledgers, calendars and a sample of GL lines (actuals)
+
     def companies() -> str:
         have = {e.company.upper() for e in reader.legal_entities()}
         missing = [co for co in d.companies if co.upper() not in have]
@@ -436,6 +438,52 @@ def check_plan_target(cfg: Any, report: Report, conn: Any) -> None:
         "read access to the budget register / journal headers",
         pending,
     )
+
+
+def _check_ledger(cfg: Any, reader: Any, report: Report, sysname: str) -> None:
+    """Ledgers and fiscal calendars of the companies, then real GL lines as the run will split them."""
+    from datetime import UTC, date, datetime
+
+    from d365_anaplan.dynamics.reader import DynamicsReader
+
+    def ledgers() -> str:
+        return "; ".join(reader.describe_ledgers())
+
+    if not _attempt(report, sysname, "ledgers and fiscal calendars",
+                    "set up a ledger with a fiscal calendar for every company in dynamics.companies and let the "
+                    "app's user read Ledgers, FiscalPeriods and FiscalCalendarPeriodBiEntities", ledgers):  # fmt: skip
+        return
+
+    def sample() -> str:
+        today = datetime.now(UTC).date()
+        index = today.year * 12 + today.month - 1 - 3
+        start = date(index // 12, index % 12 + 1, 1)
+        shown = []
+        for company in cfg.dynamics.companies:
+            one = DynamicsReader(reader.client, companies=[company], gl_route=cfg.dynamics.gl_route,
+                                 published_gl_entity_set=cfg.dynamics.published_gl_entity_set, options=cfg.ledger)  # fmt: skip
+            shown += one.sample_split(start, today, limit=2)
+        first = cfg.close_calendar.first_period
+        if not shown and first:  # nothing recent: the first period the calendar knows
+            start = date(int(first[:4]), int(first[5:7]), 1)
+            end = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
+            for company in cfg.dynamics.companies:
+                one = DynamicsReader(reader.client, companies=[company], gl_route=cfg.dynamics.gl_route,
+                                     published_gl_entity_set=cfg.dynamics.published_gl_entity_set, options=cfg.ledger)  # fmt: skip
+                shown += one.sample_split(start, end, limit=2)
+        if not shown:
+            return f"no posted lines since {start.isoformat()} to sample"
+        wanted = [d.name for d in cfg.mapping.dimensions]
+        parts = []
+        for g in shown:
+            dims = " ".join(f"{n}={g.dimensions.get(n) or '-'}" for n in wanted)
+            parts.append(f"{g.company} {g.accounting_date} {g.account} {dims} {g.amount} {g.amount_currency} "
+                         f"[{g.period_type or 'period type unknown'} {g.fiscal_year}/{g.fiscal_period}]")  # fmt: skip
+        return "; ".join(parts)
+
+    _attempt(report, sysname, "GL lines split into columns",
+             "if values land in the wrong columns, publish LedgerDimensionValuesJson on the GL line entity (named "
+             "values) or align the ledger dimension format with the account structures", sample)  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

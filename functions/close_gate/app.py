@@ -37,14 +37,16 @@ EVENT_MODEL = GateEvent  # what lambda_handler validates (events/ tests: tests/u
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     ev = GateEvent.model_validate(event)
     window = ev.periods or PeriodWindow()
+    cfg = load_connection(ev.connection)
     out = close_gate(
-        load_connection(ev.connection).close_calendar,
+        cfg.close_calendar,
         connection=ev.connection,
         flow=ev.flow,
         now=ev.now,
         first=window.from_,
         last=window.to,
         watermarks=Watermarks(settings().ledger_table),
+        reload_months=cfg.ledger.reload_closed_months,
     )
     logger.info("close gate", extra={"periods": out["periods"], "reason": out["reason"]})
     return out

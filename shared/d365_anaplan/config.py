@@ -515,6 +515,102 @@ class CloseCalendar(BaseModel):
         return value
 
 
+# --- ledger reading for actuals (fiscal periods, posting layers, currencies, control totals) -------------------
+# dynamics-budget-fiscal.md §B, §C, §D, §E. One block under the top-level key ``ledger``.
+
+PeriodTypeName = Literal["Opening", "Operating", "Closing"]
+_OPERATING: PeriodTypeName = "Operating"
+
+
+class LedgerOptions(BaseModel):
+    """How posted GL becomes actuals: which lines count, in which period and currency, and the control totals."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # F&O PostingLayer values (enum CurrentOperationsTax) read as actuals, on every GL route.
+    posting_layers: list[str] = Field(default_factory=lambda: ["Current"], min_length=1)
+    # Fiscal period types loaded; opening (balances carried forward) and closing (year-end close) are left out.
+    period_types: list[PeriodTypeName] = Field(default_factory=lambda: [_OPERATING], min_length=1)
+    # GL entries that budget appropriation posts from budget register entries (JournalCategory/PostingType Budget).
+    exclude_budget_entries: bool = True
+    # Which amount is loaded: the ledger's accounting currency, its reporting currency, or the transaction currency.
+    currency: Literal["accounting", "reporting", "transaction"] = "accounting"
+    # Optional column of the actuals file holding the currency of each amount.
+    currency_column: str | None = None
+    # Period of a line: "month" (calendar month of AccountingDate), "fiscal" (the ledger's fiscal period), or
+    # "auto" (fiscal for companies whose calendar's operating periods are not calendar months).
+    period_basis: Literal["auto", "month", "fiscal"] = "auto"
+    # Labels of fiscal periods: {fyname} fiscal year name, {fp} period number, {fpp} 2 digits, {pname} period name.
+    fiscal_period_format: str = "FY{fyname} P{fpp}"
+    # Balance-sheet accounts as movements of the period, or as period-end balances including the fiscal year's
+    # opening balance (the opening-period entries) for balance-sheet and cash planning.
+    balance_sheet: Literal["movements", "balances"] = "movements"
+    # Scheduled runs also reload the last N closed months (late postings); 0 = only months after the watermark.
+    reload_closed_months: int = Field(default=2, ge=0, le=24)
+    # Control totals: every company x period x currency of the extracted GL nets to zero.
+    require_balanced: bool = True
+    # Second path for control totals: "other_route" (the other GL route, when the environment has both) or "none".
+    second_path: Literal["none", "other_route"] = "none"
+    # Largest absolute difference tolerated per currency (e.g. {JPY: "1"}); others use reconciliation_tolerance.
+    tolerances: dict[str, Decimal] = Field(default_factory=dict)
+    # Main account attributes written as property columns of the account list import (None = not written).
+    account_type_column: str | None = None
+    account_category_column: str | None = None
+    account_parent_column: str | None = None
+
+    @field_validator("posting_layers")
+    @classmethod
+    def _layers(cls, value: list[str]) -> list[str]:
+        known = {
+            "Current",
+            "Operations",
+            "Tax",
+            "WarehouseCur_RU",
+            "None",
+            *(f"CustomLayer{i}" for i in range(1, 8)),
+        }
+        bad = [v for v in value if v not in known]
+        if bad:
+            raise ValueError(f"unknown posting layer(s) {bad}; known: {sorted(known)}")
+        return value
+
+    @field_validator("fiscal_period_format")
+    @classmethod
+    def _fiscal_format(cls, value: str) -> str:
+        import re
+
+        tokens = re.findall(r"\{([^{}]*)\}", value)
+        unknown = [t for t in tokens if t not in ("fyname", "fp", "fpp", "pname")]
+        if unknown:
+            raise ValueError(
+                f"unknown token(s) {unknown} in {value!r}; known: {{fyname}} {{fp}} {{fpp}} {{pname}}"
+            )
+        if "fyname" not in tokens or not {"fp", "fpp", "pname"} & set(tokens):
+            raise ValueError(
+                f"{value!r} must name the fiscal year ({{fyname}}) and the period ({{fp}}, {{fpp}} or {{pname}})"
+            )
+        return value
+
+    @field_validator("tolerances")
+    @classmethod
+    def _tolerances(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for currency, tol in value.items():
+            if not tol.is_finite() or tol < 0:
+                raise ValueError(f"tolerance for {currency} must be a non-negative number, got {tol}")
+        return {k.upper(): v for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _transaction_needs_column(self) -> LedgerOptions:
+        if self.currency == "transaction" and not self.currency_column:
+            raise ValueError(
+                "ledger.currency: transaction amounts are in many currencies per company; set ledger.currency_column"
+            )
+        return self
+
+    def tolerance(self, currency: str, default: Decimal) -> Decimal:
+        return self.tolerances.get(currency.upper(), default)
+
+
 class TlsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -579,6 +675,7 @@ class ConnectionConfig(BaseModel):
     security: SecuritySettings = SecuritySettings()
     mapping: Mappings = Mappings()
     close_calendar: CloseCalendar = CloseCalendar()
+    ledger: LedgerOptions = LedgerOptions()  # actuals: fiscal periods, posting layers, currencies, controls
     # Largest absolute difference tolerated by reconciliation (0 = to the cent).
     reconciliation_tolerance: Decimal = Decimal("0.00")
 

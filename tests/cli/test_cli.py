@@ -43,8 +43,10 @@ def test_check_passes(cli: Cli, config_file: Path) -> None:
     assert "0 failed" in result.stdout
     for what in ("import 'Load GL Actuals'", "export 'Export Approved Budget'", "$metadata (GL route)",
                  "ledger dimension format", "budget models and codes", "budget register dimension format",
-                 "plan entries status", "budget revenue sign (raw entity)"):  # fmt: skip
+                 "plan entries status", "budget revenue sign (raw entity)", "ledgers and fiscal calendars",
+                 "GL lines split into columns"):  # fmt: skip
         assert re.search(rf"PASS\s+\S+\s+{re.escape(what)}", result.stdout), what
+    assert re.search(r"USMF 2025-01-\d\d \d+ BusinessUnit=\S+ CostCenter=\S+ Department=\S+", result.stdout)
 
 
 def test_check_wrong_password_fails_with_a_remedy(cli: Cli, stack: Any, tmp_path: Path) -> None:

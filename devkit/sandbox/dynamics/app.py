@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from devkit.sandbox.server import Request, Response
 
+from . import books as books_mod
 from . import budget, seed
 from .entities import ENUMS, NS, EntityDef, csdl, entity_defs
 from .entra import Entra, EntraApp
@@ -65,6 +66,12 @@ class SandboxConfig:
     load_window: float = 1.0
     default_company: str = seed.DEFAULT_COMPANY
     budget_entity_sign: str = "as_entered"  # or "stored": see budget.py (UNCONFIRMED in F&O)
+    # ledgers and fiscal calendars (books.py): per company "monthly" or "445"; special vouchers (closing,
+    # opening, intercompany, other posting layers, budget appropriation); LedgerAccount display order:
+    # "format" (the integration format) or "structure" (each account structure's own order)
+    fiscal_calendars: dict[str, str] = field(default_factory=dict)
+    books: bool = False
+    ledger_account_order: str = "format"
 
 
 @dataclass
@@ -187,6 +194,7 @@ class DynamicsSandbox:
         self.gl = seed.GLGenerator(
             total_lines=cfg.gl_lines, months=cfg.months, start=cfg.start, seed=cfg.gl_seed
         )
+        self.books = books_mod.Books(self.gl, calendars=dict(cfg.fiscal_calendars), extras=cfg.books)
         app = EntraApp(cfg.client_id, cfg.client_secret, list(cfg.client_certificates))
         self.entra = Entra(
             tenant_id=cfg.tenant_id,
@@ -339,16 +347,20 @@ class DynamicsSandbox:
             "DimensionIntegrationFormats": formats,
             "DimensionParameters": [{"Key": 0, "DimensionSegmentDelimiter": seed.DELIMITER_ENUM}],
             **budget.static_tables(),
+            **self.books.calendar_tables(),
         }
 
     # -- GL rows (generated on demand) --------------------------------------------------------------------
 
     def _header_row(self, v: int) -> Row:
+        if v >= self.gl.voucher_count:
+            return self.books.header_row(self.books.vouchers[v - self.gl.voucher_count])
         h = self.gl.voucher(v)
         d = h.accounting_date
+        period = self.books.operating_period(h.company, d)
         return {
             "JournalNumber": h.journal_number,
-            "FiscalCalendarYear": 5637144576 + d.year,
+            "FiscalCalendarYear": period.year_recid,
             "Ledger": seed.LEDGER_RECIDS[h.company],
             "AccountingDate": _dto(d),
             "DocumentDate": _dto(d),
@@ -359,77 +371,99 @@ class DynamicsSandbox:
             "SubledgerVoucherDataAreaId": h.company.lower(),
             "LedgerPostingJournal": h.journal_number,
             "LedgerPostingJournalDataAreaId": h.company.lower(),
-            "FiscalCalendarPeriod": 5637150000 + d.year * 12 + d.month,
+            "FiscalCalendarPeriod": period.recid,
             "SourceKey": h.recid,
             "CreatedOn": _dto(d, 8),
             "AcknowledgementDate": _dto(d),
         }
 
+    def _voucher_lines(self, v: int) -> tuple[Row, list[tuple[Any, ...]]]:
+        """Voucher ``v`` (generated or special): its header facts and lines as tuples
+        (position, account, account recid, business unit, cost center, department, cents, reporting cents,
+        text, posting type)."""
+        gl = self.gl
+        if v >= gl.voucher_count:
+            sv = self.books.vouchers[v - gl.voucher_count]
+            head = {"company": sv.company, "voucher": sv.voucher, "date": sv.accounting_date,
+                    "journal": f"S{sv.index:07d}", "layer": sv.posting_layer, "recid": seed.HEADER_RECID_BASE + v}  # fmt: skip
+            lines = []
+            for line, pos, rep in self.books.line_rows(sv):
+                acc = seed.main_account(line.account)
+                assert acc is not None, line.account
+                lines.append((pos, line.account, acc.recid, line.business_unit, line.cost_center, line.department,
+                              line.cents, rep, line.text, line.posting_type))  # fmt: skip
+            return head, lines
+        h = gl.voucher(v)
+        seeds = gl.voucher_lines(v)
+        rep_cents = books_mod.reporting_cents(h.company, [line.cents for line in seeds])
+        head = {"company": h.company, "voucher": h.voucher, "date": h.accounting_date, "journal": h.journal_number,
+                "layer": "Current", "recid": h.recid}  # fmt: skip
+        return head, [
+            (line.position, line.account.account, line.account.recid, line.business_unit, line.cost_center,
+             line.department, line.cents, rep, line.text, "LedgerJournal")
+            for line, rep in zip(seeds, rep_cents, strict=True)
+        ]  # fmt: skip
+
+    def _display(self, acc: str, bu: str, cc: str, dep: str) -> str:
+        """The LedgerAccount display value: the integration format's order, or (option "structure") the order
+        of the account's own structure: balance sheet MainAccount-BusinessUnit, P&L
+        MainAccount-CostCenter-Department-BusinessUnit."""
+        if self.config.ledger_account_order == "structure":
+            a = seed.main_account(acc)
+            if a is not None and a.is_balance_sheet:
+                return f"{acc}-{bu}"
+            return f"{acc}-{cc}-{dep}-{bu}"
+        return f"{acc}-{bu}-{cc}-{dep}"
+
     def _line_rows(self, v: int, needed: frozenset[str] | None = None) -> list[Row]:
         """Rows of voucher ``v``; with ``needed`` only those properties (plus the internal ones) are built."""
         if needed is not None and not needed <= _CHEAP_LINE_FIELDS:
             needed = None
-        if needed is not None:
-            return self._lean_line_rows(v)
-        h = self.gl.voucher(v)
+        head, lines = self._voucher_lines(v)
+        company = head["company"]
+        currency = seed.ACCOUNTING_CURRENCY[company]
         out: list[Row] = []
-        usd = h.company == "USMF"
-        date_text = _dto(h.accounting_date)
-        for line in self.gl.voucher_lines(v):
-            amount = Decimal(line.cents).scaleb(-2)
-            reporting = amount if usd else Decimal(line.cents * 11 // 10).scaleb(-2)
-            acc = line.account.account
+        date_text = _dto(head["date"])
+        for pos, acc, acc_recid, bu, cc, dep, cents, rep, text, posting_type in lines:
+            amount = Decimal(cents).scaleb(-2)
             parts = [f'{{"Name":"MainAccount","Value":"{acc}"}}']
-            if line.business_unit:
-                parts.append(f'{{"Name":"BusinessUnit","Value":"{line.business_unit}"}}')
-            if line.cost_center:
-                parts.append(f'{{"Name":"CostCenter","Value":"{line.cost_center}"}}')
-            if line.department:
-                parts.append(f'{{"Name":"Department","Value":"{line.department}"}}')
-            out.append(
-                {
-                    "SourceKey": line.recid,
-                    "GeneralJournalEntry": h.recid,
-                    "MainAccount": line.account.recid,
-                    "LedgerAccount": f"{acc}-{line.business_unit}-{line.cost_center}-{line.department}",
-                    "LedgerDimensionValuesJson": "[" + ",".join(parts) + "]",
-                    "TransactionCurrencyCode": h.currency,
+            if bu:
+                parts.append(f'{{"Name":"BusinessUnit","Value":"{bu}"}}')
+            if cc:
+                parts.append(f'{{"Name":"CostCenter","Value":"{cc}"}}')
+            if dep:
+                parts.append(f'{{"Name":"Department","Value":"{dep}"}}')
+            row: Row = {
+                "SourceKey": seed.LINE_RECID_BASE + pos,
+                "GeneralJournalEntry": head["recid"],
+                "MainAccount": acc_recid,
+                "LedgerAccount": self._display(acc, bu, cc, dep),
+                "LedgerDimensionValuesJson": "[" + ",".join(parts) + "]",
+                "TransactionCurrencyCode": currency,
+                "AccountingCurrencyAmount": amount,
+                "IsCredit": "Yes" if cents < 0 else "No",
+                "Text": text,
+            }
+            if needed is None:
+                row.update({
                     "TransactionCurrencyAmount": amount,
-                    "AccountingCurrencyAmount": amount,
-                    "ReportingCurrencyAmount": reporting,
-                    "PostingType": "LedgerJournal",
-                    "IsCredit": "Yes" if line.cents < 0 else "No",
+                    "ReportingCurrencyAmount": Decimal(rep).scaleb(-2),
+                    "PostingType": posting_type,
                     "IsCorrection": "No",
-                    "Text": line.text,
                     "Quantity": _ZERO,
                     "FinTag": 0,
                     "PaymentReference": "",
                     "HistoricalExchangeRateDate": "1900-01-01T00:00:00Z",
                     "SysRecVersion": 1,
                     # for the published entity
-                    "_voucher": h.voucher,
-                    "_company": h.company,
+                    "_voucher": head["voucher"],
+                    "_company": company,
                     "_date": date_text,
-                    "_journal": h.journal_number,
-                }
-            )
+                    "_journal": head["journal"],
+                    "_layer": head["layer"],
+                })  # fmt: skip
+            out.append(row)
         return out
-
-    def _lean_line_rows(self, v: int) -> list[Row]:
-        h = self.gl.voucher(v)
-        return [
-            {
-                "SourceKey": line.recid,
-                "GeneralJournalEntry": h.recid,
-                "MainAccount": line.account.recid,
-                "LedgerAccount": f"{line.account.account}-{line.business_unit}-{line.cost_center}-{line.department}",
-                "TransactionCurrencyCode": h.currency,
-                "AccountingCurrencyAmount": Decimal(line.cents).scaleb(-2),
-                "IsCredit": "Yes" if line.cents < 0 else "No",
-                "Text": line.text,
-            }
-            for line in self.gl.voucher_lines(v)
-        ]
 
     @staticmethod
     def _published_row(r: Row) -> Row:
@@ -438,7 +472,7 @@ class DynamicsSandbox:
             "JournalNumber": r["_journal"],
             "Voucher": r["_voucher"],
             "AccountingDate": r["_date"],
-            "PostingLayer": "Current",
+            "PostingLayer": r["_layer"],
             "LedgerAccount": r["LedgerAccount"],
             "AccountDisplayValue": r["LedgerAccount"],
             "TransactionCurrencyCode": r["TransactionCurrencyCode"],
@@ -446,7 +480,7 @@ class DynamicsSandbox:
             "AccountingCurrencyAmount": r["AccountingCurrencyAmount"],
             "ReportingCurrencyAmount": r["ReportingCurrencyAmount"],
             "Description": r["Text"],
-            "PostingType": "LedgerJournal",
+            "PostingType": r["PostingType"],
             "IsCredit": r["IsCredit"],
             "IsCorrection": "No",
             "LedgerName": r["_company"],
@@ -492,6 +526,9 @@ class DynamicsSandbox:
             lo, hi = self._voucher_range(node, "AccountingDate", "SourceKey", seed.HEADER_RECID_BASE)
             for v in range(max(lo, start), hi):
                 yield v, self._header_row(v)
+            for sv in self.books.snapshot():  # special vouchers follow the generated ones
+                if sv.index >= start:
+                    yield sv.index, self._header_row(sv.index)
             return
         if set_name == "GeneralJournalAccountEntryBiEntities":
             lo_v, hi_v = self._voucher_range(node, "__none__", "GeneralJournalEntry", seed.HEADER_RECID_BASE)
@@ -508,6 +545,13 @@ class DynamicsSandbox:
                 if pos >= start:
                     yield pos, (transform(r) if transform else r)
             v += 1
+        for (
+            sv
+        ) in self.books.snapshot():  # special vouchers follow the generated ones (few; the filter decides)
+            for r in self._line_rows(sv.index, needed if transform is None else None):
+                pos = r["SourceKey"] - seed.LINE_RECID_BASE
+                if pos >= start:
+                    yield pos, (transform(r) if transform else r)
 
     # -- HTTP entry point -------------------------------------------------------------------------------------
 
@@ -1317,6 +1361,7 @@ _CHEAP_LINE_FIELDS = frozenset(
         "GeneralJournalEntry",
         "MainAccount",
         "LedgerAccount",
+        "LedgerDimensionValuesJson",
         "TransactionCurrencyCode",
         "AccountingCurrencyAmount",
         "IsCredit",

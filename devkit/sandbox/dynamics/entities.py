@@ -64,8 +64,22 @@ ENUMS: dict[str, tuple[str, ...]] = {
         "SalesRevenue",
         "FixedAssetsDebit",
         "FixedAssetsCredit",
+        "Budget",
     ),
-    "CurrentOperationsTax": ("Current", "Operations", "Tax"),
+    "CurrentOperationsTax": (
+        "Current",
+        "Operations",
+        "Tax",
+        "CustomLayer1",
+        "CustomLayer2",
+        "CustomLayer3",
+        "CustomLayer4",
+        "CustomLayer5",
+        "CustomLayer6",
+        "CustomLayer7",
+        "None",
+    ),
+    "FiscalPeriodType": ("Opening", "Operating", "Closing"),
     "LedgerTransType": (
         "None",
         "GeneralJournal",
@@ -364,10 +378,76 @@ def journal_headers(with_integration_key: bool) -> EntityDef:
     return _d("LedgerJournalHeaders", "LedgerJournalHeader", ("dataAreaId", "JournalBatchNumber"), props)
 
 
+# Ledgers and fiscal calendars (dynamics-budget-fiscal.md §C1, §D4); rows come from books.py.
+LEDGERS = _d(
+    "Ledgers",
+    "Ledger",
+    ("LegalEntityId",),
+    {
+        "LegalEntityId": S,
+        "Name": S,
+        "Description": S,
+        "LedgerRecId": I64,
+        "ChartOfAccounts": S,
+        "FiscalCalendar": S,
+        "AccountingCurrency": S,
+        "ReportingCurrency": S,
+        "ExchangeRateType": S,
+        "ReportingCurrencyExchangeRateType": S,
+        "BudgetExchangeRateType": S,
+        "IsBudgetControlEnabled": "NoYes",
+    },
+)
+FISCAL_CALENDARS = _d(
+    "FiscalCalendarsEntity", "FiscalCalendarEntity", ("CalendarId",), {"CalendarId": S, "Description": S}
+)
+FISCAL_YEARS = _d(
+    "FiscalCalendarYears",
+    "FiscalCalendarYear",
+    ("Calendar", "FiscalYear"),
+    {"Calendar": S, "FiscalYear": S, "StartDate": DTO, "EndDate": DTO},
+)
+FISCAL_PERIODS = _d(
+    "FiscalPeriods",
+    "FiscalPeriod",
+    ("Calendar", "FiscalYear", "StartDate", "EndDate", "PeriodName"),
+    {
+        "Calendar": S,
+        "FiscalYear": S,
+        "StartDate": DTO,
+        "EndDate": DTO,
+        "PeriodName": S,
+        "Type": "FiscalPeriodType",
+        "ShortName": S,
+        "Month": I32,
+        "Quarter": I32,
+        "Days": I32,
+    },
+)
+FISCAL_PERIOD_BI = _d(
+    "FiscalCalendarPeriodBiEntities",
+    "FiscalCalendarPeriodBiEntity",
+    ("Name",),
+    {
+        "Name": S,
+        "SourceKey": I64,
+        "FiscalCalendarYear": I64,
+        "FiscalCalendar": I64,
+        "Type": "FiscalPeriodType",
+        "StartDate": DTO,
+        "EndDate": DTO,
+    },
+)
+
+
 def entity_defs(
     *, publish_gl_entity: bool, integration_key: bool, bi_entities: bool = True
 ) -> dict[str, EntityDef]:
     defs = [
+        LEDGERS,
+        FISCAL_CALENDARS,
+        FISCAL_YEARS,
+        FISCAL_PERIODS,
         MAIN_ACCOUNTS,
         DIMENSION_ATTRIBUTES,
         FINANCIAL_DIMENSION_VALUES,
@@ -382,7 +462,7 @@ def entity_defs(
         BATCH_JOBS,
     ]
     if bi_entities:
-        defs += [GL_HEADERS, GL_LINES]
+        defs += [GL_HEADERS, GL_LINES, FISCAL_PERIOD_BI]
     if publish_gl_entity:
         defs.append(GL_PUBLISHED)
     return {d.set_name: d for d in defs}

@@ -55,7 +55,11 @@ def connect(
         d.environment_url, tokens, sess, page_size=d.page_size, sleep=sleep, remaining_time=remaining_time
     )
     reader = DynamicsReader(
-        client, companies=d.companies, gl_route=d.gl_route, published_gl_entity_set=d.published_gl_entity_set
+        client,
+        companies=d.companies,
+        gl_route=d.gl_route,
+        published_gl_entity_set=d.published_gl_entity_set,
+        options=cfg.ledger,
     )
     writer = JournalWriter(client, reader, d.journal, sleep=sleep)
     return DynamicsConnection(sess, tokens, client, reader, writer)

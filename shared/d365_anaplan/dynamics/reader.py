@@ -11,19 +11,22 @@ what to publish.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Literal
 
-from d365_anaplan.errors import BadInputData, DynamicsBadResponse, DynamicsRouteUnavailable
+from d365_anaplan.config import LedgerOptions
+from d365_anaplan.errors import BadInputData, ConfigError, DynamicsBadResponse, DynamicsRouteUnavailable
 from d365_anaplan.flows.records import DimensionValue, GLLine, MainAccount
 
 from . import filters as F
 from .dimensions import DimensionFormat, delimiter_from_enum
+from .ledgers import FiscalPeriodInfo, LedgerBooks, LedgerInfo
 from .metadata import ServiceMetadata, parse_metadata
 from .odata import Continuation, ODataClient, Query
 
@@ -45,18 +48,23 @@ _HEADER_FIELDS = (
     "JournalNumber",
     "AccountingDate",
     "SubledgerVoucher",
-    "SubledgerVoucherDataAreaId",
     "Ledger",
     "PostingLayer",
+    "FiscalCalendarPeriod",
 )
 _LINE_FIELDS = (
     "SourceKey",
     "GeneralJournalEntry",
     "LedgerAccount",
-    "AccountingCurrencyAmount",
     "TransactionCurrencyCode",
     "Text",
 )
+AMOUNT_FIELDS = {
+    "accounting": "AccountingCurrencyAmount",
+    "reporting": "ReportingCurrencyAmount",
+    "transaction": "TransactionCurrencyAmount",
+}
+DIMENSION_JSON = "LedgerDimensionValuesJson"
 _PUBLISHED_COMPANY_FIELDS = ("dataAreaId", "DataAreaId", "LegalEntityId", "DataArea", "LedgerName")
 _PUBLISHED_DISPLAY_FIELDS = ("AccountDisplayValue", "LedgerAccount")
 
@@ -178,8 +186,12 @@ class DynamicsReader:
         gl_route: Literal["auto", "published", "bi"] = "auto",
         published_gl_entity_set: str = "GeneralJournalAccountEntries",
         filter_budget: int = F.DEFAULT_FILTER_BUDGET,
+        options: LedgerOptions | None = None,
     ) -> None:
         self.client = client
+        self.options = options or LedgerOptions()
+        self._books: LedgerBooks | None = None
+        self._bs_accounts: frozenset[str] | None = None
         self.companies = [c.upper() for c in companies]
         if not self.companies:
             raise BadInputData("DynamicsReader: at least one company is needed")
@@ -293,7 +305,13 @@ class DynamicsReader:
     def main_accounts(self) -> Iterator[MainAccount]:
         q = Query(
             "MainAccounts",
-            select=("ChartOfAccounts", "MainAccountId", "Name", "MainAccountType"),
+            select=(
+                "ChartOfAccounts",
+                "MainAccountId",
+                "Name",
+                "MainAccountType",
+                *self._account_attributes(),
+            ),
             cross_company=False,
         )
         for row in self.client.iter_rows(q):
@@ -303,7 +321,22 @@ class DynamicsReader:
                 name=_text(row, "Name", what, required=False),
                 account_type=_text(row, "MainAccountType", what, required=False),
                 chart_of_accounts=_text(row, "ChartOfAccounts", what, required=False),
+                category=_text(row, "MainAccountCategory", what, required=False),
+                parent=_text(row, "ParentMainAccountId", what, required=False),
             )
+
+    def _account_attributes(self) -> tuple[str, ...]:
+        """MainAccountCategory / ParentMainAccountId when the connection writes them and F&O publishes them."""
+        opts = self.options
+        wanted = []
+        if opts.account_category_column:
+            wanted.append("MainAccountCategory")
+        if opts.account_parent_column:
+            wanted.append("ParentMainAccountId")
+        if not wanted:
+            return ()
+        meta = self.discover().metadata
+        return tuple(f for f in wanted if meta.has_property("MainAccounts", f))
 
     def dimension_attributes(self) -> list[DimensionAttribute]:
         q = Query("DimensionAttributes", select=("DimensionName", "ReportColumnName"), cross_company=False)
@@ -363,22 +396,116 @@ class DynamicsReader:
             for r in self.client.iter_rows(q)
         ]
 
+    # -- ledgers and fiscal calendars ------------------------------------------------------------------------
+
+    def books(self) -> LedgerBooks:
+        """The configured companies' ledgers and fiscal calendars (read once)."""
+        if self._books is None:
+            meta = self.discover().metadata
+            self._books = LedgerBooks.read(
+                self.client, self.companies, period_keys=meta.has_set("FiscalCalendarPeriodBiEntities")
+            )
+        return self._books
+
+    def fiscal_basis(self, company: str) -> bool:
+        """True when the company's lines are bucketed by fiscal period rather than by calendar month."""
+        basis = self.options.period_basis
+        if basis == "month":
+            return False
+        if basis == "fiscal":
+            return True
+        return not self.books().is_monthly_cached(company)
+
+    def window(self, company: str, start: date, end: date) -> tuple[date, date]:
+        """The AccountingDate window for months [start, end): with fiscal periods, every period ending in
+        those months, whole (a fiscal period belongs to the month it ends in)."""
+        if not self.fiscal_basis(company):
+            return start, end
+        periods = self.books().periods_ending_in(company, start, end)
+        if not periods:
+            return start, start
+        return min(p.start for p in periods), max(p.end for p in periods) + timedelta(days=1)
+
+    def balances_window(self, company: str, start: date, end: date) -> tuple[date, date]:
+        """:meth:`window`, starting at the first day of its fiscal year (opening period included) so that
+        balance-sheet accounts can be loaded as period-end balances."""
+        lo, hi = self.window(company, start, end)
+        if hi <= lo:
+            return lo, hi
+        books = self.books()
+        year = books.operating_period(company, lo, f"fiscal year of {lo}").fiscal_year
+        first = min(p.start for p in books.periods[books.ledger(company).calendar] if p.fiscal_year == year)
+        return min(first, lo), hi
+
+    def balance_sheet_accounts(self) -> frozenset[str]:
+        """Main accounts whose type is a balance-sheet type (Asset, Liability, Equity, BalanceSheet)."""
+        if self._bs_accounts is None:
+            self._bs_accounts = frozenset(
+                a.account
+                for a in self.main_accounts()
+                if a.account_type in ("Asset", "Liability", "Equity", "BalanceSheet")
+            )
+        return self._bs_accounts
+
+    def _amount_currency(self, ledger: LedgerInfo, row: dict[str, Any], what: str) -> str:
+        choice = self.options.currency
+        if choice == "accounting":
+            return ledger.accounting_currency
+        if choice == "reporting":
+            if not ledger.reporting_currency:
+                raise ConfigError(
+                    [
+                        f"ledger.currency: reporting, but the ledger of {ledger.company} has no reporting currency"
+                    ]
+                )
+            return ledger.reporting_currency
+        return _text(row, "TransactionCurrencyCode", what).upper()
+
+    def describe_ledgers(self) -> list[str]:
+        """One line per company: ledger, currencies, calendar and how its lines are bucketed (for ``check``)."""
+        books = self.books()
+        out = []
+        for company in self.companies:
+            lg = books.ledger(company)
+            basis = "fiscal periods" if self.fiscal_basis(company) else "calendar months"
+            out.append(
+                f"{company}: ledger {lg.name} (RecId {lg.recid}), accounting {lg.accounting_currency}, "
+                f"reporting {lg.reporting_currency or 'none'}, calendar {lg.calendar} -> {basis}"
+            )
+        return out
+
+    def sample_split(self, start: date, end: date, limit: int = 5) -> list[GLLine]:
+        """Up to ``limit`` posted lines of the window, split into account and named dimension values the way
+        the run will split them (``check`` shows them)."""
+        out: list[GLLine] = []
+        for line in self.gl_lines(start, end):
+            out.append(line)
+            if len(out) >= limit:
+                break
+        return out
+
     # -- posted GL ------------------------------------------------------------------------------------------
 
     def gl_lines(self, start: date, end: date, *, continuation: str | None = None) -> GLRead:
         """Posted GL lines with ``start <= AccountingDate < end`` for the configured companies.
 
+        Only the configured posting layers; budget appropriation entries left out (unless configured);
+        each line attributed to the legal entity owning its ledger, tagged with its fiscal period and type.
         Stops at a page boundary when the client's ``remaining_time`` runs low; ``continuation`` then
         holds a token for the next call (same ``start``/``end``).
         """
         if end <= start:
             raise BadInputData(f"GL read: end {end} must be after start {start}")
         disc = self.discover()
+        opts = self.options
         state = {
             "route": disc.route.value,
             "start": start.isoformat(),
             "end": end.isoformat(),
             "companies": self.companies,
+            "layers": opts.posting_layers,
+            "currency": opts.currency,
+            "budget": opts.exclude_budget_entries,
         }
         resume: str | None = None
         if continuation is not None:
@@ -400,6 +527,17 @@ class DynamicsReader:
     def _company_filter(self, name: str) -> str:
         return F.any_of(name, [c.lower() for c in self.companies])
 
+    def _layer_filter(self) -> str:
+        return F.any_of(
+            "PostingLayer", [F.EnumValue("CurrentOperationsTax", x) for x in self.options.posting_layers]
+        )
+
+    def _period(self, company: str, d: date, recid: Any, what: str) -> FiscalPeriodInfo | None:
+        books = self.books()
+        if isinstance(recid, int) and not isinstance(recid, bool) and books.by_recid:
+            return books.period_of_recid(company, recid, d, what)
+        return None
+
     def _published(
         self,
         disc: Discovery,
@@ -410,10 +548,17 @@ class DynamicsReader:
         state: dict[str, Any],
     ) -> Iterator[GLLine]:
         info = disc.metadata.entity_sets[disc.gl_entity_set]
+        books = self.books()
         company_field = next((f for f in _PUBLISHED_COMPANY_FIELDS if f in info.properties), None)
         if company_field is None:
             raise DynamicsRouteUnavailable(
                 f"{disc.gl_entity_set}: no company field (dataAreaId / LegalEntityId / DataArea) is published"
+            )
+        by_ledger = "LedgerName" in info.properties
+        amount_field = AMOUNT_FIELDS[self.options.currency]
+        if amount_field not in info.properties:
+            raise DynamicsRouteUnavailable(
+                f"{disc.gl_entity_set}: {amount_field} is not published (ledger.currency)"
             )
         display_field = next(f for f in _PUBLISHED_DISPLAY_FIELDS if f in info.properties)
         optional = [
@@ -424,29 +569,51 @@ class DynamicsReader:
                 "Description",
                 "GeneralJournalAccountEntryRecId",
                 "JournalNumber",
+                "FiscalCalendarPeriod",
+                "LedgerName",
             )
-            if f in info.properties
+            if f in info.properties and f != company_field
         ]
-        select = (company_field, "AccountingDate", display_field, "AccountingCurrencyAmount", *optional)
-        flt = F.and_(F.between("AccountingDate", start, end), self._company_filter(company_field))
+        select = (company_field, "AccountingDate", display_field, amount_field, *optional)
+        parts = [F.between("AccountingDate", start, end)]
+        if by_ledger:
+            parts.append(F.any_of("LedgerName", [books.ledger(c).name for c in self.companies]))
+        else:
+            parts.append(self._company_filter(company_field))
+        if "PostingLayer" in info.properties:
+            parts.append(self._layer_filter())
+        elif self.options.posting_layers != ["Current"]:
+            raise DynamicsRouteUnavailable(
+                f"{disc.gl_entity_set}: PostingLayer is not published; it cannot be filtered"
+            )
+        if self.options.exclude_budget_entries:
+            if "JournalCategory" in info.properties:
+                parts.append(F.ne("JournalCategory", F.EnumValue("LedgerTransType", "Budget")))
+            if "PostingType" in info.properties:
+                parts.append(F.ne("PostingType", F.EnumValue("LedgerPostingType", "Budget")))
         fmt = self.ledger_format()
-        query = Query(disc.gl_entity_set, filter=flt, select=select, cross_company=True)
+        query = Query(disc.gl_entity_set, filter=F.and_(*parts), select=select, cross_company=True)
         for page in self.client.iter_pages(None if resume else query, resume=resume):
             result.pages += 1
             for row in page.rows:
                 what = f"{disc.gl_entity_set} row {row.get('GeneralJournalAccountEntryRecId') or row.get('Voucher') or '?'}"
+                company = _text(row, company_field, what).upper()
+                if by_ledger:
+                    owner = books.company_of_ledger_name(_text(row, "LedgerName", what))
+                    if owner is None:
+                        continue
+                    company = owner
+                ledger = books.ledger(company)
                 account, dims = fmt.parse_value(_text(row, display_field, what), what=what)
-                yield GLLine(
-                    company=_text(row, company_field, what).upper(),
-                    account=account,
-                    dimensions=dims,
-                    accounting_date=parse_date(row, "AccountingDate", what),
-                    amount=parse_amount(row, "AccountingCurrencyAmount", what),
-                    currency=_text(row, "TransactionCurrencyCode", what, required=False),
+                d = parse_date(row, "AccountingDate", what)
+                period = self._period(company, d, row.get("FiscalCalendarPeriod"), what)
+                yield _make_line(
+                    self, company, account, dims, d, parse_amount(row, amount_field, what),
+                    self._amount_currency(ledger, row, what), row, what, period,
                     voucher=_text(row, "Voucher", what, required=False),
                     description=_text(row, "Description", what, required=False),
                     source_id=_text(row, "GeneralJournalAccountEntryRecId", what, required=False),
-                )
+                )  # fmt: skip
             if page.next_link and self.client.should_stop():
                 result.continuation = Continuation(page.next_link, state).encode()
                 result.stopped_early = True
@@ -455,27 +622,38 @@ class DynamicsReader:
     def _bi(
         self, start: date, end: date, resume: str | None, result: GLRead, state: dict[str, Any]
     ) -> Iterator[GLLine]:
-        flt = F.and_(
-            F.between("AccountingDate", start, end), self._company_filter("SubledgerVoucherDataAreaId")
+        books = self.books()
+        parts = [
+            F.between("AccountingDate", start, end),
+            F.any_of("Ledger", [books.ledger(c).recid for c in self.companies]),
+            self._layer_filter(),
+        ]
+        if self.options.exclude_budget_entries:
+            parts.append(F.ne("JournalCategory", F.EnumValue("LedgerTransType", "Budget")))
+        query = Query(
+            HEADER_SET, filter=F.and_(*parts), select=_HEADER_FIELDS, orderby="SourceKey", cross_company=True
         )
-        query = Query(HEADER_SET, filter=flt, select=_HEADER_FIELDS, orderby="SourceKey", cross_company=True)
         fmt = self.ledger_format()
         for page in self.client.iter_pages(None if resume else query, resume=resume):
             result.pages += 1
-            headers: dict[int, tuple[str, date, str]] = {}
+            headers: dict[int, _Header] = {}
             for row in page.rows:
                 what = f"{HEADER_SET} row {row.get('SourceKey')!r}"
                 key = row.get("SourceKey")
                 if not isinstance(key, int) or isinstance(key, bool):
                     raise DynamicsBadResponse(f"{what}: SourceKey is not an integer")
                 layer = row.get("PostingLayer")
-                if layer not in (None, "", "Current"):
+                if layer is not None and layer not in self.options.posting_layers:
                     continue
-                headers[key] = (
-                    _text(row, "SubledgerVoucherDataAreaId", what).upper(),
-                    parse_date(row, "AccountingDate", what),
-                    _text(row, "SubledgerVoucher", what, required=False),
-                )
+                ledger_id = row.get("Ledger")
+                company = books.company_of_ledger(ledger_id) if isinstance(ledger_id, int) else None
+                if company is None or company not in self.companies:
+                    continue
+                d = parse_date(row, "AccountingDate", what)
+                headers[key] = _Header(
+                    company, d, _text(row, "SubledgerVoucher", what, required=False),
+                    self._period(company, d, row.get("FiscalCalendarPeriod"), what),
+                )  # fmt: skip
             if headers:
                 yield from self._bi_lines(headers, fmt)
             if page.next_link and self.client.should_stop():
@@ -483,7 +661,7 @@ class DynamicsReader:
                 result.stopped_early = True
                 return
 
-    def _bi_lines(self, headers: dict[int, tuple[str, date, str]], fmt: DimensionFormat) -> Iterator[GLLine]:
+    def _bi_lines(self, headers: dict[int, _Header], fmt: DimensionFormat) -> Iterator[GLLine]:
         keys = sorted(headers)
         lo, hi = keys[0], keys[-1]
         if hi - lo + 1 <= 4 * len(keys):
@@ -491,63 +669,116 @@ class DynamicsReader:
             filters = [F.and_(F.ge("GeneralJournalEntry", lo), F.le("GeneralJournalEntry", hi))]
         else:
             filters = F.split_any_of("GeneralJournalEntry", keys, budget=self.filter_budget)
+        meta = self.discover().metadata
+        amount_field = AMOUNT_FIELDS[self.options.currency]
+        select = [*_LINE_FIELDS, amount_field]
+        named = meta.has_property(LINE_SET, DIMENSION_JSON)
+        if named:
+            select.append(DIMENSION_JSON)
+        budget = self.options.exclude_budget_entries and meta.has_property(LINE_SET, "PostingType")
+        if budget:
+            select.append("PostingType")
+        books = self.books()
         for flt in filters:
-            query = Query(LINE_SET, filter=flt, select=_LINE_FIELDS, cross_company=True)
+            query = Query(LINE_SET, filter=flt, select=tuple(select), cross_company=True)
             for row in self.client.iter_rows(query, prefetch=True):
                 header = headers.get(row.get("GeneralJournalEntry"))  # type: ignore[arg-type]
                 if header is None:
                     continue
-                company, accounting_date, voucher = header
-                fast = _fast_line(row, fmt, company, accounting_date, voucher)
-                if fast is not None:
-                    yield fast
+                if budget and row.get("PostingType") == "Budget":
                     continue
                 what = f"{LINE_SET} row {row.get('SourceKey')!r}"
-                account, dims = fmt.parse_value(_text(row, "LedgerAccount", what), what=what)
-                yield GLLine(
-                    company=company,
-                    account=account,
-                    dimensions=dims,
-                    accounting_date=accounting_date,
-                    amount=parse_amount(row, "AccountingCurrencyAmount", what),
-                    currency=_text(row, "TransactionCurrencyCode", what, required=False),
-                    voucher=voucher,
-                    description=_text(row, "Text", what, required=False),
+                display = _text(row, "LedgerAccount", what)
+                raw = row.get(DIMENSION_JSON) if named else None
+                if isinstance(raw, str) and raw.strip():
+                    account, dims = _named_dimensions(raw, display, what)
+                else:
+                    account, dims = fmt.parse_value(display, what=what)
+                ledger = books.ledger(header.company)
+                yield _make_line(
+                    self, header.company, account, dims, header.accounting_date,
+                    parse_amount(row, amount_field, what), self._amount_currency(ledger, row, what), row, what,
+                    header.period, voucher=header.voucher, description=_text(row, "Text", what, required=False),
                     source_id=_text(row, "SourceKey", what, required=False),
-                )
+                )  # fmt: skip
 
 
-def _fast_line(
-    row: dict[str, Any], fmt: DimensionFormat, company: str, accounting_date: date, voucher: str
-) -> GLLine | None:
-    """The common, well-formed BI line without per-field checks; None sends the row through the checked path."""
-    ledger = row.get("LedgerAccount")
-    amount = row.get("AccountingCurrencyAmount")
-    currency = row.get("TransactionCurrencyCode", "")
-    text = row.get("Text", "")
-    key = row.get("SourceKey")
-    if (
-        type(ledger) is not str
-        or type(amount) is not Decimal
-        or type(currency) is not str
-        or type(text) is not str
-        or type(key) is not int
-    ):
-        return None
-    if not amount.is_finite():
-        return None
-    parsed = fmt.try_parse(ledger)
-    if parsed is None:
-        return None
-    # Every field has the declared type (checked above), so validation can be skipped safely.
+@dataclass(frozen=True, slots=True)
+class _Header:
+    company: str
+    accounting_date: date
+    voucher: str
+    period: FiscalPeriodInfo | None
+
+
+def _named_dimensions(raw: str, display: str, what: str) -> tuple[str, dict[str, str]]:
+    """Main account and dimension values by name from ``LedgerDimensionValuesJson``: a list of
+    ``{"Name": ..., "Value": ...}`` objects or one object of name -> value (the format is UNCONFIRMED)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise DynamicsBadResponse(f"{what}: {DIMENSION_JSON} is not JSON ({raw[:60]!r})") from None
+    pairs: list[tuple[Any, Any]]
+    if isinstance(data, dict):
+        pairs = list(data.items())
+    elif isinstance(data, list) and all(isinstance(x, dict) for x in data):
+        pairs = [(x.get("Name", x.get("DimensionName")), x.get("Value", x.get("DisplayValue"))) for x in data]
+    else:
+        raise DynamicsBadResponse(
+            f"{what}: {DIMENSION_JSON} is neither a list of Name/Value pairs nor an object"
+        )
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        if not isinstance(name, str) or not isinstance(value, str | int) or isinstance(value, bool):
+            raise DynamicsBadResponse(f"{what}: {DIMENSION_JSON} has an entry without a text Name and Value")
+        values[name] = str(value)
+    account = values.pop("MainAccount", "")
+    if not account:
+        raise DynamicsBadResponse(
+            f"{what}: {DIMENSION_JSON} names no MainAccount (LedgerAccount {display!r})"
+        )
+    return account, {k: v for k, v in values.items() if v}
+
+
+def _make_line(
+    reader: DynamicsReader,
+    company: str,
+    account: str,
+    dims: dict[str, str],
+    d: date,
+    amount: Decimal,
+    currency: str,
+    row: dict[str, Any],
+    what: str,
+    period: FiscalPeriodInfo | None,
+    *,
+    voucher: str,
+    description: str,
+    source_id: str,
+) -> GLLine:
+    books = reader.books()
+    if period is None:  # the route does not name the period: the operating period of the date
+        period = books.operating_period(company, d, what)
+        period_type = ""
+    else:
+        period_type = period.type
     return GLLine.model_construct(
         company=company,
-        account=parsed[0],
-        dimensions=parsed[1],
-        accounting_date=accounting_date,
+        account=account,
+        dimensions=dims,
+        accounting_date=d,
         amount=amount,
-        currency=currency,
+        currency=_text(row, "TransactionCurrencyCode", what, required=False),
         voucher=voucher,
-        description=text,
-        source_id=str(key),
+        description=description,
+        source_id=source_id,
+        amount_currency=currency,
+        period_type=period_type,
+        fiscal_year=period.fiscal_year,
+        fiscal_period=period.number,
+        period_name=period.name,
+        period_end=period.end,
+        period_monthly=not reader.fiscal_basis(company),
+        balance_sheet=reader.options.balance_sheet == "balances"
+        and account in reader.balance_sheet_accounts(),
     )

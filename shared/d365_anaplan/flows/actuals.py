@@ -21,13 +21,14 @@ places. Every code is checked (see :mod:`d365_anaplan.flows.textsafe`); descript
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from d365_anaplan.config import ActualsMapping, DimensionMapping
+from d365_anaplan.config import ActualsMapping, DimensionMapping, LedgerOptions
 from d365_anaplan.errors import BadInputData
 from d365_anaplan.flows.calendar import month_start, period_key
 from d365_anaplan.flows.money import check_amount, format_amount
@@ -38,7 +39,29 @@ from d365_anaplan.flows.textsafe import TextWriter, check_code, csv_writer, neut
 if TYPE_CHECKING:  # alignment imports this module
     from d365_anaplan.flows.alignment import Remap
 
-Key = tuple[str, str, tuple[str, ...], date]  # company, account, dimension values, period
+Key = tuple[str, str, tuple[str, ...], date, str]  # company, account, dimension values, period, currency
+
+_FISCAL_TOKEN = re.compile(r"\{(fyname|fpp|fp|pname)\}")
+
+
+def fiscal_label(fmt: str, fiscal_year: str, number: int, name: str) -> str:
+    """The label of a fiscal period: ``{fyname}`` fiscal year name, ``{fp}`` period number, ``{fpp}`` the
+    number on two digits, ``{pname}`` the period name (``LedgerOptions.fiscal_period_format``)."""
+    values = {"fyname": fiscal_year, "fp": str(number), "fpp": f"{number:02d}", "pname": name}
+    return _FISCAL_TOKEN.sub(lambda m: values[m.group(1)], fmt)
+
+
+def line_period(line: GLLine) -> date:
+    """The period key of a line: the month of its accounting date, or for companies loaded by fiscal period
+    the last day of its fiscal period (a fiscal period belongs to the month it ends in)."""
+    if not line.period_monthly and line.period_end is not None:
+        return line.period_end
+    return month_start(line.accounting_date)
+
+
+def run_month(period: date) -> date:
+    """The run month (YYYY-MM of the gate) a period key belongs to."""
+    return month_start(period)
 
 
 @dataclass(slots=True)
@@ -54,10 +77,12 @@ class ActualsRow:
     line_id: str = ""
     voucher: str = ""
     description: str = ""
+    currency: str = ""  # currency of ``amount``
+    label: str = ""  # the period label when it is not the month's (fiscal periods)
 
     @property
     def key(self) -> Key:
-        return (self.company, self.account, self.dims, self.period)
+        return (self.company, self.account, self.dims, self.period, self.currency)
 
     def dimension_map(self, dimensions: Sequence[DimensionMapping]) -> dict[str, str]:
         """Dimension values keyed by F&O attribute name."""
@@ -77,9 +102,16 @@ def validate_gl_line(
     decimals: int = 2,
     companies: Collection[str] | None = None,
     periods: Collection[date] | None = None,
-) -> ActualsRow:
-    """Check one GL line and turn it into a one-line row; BadInputData names the line and the field."""
+    ledger: LedgerOptions | None = None,
+) -> ActualsRow | None:
+    """Check one GL line and turn it into a one-line row; BadInputData names the line and the field.
+
+    None for a line of a fiscal period type the connection leaves out (``ledger.period_types``: opening and
+    closing periods by default)."""
     where = _line_where(line, index)
+    opts = ledger or LedgerOptions()
+    if line.period_type and line.period_type not in opts.period_types:
+        return None
     company = check_code(line.company, where=where, field="company")
     if companies is not None and company not in companies:
         raise BadInputData(f"{where}: field 'company' value {company!r} is not one of {sorted(companies)}")
@@ -90,8 +122,18 @@ def validate_gl_line(
         )
         for d in dimensions
     )
-    period = month_start(line.accounting_date)
-    if periods is not None and period not in periods:
+    period = line_period(line)
+    label = ""
+    if not line.period_monthly and line.period_end is not None:
+        if line.period_type == "Closing":
+            raise BadInputData(
+                f"{where}: a closing-period line cannot be loaded by fiscal period label (it shares the dates of "
+                "the last period); leave Closing out of ledger.period_types or set ledger.period_basis: month"
+            )
+        label = fiscal_label(
+            opts.fiscal_period_format, line.fiscal_year, line.fiscal_period, line.period_name
+        )
+    if periods is not None and run_month(period) not in periods:
         wanted = ", ".join(period_key(p) for p in sorted(periods))
         raise BadInputData(
             f"{where}: field 'accounting_date' {line.accounting_date.isoformat()} is outside the requested "
@@ -108,6 +150,8 @@ def validate_gl_line(
         line_id=line.source_id,
         voucher=line.voucher,
         description=line.description,
+        currency=line.amount_currency or line.currency,
+        label=label,
     )
 
 
@@ -124,8 +168,11 @@ class ActualsAggregate:
     dimensions: tuple[DimensionMapping, ...]
     cells: dict[Key, _Cell] = field(default_factory=dict)
     lines: int = 0
+    labels: dict[tuple[str, date], str] = field(default_factory=dict)
 
     def add(self, row: ActualsRow) -> None:
+        if row.label:
+            self.labels[(row.company, row.period)] = row.label
         cell = self.cells.get(row.key)
         if cell is None:
             self.cells[row.key] = _Cell(row.amount, row.line_count)
@@ -138,7 +185,14 @@ class ActualsAggregate:
         """Rows in deterministic order (company, account, dimension values, period)."""
         return [
             ActualsRow(
-                company=k[0], account=k[1], dims=k[2], period=k[3], amount=v.amount, line_count=v.lines
+                company=k[0],
+                account=k[1],
+                dims=k[2],
+                period=k[3],
+                amount=v.amount,
+                line_count=v.lines,
+                currency=k[4],
+                label=self.labels.get((k[0], k[3]), ""),
             )
             for k, v in sorted(self.cells.items(), key=lambda kv: kv[0])
         ]
@@ -154,15 +208,17 @@ def aggregate_actuals(
     decimals: int = 2,
     companies: Collection[str] | None = None,
     periods: Collection[date] | None = None,
+    ledger: LedgerOptions | None = None,
 ) -> ActualsAggregate:
-    """Sum GL lines per company x account x dimension values x period (streaming over ``lines``)."""
+    """Sum GL lines per company x account x dimension values x period x currency (streaming over ``lines``)."""
     agg = ActualsAggregate(dimensions=tuple(dimensions))
     for index, line in enumerate(lines, start=1):
-        agg.add(
-            validate_gl_line(
-                line, index, dimensions=dimensions, decimals=decimals, companies=companies, periods=periods
-            )
-        )
+        row = validate_gl_line(
+            line, index, dimensions=dimensions, decimals=decimals, companies=companies, periods=periods,
+            ledger=ledger,
+        )  # fmt: skip
+        if row is not None:
+            agg.add(row)
     return agg
 
 
@@ -173,12 +229,16 @@ def line_rows(
     decimals: int = 2,
     companies: Collection[str] | None = None,
     periods: Collection[date] | None = None,
+    ledger: LedgerOptions | None = None,
 ) -> Iterator[ActualsRow]:
     """Grain ``line``: one validated row per GL line, streaming, in input order."""
     for index, line in enumerate(lines, start=1):
-        yield validate_gl_line(
-            line, index, dimensions=dimensions, decimals=decimals, companies=companies, periods=periods
-        )
+        row = validate_gl_line(
+            line, index, dimensions=dimensions, decimals=decimals, companies=companies, periods=periods,
+            ledger=ledger,
+        )  # fmt: skip
+        if row is not None:
+            yield row
 
 
 # --- totals ------------------------------------------------------------------------------------------------
@@ -186,43 +246,75 @@ def line_rows(
 
 @dataclass
 class ActualsTotals:
-    """What was written: per (company, account, period) and overall, for reconciliation and the ledger."""
+    """What was written: per (company, account, period, currency), for reconciliation and the ledger.
 
-    by_account: dict[tuple[str, str, date], Decimal] = field(default_factory=dict)
-    lines_by_account: dict[tuple[str, str, date], int] = field(default_factory=dict)
-    total: Decimal = Decimal(0)
+    Amounts of different currencies are never added: ``by_currency`` holds one net total per currency;
+    ``total`` is kept for callers of a single-currency connection (it is the only currency's total)."""
+
+    by_account: dict[tuple[str, str, date, str], Decimal] = field(default_factory=dict)
+    lines_by_account: dict[tuple[str, str, date, str], int] = field(default_factory=dict)
+    by_currency: dict[str, Decimal] = field(default_factory=dict)
+    labels: dict[tuple[str, date], str] = field(default_factory=dict)
+    by_cell: dict[tuple[str, str, tuple[str, ...], date, str], Decimal] = field(default_factory=dict)
     line_count: int = 0
     row_count: int = 0
 
-    def add(self, row: ActualsRow) -> None:
-        key = (row.company, row.account, row.period)
+    @property
+    def total(self) -> Decimal:
+        if len(self.by_currency) > 1:
+            raise BadInputData(
+                f"actuals total: amounts are in several currencies {sorted(self.by_currency)}; use by_currency"
+            )
+        return next(iter(self.by_currency.values()), Decimal(0))
+
+    def add(self, row: ActualsRow, label: str = "") -> None:
+        key = (row.company, row.account, row.period, row.currency)
         self.by_account[key] = self.by_account.get(key, Decimal(0)) + row.amount
         self.lines_by_account[key] = self.lines_by_account.get(key, 0) + row.line_count
-        self.total += row.amount
+        cell = (row.company, row.account, row.dims, row.period, row.currency)
+        self.by_cell[cell] = self.by_cell.get(cell, Decimal(0)) + row.amount
+        if row.currency or row.amount:
+            self.by_currency[row.currency] = self.by_currency.get(row.currency, Decimal(0)) + row.amount
+        if label:
+            self.labels[(row.company, row.period)] = label
         self.line_count += row.line_count
         self.row_count += 1
 
-    def by_period(self) -> dict[tuple[str, date], Decimal]:
-        """Totals per (company, period)."""
-        out: dict[tuple[str, date], Decimal] = {}
-        for (company, _account, period), amount in self.by_account.items():
-            out[(company, period)] = out.get((company, period), Decimal(0)) + amount
+    def by_period(self) -> dict[tuple[str, date, str], Decimal]:
+        """Totals per (company, period, currency)."""
+        out: dict[tuple[str, date, str], Decimal] = {}
+        for (company, _account, period, currency), amount in self.by_account.items():
+            out[(company, period, currency)] = out.get((company, period, currency), Decimal(0)) + amount
         return out
 
     def items(self) -> Iterator[tuple[str, str, date, Decimal]]:
-        """(company, account, period, amount) in sorted order, the input of reconciliation."""
-        for (company, account, period), amount in sorted(self.by_account.items()):
+        """(company, account, period, amount) in sorted order, for a single-currency reconciliation."""
+        for (company, account, period, _currency), amount in sorted(self.by_account.items()):
             yield company, account, period, amount
 
+    def cell_items(self) -> Iterator[tuple[str, str, str, tuple[str, ...], date, Decimal]]:
+        """(currency, company, account, dimension values, period, amount) in sorted order: the level the
+        import writes."""
+        for (company, account, dims, period, currency), amount in sorted(self.by_cell.items()):
+            yield currency, company, account, dims, period, amount
+
     def summary(self) -> dict[str, Any]:
-        """Small JSON for the run ledger: overall figures and per (company, period) totals as text."""
+        """Small JSON for the run ledger: overall figures per currency and per (company, period, currency)."""
+        by_currency = {c: str(v) for c, v in sorted(self.by_currency.items())}
         return {
-            "total": str(self.total),
+            "total": str(self.total) if len(self.by_currency) <= 1 else None,
+            "by_currency": by_currency,
             "lines": self.line_count,
             "rows": self.row_count,
             "by_period": [
-                {"company": c, "period": period_key(p), "amount": str(a)}
-                for (c, p), a in sorted(self.by_period().items())
+                {
+                    "company": c,
+                    "period": period_key(p),
+                    "currency": cur,
+                    "amount": str(a),
+                    "label": self.labels.get((c, p), ""),
+                }
+                for (c, p, cur), a in sorted(self.by_period().items())
             ],
         }
 
@@ -231,12 +323,17 @@ class ActualsTotals:
 
 
 def actuals_header(
-    mapping: ActualsMapping, dimensions: Sequence[DimensionMapping], grain: str | None = None
+    mapping: ActualsMapping,
+    dimensions: Sequence[DimensionMapping],
+    grain: str | None = None,
+    currency_column: str | None = None,
 ) -> list[str]:
     """The column names of the actuals file, in order (BadInputData if two columns share a name)."""
     cols = [mapping.company_column, mapping.account_column]
     cols += [d.column for d in dimensions]
     cols += [mapping.period_column, mapping.version_column, mapping.amount_column]
+    if currency_column:
+        cols.append(currency_column)
     if (grain or mapping.grain) == "line":
         cols += [mapping.line_id_column, mapping.voucher_column, mapping.description_column]
     seen: set[str] = set()
@@ -258,6 +355,7 @@ def write_actuals_csv(
     decimals: int = 2,
     remap: Remap | None = None,
     grain: str | None = None,
+    ledger: LedgerOptions | None = None,
 ) -> ActualsTotals:
     """Write the header and ``rows`` as CSV to ``writer``; return the totals of what was written.
 
@@ -268,7 +366,8 @@ def write_actuals_csv(
     grain = grain or mapping.grain
     validate_period_format(mapping.period_format)
     version = check_code(mapping.version, where="mapping.actuals", field="version")
-    header = actuals_header(mapping, dimensions, grain)
+    currency_column = ledger.currency_column if ledger else None
+    header = actuals_header(mapping, dimensions, grain, currency_column)
     out = csv_writer(writer)
     out.writerow(header)
     totals = ActualsTotals()
@@ -284,16 +383,101 @@ def write_actuals_csv(
         source = agg.rows()
 
     for r in source:
-        label = labels.get(r.period)
-        if label is None:
-            label = format_period(r.period, mapping.period_format, fiscal_year_start_month)
-            labels[r.period] = check_code(label, where="mapping.actuals.period_format", field="period label")
+        if r.label:
+            label = check_code(r.label, where="ledger.fiscal_period_format", field="period label")
+        else:
+            cached = labels.get(r.period)
+            if cached is None:
+                cached = format_period(r.period, mapping.period_format, fiscal_year_start_month)
+                labels[r.period] = check_code(
+                    cached, where="mapping.actuals.period_format", field="period label"
+                )
+            label = cached
         record = [r.company, r.account, *r.dims, label, version, format_amount(r.amount, decimals)]
+        if currency_column:
+            record.append(check_code(r.currency, where=f"{r.company} {r.account}", field="currency"))
         if grain == "line":
             where = f"GL line {r.line_id or r.voucher or '?'}"
             line_id = check_code(r.line_id, where=where, field="source_id", allow_empty=True)
             voucher = check_code(r.voucher, where=where, field="voucher", allow_empty=True)
             record += [line_id, voucher, neutralise_text(r.description)]
         out.writerow(record)
-        totals.add(r)
+        totals.add(r, label)
     return totals
+
+
+# --- balance-sheet accounts as period-end balances ---------------------------------------------------------
+
+
+def in_run(line: GLLine, periods: Collection[date]) -> bool:
+    """True when the line's period belongs to one of the run's months."""
+    return run_month(line_period(line)) in periods
+
+
+def balance_rows(
+    lines: Iterable[GLLine],
+    *,
+    dimensions: Sequence[DimensionMapping],
+    periods: Collection[date],
+    decimals: int = 2,
+    companies: Collection[str] | None = None,
+    ledger: LedgerOptions | None = None,
+) -> list[ActualsRow]:
+    """Period-end balances of the balance-sheet lines (``GLLine.balance_sheet``) for the run's periods.
+
+    ``lines`` start at the fiscal year's first day: the balance of a cell at a period is the opening-period
+    entries plus every operating movement up to the period's end (closing-period entries left out, as for
+    movements). Balances are emitted for each period the company has lines in during the run, and for every
+    run month of companies on calendar months."""
+    opts = ledger or LedgerOptions()
+    sums: dict[tuple[str, str, tuple[str, ...], str], list[tuple[date, Decimal]]] = {}
+    keys: dict[str, set[date]] = {}
+    labels: dict[tuple[str, date], str] = {}
+    monthly: dict[str, bool] = {}
+    for index, line in enumerate(lines, start=1):
+        where = _line_where(line, index)
+        company = check_code(line.company, where=where, field="company")
+        if companies is not None and company not in companies:
+            raise BadInputData(
+                f"{where}: field 'company' value {company!r} is not one of {sorted(companies)}"
+            )
+        monthly[company] = monthly.get(company, True) and line.period_monthly
+        period = line_period(line)
+        if run_month(period) in periods and line.period_type in ("", "Operating"):
+            keys.setdefault(company, set()).add(period)
+            if not line.period_monthly and line.period_end is not None:
+                labels[(company, period)] = fiscal_label(
+                    opts.fiscal_period_format, line.fiscal_year, line.fiscal_period, line.period_name
+                )
+        if not line.balance_sheet or line.period_type == "Closing":
+            continue
+        account = check_code(line.account, where=where, field="account")
+        dims = tuple(
+            check_code(
+                line.dimensions.get(d.name, ""), where=where, field=f"dimensions.{d.name}", allow_empty=True
+            )
+            for d in dimensions
+        )
+        amount = check_amount(line.amount, decimals=decimals, where=where)
+        key = (company, account, dims, line.amount_currency or line.currency)
+        sums.setdefault(key, []).append((period, amount))
+    for company, is_monthly in monthly.items():
+        if is_monthly:
+            keys.setdefault(company, set()).update(periods)
+    out: list[ActualsRow] = []
+    for (company, account, dims, currency), moves in sorted(sums.items()):
+        for period in sorted(keys.get(company, ())):
+            balance = sum((a for p, a in moves if p <= period), Decimal(0))
+            out.append(
+                ActualsRow(
+                    company,
+                    account,
+                    dims,
+                    period,
+                    balance,
+                    line_count=0,
+                    currency=currency,
+                    label=labels.get((company, period), ""),
+                )
+            )
+    return out

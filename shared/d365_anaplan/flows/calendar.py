@@ -196,13 +196,18 @@ def first_calendar_period(cal: CloseCalendar) -> date | None:
         raise ConfigError([str(exc)]) from None
 
 
-def periods_due(cal: CloseCalendar, now: datetime, last_loaded: date | None) -> list[date]:
+def periods_due(
+    cal: CloseCalendar, now: datetime, last_loaded: date | None, *, reload_months: int = 0
+) -> list[date]:
     """Months after the watermark ``last_loaded`` up to the latest closed month whose due day has come.
 
     ``last_loaded`` is the last period already loaded (any day of that month). Without a watermark the
     run starts at ``first_period`` when configured, else it loads only the latest due month. Periods before
     ``first_period`` are never returned. An empty list means nothing is due (the handler raises
     :class:`~d365_anaplan.errors.PeriodNotDue`).
+
+    ``reload_months`` N > 0: the last N months already loaded (up to the watermark) are returned again, so
+    postings that arrived in closed months after they were loaded reach Anaplan on the next scheduled run.
     """
     latest = latest_due_period(cal, now)
     first = first_calendar_period(cal)
@@ -212,6 +217,9 @@ def periods_due(cal: CloseCalendar, now: datetime, last_loaded: date | None) -> 
         start = first
     else:
         start = latest
+    if last_loaded is not None and reload_months > 0:
+        reload_start = add_months(min(month_start(last_loaded), latest), 1 - reload_months)
+        start = min(start, reload_start)
     if first is not None and start < first:
         start = first
     return iter_periods(start, latest) if start <= latest else []

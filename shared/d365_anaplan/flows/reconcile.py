@@ -31,12 +31,14 @@ class SideTotals:
     items_count: int = 0
 
     @classmethod
-    def from_items(cls, name: str, items: Iterable[Item]) -> SideTotals:
+    def from_items(cls, name: str, items: Iterable[Item], *, exact_periods: bool = False) -> SideTotals:
+        """Sum items per key; periods are months (any day of the month) unless ``exact_periods`` (fiscal
+        periods keyed by their last day)."""
         side = cls(name=name)
         for company, account, period, amount in items:
             if not isinstance(amount, Decimal):
                 raise TypeError(f"{name}: amounts must be Decimal, got {type(amount).__name__}")
-            key = (company, account, month_start(period))
+            key = (company, account, period if exact_periods else month_start(period))
             side.by_account[key] = side.by_account.get(key, Decimal(0)) + amount
             side.items_count += 1
         return side
@@ -50,6 +52,11 @@ class SideTotals:
     @property
     def total(self) -> Decimal:
         return sum(self.by_account.values(), Decimal(0))
+
+
+def _period_text(period: date) -> str:
+    """``YYYY-MM`` for a month, the ISO date for a fiscal period keyed by its last day."""
+    return period_key(period) if period.day == 1 else period.isoformat()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +76,9 @@ class Difference:
 
     def label(self) -> str:
         where = (
-            f"{self.company} {self.account} {period_key(self.period)}"
+            f"{self.company} {self.account} {_period_text(self.period)}"
             if self.account is not None
-            else (f"{self.company} {period_key(self.period)} (all accounts)")
+            else (f"{self.company} {_period_text(self.period)} (all accounts)")
         )
         return where
 
@@ -81,7 +88,7 @@ class Difference:
             "kind": self.kind,
             "company": self.company,
             "account": self.account,
-            "period": period_key(self.period),
+            "period": _period_text(self.period),
             "left": None if self.left is None else str(self.left),
             "right": None if self.right is None else str(self.right),
             "difference": str(self.difference),
@@ -187,12 +194,22 @@ def reconcile(
     tolerance: Decimal = Decimal(0),
     left_name: str = "source",
     right_name: str = "target",
+    exact_periods: bool = False,
 ) -> ReconcileResult:
-    """Compare two sides per (company, account, period) and per (company, period)."""
+    """Compare two sides per (company, account, period) and per (company, period). Both sides must be in
+    one currency (reconcile each currency on its own)."""
     if not isinstance(tolerance, Decimal) or not tolerance.is_finite() or tolerance < 0:
         raise ValueError(f"tolerance must be a non-negative Decimal, got {tolerance!r}")
-    lt = left if isinstance(left, SideTotals) else SideTotals.from_items(left_name, left)
-    rt = right if isinstance(right, SideTotals) else SideTotals.from_items(right_name, right)
+    lt = (
+        left
+        if isinstance(left, SideTotals)
+        else SideTotals.from_items(left_name, left, exact_periods=exact_periods)
+    )
+    rt = (
+        right
+        if isinstance(right, SideTotals)
+        else SideTotals.from_items(right_name, right, exact_periods=exact_periods)
+    )
     matched_a, diffs_a = _compare("account", dict(lt.by_account), dict(rt.by_account), tolerance)
     matched_p, diffs_p = _compare("period", dict(lt.by_period()), dict(rt.by_period()), tolerance)
     return ReconcileResult(

@@ -26,6 +26,15 @@ class GLLine(BaseModel):
     voucher: str = ""
     description: str = ""
     source_id: str = ""  # F&O identifier of the line (RecId or entity key) for audit
+    # Ledger facts (dynamics-budget-fiscal.md §C, §D); empty when the route does not tell them.
+    amount_currency: str = ""  # currency of ``amount`` (accounting, reporting or transaction, per connection)
+    period_type: str = ""  # fiscal period type: Opening | Operating | Closing
+    fiscal_year: str = ""  # fiscal year name of the ledger's calendar
+    fiscal_period: int = 0  # period number within the fiscal year (closing = last operating + 1)
+    period_name: str = ""
+    period_end: date | None = None  # last day of the fiscal period
+    period_monthly: bool = True  # the company's calendar has calendar-month periods
+    balance_sheet: bool = False  # main account type is a balance-sheet type (set when balances are loaded)
 
 
 class MainAccount(BaseModel):
@@ -35,6 +44,8 @@ class MainAccount(BaseModel):
     name: str
     account_type: str = ""
     chart_of_accounts: str = ""
+    category: str = ""  # MainAccountCategory
+    parent: str = ""  # ParentMainAccountId
 
 
 class DimensionValue(BaseModel):

@@ -57,6 +57,7 @@ def close_gate(
     first: str | None,
     last: str | None,
     watermarks: Watermarks,
+    reload_months: int = 0,
 ) -> dict[str, Any]:
     if first or last:
         months, reason = requested(cal, flow, now, first, last), "requested"
@@ -64,8 +65,10 @@ def close_gate(
         months, reason = plans_window(cal, now), "plan horizon"
     else:
         mark = watermarks.get(connection, flow)
-        months = periods_due(cal, now.astimezone(UTC), parse_period(mark.value) if mark else None)
-        reason = "due" if months else "nothing due"
+        loaded = parse_period(mark.value) if mark else None
+        months = periods_due(cal, now.astimezone(UTC), loaded, reload_months=reload_months)
+        new = [m for m in months if loaded is None or m > loaded]
+        reason = ("due" if new else "reload of closed months") if months else "nothing due"
     labels = [m.strftime("%Y-%m") for m in months]
     return {
         "due": bool(labels),

@@ -136,3 +136,31 @@ def format_rows(fmt: str = "MainAccount-BusinessUnit-CostCenter-Department") -> 
 
 def delimiter_rows(value: str = "Hyphen") -> str:
     return page([{"DimensionSegmentDelimiter": value}])
+
+
+# --- ledgers and fiscal calendars (dynamics-budget-fiscal.md §C, §D) ----------------------------------------
+
+LEDGER_RECIDS = {"USMF": 5637144826, "DEMF": 5637145827}
+
+
+def books_responses(responses_mod: Any, calendar: str = "Fiscal", year: int = 2025) -> None:
+    """Ledgers of USMF (USD) and DEMF (EUR, reporting USD) on one monthly calendar with opening and closing
+    periods, registered on ``responses``."""
+    import calendar as cal_mod
+
+    ledgers = [
+        {"LegalEntityId": c, "Name": c, "LedgerRecId": r, "FiscalCalendar": calendar,
+         "AccountingCurrency": "USD" if c == "USMF" else "EUR", "ReportingCurrency": "USD"}
+        for c, r in LEDGER_RECIDS.items()
+    ]  # fmt: skip
+    periods = [{"Calendar": calendar, "FiscalYear": str(year), "PeriodName": "Opening", "Type": "Opening",
+                "StartDate": f"{year}-01-01T00:00:00Z", "EndDate": f"{year}-01-01T00:00:00Z"}]  # fmt: skip
+    for m in range(1, 13):
+        last = cal_mod.monthrange(year, m)[1]
+        periods.append({"Calendar": calendar, "FiscalYear": str(year), "PeriodName": f"Period {m}",
+                        "Type": "Operating", "StartDate": f"{year}-{m:02d}-01T00:00:00Z",
+                        "EndDate": f"{year}-{m:02d}-{last:02d}T00:00:00Z"})  # fmt: skip
+    periods.append({"Calendar": calendar, "FiscalYear": str(year), "PeriodName": "Closing", "Type": "Closing",
+                    "StartDate": f"{year}-12-01T00:00:00Z", "EndDate": f"{year}-12-31T00:00:00Z"})  # fmt: skip
+    responses_mod.get(f"{DATA}/Ledgers", body=page(ledgers))
+    responses_mod.get(f"{DATA}/FiscalPeriods", body=page(periods))

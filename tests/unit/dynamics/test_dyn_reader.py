@@ -8,7 +8,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
-from dyn_support import BI_SETS, DATA, delimiter_rows, format_rows, make_client, metadata, page
+from dyn_support import (
+    BI_SETS,
+    DATA,
+    LEDGER_RECIDS,
+    books_responses,
+    delimiter_rows,
+    format_rows,
+    make_client,
+    metadata,
+    page,
+)
 
 from d365_anaplan.dynamics.dimensions import DimensionFormat, delimiter_from_enum
 from d365_anaplan.dynamics.metadata import parse_metadata
@@ -35,6 +45,14 @@ def reader(**kw: object) -> DynamicsReader:
 
 def _qs(i: int) -> dict[str, list[str]]:
     return parse_qs(urlsplit(responses.calls[i].request.url).query)
+
+
+def _qs_of(entity_set: str) -> dict[str, list[str]]:
+    """The query of the first call to ``entity_set``."""
+    for call in responses.calls:
+        if urlsplit(call.request.url).path.endswith("/" + entity_set):
+            return parse_qs(urlsplit(call.request.url).query)
+    raise AssertionError(f"no call to {entity_set}")
 
 
 @responses.activate
@@ -75,6 +93,7 @@ def test_forced_published_route_without_the_set() -> None:
 
 
 def _formats() -> None:
+    books_responses(responses)
     responses.get(f"{DATA}/DimensionIntegrationFormats", body=format_rows())
     responses.get(f"{DATA}/DimensionParameters", body=delimiter_rows())
 
@@ -88,6 +107,7 @@ def test_bi_route_joins_headers_and_lines_and_parses_dimensions() -> None:
             "SourceKey": 100,
             "AccountingDate": "2025-01-31T00:00:00Z",
             "SubledgerVoucher": "V1",
+            "Ledger": LEDGER_RECIDS["USMF"],
             "SubledgerVoucherDataAreaId": "usmf",
             "PostingLayer": "Current",
         },
@@ -95,6 +115,7 @@ def test_bi_route_joins_headers_and_lines_and_parses_dimensions() -> None:
             "SourceKey": 101,
             "AccountingDate": "2025-01-31T00:00:00Z",
             "SubledgerVoucher": "V2",
+            "Ledger": LEDGER_RECIDS["DEMF"],
             "SubledgerVoucherDataAreaId": "demf",
             "PostingLayer": "Current",
         },
@@ -102,6 +123,7 @@ def test_bi_route_joins_headers_and_lines_and_parses_dimensions() -> None:
             "SourceKey": 102,
             "AccountingDate": "2025-01-31T00:00:00Z",
             "SubledgerVoucher": "V3",
+            "Ledger": LEDGER_RECIDS["USMF"],
             "SubledgerVoucherDataAreaId": "usmf",
             "PostingLayer": "Operations",
         },
@@ -151,12 +173,18 @@ def test_bi_route_joins_headers_and_lines_and_parses_dimensions() -> None:
     assert out[0].dimensions == {"BusinessUnit": "001", "CostCenter": "OU_3566", "Department": "022"}
     assert out[1].dimensions == {"BusinessUnit": "001"}
     assert out[0].accounting_date == date(2025, 1, 31) and out[0].source_id == "1"
-    hq = _qs(3)
+    hq = _qs_of("GeneralJournalEntryBiEntities")
+    layer = "Microsoft.Dynamics.DataEntities.CurrentOperationsTax'Current'"
+    budget = "Microsoft.Dynamics.DataEntities.LedgerTransType'Budget'"
     assert hq["$filter"] == [
-        "(AccountingDate ge 2025-01-01T00:00:00Z and AccountingDate lt 2025-02-01T00:00:00Z) and (SubledgerVoucherDataAreaId eq 'usmf' or SubledgerVoucherDataAreaId eq 'demf')"
+        "(AccountingDate ge 2025-01-01T00:00:00Z and AccountingDate lt 2025-02-01T00:00:00Z) and "
+        f"(Ledger eq {LEDGER_RECIDS['USMF']} or Ledger eq {LEDGER_RECIDS['DEMF']}) and (PostingLayer eq {layer}) and "
+        f"(JournalCategory ne {budget})"
     ]
     assert hq["cross-company"] == ["true"] and hq["$orderby"] == ["SourceKey"]
-    lq = _qs(4)
+    assert [g.amount_currency for g in out] == ["USD", "USD", "EUR"]
+    assert {(g.fiscal_year, g.fiscal_period, g.period_name) for g in out} == {("2025", 1, "Period 1")}
+    lq = _qs_of("GeneralJournalAccountEntryBiEntities")
     assert lq["$filter"] == ["(GeneralJournalEntry ge 100) and (GeneralJournalEntry le 101)"]
 
 
@@ -170,13 +198,14 @@ def test_sparse_header_keys_use_or_groups() -> None:
             "AccountingDate": "2025-01-31T00:00:00Z",
             "SubledgerVoucher": "V",
             "SubledgerVoucherDataAreaId": "usmf",
+            "Ledger": LEDGER_RECIDS["USMF"],
         }
         for k in (10, 1000, 99999)
     ]
     responses.get(f"{DATA}/GeneralJournalEntryBiEntities", body=page(headers))
     responses.get(f"{DATA}/GeneralJournalAccountEntryBiEntities", body=page([]))
     assert list(reader().gl_lines(date(2025, 1, 1), date(2025, 2, 1))) == []
-    assert _qs(4)["$filter"] == [
+    assert _qs_of("GeneralJournalAccountEntryBiEntities")["$filter"] == [
         "GeneralJournalEntry eq 10 or GeneralJournalEntry eq 1000 or GeneralJournalEntry eq 99999"
     ]
 
@@ -360,3 +389,56 @@ def test_metadata_parsing_and_refusals() -> None:
         parse_metadata("<edmx:Edmx")
     with pytest.raises(DynamicsBadResponse, match="no entity sets"):
         parse_metadata('<edmx:Edmx xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx"/>')
+
+
+# --- ledgers, fiscal calendars and named dimensions (dynamics-budget-fiscal.md §C, §D) ------------------
+
+
+@responses.activate
+def test_ledgers_and_fiscal_periods_number_operating_periods_and_closing_after_them() -> None:
+    from d365_anaplan.dynamics.ledgers import LedgerBooks
+
+    books_responses(responses)
+    client, _, _ = make_client()
+    books = LedgerBooks.read(client, ["usmf", "DEMF"], period_keys=False)
+    assert (
+        books.ledger("DEMF").accounting_currency == "EUR" and books.ledger("DEMF").reporting_currency == "USD"
+    )
+    assert books.company_of_ledger(LEDGER_RECIDS["DEMF"]) == "DEMF" and books.company_of_ledger(1) is None
+    periods = books.periods["Fiscal"]
+    assert [(p.name, p.type, p.number) for p in periods if p.type != "Operating"] == [
+        ("Opening", "Opening", 0),
+        ("Closing", "Closing", 13),
+    ]
+    assert books.operating_period("USMF", date(2025, 12, 31), "x").number == 12
+    assert books.is_monthly("USMF")
+    assert "Ledgers" in urlsplit(responses.calls[0].request.url).path
+    assert _qs(0)["$filter"] == ["LegalEntityId eq 'USMF' or LegalEntityId eq 'DEMF'"]
+
+
+@responses.activate
+def test_a_company_without_a_ledger_is_named() -> None:
+    from d365_anaplan.dynamics.ledgers import LedgerBooks
+
+    books_responses(responses)
+    client, _, _ = make_client()
+    with pytest.raises(DynamicsRouteUnavailable, match=r"no ledger for legal entity \['FRRT'\]"):
+        LedgerBooks.read(client, ["USMF", "FRRT"])
+
+
+def test_named_dimension_values_win_over_positions() -> None:
+    from d365_anaplan.dynamics.reader import _named_dimensions
+
+    raw = '[{"Name":"MainAccount","Value":"601100"},{"Name":"CostCenter","Value":"OU_3566"},{"Name":"BusinessUnit","Value":"001"}]'
+    assert _named_dimensions(raw, "601100-OU_3566-001", "row 1") == (
+        "601100",
+        {"CostCenter": "OU_3566", "BusinessUnit": "001"},
+    )
+    assert _named_dimensions('{"MainAccount": "110110", "BusinessUnit": "002"}', "110110-002", "row 2") == (
+        "110110",
+        {"BusinessUnit": "002"},
+    )
+    with pytest.raises(DynamicsBadResponse, match="row 3: LedgerDimensionValuesJson names no MainAccount"):
+        _named_dimensions('[{"Name":"CostCenter","Value":"OU_1"}]', "x", "row 3")
+    with pytest.raises(DynamicsBadResponse, match="is not JSON"):
+        _named_dimensions("[{", "x", "row 4")

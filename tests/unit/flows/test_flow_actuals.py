@@ -69,15 +69,15 @@ def test_monthly_totals_match_hand_sums(
     actuals_mapping: ActualsMapping, dims: list[DimensionMapping]
 ) -> None:
     lines = []
-    expected: dict[tuple[str, str, date], Decimal] = {}
-    counts: dict[tuple[str, str, date], int] = {}
+    expected: dict[tuple[str, str, date, str], Decimal] = {}
+    counts: dict[tuple[str, str, date, str], int] = {}
     for i in range(300):
         account = ["601500", "110110", "401100"][i % 3]
         company = ["USMF", "DEMF"][i % 2]
         day = date(2025, 1 + i % 4, 1 + i % 27)
         amount = Decimal(i * 37 % 1000 - 500) / 100
         lines.append(gl(account, str(amount), day=day, company=company, cc=f"CC{i % 5}"))
-        key = (company, account, date(day.year, day.month, 1))
+        key = (company, account, date(day.year, day.month, 1), "")  # currency: the line names none
         expected[key] = expected.get(key, Decimal(0)) + amount
         counts[key] = counts.get(key, 0) + 1
     text, totals = write(lines, actuals_mapping, dims)
@@ -156,11 +156,12 @@ def test_summary_is_small_json(actuals_mapping: ActualsMapping, dims: list[Dimen
     summary = totals.summary()  # type: ignore[attr-defined]
     assert json.loads(json.dumps(summary)) == {
         "total": "3.25",
+        "by_currency": {"": "3.25"},
         "lines": 2,
         "rows": 2,
         "by_period": [
-            {"company": "USMF", "period": "2025-01", "amount": "1.25"},
-            {"company": "USMF", "period": "2025-02", "amount": "2"},
+            {"company": "USMF", "period": "2025-01", "currency": "", "amount": "1.25", "label": "Jan 25"},
+            {"company": "USMF", "period": "2025-02", "currency": "", "amount": "2", "label": "Feb 25"},
         ],
     }
 
