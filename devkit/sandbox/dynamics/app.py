@@ -30,6 +30,7 @@ from devkit.sandbox.server import Request, Response
 from . import seed
 from .entities import ENUMS, NS, EntityDef, csdl, entity_defs
 from .entra import Entra, EntraApp
+from .main_accounts import main_account_posting
 from .query import Node, QueryError, bounds, compile_filter, parse_filter
 
 MAX_PAGE = 10_000
@@ -253,6 +254,7 @@ class DynamicsSandbox:
                 "ActiveFrom": "1900-01-01T00:00:00Z",
                 "ActiveTo": "1900-01-01T00:00:00Z",
                 "DoNotAllowManualEntry": "No",
+                **main_account_posting(a),
                 "MainAccountRecId": a.recid,
                 "ChartOfAccountsRecId": seed.CHART_OF_ACCOUNTS_RECID,
                 "ParentMainAccountId": "",
