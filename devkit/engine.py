@@ -482,6 +482,21 @@ class LocalEngine:
         )
         return str(resp["executionArn"])
 
+    def execution_arn(self, state_machine: str, name: str) -> str:
+        """The ARN of execution ``name`` of ``state_machine`` (logical id)."""
+        return self.state_machine_arns[state_machine].replace(":stateMachine:", ":execution:") + f":{name}"
+
+    def stop_execution(self, execution_arn: str, *, error: str, cause: str, timeout: float = 30.0) -> str:
+        """Stop a running execution (as the console's Stop does) and wait until it is no longer RUNNING;
+        returns its final status. The state running when it is stopped finishes; no further state starts."""
+        sfn = self._sfn()
+        if sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING":
+            sfn.stop_execution(executionArn=execution_arn, error=error, cause=cause)
+        deadline = time.monotonic() + timeout
+        while (status := self.status(execution_arn)) == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return status
+
     def status(self, execution_arn: str) -> str:
         """RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED."""
         return str(self._sfn().describe_execution(executionArn=execution_arn)["status"])

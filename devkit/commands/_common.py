@@ -16,28 +16,25 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from devkit.commands.exit_codes import (
+    CONFIG_ERRORS,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    UNREACHABLE_ERRORS,
+    for_error,
+)
+
 if TYPE_CHECKING:
     from d365_anaplan.config import ConnectionConfig
     from devkit.engine import ExecutionResult, LocalEngine
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 FLOWS = {"actuals": "ActualsFlow", "plans": "PlansFlow"}
-
-# Errors meaning "a system could not be reached or refused us" (exit 3) and "the configuration is wrong" (2).
-UNREACHABLE_ERRORS = frozenset(
-    {
-        "AnaplanAuthError",
-        "AnaplanUnavailable",
-        "DynamicsAuthError",
-        "DynamicsUnavailable",
-        "ConnectionError",
-        "SSLError",
-        "Timeout",
-        "ConnectTimeout",
-        "ReadTimeout",
-    }
-)
-CONFIG_ERRORS = frozenset({"ConfigError", "SecretUnavailable"})
+__all__ = ["CONFIG_ERRORS", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNREACHABLE",
+           "EXIT_USAGE", "UNREACHABLE_ERRORS"]  # fmt: skip
 
 
 def quiet_handlers(verbose: bool = False) -> None:
@@ -232,11 +229,7 @@ class Failure:
     message: str
 
     def exit_code(self) -> int:
-        if self.error in UNREACHABLE_ERRORS:
-            return EXIT_UNREACHABLE
-        if self.error in CONFIG_ERRORS:
-            return EXIT_USAGE
-        return EXIT_FAILED
+        return for_error(self.error)
 
 
 def run_failure(engine: LocalEngine, result: ExecutionResult) -> Failure | None:

@@ -91,13 +91,14 @@ class SecretResolver:
         try:
             value = _provider(secret.ref).get(secret.ref, max_age=self.max_age, force_fetch=force_fetch)
         except parameters.exceptions.GetParameterError as exc:
-            if isinstance(exc.__cause__, NoCredentialsError):
+            reason = exc.__cause__ or exc.__context__  # Powertools re-raises without "from"
+            if isinstance(reason, NoCredentialsError):
                 raise SecretUnavailable(
                     f"{secret.ref}: no AWS credentials to read it with: set AWS_PROFILE (or run 'aws configure'), "
                     "or use env:/file: references for local checks"
                 ) from None
             raise SecretUnavailable(
-                f"{secret.ref}: cannot read from Secrets Manager ({type(exc.__cause__).__name__})"
+                f"{secret.ref}: cannot read from Secrets Manager ({type(reason).__name__})"
             ) from None
         return value if isinstance(value, str) else bytes(value).decode("utf-8")
 

@@ -49,6 +49,7 @@ def test_replay_of_a_dry_run_stays_a_dry_run(module_engine: LocalEngine, stack: 
                                timeout=180)  # fmt: skip
     assert replay.status == "SUCCEEDED", replay.task_failures()
     assert ledger(module_engine).get_run(replay.name).detail["request"].get("dry_run") is None
+    assert _window(module_engine, replay.name)["dry_run"] is True
     assert journal_counts(stack) == empty, "a replay of a dry run wrote to F&O"
 
     real = module_engine.run("PlansFlow", {"connection": CONNECTION, "trigger": "replay", "replay_of": dry.name,

@@ -71,7 +71,7 @@ def open_run(ledger: RunLedger, *, connection: str, flow: Flow, execution: str, 
             )
         if "dry_run" not in request and original.get("dry_run"):
             dry_run = True  # a replay of a dry run stays a dry run unless the request says dry_run: false
-    record_window(ledger, run.run_id, cfg, connection=connection, flow=flow, periods=periods)
+    record_window(ledger, run.run_id, cfg, connection=connection, flow=flow, periods=periods, dry_run=dry_run)
     return {
         "run_id": run.run_id,
         "model_key": model_key(cfg),
@@ -94,11 +94,13 @@ def record_window(
     connection: str,
     flow: Flow,
     periods: dict[str, Any] | None,
+    dry_run: bool = False,
     now: datetime | None = None,
 ) -> dict[str, Any] | None:
     """Record (step ``PeriodWindow``) the periods this run will cover, decided as the close gate decides them:
-    the requested range, the plan horizon (current and next fiscal year) or the actuals months due. A range
-    the gate will refuse is not recorded here; the gate fails the run with its own message."""
+    the requested range, the plan horizon (current and next fiscal year) or the actuals months due, and whether
+    the run is a dry run (a replay of a dry run is one). A range the gate will refuse is not recorded here; the
+    gate fails the run with its own message."""
     first = (periods or {}).get("from")
     last = (periods or {}).get("to")
     try:
@@ -107,6 +109,6 @@ def record_window(
     except BadInputData:
         return None
     window = {**(gate["window"] or {"from": None, "to": None}), "reason": gate["reason"],
-              "months": len(gate["periods"])}  # fmt: skip
+              "months": len(gate["periods"]), "dry_run": dry_run}  # fmt: skip
     ledger.record_step(run_id, "PeriodWindow", "SUCCEEDED", window)
     return window
