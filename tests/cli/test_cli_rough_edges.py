@@ -195,5 +195,3 @@ def test_ctrl_c_records_the_run_as_aborted_and_releases_the_lease(
         *state,
     )
     assert again.returncode == 0, again.stdout + again.stderr
-
-
