@@ -34,6 +34,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("devkit.commands.run", "run the actuals or plans state machine on the local engine"),
     "replay": ("devkit.commands.replay", "run a past run's flow again from its staged files"),
     "audit": ("devkit.commands.audit", "show a run's ledger: steps, files, tasks, journals, failures"),
+    "runs": (
+        "devkit.commands.runs",
+        "list the runs in the ledger (local, or a deployed stack's with --stack)",
+    ),
+    "start": ("devkit.commands.start", "start a flow of a deployed stack (--stack) and follow it"),
 }
 
 

@@ -191,7 +191,7 @@ def _cause_message(cause: str) -> str:
 
 
 def follow(
-    engine: LocalEngine,
+    engine: Any,  # LocalEngine, or DeployedFlows for a stack
     state_machine: str,
     payload: dict[str, Any],
     *,
@@ -217,7 +217,8 @@ def follow(
         if time.monotonic() > deadline:
             raise TimeoutError(f"execution {name or arn} still RUNNING after {timeout:.0f}s")
         time.sleep(poll)
-    return engine.wait(arn, timeout=10)
+    result: ExecutionResult = engine.wait(arn, timeout=10)
+    return result
 
 
 # --- outcomes --------------------------------------------------------------------------------------------
@@ -232,7 +233,7 @@ class Failure:
         return for_error(self.error)
 
 
-def run_failure(engine: LocalEngine, result: ExecutionResult) -> Failure | None:
+def run_failure(engine: Any, result: ExecutionResult, ledger: Any = None) -> Failure | None:
     """Why a run failed: the cause the ledger recorded (the ASL's Fail state only points there)."""
     if result.status == "SUCCEEDED":
         return None
@@ -240,7 +241,8 @@ def run_failure(engine: LocalEngine, result: ExecutionResult) -> Failure | None:
     try:
         from d365_anaplan.ledger.audit import RunLedger
 
-        run = RunLedger(engine.resource_name("LedgerTable")).get_run(result.name)
+        ledger = ledger or RunLedger(engine.resource_name("LedgerTable"))
+        run = ledger.get_run(result.name)
         cause = run.cause
     except Exception:  # noqa: BLE001 - fall back to the execution's own error
         cause = None

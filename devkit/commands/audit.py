@@ -1,6 +1,7 @@
 """``d365-anaplan audit [RUN]``: a run's ledger as tables - steps, files, tasks, journals, failures.
 
-Reads the local state directory (what ``run``/``replay``/``demo`` left behind). Without RUN it lists the runs
+Reads the local state directory (what ``run``/``replay``/``demo`` left behind), or with ``--stack NAME`` the
+ledger table of a deployed stack (same output). Without RUN it lists the runs
 it holds (dry runs marked, runs other processes are executing now shown as in progress). RUN may be a unique
 prefix of a run id; ``--trace`` takes a key as the tables show it (a file as ``actuals/actuals.csv``) or whole.
 Details are never cut: ``--json`` gives the same facts machine-readable.
@@ -15,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from devkit.commands import _common as c
+from devkit.commands.deployed import add_stack_args
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +29,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     c.add_state_args(parser)
+    add_stack_args(parser)
     parser.epilog = "exit codes: 0 the run succeeded or is in progress (or the list was printed), 1 the run failed or was aborted, 2 no such run or no local state"
 
 
@@ -89,11 +92,19 @@ _FAILED = ("FAILED", "ABORTED")
 
 @c.guarded
 def run(args: argparse.Namespace) -> int:
-    from d365_anaplan.errors import RecordNotFound
     from d365_anaplan.ledger.audit import RunLedger
     from devkit import local_state
 
     c.quiet_handlers(args.verbose)
+    if getattr(args, "stack", None):
+        from devkit.commands.deployed import Deployed, StackError
+
+        try:
+            deployed = Deployed.resolve(args)
+        except StackError as exc:
+            print(f"d365-anaplan: {exc}", file=sys.stderr)
+            return c.EXIT_USAGE
+        return _report(args, deployed.ledger(), f"stack {deployed.stack}", [])
     directory = c.state_dir(args)
     live = local_state.runs_in_progress(directory)
     if not local_state.exists(directory) and live and _show_live(args, live, directory):
@@ -105,68 +116,74 @@ def run(args: argparse.Namespace) -> int:
         )
         return c.EXIT_USAGE
     with local_state.ledger_tables(directory) as tables:
-        ledger = RunLedger(tables["LedgerTable"])
-        runs = _all_runs(ledger)
-        if not args.run_id:
-            if args.json:
-                listed = [
-                    {**_run_json(r), "dry_run": _dry(r, ledger), "periods": _periods(ledger, r)} for r in runs
-                ]
-                listed += [{**i, "status": "RUNNING", "in_progress": True} for i in live]
-                print(json.dumps(_plain(listed), indent=2, default=str))
-                return c.EXIT_OK
-            print(f"runs in {directory}:")
-            rows = [
-                [
-                    r.run_id,
-                    r.connection,
-                    r.flow,
-                    r.trigger,
-                    _status(r, ledger),
-                    _periods(ledger, r),
-                    r.started_at.isoformat(timespec="seconds"),
-                ]
-                for r in runs
-            ]
-            rows += _live_rows(live)
-            c.table(rows, ["run", "connection", "flow", "trigger", "status", "periods", "started (UTC)"])
-            return c.EXIT_OK  # fmt: skip
-        running = [i for i in live if str(i["run_id"]).startswith(args.run_id)]
-        matches = [r for r in runs if r.run_id.startswith(args.run_id)]
-        if len(running) == 1 and not matches:
-            info = running[0]
-            if args.json:
-                print(json.dumps({**info, "status": "RUNNING", "in_progress": True}, indent=2, default=str))
-            else:
-                print(f"run {info['run_id']}\n  connection {info.get('connection')}, flow {info.get('flow')}\n"
-                      f"  status RUNNING: in progress in process {info['pid']} since {info.get('started_at')}; "
-                      "its ledger is here once that command ends")  # fmt: skip
-            return c.EXIT_OK
-        if len(matches) != 1:
-            why = "no run" if not matches else f"{len(matches)} runs"
-            print(f"d365-anaplan audit: {why} matching {args.run_id!r} in {directory}", file=sys.stderr)
-            return c.EXIT_USAGE
-        record = matches[0]
-        run_id = record.run_id
-        if args.trace:
-            key = _trace_key(ledger, run_id, args.trace)
-            try:
-                events = ledger.trace(run_id, key)
-            except RecordNotFound as exc:
-                print(f"d365-anaplan audit: {exc}", file=sys.stderr)
-                return c.EXIT_USAGE
-            if args.json:
-                from dataclasses import asdict
+        return _report(args, RunLedger(tables["LedgerTable"]), str(directory), live)
 
-                print(json.dumps(_plain([asdict(e) for e in events]), indent=2, default=str))
-            else:
-                c.table([[e.at.isoformat(timespec="seconds"), e.kind, e.key, e.status, _text(e.detail)] for e in events],
-                        ["at", "kind", "key", "status", "detail"])  # fmt: skip
-            return c.EXIT_FAILED if record.status in _FAILED else c.EXIT_OK
+
+def _report(args: argparse.Namespace, ledger: Any, directory: str, live: list[dict[str, Any]]) -> int:
+    """The listing, one run, or one record's trace - from a local state directory or a deployed stack."""
+    from d365_anaplan.errors import RecordNotFound
+
+    runs = _all_runs(ledger)
+    if not args.run_id:
         if args.json:
-            print(json.dumps(_plain(_ledger_json(ledger, record)), indent=2, default=str))
+            listed = [
+                {**_run_json(r), "dry_run": _dry(r, ledger), "periods": _periods(ledger, r)} for r in runs
+            ]
+            listed += [{**i, "status": "RUNNING", "in_progress": True} for i in live]
+            print(json.dumps(_plain(listed), indent=2, default=str))
+            return c.EXIT_OK
+        print(f"runs in {directory}:")
+        rows = [
+            [
+                r.run_id,
+                r.connection,
+                r.flow,
+                r.trigger,
+                _status(r, ledger),
+                _periods(ledger, r),
+                r.started_at.isoformat(timespec="seconds"),
+            ]
+            for r in runs
+        ]
+        rows += _live_rows(live)
+        c.table(rows, ["run", "connection", "flow", "trigger", "status", "periods", "started (UTC)"])
+        return c.EXIT_OK  # fmt: skip
+    running = [i for i in live if str(i["run_id"]).startswith(args.run_id)]
+    matches = [r for r in runs if r.run_id.startswith(args.run_id)]
+    if len(running) == 1 and not matches:
+        info = running[0]
+        if args.json:
+            print(json.dumps({**info, "status": "RUNNING", "in_progress": True}, indent=2, default=str))
         else:
-            _print(ledger, record, events=args.events)
+            print(f"run {info['run_id']}\n  connection {info.get('connection')}, flow {info.get('flow')}\n"
+                  f"  status RUNNING: in progress in process {info['pid']} since {info.get('started_at')}; "
+                  "its ledger is here once that command ends")  # fmt: skip
+        return c.EXIT_OK
+    if len(matches) != 1:
+        why = "no run" if not matches else f"{len(matches)} runs"
+        print(f"d365-anaplan audit: {why} matching {args.run_id!r} in {directory}", file=sys.stderr)
+        return c.EXIT_USAGE
+    record = matches[0]
+    run_id = record.run_id
+    if args.trace:
+        key = _trace_key(ledger, run_id, args.trace)
+        try:
+            events = ledger.trace(run_id, key)
+        except RecordNotFound as exc:
+            print(f"d365-anaplan audit: {exc}", file=sys.stderr)
+            return c.EXIT_USAGE
+        if args.json:
+            from dataclasses import asdict
+
+            print(json.dumps(_plain([asdict(e) for e in events]), indent=2, default=str))
+        else:
+            c.table([[e.at.isoformat(timespec="seconds"), e.kind, e.key, e.status, _text(e.detail)] for e in events],
+                    ["at", "kind", "key", "status", "detail"])  # fmt: skip
+        return c.EXIT_FAILED if record.status in _FAILED else c.EXIT_OK
+    if args.json:
+        print(json.dumps(_plain(_ledger_json(ledger, record)), indent=2, default=str))
+    else:
+        _print(ledger, record, events=args.events)
     return c.EXIT_FAILED if record.status in _FAILED else c.EXIT_OK
 
 

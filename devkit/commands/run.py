@@ -11,7 +11,7 @@ import argparse
 import re
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from devkit.commands import _common as c
 from devkit.commands import remedies
@@ -119,19 +119,32 @@ def run_in(
             )
     except KeyboardInterrupt:
         return abort(engine, flow, run_id, started)
-    ledger = RunLedger(engine.resource_name("LedgerTable"))
+    return report(RunLedger(engine.resource_name("LedgerTable")), engine, result, flow, run_id, started, cfg)
+
+
+def report(
+    ledger: Any,
+    engine: Any,
+    result: Any,
+    flow: str,
+    run_id: str,
+    started: float,
+    cfg: object | None,
+    where: str = "",
+) -> int:
+    """What the finished run moved, or why it failed and what to do (same output locally and for a stack)."""
     facts = collect(ledger, run_id, result.output, flow, result.status)
     print_facts(facts)
-    failure = c.run_failure(engine, result)
+    failure = c.run_failure(engine, result, ledger)
     elapsed = time.monotonic() - started
     if failure is not None:
         print(f"\nFAILED after {elapsed:.1f}s: {failure.error}: {failure.message}")
         remedy = remedies.for_failure(failure.error, failure.message, cfg)
         if remedy:
             print(f"remedy: {remedy}")
-        print(f"see: d365-anaplan audit {run_id}")
+        print(f"see: d365-anaplan audit {run_id}{where}")
         return failure.exit_code()
-    print(f"\n{result.status} in {elapsed:.1f}s - details: d365-anaplan audit {run_id}")
+    print(f"\n{result.status} in {elapsed:.1f}s - details: d365-anaplan audit {run_id}{where}")
     return c.EXIT_OK
 
 
