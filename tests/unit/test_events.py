@@ -45,6 +45,7 @@ NOT_FROM_A_FLOW = {
     "schedule_sync-created": "EventBridge delivers the config bucket's S3 events, not a flow",
     "schedule_sync-deleted": "EventBridge delivers the config bucket's S3 events, not a flow",
     "schedule_sync-all": "a manual full sync (aws lambda invoke), not a flow",
+    "run_notifier": "EventBridge delivers it (Step Functions Execution Status Change), not a flow",
 }
 # Keys a flow sends that the handler's model ignores (pydantic's default extra="ignore"), by function folder.
 IGNORED_BY_DESIGN = {
@@ -275,7 +276,8 @@ def test_event_has_no_key_its_model_ignores(path: Path) -> None:
     """Step models ignore unknown keys; a misspelt key in a sample would then pass unnoticed."""
     kind, name = target_of(path)
     if kind == "function" and (
-        name == "lease_janitor" or path.stem in ("schedule_sync-created", "schedule_sync-deleted")
+        name in ("lease_janitor", "run_notifier")
+        or path.stem in ("schedule_sync-created", "schedule_sync-deleted")
     ):
         pytest.skip("the EventBridge envelope carries more than the handler reads")
     model = validate(path)
