@@ -27,7 +27,7 @@ def test_requested_and_horizon_windows_are_recorded(module_engine: LocalEngine, 
     done = module_engine.run("PlansFlow", {**manual(), "dry_run": True}, timeout=180)
     assert done.status == "SUCCEEDED", done.task_failures()
     assert _window(module_engine, done.name) == {"from": "2025-01", "to": "2025-03", "reason": "requested",
-                                                 "months": 3}  # fmt: skip
+                                                 "months": 3, "dry_run": True}  # fmt: skip
 
     # no periods: the plan horizon (current and next fiscal year) is what the run covers - and recorded
     cal = CloseCalendar.model_validate(stack.connection().get("close_calendar") or {})
@@ -36,7 +36,7 @@ def test_requested_and_horizon_windows_are_recorded(module_engine: LocalEngine, 
                                 timeout=180)  # fmt: skip
     window = _window(module_engine, horizon.name)
     assert window == {"from": months[0].strftime("%Y-%m"), "to": months[-1].strftime("%Y-%m"),
-                      "reason": "plan horizon", "months": 24}  # fmt: skip
+                      "reason": "plan horizon", "months": 24, "dry_run": True}  # fmt: skip
 
 
 def test_replay_of_a_dry_run_stays_a_dry_run(module_engine: LocalEngine, stack: Stack) -> None:
