@@ -32,9 +32,16 @@ def emit(connection: str, system: str, counts: ResponseCounts) -> None:
     """Two EMF records per system (not added to the handler's own metric set, whose dimensions differ)."""
     from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+    if metrics_disabled():
+        return
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "D365Anaplan")
     dims = {"connection": connection, "system": system}
     for name, value in (("HttpRequests", counts.requests), ("HttpThrottled", counts.throttled)):
         with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=namespace,
                            default_dimensions=dims):  # fmt: skip
             pass
+
+
+def metrics_disabled() -> bool:
+    """Powertools' POWERTOOLS_METRICS_DISABLED (set by the local engine), which ``single_metric`` ignores."""
+    return os.environ.get("POWERTOOLS_METRICS_DISABLED", "").strip().lower() in ("1", "true", "yes")

@@ -141,6 +141,10 @@ def emit_metrics(summary: RunSummary, metrics: Any) -> None:
     )
     if summary.reconciled is not None:
         metrics.add_metric(name="Reconciled", unit=MetricUnit.Count, value=1 if summary.reconciled else 0)
+    from d365_anaplan.request_metrics import metrics_disabled
+
+    if metrics_disabled():
+        return
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "D365Anaplan")
     for currency, amount in sorted(summary.net_by_currency.items()):  # its own metric: one per currency
         with single_metric(name="NetAmount", unit=MetricUnit.NoUnit, value=float(amount), namespace=namespace,
