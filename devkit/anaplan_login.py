@@ -26,7 +26,7 @@ def run(args: argparse.Namespace, *, sleep: Callable[[float], None] = time.sleep
     from d365_anaplan.anaplan.auth import poll_device_token, start_device_authorization
     from d365_anaplan.config import DeviceAuth, load_connection
     from d365_anaplan.errors import AnaplanAuthError, AnaplanUnavailable, SecretUnavailable
-    from d365_anaplan.http import VerifiedSession
+    from d365_anaplan.http import session_for
     from d365_anaplan.secrets import SecretResolver
 
     cfg = load_connection(args.config, args.name)
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, *, sleep: Callable[[float], None] = time.sleep
             file=sys.stderr,
         )
         return 2
-    session = VerifiedSession(ca_bundle=cfg.tls.ca_bundle, timeout=cfg.anaplan.timeout_seconds)
+    session = session_for(cfg, cfg.anaplan.timeout_seconds)
     try:
         code = start_device_authorization(session, cfg.anaplan.oauth_url, auth.client_id, args.scope)
         print(f"To sign in to Anaplan, open {code.verification_uri} and enter the code {code.user_code}")

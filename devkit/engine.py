@@ -39,6 +39,7 @@ PARTITION = "aws"
 ROOT = Path(__file__).resolve().parent.parent
 
 Handler = Callable[[dict[str, Any], Any], Any]
+STATE_MACHINE_TYPES = ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
 
 
 @dataclasses.dataclass
@@ -85,7 +86,7 @@ class TemplateError(RuntimeError):
 class Template:
     """The parts of template.yaml the engine needs, with intrinsic functions resolved to local stand-ins."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, parameters: dict[str, str] | None = None) -> None:
         from cfnlint.decode import decode
 
         tpl, matches = decode(str(path))
@@ -99,6 +100,10 @@ class Template:
         self.parameters: dict[str, Any] = {
             k: v.get("Default") for k, v in dict(tpl.get("Parameters", {})).items()
         }
+        unknown = sorted(set(parameters or {}) - set(self.parameters))
+        if unknown:
+            raise TemplateError(f"{path}: no parameters {unknown}")
+        self.parameters.update(parameters or {})  # like `sam deploy --parameter-overrides`
 
     def of_type(self, *types_: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.resources.items() if v.get("Type") in types_}
@@ -143,7 +148,7 @@ class Template:
             return f"arn:{PARTITION}:kms:{REGION}:{ACCOUNT}:key/{name}"
         if kind == "AWS::SecretsManager::Secret":
             return f"arn:{PARTITION}:secretsmanager:{REGION}:{ACCOUNT}:secret:{logical_id}-local"
-        if kind in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"):
+        if kind in STATE_MACHINE_TYPES:
             return f"arn:{PARTITION}:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
         return f"arn:{PARTITION}:local:{REGION}:{ACCOUNT}:{name}"
 
@@ -219,7 +224,12 @@ class Template:
 
     def state_machine_definition(self, logical_id: str) -> str:
         props = self.resources[logical_id]["Properties"]
-        text: str = (self.root / props["DefinitionUri"]).read_text(encoding="utf-8")
+        # AWS::Serverless::StateMachine names it DefinitionUri; AWS::StepFunctions::StateMachine a local
+        # DefinitionS3Location that `sam package` uploads.
+        uri = props.get("DefinitionUri", props.get("DefinitionS3Location"))
+        if not isinstance(uri, str):
+            raise TemplateError(f"{logical_id}: no local DefinitionUri/DefinitionS3Location")
+        text: str = (self.root / uri).read_text(encoding="utf-8")
         subs = {k: str(self.resolve(v)) for k, v in dict(props.get("DefinitionSubstitutions", {})).items()}
         for key, value in subs.items():
             text = text.replace("${" + key + "}", value)
@@ -245,9 +255,11 @@ class LocalEngine:
         wait_scale: float = 0.0,
         lambda_deadline_ms: int = 900_000,
         env: dict[str, str] | None = None,
+        parameters: dict[str, str] | None = None,
     ) -> None:
         self.root = root
-        self.template = Template(root / "template.yaml")
+        self.template = Template(root / "template.yaml", parameters)
+        self.parameter_overrides = dict(parameters or {})
         self.wait_scale = wait_scale
         self.lambda_deadline_ms = lambda_deadline_ms
         self.extra_env = env or {}
@@ -393,7 +405,7 @@ class LocalEngine:
             self.secret_arns[lid] = sm.create_secret(Name=f"{lid}-local", SecretString="{}")["ARN"]
         sfn = boto3.client("stepfunctions", region_name=REGION)
         role = f"arn:aws:iam::{ACCOUNT}:role/local-state-machine"
-        for lid in tpl.of_type("AWS::Serverless::StateMachine"):
+        for lid in tpl.of_type(*STATE_MACHINE_TYPES):
             arn = sfn.create_state_machine(
                 name=lid, definition=tpl.state_machine_definition(lid), roleArn=role
             )["stateMachineArn"]
@@ -403,7 +415,9 @@ class LocalEngine:
         """Store a connection the way a deployment does: every credential moved into (moto) Secrets Manager
         and referenced by ARN, the YAML written to the config bucket. Returns the S3 key.
 
-        Handlers then load it in strict AWS mode, exactly as they would in the cloud.
+        Handlers then load it in strict AWS mode, exactly as they would in the cloud. Its
+        ``security.allowed_hosts`` move to the functions' ``CONNECTOR_ALLOWED_HOSTS`` (what the stack
+        parameter AllowedHosts sets in AWS): a stored connection may not widen the allow-list itself.
         """
         import boto3
         import yaml
@@ -414,6 +428,7 @@ class LocalEngine:
         if not isinstance(cfg, ConnectionConfig):
             cfg = ConnectionConfig.model_validate(cfg)
         data = cfg.model_dump(mode="json")
+        data.get("security", {}).pop("allowed_hosts", None)  # in AWS only the stack parameter adds hosts
         sm = boto3.client("secretsmanager", region_name=REGION)
         resolver = SecretResolver(allow_local=True)
         for field, secret in cfg.secrets():
@@ -428,12 +443,26 @@ class LocalEngine:
             for part in parents:
                 target = target[part]
             target[leaf] = arn
+        self._deploy_allowed_hosts(cfg.security.allowed_hosts)
         bucket = self.environment["CONFIG_BUCKET"]
         key = f"{self.environment.get('CONFIG_PREFIX', 'connections/')}{cfg.name}.yaml"
         boto3.client("s3", region_name=REGION).put_object(
             Bucket=bucket, Key=key, Body=yaml.safe_dump(data, sort_keys=False).encode("utf-8")
         )
         return key
+
+    def _deploy_allowed_hosts(self, hosts: list[str]) -> None:
+        """Deploy the connection's extra hosts the way an operator does: as the stack parameter
+        ``AllowedHosts`` (unless this engine was given one), which the template hands to the functions as
+        ``CONNECTOR_ALLOWED_HOSTS``. In AWS the functions take extra hosts from there only."""
+        if "AllowedHosts" not in self.template.parameters or "AllowedHosts" in self.parameter_overrides:
+            return
+        current = [h for h in str(self.template.parameters.get("AllowedHosts") or "").split(",") if h.strip()]
+        self.template.parameters["AllowedHosts"] = ",".join(dict.fromkeys([*current, *hosts]))
+        env = self.template.function_environment()
+        changed = {k: v for k, v in env.items() if self.environment.get(k) != v and k not in self.extra_env}
+        os.environ.update(changed)
+        self.environment.update(changed)
 
     def resource_name(self, logical_id: str) -> str:
         return self.template.physical_name(logical_id)

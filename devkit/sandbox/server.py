@@ -84,6 +84,8 @@ class SandboxServer:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     body = self._read_chunked()
                 parts = urlsplit(self.path)
+                with server._lock:
+                    server.requests[f"{self.command} {parts.path}"] += 1
                 req = Request(
                     method=self.command,
                     path=parts.path,

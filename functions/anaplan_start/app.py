@@ -7,9 +7,11 @@ from typing import Any, Literal
 from d365_anaplan.steps.anaplan_tasks import start_action
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, step
+from d365_anaplan.steps.lease import LeaseRef
 
 
 class StartEvent(StepEvent):
+    lease: LeaseRef  # $.lease: renewed and verified before anything is sent to Anaplan
     step: str
     kind: Literal["imports", "exports", "processes"]
     action: str
@@ -17,7 +19,7 @@ class StartEvent(StepEvent):
 
 @step(StartEvent)
 def lambda_handler(ctx: StepContext, ev: StartEvent) -> dict[str, Any]:
-    return start_action(ctx, ev.step, ev.kind, ev.action, dry_run=ev.dry_run)
+    return start_action(ctx, ev.step, ev.kind, ev.action, lease=ev.lease, dry_run=ev.dry_run)
 
 
 EVENT_MODEL = StartEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)

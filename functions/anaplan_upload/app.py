@@ -7,9 +7,11 @@ from typing import Any
 from d365_anaplan.steps.anaplan_tasks import upload
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, step
+from d365_anaplan.steps.lease import LeaseRef
 
 
 class UploadEvent(StepEvent):
+    lease: LeaseRef  # $.lease: renewed and verified before anything is sent to Anaplan
     step: str
     action: str
     key: str
@@ -17,7 +19,7 @@ class UploadEvent(StepEvent):
 
 @step(UploadEvent)
 def lambda_handler(ctx: StepContext, ev: UploadEvent) -> dict[str, Any]:
-    return upload(ctx, ev.step, ev.action, ev.key, dry_run=ev.dry_run)
+    return upload(ctx, ev.step, ev.action, ev.key, lease=ev.lease, dry_run=ev.dry_run)
 
 
 EVENT_MODEL = UploadEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)

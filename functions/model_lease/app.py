@@ -2,17 +2,21 @@
 
 The owner is the Step Functions execution ARN: a Retry or a redrive of the same execution re-acquires its own
 lease idempotently; another execution gets ``ModelLeaseHeld`` and the ASL waits and retries.
+
+The TTL is derived from the state machine's execution timeout, which the flow passes as
+``execution_timeout_seconds`` (the ASL's ``TimeoutSeconds``; a contract test keeps the two equal). The result
+(``$.lease``: model key, expiry, TTL) goes to every acting step, which renews and verifies the lease itself.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from d365_anaplan.errors import LeaseLost
 from d365_anaplan.ledger.audit import RunLedger
-from d365_anaplan.ledger.lease import ModelLease
+from d365_anaplan.ledger.lease import MAX_EXECUTION_SECONDS, ModelLease, lease_ttl_seconds
 from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.runtime import load_connection, model_key, run_id_of, settings
 
@@ -21,7 +25,17 @@ class LeaseEvent(BaseModel):
     op: Literal["acquire", "renew", "release"]
     connection: str
     execution: str = Field(description="$$.Execution.Id: the lease owner")
-    ttl_seconds: int = Field(default=4 * 3600, ge=60, le=24 * 3600)
+    execution_timeout_seconds: int | None = Field(
+        default=None, ge=60, le=MAX_EXECUTION_SECONDS, description="the state machine's TimeoutSeconds"
+    )
+
+    @model_validator(mode="after")
+    def _timeout_for_acquire_and_renew(self) -> LeaseEvent:
+        if self.op != "release" and self.execution_timeout_seconds is None:
+            raise ValueError(
+                f"{self.op}: execution_timeout_seconds (the state machine's TimeoutSeconds) is required"
+            )
+        return self
 
 
 EVENT_MODEL = LeaseEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
@@ -43,13 +57,15 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             run_id, "ReleaseLease", "SUCCEEDED", {"model": key, "released": released}
         )
         return {"model_key": key, "released": released}
+    assert ev.execution_timeout_seconds is not None  # the model requires it for acquire and renew
+    ttl = lease_ttl_seconds(ev.execution_timeout_seconds)
     if ev.op == "renew":
-        lease = leases.renew(key, ev.execution, ev.ttl_seconds)
+        lease = leases.renew(key, ev.execution, ttl)
     else:
-        lease = leases.acquire(key, ev.execution, ev.ttl_seconds)
+        lease = leases.acquire(key, ev.execution, ttl)
         RunLedger(env.ledger_table).record_step(
             run_id, "AcquireLease", "SUCCEEDED", {"model": key, "expires_at": lease.expires_at.isoformat()}
         )
     if lease.owner != ev.execution:  # defensive: the ledger must never hand us someone else's lease
         raise LeaseLost(f"lease on {key} is owned by another execution")
-    return {"model_key": key, "expires_at": lease.expires_at.isoformat()}
+    return {"model_key": key, "expires_at": lease.expires_at.isoformat(), "ttl_seconds": ttl}

@@ -9,15 +9,17 @@ from pydantic import Field
 from d365_anaplan.steps.actuals import prepare_actuals
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, step
+from d365_anaplan.steps.lease import LeaseRef
 
 
 class PrepareEvent(StepEvent):
+    lease: LeaseRef  # $.lease: it reads the Anaplan lists and records the held cells under the lease
     periods: list[str] = Field(min_length=1)
 
 
 @step(PrepareEvent)
 def lambda_handler(ctx: StepContext, ev: PrepareEvent) -> dict[str, Any]:
-    return prepare_actuals(ctx, ev.periods)
+    return prepare_actuals(ctx, ev.periods, lease=ev.lease, dry_run=ev.dry_run)
 
 
 EVENT_MODEL = PrepareEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -24,12 +24,16 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
 )
 
 from d365_anaplan.errors import ConfigError
+from d365_anaplan.http import DEFAULT_MAX_RESPONSE_BYTES
+from d365_anaplan.urls import UrlProblem, parse_allowed_host, parse_base_url
+from d365_anaplan.urls import allowed as allowed_origin
 
 # --- secrets -----------------------------------------------------------------------------------------------
 
@@ -108,16 +112,48 @@ ENTRA_HOSTS = frozenset(
     }
 )
 
-
-def _netloc(url: str) -> tuple[str, str, str]:
-    """Return (scheme, host[:port] lowercased, path) of a URL."""
-    parts = urlsplit(url.strip())
-    return parts.scheme.lower(), parts.netloc.lower(), parts.path
+# Extra hosts in AWS come from the stack parameter AllowedHosts through this function environment variable
+# (comma separated host or host:port); a connection stored in S3 may not widen the list itself.
+ALLOWED_HOSTS_ENV = "CONNECTOR_ALLOWED_HOSTS"
 
 
-def _host_allowed(netloc: str, allowed: list[str]) -> bool:
-    host = netloc.split(":", 1)[0]
-    return netloc in allowed or host in allowed
+def is_fo_host(host: str) -> bool:
+    return any(p.match(host) for p in FO_HOST_PATTERNS)
+
+
+def is_entra_host(host: str) -> bool:
+    return host in ENTRA_HOSTS
+
+
+def is_anaplan_host(host: str) -> bool:
+    return host == "anaplan.com" or host.endswith(".anaplan.com")
+
+
+def _safe_repr(url: str) -> str:
+    return repr(url) if "@" not in url else "(URL with user information not shown)"
+
+
+def _normalised(value: str, *, keep_path: bool) -> str:
+    """The canonical form of a URL that parses strictly; anything else is left for the host checks."""
+    try:
+        base = parse_base_url(value)
+    except UrlProblem:
+        return value
+    return base.url if keep_path else base.root
+
+
+def env_allowed_hosts() -> tuple[list[tuple[str, int]], list[str]]:
+    """(host, port) pairs from ``CONNECTOR_ALLOWED_HOSTS`` and one problem line per unreadable entry."""
+    pairs: list[tuple[str, int]] = []
+    problems: list[str] = []
+    for entry in (os.environ.get(ALLOWED_HOSTS_ENV) or "").split(","):
+        if not entry.strip():
+            continue
+        try:
+            pairs.append(parse_allowed_host(entry))
+        except UrlProblem as exc:
+            problems.append(f"{ALLOWED_HOSTS_ENV}: {exc}")
+    return pairs, problems
 
 
 def host_problems(
@@ -125,43 +161,72 @@ def host_problems(
     authority_host: str | None,
     anaplan_urls: dict[str, str],
     allowed: list[str],
+    *,
+    aws: bool = False,
 ) -> list[str]:
-    """One line per endpoint that is not https or not on a known host (unless ``allowed`` names it)."""
-    problems: list[str] = []
-    allowed = [h.strip().lower() for h in allowed]
+    """One line per endpoint that does not parse strictly or is not on a known host (unless allowed).
+
+    ``allowed`` are the connection's own ``security.allowed_hosts`` (ignored in AWS, where the list is
+    deploy-time); ``CONNECTOR_ALLOWED_HOSTS`` adds to it in both modes.
+    """
+    extra, problems = env_allowed_hosts()
+    if not aws:
+        for entry in allowed:
+            try:
+                extra.append(parse_allowed_host(entry))
+            except UrlProblem:
+                continue  # reported by SecuritySettings
+    remedy = (
+        "add it to the stack parameter AllowedHosts if it is yours"
+        if aws
+        else "add it to security.allowed_hosts if it is yours"
+    )
+    endpoints: list[tuple[str, str, Callable[[str], bool], str]] = []
     if environment_url is not None:
-        scheme, netloc, _ = _netloc(environment_url)
-        if scheme != "https":
-            problems.append(f"dynamics.environment_url: {environment_url!r} must use https")
-        elif not _host_allowed(netloc, allowed) and not any(p.match(netloc) for p in FO_HOST_PATTERNS):
-            problems.append(
-                f"dynamics.environment_url: host {netloc!r} is not a known Dynamics 365 F&O host "
-                "(e.g. <name>.operations.dynamics.com); add it to security.allowed_hosts if it is yours"
+        endpoints.append(
+            (
+                "dynamics.environment_url",
+                environment_url,
+                is_fo_host,
+                "is not a known Dynamics 365 F&O host (e.g. <name>.operations.dynamics.com)",
             )
+        )
     if authority_host is not None:
-        scheme, netloc, _ = _netloc(authority_host)
-        if scheme != "https":
-            problems.append(f"dynamics.authority_host: {authority_host!r} must use https")
-        elif netloc not in ENTRA_HOSTS and not _host_allowed(netloc, allowed):
-            problems.append(
-                f"dynamics.authority_host: host {netloc!r} is not a Microsoft Entra ID authority host; "
-                "add it to security.allowed_hosts if it is yours"
+        endpoints.append(
+            (
+                "dynamics.authority_host",
+                authority_host,
+                is_entra_host,
+                "is not a Microsoft Entra ID authority host",
             )
+        )
     for field, url in anaplan_urls.items():
-        scheme, netloc, _ = _netloc(url)
-        host = netloc.split(":", 1)[0]
-        if scheme != "https":
-            problems.append(f"anaplan.{field}: {url!r} must use https")
-        elif not (host == "anaplan.com" or host.endswith(".anaplan.com")) and not _host_allowed(
-            netloc, allowed
-        ):
+        endpoints.append((f"anaplan.{field}", url, is_anaplan_host, "is not under anaplan.com"))
+    for field, url, builtin, what in endpoints:
+        try:
+            origin = parse_base_url(url).origin
+        except UrlProblem as exc:
+            text = str(exc)
             problems.append(
-                f"anaplan.{field}: host {netloc!r} is not under anaplan.com; add it to security.allowed_hosts if it is yours"
+                f"{field}: {_safe_repr(url)} must use https"
+                if text == "must use https"
+                else f"{field}: {text}"
             )
+            continue
+        if allowed_origin(origin, builtin, extra):
+            continue
+        where = f"{origin.host}:{origin.port}" if origin.port != 443 else origin.host
+        if builtin(origin.host):
+            problems.append(
+                f"{field}: port {origin.port} of {origin.host!r}: known hosts are allowed on port 443 only; "
+                + remedy.replace("add it", f"add {where!r}")
+            )
+        else:
+            problems.append(f"{field}: host {where!r} {what}; {remedy}")
     return problems
 
 
-def _raw_host_problems(data: Any) -> list[str]:
+def _raw_host_problems(data: Any, aws: bool = False) -> list[str]:
     """Host checks on unvalidated input, so they are reported alongside other problems."""
     if not isinstance(data, dict):
         return []
@@ -171,7 +236,8 @@ def _raw_host_problems(data: Any) -> list[str]:
         return value if isinstance(value, dict) else {}
 
     dyn, ana, sec = section("dynamics"), section("anaplan"), section("security")
-    allowed = [h for h in sec.get("allowed_hosts") or [] if isinstance(h, str)]
+    hosts = sec.get("allowed_hosts")
+    allowed = [h for h in hosts if isinstance(h, str)] if isinstance(hosts, list) else []
     env_url = dyn.get("environment_url") if isinstance(dyn.get("environment_url"), str) else None
     authority = dyn.get("authority_host", "https://login.microsoftonline.com")
     defaults = AnaplanSettings.model_fields
@@ -179,7 +245,7 @@ def _raw_host_problems(data: Any) -> list[str]:
     for f in ("auth_url", "api_url", "oauth_url"):
         given = ana.get(f)
         urls[f] = given if isinstance(given, str) else str(defaults[f].default)
-    return host_problems(env_url, authority if isinstance(authority, str) else None, urls, allowed)
+    return host_problems(env_url, authority if isinstance(authority, str) else None, urls, allowed, aws=aws)
 
 
 # --- Dynamics ------------------------------------------------------------------------------------------
@@ -239,8 +305,7 @@ class DynamicsSettings(BaseModel):
     @field_validator("environment_url", "authority_host")
     @classmethod
     def _normalise_url(cls, value: str) -> str:
-        scheme, netloc, _path = _netloc(value)
-        return f"{scheme}://{netloc}" if scheme and netloc else value.strip()
+        return _normalised(value, keep_path=False)
 
     @field_validator("companies")
     @classmethod
@@ -312,8 +377,7 @@ class AnaplanSettings(BaseModel):
     @field_validator("auth_url", "api_url", "oauth_url")
     @classmethod
     def _strip(cls, value: str) -> str:
-        scheme, netloc, path = _netloc(value)
-        return f"{scheme}://{netloc}{path.rstrip('/')}" if scheme and netloc else value.strip()
+        return _normalised(value, keep_path=True)
 
 
 # --- mappings ---------------------------------------------------------------------------------------------
@@ -457,16 +521,51 @@ class TlsSettings(BaseModel):
 
     ca_bundle: str | None = None  # PEM file with extra trust anchors (private or test endpoints)
 
+    @field_validator("ca_bundle")
+    @classmethod
+    def _readable_pem(cls, value: str | None) -> str | None:
+        """A readable PEM file with at least one certificate (checked now, not when a host is called)."""
+        if value is None:
+            return None
+        from cryptography import x509
+
+        try:
+            data = Path(value).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read the CA bundle file {value!r} ({exc.strerror})") from None
+        if len(data) > MAX_CA_BUNDLE_BYTES:
+            raise ValueError(f"the CA bundle file {value!r} is larger than {MAX_CA_BUNDLE_BYTES:,} bytes")
+        try:
+            certificates = x509.load_pem_x509_certificates(data)
+        except ValueError:
+            certificates = []
+        if not certificates:
+            raise ValueError(f"the CA bundle file {value!r} holds no PEM certificate")
+        return value
+
+
+MAX_CA_BUNDLE_BYTES = 4_000_000
+
 
 class SecuritySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    allowed_hosts: list[str] = Field(default_factory=list)  # "host" or "host:port", explicit override
+    # "host" (port 443 only) or "host:port"; local configurations only (in AWS: stack parameter AllowedHosts)
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Largest response body read from either system, counted after decompression.
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1024, le=1024 * 1024 * 1024)
 
     @field_validator("allowed_hosts")
     @classmethod
     def _lower(cls, value: list[str]) -> list[str]:
-        return [h.strip().lower() for h in value]
+        out: list[str] = []
+        for entry in value:
+            try:
+                host, port = parse_allowed_host(entry)
+            except UrlProblem as exc:
+                raise ValueError(str(exc)) from None
+            out.append(host if port == 443 else f"{host}:{port}")
+        return out
 
 
 class ConnectionConfig(BaseModel):
@@ -486,12 +585,14 @@ class ConnectionConfig(BaseModel):
     reconciliation_tolerance: Decimal = Decimal("0.00")
 
     @model_validator(mode="after")
-    def _hosts(self) -> ConnectionConfig:
+    def _hosts(self, info: ValidationInfo) -> ConnectionConfig:
+        context = info.context if isinstance(info.context, dict) else {}
         problems = host_problems(
             self.dynamics.environment_url,
             self.dynamics.authority_host,
             {f: getattr(self.anaplan, f) for f in ("auth_url", "api_url", "oauth_url")},
             self.security.allowed_hosts,
+            aws=bool(context.get("aws")),
         )
         if problems:
             raise ValueError("\n".join(problems))
@@ -544,12 +645,15 @@ def _problem_lines(exc: ValidationError, prefix: str = "") -> list[str]:
 
 def parse_connection(data: Any, *, aws: bool = False, source: str = "configuration") -> ConnectionConfig:
     """Validate one connection mapping; in AWS mode credentials must be Secrets Manager ARNs."""
+    widened = _yaml_allowed_hosts(data) if aws else []
     try:
-        cfg = ConnectionConfig.model_validate(data)
+        cfg = ConnectionConfig.model_validate(data, context={"aws": aws})
     except ValidationError as exc:
-        problems = _problem_lines(exc)
-        problems += [p for p in _raw_host_problems(data) if p not in problems]
+        problems = widened + _problem_lines(exc)
+        problems += [p for p in _raw_host_problems(data, aws) if p not in problems]
         raise ConfigError(problems, source) from None
+    if widened:
+        raise ConfigError(widened, source)
     if aws:
         problems = [
             f"{field}: in AWS credentials must be Secrets Manager ARNs, got a {secret.kind} reference"
@@ -562,12 +666,88 @@ def parse_connection(data: Any, *, aws: bool = False, source: str = "configurati
     return cfg
 
 
+def _yaml_allowed_hosts(data: Any) -> list[str]:
+    """In AWS the allow-list is deploy-time: a connection object may not widen it (it lives in the same
+    bucket it would police)."""
+    section = data.get("security") if isinstance(data, dict) else None
+    if isinstance(section, dict) and section.get("allowed_hosts"):
+        return [
+            "security.allowed_hosts: not allowed in a connection stored in AWS; list extra hosts in the "
+            f"stack parameter AllowedHosts (function environment {ALLOWED_HOSTS_ENV})"
+        ]
+    return []
+
+
+MAX_CONFIG_BYTES = 1_000_000
+MAX_YAML_DEPTH = 50
+MAX_YAML_NODES = 100_000  # after alias expansion: a configuration has a few hundred
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses alias bombs (expansion beyond :data:`MAX_YAML_NODES`), recursive
+    aliases and nesting deeper than :data:`MAX_YAML_DEPTH`, before anything is constructed."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(
+                    None, None, f"nesting deeper than {MAX_YAML_DEPTH} levels; refused", mark
+                )
+            node: yaml.Node | None = super().compose_node(parent, index)
+            return node
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> yaml.Node | None:
+        node: yaml.Node | None = super().compose_document()
+        if node is not None:
+            _expanded_size(node)
+        return node
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Nodes the document has once every alias is expanded (shared nodes counted at each use)."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise yaml.composer.ComposerError(None, None, "a recursive alias; refused", node.start_mark)
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        active.discard(key)
+        if total > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"aliases expand to more than {MAX_YAML_NODES:,} values (an alias bomb?); refused",
+                node.start_mark,
+            )
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
 def parse_connections(
     text: str, *, aws: bool = False, source: str = "configuration"
 ) -> list[ConnectionConfig]:
     """Parse YAML holding one connection, or ``connections:`` with several."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"the file is larger than {MAX_CONFIG_BYTES:,} characters; refused"], source)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

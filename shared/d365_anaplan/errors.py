@@ -36,6 +36,22 @@ class SecretUnavailable(ConnectorError):
     """A credential reference could not be resolved (names the reference, never the value)."""
 
 
+# --- transport safety ----------------------------------------------------------------------------------
+
+
+class UnsafeDestination(ConnectorError):
+    """A request would go over plain http, carry user information in its URL, or take a credential or
+    token to an origin that is not allowed for it; nothing was sent."""
+
+
+class RedirectRefused(ConnectorError):
+    """A host answered with a redirect; the connector never follows redirects (a credential would go along)."""
+
+
+class ResponseTooLarge(ConnectorError):
+    """A response body (counted after decompression) exceeds ``security.max_response_bytes``; refused."""
+
+
 # --- run ledger ------------------------------------------------------------------------------------------
 
 

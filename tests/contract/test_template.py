@@ -9,6 +9,7 @@ rule reports it, so every rule is shown to be able to fail.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 import re
 from collections.abc import Callable
@@ -38,8 +39,9 @@ CONTRACT_IDS = {
     "ModelLeaseFunction": "AWS::Serverless::Function",
     "LeaseJanitorFunction": "AWS::Serverless::Function",
     "CloseGateFunction": "AWS::Serverless::Function",
-    "ActualsFlow": "AWS::Serverless::StateMachine",
-    "PlansFlow": "AWS::Serverless::StateMachine",
+    # Plain Step Functions resources: the SAM transform has no EncryptionConfiguration for its state machine.
+    "ActualsFlow": "AWS::StepFunctions::StateMachine",
+    "PlansFlow": "AWS::StepFunctions::StateMachine",
     "FailedExecutionsAlarm": "AWS::CloudWatch::Alarm",
     "AlarmTopic": "AWS::SNS::Topic",
 }
@@ -112,9 +114,91 @@ def function_globals(tpl: Template) -> dict[str, Any]:
     return dict((tpl.get("Globals") or {}).get("Function") or {})
 
 
+STATE_MACHINE_TYPES = ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
+
+
+def machines(tpl: Template) -> dict[str, dict[str, Any]]:
+    return resources(tpl, *STATE_MACHINE_TYPES)
+
+
 def asl_path(res: dict[str, Any]) -> Path | None:
-    uri = props(res).get("DefinitionUri")
+    p = props(res)
+    uri = p.get("DefinitionUri", p.get("DefinitionS3Location"))
     return ROOT / uri if isinstance(uri, str) else None
+
+
+def machine_logging(res: dict[str, Any]) -> dict[str, Any]:
+    p = props(res)
+    return dict(p.get("Logging") or p.get("LoggingConfiguration") or {})
+
+
+def machine_tracing(res: dict[str, Any]) -> dict[str, Any]:
+    p = props(res)
+    return dict(p.get("Tracing") or p.get("TracingConfiguration") or {})
+
+
+def machine_kind(res: dict[str, Any]) -> Any:
+    p = props(res)
+    return p.get("Type") if res.get("Type") == "AWS::Serverless::StateMachine" else p.get("StateMachineType")
+
+
+def role_statements(tpl: Template, role_ref: Any) -> list[dict[str, Any]]:
+    """Inline policy statements of an AWS::IAM::Role of the template (``!GetAtt Role.Arn``)."""
+    role = resources(tpl, "AWS::IAM::Role").get(ref_target(role_ref) or "", {})
+    return [
+        st
+        for pol in props(role).get("Policies", [])
+        for st in as_list(pol.get("PolicyDocument", {}).get("Statement", []))
+    ]
+
+
+def machine_statements(tpl: Template, res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every inline statement of a state machine's permissions (SAM ``Policies`` or its IAM role)."""
+    p = props(res)
+    if res.get("Type") == "AWS::Serverless::StateMachine":
+        return [
+            st
+            for pol in p.get("Policies", [])
+            if isinstance(pol, dict)
+            for st in as_list(pol.get("Statement", []))
+        ]
+    return role_statements(tpl, p.get("RoleArn"))
+
+
+def invokable_functions(tpl: Template, res: dict[str, Any]) -> set[str | None]:
+    p = props(res)
+    found = {
+        ref_target(pol["LambdaInvokePolicy"].get("FunctionName"))
+        for pol in p.get("Policies", [])
+        if isinstance(pol, dict) and "LambdaInvokePolicy" in pol
+    }
+    for st in machine_statements(tpl, res):
+        if st.get("Effect") == "Allow" and "lambda:InvokeFunction" in as_list(st.get("Action")):
+            found |= {ref_target(r) for r in as_list(st.get("Resource"))}
+    return found
+
+
+def machine_schedules(tpl: Template, lid: str) -> list[tuple[str, dict[str, Any]]]:
+    """(name, settings) of each schedule that starts state machine ``lid``: SAM ``ScheduleV2`` events or
+    ``AWS::Scheduler::Schedule`` resources, normalised to ScheduleExpressionTimezone / RetryPolicy / Input /
+    Unnamed (a fixed name makes two stacks collide)."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    res = machines(tpl).get(lid, {})
+    for name, ev in props(res).get("Events", {}).items():
+        if ev.get("Type") == "ScheduleV2":
+            ep = ev.get("Properties", {})
+            out.append((f"{lid}.{name}", {**ep, "Unnamed": ep.get("OmitName") is True}))
+    for sid, sched in resources(tpl, "AWS::Scheduler::Schedule").items():
+        sp = props(sched)
+        target = sp.get("Target", {})
+        if is_ref(target.get("Arn"), lid):
+            out.append((sid, {
+                "ScheduleExpressionTimezone": sp.get("ScheduleExpressionTimezone"),
+                "RetryPolicy": target.get("RetryPolicy"),
+                "Input": target.get("Input"),
+                "Unnamed": "Name" not in sp,
+            }))  # fmt: skip
+    return out
 
 
 # -- rules --------------------------------------------------------------------------------------------------
@@ -336,8 +420,8 @@ def rule_function_log_groups(tpl: Template) -> list[str]:
             expected = {"Fn::Sub": "/aws/lambda/" + fn_name["Fn::Sub"]}
         if expected is None or name != expected:
             out.append(f"{lid}: log group name {name} is not /aws/lambda/<function name>")
-    for lid, res in resources(tpl, "AWS::Serverless::StateMachine").items():
-        dests = props(res).get("Logging", {}).get("Destinations", [])
+    for lid, res in machines(tpl).items():
+        dests = machine_logging(res).get("Destinations", [])
         targets = [ref_target(d.get("CloudWatchLogsLogGroup", {}).get("LogGroupArn")) for d in dests]
         if not targets or any(t not in groups for t in targets):
             out.append(f"{lid}: no log group from this template")
@@ -414,13 +498,14 @@ def rule_function_globals(tpl: Template) -> list[str]:
 def rule_state_machines(tpl: Template) -> list[str]:
     out = []
     functions = resources(tpl, "AWS::Serverless::Function")
-    machines = resources(tpl, "AWS::Serverless::StateMachine")
-    for lid, res in machines.items():
+    for lid, res in machines(tpl).items():
         p = props(res)
-        if p.get("Type") != "STANDARD":
+        if machine_kind(res) != "STANDARD":
             out.append(f"{lid}: Type is not STANDARD")
-        if "Definition" in p or not isinstance(p.get("DefinitionUri"), str):
-            out.append(f"{lid}: the definition must come from DefinitionUri statemachine/*.asl.json")
+        if {"Definition", "DefinitionString"} & set(p) or asl_path(res) is None:
+            out.append(
+                f"{lid}: the definition must come from statemachine/*.asl.json (DefinitionUri/S3Location)"
+            )
         subs = dict(p.get("DefinitionSubstitutions", {}))
         path = asl_path(res)
         if path is not None and path.exists():
@@ -434,21 +519,17 @@ def rule_state_machines(tpl: Template) -> list[str]:
                 r"arn:aws[a-z-]*:(lambda|dynamodb|s3|sns|sqs|secretsmanager):[a-z0-9-]+:\d{12}", text
             ):
                 out.append(f"{lid}: {path.name} hard-codes an account-specific ARN")
-        invokable = {
-            ref_target(pol["LambdaInvokePolicy"].get("FunctionName"))
-            for pol in p.get("Policies", [])
-            if isinstance(pol, dict) and "LambdaInvokePolicy" in pol
-        }
+        invokable = invokable_functions(tpl, res)
         for key, value in subs.items():
             target = ref_target(value)
             if isinstance(value, str) and value.startswith("arn:"):
                 out.append(f"{lid}: substitution {key} is a hard-coded ARN")
             if target in functions and target not in invokable:
-                out.append(f"{lid}: substitutes {target} but has no LambdaInvokePolicy for it")
-        logging = p.get("Logging", {})
+                out.append(f"{lid}: substitutes {target} but may not invoke it (lambda:InvokeFunction)")
+        logging = machine_logging(res)
         if logging.get("Level") not in ("ERROR", "ALL") or logging.get("IncludeExecutionData") is not False:
             out.append(f"{lid}: Logging must be ERROR/ALL with IncludeExecutionData false")
-        if p.get("Tracing", {}).get("Enabled") is not True:
+        if machine_tracing(res).get("Enabled") is not True:
             out.append(f"{lid}: tracing is not enabled")
     return out
 
@@ -456,24 +537,22 @@ def rule_state_machines(tpl: Template) -> list[str]:
 def rule_schedules(tpl: Template) -> list[str]:
     out = []
     schedules = 0
-    for lid, res in resources(tpl, "AWS::Serverless::StateMachine").items():
+    for lid, res in machines(tpl).items():
         for name, ev in props(res).get("Events", {}).items():
             if ev.get("Type") == "Schedule":
                 out.append(f"{lid}.{name}: rule-based Schedule evaluates cron in UTC; use ScheduleV2")
-            if ev.get("Type") != "ScheduleV2":
-                continue
+        for name, ep in machine_schedules(tpl, lid):
             schedules += 1
-            ep = ev.get("Properties", {})
             if not ep.get("ScheduleExpressionTimezone"):
-                out.append(f"{lid}.{name}: ScheduleV2 has no ScheduleExpressionTimezone")
-            if ep.get("OmitName") is not True:
-                out.append(f"{lid}.{name}: OmitName is not true (two stacks would collide)")
+                out.append(f"{name}: schedule has no ScheduleExpressionTimezone")
+            if ep.get("Unnamed") is not True:
+                out.append(f"{name}: schedule has a fixed name (two stacks would collide)")
             if not ep.get("RetryPolicy"):
-                out.append(f"{lid}.{name}: no RetryPolicy")
+                out.append(f"{name}: no RetryPolicy")
             if not ep.get("Input"):
-                out.append(f"{lid}.{name}: no Input naming the connection")
+                out.append(f"{name}: no Input naming the connection")
     if schedules == 0:
-        out.append("no ScheduleV2 event starts any state machine")
+        out.append("no EventBridge Scheduler schedule starts any state machine")
     return out
 
 
@@ -485,7 +564,7 @@ def rule_alarms(tpl: Template) -> list[str]:
         for metric in ("ExecutionsFailed", "ExecutionsTimedOut")
         if ("AWS/States", metric) not in metrics
     ]
-    for machine in resources(tpl, "AWS::Serverless::StateMachine"):
+    for machine in machines(tpl):
         for metric in ("ExecutionsFailed", "ExecutionsTimedOut"):
             watched = any(
                 props(a).get("MetricName") == metric
@@ -549,41 +628,39 @@ def rule_schedule_input(tpl: Template) -> list[str]:
     """A scheduled start must carry every input key the flow reads, or the execution dies in States.Runtime."""
     out = []
     params = tpl.get("Parameters", {})
-    for lid, res in resources(tpl, "AWS::Serverless::StateMachine").items():
+    for lid, res in machines(tpl).items():
         path = asl_path(res)
         needed = (
             asl_input_keys(json.loads(path.read_text(encoding="utf-8"))) if path and path.exists() else set()
         )
-        for name, ev in props(res).get("Events", {}).items():
-            if ev.get("Type") != "ScheduleV2":
-                continue
+        for name, ev in machine_schedules(tpl, lid):
             try:
-                payload = _schedule_input(tpl, ev.get("Properties", {}).get("Input"))
+                payload = _schedule_input(tpl, ev.get("Input"))
             except (ValueError, KeyError) as exc:
-                out.append(f"{lid}.{name}: Input is not JSON after substitution ({exc})")
+                out.append(f"{name}: Input is not JSON after substitution ({exc})")
                 continue
             if payload.get("connection") != params.get("ConnectionName", {}).get("Default"):
-                out.append(f"{lid}.{name}: Input does not name the stack's connection")
+                out.append(f"{name}: Input does not name the stack's connection")
             if payload.get("trigger") != "schedule":
-                out.append(f"{lid}.{name}: Input trigger is not schedule")
+                out.append(f"{name}: Input trigger is not schedule")
             if missing := sorted(needed - set(payload)):
-                out.append(f"{lid}.{name}: Input lacks {missing}, which {path.name if path else ''} reads")
+                out.append(f"{name}: Input lacks {missing}, which {path.name if path else ''} reads")
     return out
 
 
 def rule_every_definition_deployed(tpl: Template) -> list[str]:
     """Every flow definition in statemachine/ is deployed by exactly one state machine of the template."""
     deployed: dict[str, list[str]] = {}
-    for lid, res in resources(tpl, "AWS::Serverless::StateMachine").items():
+    for lid, res in machines(tpl).items():
         path = asl_path(res)
         if path is not None:
             deployed.setdefault(path.resolve().relative_to(ROOT).as_posix(), []).append(lid)
     out = []
     for path in sorted((ROOT / "statemachine").glob("*.asl.json")):
         rel = path.relative_to(ROOT).as_posix()
-        machines = deployed.get(rel, [])
-        if len(machines) != 1:
-            out.append(f"{rel}: deployed by {machines or 'no state machine'}, expected exactly one")
+        by = deployed.get(rel, [])
+        if len(by) != 1:
+            out.append(f"{rel}: deployed by {by or 'no state machine'}, expected exactly one")
     return out
 
 
@@ -601,11 +678,377 @@ def rule_janitor_watches_every_flow(tpl: Template) -> list[str]:
     statuses = {s for p in patterns for s in as_list(p.get("detail", {}).get("status", []))}
     out = [
         f"LeaseJanitorFunction: rule does not watch {machine}"
-        for machine in resources(tpl, "AWS::Serverless::StateMachine")
+        for machine in machines(tpl)
         if machine not in watched
     ]
     if not {"FAILED", "TIMED_OUT", "ABORTED"} <= statuses:
         out.append(f"LeaseJanitorFunction: rule statuses {sorted(statuses)} miss FAILED/TIMED_OUT/ABORTED")
+    return out
+
+
+# -- least privilege and deploy-time trust (issue 9) ---------------------------------------------------------
+
+# The functions that talk to Anaplan and so use the KMS-encrypted token cache (steps/context.py: ctx.anaplan).
+# tests/integration/platform/test_iam_coverage.py checks against the running flows that exactly these do.
+ANAPLAN_FUNCTIONS = frozenset(
+    {"AnaplanUploadFunction", "AnaplanStartFunction", "AnaplanCheckFunction", "PrepareActualsFunction"}
+)
+# Functions that manage leases and watermarks; every other function is a flow step.
+PLATFORM_FUNCTIONS = frozenset({"RunLedgerFunction", "ModelLeaseFunction", "LeaseJanitorFunction"})
+# Key prefixes (docs/ledger.md) whose items may be deleted: leases, their owner pointers, token locks.
+DELETABLE_PREFIXES = frozenset({"LEASE#*", "OWNER#*", "TOKEN#*"})
+_KMS_USE = ("kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt", "kms:GenerateDataKey")
+_DDB_WRITE = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
+_S3_WRITE = ("s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:*", "*")
+# Stand-ins for pseudo parameters when a policy's ARN pattern is matched against a role ARN.
+_PSEUDO = {"AWS::Partition": "aws", "AWS::AccountId": "111122223333", "AWS::StackName": "stack",
+           "AWS::Region": "eu-west-2"}  # fmt: skip
+
+
+def kms_use(actions: Any) -> bool:
+    return any(a in ("*", "kms:*") or str(a).startswith(_KMS_USE) for a in as_list(actions))
+
+
+def condition(st: dict[str, Any], key: str) -> Any:
+    """The value a statement's Condition gives ``key`` under any operator (None when absent)."""
+    for clauses in (st.get("Condition") or {}).values():
+        if isinstance(clauses, dict) and key in clauses:
+            return clauses[key]
+    return None
+
+
+def function_entries(res: dict[str, Any]) -> list[Any]:
+    policies = props(res).get("Policies", [])
+    return [policies] if isinstance(policies, (str, dict)) else list(policies)
+
+
+def function_statements(res: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        st
+        for entry in function_entries(res)
+        if isinstance(entry, dict)
+        for st in as_list(entry.get("Statement", []))
+    ]
+
+
+def function_templates(res: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [entry[name] for entry in function_entries(res) if isinstance(entry, dict) and name in entry]
+
+
+def key_policy(tpl: Template) -> list[dict[str, Any]]:
+    key = props(resources(tpl).get(cmk_id(tpl), {}))
+    return list(key.get("KeyPolicy", {}).get("Statement", []))
+
+
+def sub_text(value: Any) -> str:
+    """A ``!Sub`` string with pseudo parameters filled in (other references left as they are)."""
+    text = value.get("Fn::Sub") if isinstance(value, dict) else value
+    if not isinstance(text, str):
+        return ""
+    return re.sub(r"\$\{(AWS::[A-Za-z]+)\}", lambda m: _PSEUDO.get(m.group(1), m.group(0)), text)
+
+
+def role_arn_of(lid: str, res: dict[str, Any]) -> str:
+    """The ARN the role of a function (RolePath) or an AWS::IAM::Role (Path) will have, name made up."""
+    p = props(res)
+    path = sub_text(p.get("RolePath") or p.get("Path") or "/")
+    return f"arn:aws:iam::{_PSEUDO['AWS::AccountId']}:role{path}{lid}Role-ABC123"
+
+
+def rule_allowed_hosts(tpl: Template) -> list[str]:
+    """Extra hosts are a stack parameter handed to every function that loads the connection."""
+    out = []
+    param = tpl.get("Parameters", {}).get("AllowedHosts")
+    if param is None:
+        return ["no AllowedHosts stack parameter: extra hosts would come from the connection YAML"]
+    if param.get("Type") != "String" or param.get("Default") != "":
+        out.append("AllowedHosts: must be a String defaulting to empty (no extra hosts)")
+    glob = function_globals(tpl).get("Environment", {}).get("Variables", {})
+    for lid, res in resources(tpl, "AWS::Serverless::Function").items():
+        env = {**glob, **props(res).get("Environment", {}).get("Variables", {})}
+        loads = any(
+            is_ref(t.get("BucketName"), "ConfigBucket") for t in function_templates(res, "S3ReadPolicy")
+        )
+        value = env.get("CONNECTOR_ALLOWED_HOSTS")
+        if loads and value != {"Ref": "AllowedHosts"}:
+            out.append(
+                f"{lid}: loads the connection but CONNECTOR_ALLOWED_HOSTS is {value!r}, not !Ref AllowedHosts"
+            )
+        elif value is not None and value != {"Ref": "AllowedHosts"}:
+            out.append(f"{lid}: CONNECTOR_ALLOWED_HOSTS is {value!r}, not !Ref AllowedHosts")
+    return out
+
+
+def rule_config_writers(tpl: Template) -> list[str]:
+    """Only the principals a stack parameter names may change connections/*; functions only read it."""
+    out = []
+    params = set(tpl.get("Parameters", {}))
+    guarded = False
+    for st in _bucket_policy_statements(tpl, "ConfigBucket"):
+        actions = set(as_list(st.get("Action")))
+        resources_ = [sub_text(r) for r in as_list(st.get("Resource"))]
+        who = condition(st, "aws:PrincipalArn")
+        operator_ok = any(op in (st.get("Condition") or {}) for op in ("ArnNotLike", "ArnNotEquals"))
+        if (
+            st.get("Effect") == "Deny"
+            and st.get("Principal") in ("*", {"AWS": "*"})
+            and {"s3:PutObject", "s3:DeleteObject"} <= actions
+            and any(r.endswith(("/connections/*", "}/*")) for r in resources_)
+            and operator_ok
+            and ref_target(who) in params
+        ):
+            guarded = True
+    if not guarded:
+        out.append(
+            "ConfigBucket: no statement denying PutObject/DeleteObject on connections/* to every principal "
+            "but those a stack parameter names (aws:PrincipalArn)"
+        )
+    for lid, res in resources(tpl, "AWS::Serverless::Function").items():
+        out.extend(
+            f"{lid}: {name} on ConfigBucket (functions only read connections)"
+            for name in ("S3CrudPolicy", "S3WritePolicy", "S3FullAccessPolicy")
+            if any(is_ref(t.get("BucketName"), "ConfigBucket") for t in function_templates(res, name))
+        )
+        out.extend(
+            f"{lid}: statement {st.get('Sid')} writes to ConfigBucket"
+            for st in function_statements(res)
+            if st.get("Effect") == "Allow"
+            and any(a in _S3_WRITE for a in as_list(st.get("Action")))
+            and any("ConfigBucket" in json.dumps(r) for r in as_list(st.get("Resource")))
+        )
+    return out
+
+
+def rule_kms_key_use(tpl: Template) -> list[str]:
+    """The key is used through services, except the Anaplan token cache: Anaplan functions, its context only."""
+    from d365_anaplan.ledger.tokens import encryption_context
+
+    context = encryption_context("anaplan-token#demo#0123456789abcdef")
+    out = []
+    for lid, res in resources(tpl, "AWS::Serverless::Function").items():
+        out.extend(
+            f"{lid}: {name} lets it use the key directly (token cache included)"
+            for name in ("KMSDecryptPolicy", "KMSEncryptPolicy")
+            if function_templates(res, name)
+        )
+        has_token_grant = False
+        for st in function_statements(res):
+            if st.get("Effect") != "Allow" or not kms_use(st.get("Action")):
+                continue
+            if condition(st, "kms:ViaService"):
+                continue
+            purpose = condition(st, "kms:EncryptionContext:purpose")
+            connection = condition(st, "kms:EncryptionContext:connection")
+            if lid not in ANAPLAN_FUNCTIONS:
+                out.append(
+                    f"{lid}: statement {st.get('Sid')} uses the key directly but {lid} is no Anaplan function"
+                )
+            elif purpose != context["purpose"] or connection != {"Ref": "ConnectionName"}:
+                out.append(
+                    f"{lid}: statement {st.get('Sid')} uses the key directly without the token cache's "
+                    f"encryption context (purpose={context['purpose']}, connection=!Ref ConnectionName)"
+                )
+            elif not set(as_list(st.get("Action"))) <= {"kms:Encrypt", "kms:Decrypt"}:
+                out.append(
+                    f"{lid}: statement {st.get('Sid')} grants {st.get('Action')}, the cache needs Encrypt/Decrypt"
+                )
+            else:
+                has_token_grant = True
+        if lid in ANAPLAN_FUNCTIONS and not has_token_grant:
+            out.append(f"{lid}: no kms:Encrypt/Decrypt for the Anaplan token cache (its context)")
+    for st in key_policy(tpl):
+        principal = st.get("Principal", {})
+        if st.get("Effect") != "Allow" or not isinstance(principal, dict) or "AWS" not in principal:
+            continue
+        if not kms_use(st.get("Action")):
+            continue
+        conds = {k for clauses in (st.get("Condition") or {}).values() for k in clauses}
+        if "kms:ViaService" not in conds and not any(k.startswith("kms:EncryptionContext:") for k in conds):
+            out.append(
+                f"{cmk_id(tpl)}: key policy statement {st.get('Sid')} lets principals use the key directly, "
+                "without kms:ViaService or an encryption-context condition"
+            )
+        if (
+            "kms:EncryptionContext:purpose" in conds
+            and condition(st, "kms:EncryptionContext:purpose") != context["purpose"]
+        ):
+            out.append(f"{cmk_id(tpl)}: statement {st.get('Sid')} names another purpose than the token cache")
+    return out
+
+
+def rule_key_administrators(tpl: Template) -> list[str]:
+    """Key administrators (a stack parameter, default the account root) cannot use the key."""
+    out = []
+    param = tpl.get("Parameters", {}).get("KeyAdminArn")
+    if param is None or param.get("Default") != "":
+        out.append("no KeyAdminArn stack parameter defaulting to empty (the account root)")
+    admins = [
+        st
+        for st in key_policy(tpl)
+        if st.get("Effect") == "Allow" and "KeyAdminArn" in json.dumps(st.get("Principal"))
+    ]
+    if not admins:
+        out.append(f"{cmk_id(tpl)}: no key policy statement for the KeyAdminArn principal")
+    for st in admins:
+        actions = set(as_list(st.get("Action")))
+        if kms_use(sorted(actions)) or {"kms:Create*", "kms:CreateGrant"} & actions:
+            out.append(
+                f"{cmk_id(tpl)}: administrators ({st.get('Sid')}) may also use the key: {sorted(actions)}"
+            )
+        if not ({"kms:Put*", "kms:PutKeyPolicy"} & actions and {"kms:ScheduleKeyDeletion"} & actions):
+            out.append(
+                f"{cmk_id(tpl)}: administrators ({st.get('Sid')}) cannot manage the key policy and deletion"
+            )
+    out.extend(
+        f"{cmk_id(tpl)}: statement {st.get('Sid')} grants kms:*"
+        for st in key_policy(tpl)
+        if st.get("Effect") == "Allow" and {"kms:*", "*"} & set(as_list(st.get("Action")))
+    )
+    return out
+
+
+def rule_ledger_access(tpl: Template) -> list[str]:
+    """Ledger access by key prefix (dynamodb:LeadingKeys); no deletes of run, audit or watermark items."""
+    out = []
+    for lid, res in resources(tpl, "AWS::Serverless::Function").items():
+        out.extend(
+            f"{lid}: {name} on LedgerTable (every key, no LeadingKeys condition)"
+            for name in ("DynamoDBCrudPolicy", "DynamoDBWritePolicy", "DynamoDBReadPolicy")
+            if any(is_ref(t.get("TableName"), "LedgerTable") for t in function_templates(res, name))
+        )
+        for st in function_statements(res):
+            actions = [str(a) for a in as_list(st.get("Action"))]
+            on_ledger = any(
+                is_ref(r, "LedgerTable") or "LedgerTable" in json.dumps(r)
+                for r in as_list(st.get("Resource"))
+            )
+            if (
+                st.get("Effect") != "Allow"
+                or not on_ledger
+                or not any(a.startswith("dynamodb:") or a == "*" for a in actions)
+            ):
+                continue
+            keys = set(
+                as_list(
+                    (st.get("Condition") or {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+                )
+            )
+            keys.discard(None)
+            if not keys:
+                out.append(
+                    f"{lid}: statement {st.get('Sid')} on LedgerTable has no dynamodb:LeadingKeys condition"
+                )
+            bad = [a for a in actions if a in ("*", "dynamodb:*", "dynamodb:BatchWriteItem", "dynamodb:Scan")
+                   or a.startswith("dynamodb:PartiQL") or a.endswith("Table")]  # fmt: skip
+            if bad:
+                out.append(f"{lid}: statement {st.get('Sid')} grants {bad} on LedgerTable")
+            if "dynamodb:DeleteItem" in actions and not keys <= DELETABLE_PREFIXES:
+                out.append(
+                    f"{lid}: statement {st.get('Sid')} may delete {sorted(keys - DELETABLE_PREFIXES)} items"
+                )
+            if (
+                lid not in PLATFORM_FUNCTIONS
+                and "dynamodb:DeleteItem" in actions
+                and keys & {"LEASE#*", "OWNER#*"}
+            ):
+                out.append(f"{lid}: a flow step may delete model leases")
+            if lid == "CloseGateFunction" and any(a in _DDB_WRITE for a in actions):
+                out.append(f"{lid}: writes the ledger; the close gate only reads watermarks")
+    return out
+
+
+def rule_secret_readers(tpl: Template) -> list[str]:
+    """Each secret's resource policy lets exactly the functions that read it call GetSecretValue."""
+    out = []
+    functions = resources(tpl, "AWS::Serverless::Function")
+    principals = {**functions, **resources(tpl, "AWS::IAM::Role")}
+    policies = resources(tpl, "AWS::SecretsManager::ResourcePolicy")
+    for secret in resources(tpl, "AWS::SecretsManager::Secret"):
+        readers = {
+            lid
+            for lid, res in functions.items()
+            if any(
+                is_ref(t.get("SecretArn"), secret)
+                for t in function_templates(res, "AWSSecretsManagerGetSecretValuePolicy")
+            )
+        }
+        denies = [
+            st
+            for pol in policies.values()
+            if is_ref(props(pol).get("SecretId"), secret)
+            for st in as_list(props(pol).get("ResourcePolicy", {}).get("Statement", []))
+            if st.get("Effect") == "Deny"
+            and st.get("Principal") in ("*", {"AWS": "*"})
+            and {"secretsmanager:GetSecretValue", "secretsmanager:*"} & set(as_list(st.get("Action")))
+            and (st.get("Condition") or {}).get("ArnNotLike", {}).get("aws:PrincipalArn")
+        ]
+        if len(denies) != 1:
+            out.append(f"{secret}: no resource policy denying GetSecretValue to all but its readers")
+            continue
+        patterns = [sub_text(p) for p in as_list(denies[0]["Condition"]["ArnNotLike"]["aws:PrincipalArn"])]
+        for lid, res in principals.items():
+            allowed = any(fnmatch.fnmatchcase(role_arn_of(lid, res), p) for p in patterns)
+            if lid in readers and not allowed:
+                out.append(f"{secret}: resource policy denies its reader {lid}")
+            elif lid not in readers and allowed:
+                out.append(f"{secret}: resource policy lets {lid} read it, which does not use it")
+    return out
+
+
+def rule_tracer_captures_nothing(tpl: Template) -> list[str]:
+    """X-Ray segments are not encrypted with the connector key: handler results and errors stay out."""
+    out = []
+    glob = function_globals(tpl).get("Environment", {}).get("Variables", {})
+    for var in ("POWERTOOLS_TRACER_CAPTURE_RESPONSE", "POWERTOOLS_TRACER_CAPTURE_ERROR"):
+        if str(glob.get(var)).lower() != "false":
+            out.append(f"Globals.Function: {var} is {glob.get(var)!r}, not 'false'")
+        for lid, res in resources(tpl, "AWS::Serverless::Function").items():
+            value = props(res).get("Environment", {}).get("Variables", {}).get(var)
+            if value is not None and str(value).lower() != "false":
+                out.append(f"{lid}: {var} is {value!r}")
+    return out
+
+
+def rule_state_machines_encrypted(tpl: Template) -> list[str]:
+    """Both flows encrypt definition and history with the connector key; role and key policy allow it."""
+    out = []
+    key = cmk_id(tpl)
+    policy = key_policy(tpl)
+    for lid, res in machines(tpl).items():
+        p = props(res)
+        enc = p.get("EncryptionConfiguration") or {}
+        if enc.get("Type") != "CUSTOMER_MANAGED_KMS_KEY" or not is_ref(enc.get("KmsKeyId"), key):
+            out.append(f"{lid}: not encrypted with {key} (EncryptionConfiguration CUSTOMER_MANAGED_KMS_KEY)")
+            continue
+        arn = f"stateMachine:{sub_text(p.get('StateMachineName', p.get('Name')))}"
+        statements = machine_statements(tpl, res)
+
+        def grants(sts: list[dict[str, Any]], actions: set[str], ctx_key: str, want: str) -> bool:
+            return any(
+                st.get("Effect") == "Allow"
+                and actions <= set(as_list(st.get("Action")))
+                and any(want in sub_text(v) for v in as_list(condition(st, ctx_key)))
+                for st in sts
+            )
+
+        ctx_key = "kms:EncryptionContext:aws:states:stateMachineArn"
+        if not grants(statements, {"kms:Decrypt", "kms:GenerateDataKey"}, ctx_key, arn):
+            out.append(f"{lid}: its role may not Decrypt/GenerateDataKey with {ctx_key} = its ARN")
+        if not grants(policy, {"kms:Decrypt", "kms:GenerateDataKey"}, ctx_key, arn):
+            out.append(f"{key}: key policy does not allow {lid}'s execution data ({ctx_key})")
+        if machine_logging(res).get("Destinations"):
+            if not grants(statements, {"kms:GenerateDataKey"}, "kms:EncryptionContext:SourceArn", ":logs:"):
+                out.append(f"{lid}: logs to CloudWatch but its role may not GenerateDataKey for log delivery")
+            delivery = any(
+                st.get("Effect") == "Allow"
+                and st.get("Principal") == {"Service": "delivery.logs.amazonaws.com"}
+                and "kms:Decrypt" in as_list(st.get("Action"))
+                for st in policy
+            )
+            if not delivery:
+                out.append(
+                    f"{key}: key policy does not let delivery.logs.amazonaws.com decrypt {lid}'s log records"
+                )
     return out
 
 
@@ -627,6 +1070,14 @@ RULES: dict[str, Rule] = {
     "alarms": rule_alarms,
     "janitor": rule_janitor_watches_every_flow,
     "definitions_deployed": rule_every_definition_deployed,
+    "allowed_hosts": rule_allowed_hosts,
+    "config_writers": rule_config_writers,
+    "kms_key_use": rule_kms_key_use,
+    "key_administrators": rule_key_administrators,
+    "ledger_access": rule_ledger_access,
+    "secret_readers": rule_secret_readers,
+    "tracer_captures_nothing": rule_tracer_captures_nothing,
+    "state_machines_encrypted": rule_state_machines_encrypted,
 }
 
 
@@ -645,9 +1096,9 @@ def test_rule_holds(template: Template, name: str) -> None:
 
 def test_every_state_machine_definition_is_checked_when_present(template: Template) -> None:
     """The substitution check above is skipped for a missing file; say so instead of passing silently."""
-    for lid, res in resources(template, "AWS::Serverless::StateMachine").items():
+    for lid, res in machines(template).items():
         path = asl_path(res)
-        assert path is not None, f"{lid}: no DefinitionUri"
+        assert path is not None, f"{lid}: no DefinitionUri/DefinitionS3Location"
         if not path.exists():
             pytest.skip(f"{lid}: {path.relative_to(ROOT)} not written yet")
 
@@ -703,10 +1154,21 @@ def _drop_log_retention(tpl: Template) -> None:
     del tpl["Resources"][group]["Properties"]["RetentionInDays"]
 
 
+def _schedules_of(tpl: Template, flow: str) -> list[dict[str, Any]]:
+    """The properties of the AWS::Scheduler::Schedule resources that start ``flow`` (mutable)."""
+    return [
+        res["Properties"]
+        for res in resources(tpl, "AWS::Scheduler::Schedule").values()
+        if is_ref(res["Properties"].get("Target", {}).get("Arn"), flow)
+    ]
+
+
 def _drop_timezone(flow: str) -> Callable[[Template], None]:
     def mutate(tpl: Template) -> None:
         for ev in tpl["Resources"][flow]["Properties"].get("Events", {}).values():
             ev.get("Properties", {}).pop("ScheduleExpressionTimezone", None)
+        for sched in _schedules_of(tpl, flow):
+            sched.pop("ScheduleExpressionTimezone", None)
 
     return mutate
 
@@ -732,8 +1194,18 @@ def _drop_invoke_policy(flow: str) -> Callable[[Template], None]:
     def mutate(tpl: Template) -> None:
         p = tpl["Resources"][flow]["Properties"]
         p["Policies"] = [
-            pol for pol in p["Policies"] if not (isinstance(pol, dict) and "LambdaInvokePolicy" in pol)
+            pol
+            for pol in p.get("Policies", [])
+            if not (isinstance(pol, dict) and "LambdaInvokePolicy" in pol)
         ]
+        role = tpl["Resources"].get(ref_target(p.get("RoleArn")) or "", {})
+        for pol in role.get("Properties", {}).get("Policies", []):
+            doc = pol["PolicyDocument"]
+            doc["Statement"] = [
+                st
+                for st in as_list(doc["Statement"])
+                if "lambda:InvokeFunction" not in as_list(st.get("Action"))
+            ]
 
     return mutate
 
@@ -774,14 +1246,75 @@ def _expire_everything(tpl: Template) -> None:
 
 def _schedule_without_connection(flow: str) -> Callable[[Template], None]:
     def mutate(tpl: Template) -> None:
-        ev = tpl["Resources"][flow]["Properties"]["Events"]["Schedule"]["Properties"]
-        ev["Input"] = '{"trigger": "schedule", "periods": null}'
+        for ev in tpl["Resources"][flow]["Properties"].get("Events", {}).values():
+            ev["Properties"]["Input"] = '{"trigger": "schedule", "periods": null}'
+        for sched in _schedules_of(tpl, flow):
+            sched["Target"]["Input"] = '{"trigger": "schedule", "periods": null}'
 
     return mutate
 
 
 def _second_machine(tpl: Template) -> None:
     tpl["Resources"]["OtherFlow"] = copy.deepcopy(tpl["Resources"]["ActualsFlow"])
+
+
+def _statement(tpl: Template, lid: str, sid: str) -> dict[str, Any]:
+    for entry in tpl["Resources"][lid]["Properties"]["Policies"]:
+        for st in entry.get("Statement", []) if isinstance(entry, dict) else []:
+            if st.get("Sid") == sid:
+                return dict(st)
+    raise KeyError(f"{lid} has no statement {sid}")
+
+
+def _add_statement(tpl: Template, lid: str, st: dict[str, Any]) -> None:
+    tpl["Resources"][lid]["Properties"]["Policies"].append({"Statement": [copy.deepcopy(st)]})
+
+
+def _edit_statement(lid: str, sid: str, edit: Callable[[dict[str, Any]], None]) -> Callable[[Template], None]:
+    def mutate(tpl: Template) -> None:
+        for entry in tpl["Resources"][lid]["Properties"]["Policies"]:
+            for st in entry.get("Statement", []) if isinstance(entry, dict) else []:
+                if st.get("Sid") == sid:
+                    edit(st)
+
+    return mutate
+
+
+def _drop_config_guard(tpl: Template) -> None:
+    for res in resources(tpl, "AWS::S3::BucketPolicy").values():
+        if is_ref(res["Properties"]["Bucket"], "ConfigBucket"):
+            doc = res["Properties"]["PolicyDocument"]
+            doc["Statement"] = [st for st in doc["Statement"] if "aws:PrincipalArn" not in json.dumps(st)]
+
+
+def _key_statement(sid: str, edit: Callable[[dict[str, Any]], None]) -> Callable[[Template], None]:
+    def mutate(tpl: Template) -> None:
+        for st in tpl["Resources"]["ConnectorKey"]["Properties"]["KeyPolicy"]["Statement"]:
+            if st.get("Sid") == sid:
+                edit(st)
+
+    return mutate
+
+
+def _root_uses_key(tpl: Template) -> None:
+    tpl["Resources"]["ConnectorKey"]["Properties"]["KeyPolicy"]["Statement"].append(
+        {
+            "Sid": "Root",
+            "Effect": "Allow",
+            "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}},
+            "Action": ["kms:Decrypt"],
+            "Resource": "*",
+        }
+    )
+
+
+def _drop_role_statement(role: str, sid: str) -> Callable[[Template], None]:
+    def mutate(tpl: Template) -> None:
+        for pol in tpl["Resources"][role]["Properties"]["Policies"]:
+            doc = pol["PolicyDocument"]
+            doc["Statement"] = [st for st in doc["Statement"] if st.get("Sid") != sid]
+
+    return mutate
 
 
 BREAKAGES: dict[str, tuple[str, Callable[[Template], None]]] = {
@@ -836,6 +1369,116 @@ BREAKAGES: dict[str, tuple[str, Callable[[Template], None]]] = {
     "renamed function": (
         "contract_ids",
         lambda t: t["Resources"].update(RunLedger=t["Resources"].pop("RunLedgerFunction")),
+    ),
+    # least privilege and deploy-time trust (issue 9)
+    "extra hosts not passed to a function": (
+        "allowed_hosts",
+        lambda t: t["Resources"]["AnaplanCheckFunction"]["Properties"].pop("Environment"),
+    ),
+    "extra hosts by default": (
+        "allowed_hosts",
+        lambda t: t["Parameters"]["AllowedHosts"].update(Default="evil.example"),
+    ),
+    "anyone may write connections": ("config_writers", _drop_config_guard),
+    "a function may write connections": (
+        "config_writers",
+        lambda t: t["Resources"]["RunLedgerFunction"]["Properties"]["Policies"].append(
+            {"S3CrudPolicy": {"BucketName": {"Ref": "ConfigBucket"}}}
+        ),
+    ),
+    "KMSDecryptPolicy for a flow step": (
+        "kms_key_use",
+        lambda t: t["Resources"]["CloseGateFunction"]["Properties"]["Policies"].append(
+            {"KMSDecryptPolicy": {"KeyId": {"Ref": "ConnectorKey"}}}
+        ),
+    ),
+    "token cache key without context": (
+        "kms_key_use",
+        _edit_statement("AnaplanStartFunction", "AnaplanTokenCacheKey", lambda st: st.pop("Condition")),
+    ),
+    "token cache key for an F&O function": (
+        "kms_key_use",
+        lambda t: _add_statement(
+            t, "ExtractGLFunction", _statement(t, "AnaplanUploadFunction", "AnaplanTokenCacheKey")
+        ),
+    ),
+    "account root decrypts directly": ("kms_key_use", _root_uses_key),
+    "administrators decrypt": (
+        "key_administrators",
+        _key_statement("KeyAdministration", lambda st: st["Action"].append("kms:Decrypt")),
+    ),
+    "administrators may grant themselves use": (
+        "key_administrators",
+        _key_statement("KeyAdministration", lambda st: st["Action"].append("kms:Create*")),
+    ),
+    "administrators are everyone": (
+        "key_administrators",
+        _key_statement("KeyAdministration", lambda st: st.update(Action="kms:*")),
+    ),
+    "ledger CRUD for a flow step": (
+        "ledger_access",
+        lambda t: t["Resources"]["PlanJournalsFunction"]["Properties"]["Policies"].append(
+            {"DynamoDBCrudPolicy": {"TableName": {"Ref": "LedgerTable"}}}
+        ),
+    ),
+    "flow step deletes audit items": (
+        "ledger_access",
+        _edit_statement(
+            "WriteJournalFunction", "LedgerRunRecords", lambda st: st["Action"].append("dynamodb:DeleteItem")
+        ),
+    ),
+    "flow step batch-writes (and so may batch-delete)": (
+        "ledger_access",
+        _edit_statement(
+            "ReplayLinesFunction",
+            "LedgerRunRecords",
+            lambda st: st["Action"].append("dynamodb:BatchWriteItem"),
+        ),
+    ),
+    "ledger statement for every key": (
+        "ledger_access",
+        _edit_statement("ExtractGLFunction", "LedgerRunRecords", lambda st: st.pop("Condition")),
+    ),
+    "close gate writes": (
+        "ledger_access",
+        _edit_statement(
+            "CloseGateFunction", "LedgerWatermarksRead", lambda st: st["Action"].append("dynamodb:UpdateItem")
+        ),
+    ),
+    "secret without resource policy": (
+        "secret_readers",
+        lambda t: t["Resources"].pop("AnaplanCredentialsSecretPolicy"),
+    ),
+    "F&O function on the Anaplan role path": (
+        "secret_readers",
+        lambda t: _set(
+            t, "ExtractGLFunction", "RolePath", {"Fn::Sub": "/d365-anaplan/${AWS::StackName}/anaplan/"}
+        ),
+    ),
+    "tracer captures responses": (
+        "tracer_captures_nothing",
+        lambda t: t["Globals"]["Function"]["Environment"]["Variables"].update(
+            POWERTOOLS_TRACER_CAPTURE_RESPONSE="true"
+        ),
+    ),
+    "flow on the AWS-owned key": (
+        "state_machines_encrypted",
+        lambda t: _set(t, "PlansFlow", "EncryptionConfiguration", _DELETE),
+    ),
+    "flow role without the key": (
+        "state_machines_encrypted",
+        _drop_role_statement("ActualsFlowRole", "ExecutionDataKey"),
+    ),
+    "key policy without the flows": (
+        "state_machines_encrypted",
+        lambda t: t["Resources"]["ConnectorKey"]["Properties"]["KeyPolicy"]["Statement"].__setitem__(
+            slice(None),
+            [
+                st
+                for st in t["Resources"]["ConnectorKey"]["Properties"]["KeyPolicy"]["Statement"]
+                if st.get("Sid") != "StateMachinesEncryptExecutionData"
+            ],
+        ),
     ),
 }
 # Per-flow breakages: each flow is shown to be covered by the same rules (the ASL-dependent ones skip while

@@ -216,6 +216,11 @@ def ledger(engine: LocalEngine) -> Any:
     return RunLedger(engine.environment["LEDGER_TABLE"])
 
 
+def anaplan_requests(stack: Stack) -> int:
+    """HTTP requests the Anaplan sandbox's servers (auth, OAuth, API) have received so far."""
+    return sum(server.requests.total() for server in stack.anaplan.servers.values())
+
+
 def leases(engine: LocalEngine) -> Any:
     from d365_anaplan.ledger.lease import ModelLease
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from e2e_support import (
     PERIODS,
+    anaplan_requests,
     assert_actuals_match,
     assert_plans_match,
     clear_actuals,
@@ -24,6 +25,7 @@ from e2e_support import (
     runs_of,
 )
 
+from d365_anaplan.errors import LeaseLost
 from devkit.engine import LocalEngine
 from devkit.stack import Stack
 
@@ -181,10 +183,21 @@ def test_actuals_steps_invoked_twice_have_one_effect(engine: LocalEngine, stack:
     files = len(book.files(result.name))
     (start,) = [e for e in events["AnaplanStartFunction"] if e["step"] == "ImportActuals"]
     (original,) = actuals_tasks(engine, result.name)
+    # The run released the model lease: a late duplicate delivery is refused before it reaches Anaplan.
+    sent = anaplan_requests(stack)
+    (upload,) = [e for e in events["AnaplanUploadFunction"] if e["step"] == "UploadActuals"]
+    for fn, event in (
+        ("AnaplanStartFunction", {**start, "step": "ImportActualsAgain"}),
+        ("AnaplanUploadFunction", upload),
+    ):
+        with pytest.raises(LeaseLost, match="nothing was sent to Anaplan"):
+            engine.invoke(fn, event)
+    assert anaplan_requests(stack) == sent
+    # Delivered while the execution still holds the lease, the duplicates have one effect.
+    leases(engine).acquire(model_key(stack), result.arn, 3600)
     for _ in range(2):
         again = engine.invoke("AnaplanStartFunction", start)
         assert again["task_id"] == original.task_id
-    (upload,) = [e for e in events["AnaplanUploadFunction"] if e["step"] == "UploadActuals"]
     for _ in range(2):
         assert engine.invoke("AnaplanUploadFunction", upload)["uploaded"] is True
     for extract in events["ExtractGLFunction"]:
@@ -192,6 +205,7 @@ def test_actuals_steps_invoked_twice_have_one_effect(engine: LocalEngine, stack:
         assert outs[0] == outs[1]
     (open_run,) = [e for e in events["RunLedgerFunction"] if e.get("body", e).get("op") == "start"]
     engine.invoke("RunLedgerFunction", open_run)
+    assert leases(engine).release(model_key(stack), result.arn)
     assert tasks_started(stack) == started, "no second task was started"
     assert stack.anaplan.app.module_cells("GL Actuals") == cells
     assert len(book.files(result.name)) == files, "re-staged files overwrite their own ledger records"
@@ -219,13 +233,15 @@ def test_plans_steps_invoked_twice_have_one_effect(engine: LocalEngine, stack: S
     outs = [engine.invoke("PlanJournalsFunction", plan) for _ in range(2)]
     assert outs[0] == outs[1] == result.output["plan"], "the same journals, batches and keys every time"
     downloads = [e for e in events["AnaplanCheckFunction"] if e.get("download_to")]
-    for event in downloads[-1:]:
-        assert engine.invoke("AnaplanCheckFunction", event) == engine.invoke("AnaplanCheckFunction", event)
+    with pytest.raises(LeaseLost):  # the run released the model: a late duplicate poll is refused
+        engine.invoke("AnaplanCheckFunction", downloads[-1])
     (acquire,) = [e for e in events["ModelLeaseFunction"] if e["op"] == "acquire"]
     (release,) = [e for e in events["ModelLeaseFunction"] if e["op"] == "release"]
     engine.invoke("ModelLeaseFunction", acquire)
     engine.invoke("ModelLeaseFunction", acquire)  # the same owner re-acquires its own lease
     assert leases(engine).get(model_key(stack)).owner == acquire["execution"]
+    for event in downloads[-1:]:  # under the lease, a repeated poll downloads to the same file
+        assert engine.invoke("AnaplanCheckFunction", event) == engine.invoke("AnaplanCheckFunction", event)
     assert engine.invoke("ModelLeaseFunction", release)["released"] is True
     assert engine.invoke("ModelLeaseFunction", release)["released"] is False
     assert leases(engine).get(model_key(stack)) is None

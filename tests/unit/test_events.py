@@ -41,7 +41,7 @@ EVENT_FILES = sorted(EVENTS.glob("*.json"))
 # a Task state that invokes that function.
 NOT_FROM_A_FLOW = {
     "lease_janitor": "EventBridge delivers it (Step Functions Execution Status Change), not a flow",
-    "model_lease-renew": "no flow renews its lease today; the operation exists for long runs and the console",
+    "model_lease-renew": "the acting steps renew the lease themselves; the operation exists for the console",
     "schedule_sync-created": "EventBridge delivers the config bucket's S3 events, not a flow",
     "schedule_sync-deleted": "EventBridge delivers the config bucket's S3 events, not a flow",
     "schedule_sync-all": "a manual full sync (aws lambda invoke), not a flow",
@@ -142,9 +142,9 @@ def _machines() -> dict[str, dict[str, Any]]:
     """Flow name (``statemachine/<flow>.asl.json``) -> the template's state machine properties."""
     out = {}
     for res in template().get("Resources", {}).values():
-        if res.get("Type") == "AWS::Serverless::StateMachine":
+        if res.get("Type") in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"):
             p = res.get("Properties", {})
-            uri = p.get("DefinitionUri")
+            uri = p.get("DefinitionUri", p.get("DefinitionS3Location"))
             if isinstance(uri, str) and uri.startswith("statemachine/"):
                 out[uri.removeprefix("statemachine/").removesuffix(".asl.json")] = p
     return out
@@ -344,7 +344,16 @@ def test_schedule_event_is_the_template_schedule_input(flow: str) -> None:
         for ev in machine.get("Events", {}).values()
         if ev.get("Type") == "ScheduleV2" and "Input" in ev.get("Properties", {})
     ]
-    assert len(inputs) == 1, f"{flow}: expected one ScheduleV2 Input, found {len(inputs)}"
+    # or an AWS::Scheduler::Schedule whose target is the (plain Step Functions) state machine
+    lid = next(k for k, r in template()["Resources"].items() if r.get("Properties") is machine)
+    inputs += [
+        r["Properties"]["Target"]["Input"]
+        for r in template()["Resources"].values()
+        if r.get("Type") == "AWS::Scheduler::Schedule"
+        and r["Properties"].get("Target", {}).get("Arn") == {"Ref": lid}
+        and "Input" in r["Properties"]["Target"]
+    ]
+    assert len(inputs) == 1, f"{flow}: expected one schedule Input, found {len(inputs)}"
     text = inputs[0]["Fn::Sub"] if isinstance(inputs[0], dict) else inputs[0]
     params = template().get("Parameters", {})
     scheduled = json.loads(

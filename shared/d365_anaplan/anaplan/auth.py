@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import math
 import os
 import struct
 import time
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 
 from d365_anaplan.anaplan.models import AuthFailure, AuthResponse, DeviceCode, OAuthError, OAuthTokens
 from d365_anaplan.anaplan.tokens import CachedToken, TokenCache
+from d365_anaplan.config import AnaplanSettings
 from d365_anaplan.errors import AnaplanAuthError, AnaplanUnavailable
 
 log = logging.getLogger(__name__)
@@ -134,6 +136,9 @@ class BasicAuthenticator(_AuthApiAuthenticator):
     def principal(self) -> str:
         return f"basic:{self.username}"
 
+    def __repr__(self) -> str:
+        return f"BasicAuthenticator({self.auth_url}, user {self.username}, password not shown)"
+
     def authenticate(self, session: requests.Session) -> CachedToken:
         call = f"POST /token/authenticate (basic, user {self.username})"
         raw = base64.b64encode(f"{self.username}:{self._password}".encode()).decode("ascii")
@@ -206,6 +211,9 @@ class CertificateAuthenticator(_AuthApiAuthenticator):
     def principal(self) -> str:
         return f"cert:{self.fingerprint}"
 
+    def __repr__(self) -> str:
+        return f"CertificateAuthenticator({self.auth_url}, certificate {self.fingerprint}, key not shown)"
+
     def authenticate(self, session: requests.Session) -> CachedToken:
         call = f"POST /token/authenticate (certificate {self.fingerprint}, payload {self.payload})"
         body = certificate_payload(self._key, version=self.payload, clock=self.clock)
@@ -244,6 +252,9 @@ class DeviceGrantAuthenticator:
     @property
     def principal(self) -> str:
         return f"oauth:{self.client_id}"
+
+    def __repr__(self) -> str:
+        return f"DeviceGrantAuthenticator({self.oauth_url}, client {self.client_id}, refresh token not shown)"
 
     def authenticate(self, session: requests.Session) -> CachedToken:
         call = f"POST /oauth/token (refresh_token grant, client {self.client_id})"
@@ -346,9 +357,34 @@ def poll_device_token(
 
 # --- token reuse -------------------------------------------------------------------------------------
 
+REFRESH_CALLS = 2  # HTTP calls under the refresh lock: a refused refresh falls back to one authentication
+LOCK_MARGIN_S = 30  # the cache writes and the clock skew between Lambdas
+
+
+def refresh_lock_seconds(http_timeout_s: float) -> int:
+    """TTL of the token-refresh lock for a session whose requests time out after ``http_timeout_s``.
+
+    The lock must outlive the HTTP calls made while holding it, or a second caller could refresh (and rotate a
+    refresh token) while the first still waits for its answer. ``requests`` applies the timeout to the
+    connection and again to the read, so each call may take twice ``http_timeout_s``.
+    """
+    if http_timeout_s <= 0:
+        raise ValueError(f"http_timeout_s must be positive, got {http_timeout_s!r}")
+    return math.ceil(REFRESH_CALLS * 2 * http_timeout_s) + LOCK_MARGIN_S
+
+
+def http_timeout_of(session: requests.Session, default: float) -> float:
+    """The timeout a session applies to requests that name none (``VerifiedSession.default_timeout``)."""
+    value = getattr(session, "default_timeout", None)
+    return float(value) if isinstance(value, int | float) and value > 0 else default
+
 
 class TokenManager:
-    """One token per connection, shared through ``cache``, refreshed ahead of expiry, never raced."""
+    """One token per connection, shared through ``cache``, refreshed ahead of expiry, never raced.
+
+    The refresh lock's TTL is derived from the session's HTTP timeout (:func:`refresh_lock_seconds`); an
+    explicit ``lock_ttl_s`` shorter than that is refused.
+    """
 
     def __init__(
         self,
@@ -360,10 +396,20 @@ class TokenManager:
         clock: Clock = time.time,
         sleep: Sleep = time.sleep,
         refresh_margin_s: float = 300.0,
-        lock_ttl_s: int = 60,
+        http_timeout_s: float | None = None,
+        lock_ttl_s: int | None = None,
         lock_wait_s: float = 60.0,
         owner: str | None = None,
     ) -> None:
+        if http_timeout_s is None:
+            default = AnaplanSettings.model_fields["timeout_seconds"].default
+            http_timeout_s = http_timeout_of(session, float(default))
+        guarded = refresh_lock_seconds(http_timeout_s)
+        if lock_ttl_s is not None and lock_ttl_s < guarded:
+            raise ValueError(
+                f"token refresh lock of {lock_ttl_s} s would expire before the HTTP calls it guards "
+                f"(timeout {http_timeout_s:g} s): at least {guarded} s"
+            )
         self.authenticator = authenticator
         self.session = session
         self.cache = cache
@@ -371,7 +417,8 @@ class TokenManager:
         self.clock = clock
         self.sleep = sleep
         self.refresh_margin_s = refresh_margin_s
-        self.lock_ttl_s = lock_ttl_s
+        self.http_timeout_s = http_timeout_s
+        self.lock_ttl_s = guarded if lock_ttl_s is None else lock_ttl_s
         self.lock_wait_s = lock_wait_s
         self.owner = owner or uuid.uuid4().hex
         self._local: CachedToken | None = None

@@ -35,6 +35,7 @@ from d365_anaplan.anaplan.auth import (
     CertificateAuthenticator,
     DeviceGrantAuthenticator,
     TokenManager,
+    http_timeout_of,
 )
 from d365_anaplan.anaplan.limits import RateLimiter, backoff_with_jitter, next_poll_wait
 from d365_anaplan.anaplan.models import (
@@ -79,7 +80,7 @@ from d365_anaplan.errors import (
     AnaplanUnavailable,
     ConnectorError,
 )
-from d365_anaplan.http import VerifiedSession, parse_retry_after
+from d365_anaplan.http import parse_retry_after, restrict_to, session_for
 from d365_anaplan.secrets import SecretResolver
 
 log = logging.getLogger(__name__)
@@ -322,6 +323,7 @@ class AnaplanClient:
             cache_key(connection, settings.auth_url, authenticator.principal),
             clock=clock,
             sleep=sleep,
+            http_timeout_s=http_timeout_of(session, settings.timeout_seconds),
         )
         self.requests_made = 0
         self.retries = 0
@@ -342,7 +344,9 @@ class AnaplanClient:
     ) -> AnaplanClient:
         """Build a client from a connection configuration (secrets resolved through ``resolver``)."""
         resolver = resolver or SecretResolver()
-        session = session or VerifiedSession(ca_bundle=cfg.tls.ca_bundle, timeout=cfg.anaplan.timeout_seconds)
+        if session is not None:
+            restrict_to(session, cfg)
+        session = session or session_for(cfg, cfg.anaplan.timeout_seconds)
         authenticator = build_authenticator(cfg.anaplan, resolver)
         return cls(
             cfg.anaplan,

@@ -15,7 +15,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import requests
@@ -61,9 +61,13 @@ class ConfidentialApp(Protocol):
 class Credential:
     """A client secret, or a certificate (PEM private key + PEM certificate)."""
 
-    client_secret: str | None = None
-    private_key_pem: str | None = None
-    certificate_pem: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    private_key_pem: str | None = field(default=None, repr=False)
+    certificate_pem: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        kind = "client secret" if self.client_secret else "certificate" if self.private_key_pem else "none"
+        return f"Credential(<{kind}, not shown>)"
 
     def for_msal(self) -> Any:
         if self.client_secret:

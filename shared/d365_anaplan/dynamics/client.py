@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from d365_anaplan.config import ConnectionConfig
-from d365_anaplan.http import VerifiedSession
+from d365_anaplan.http import VerifiedSession, restrict_to, session_for
 from d365_anaplan.secrets import SecretResolver
 
 from .auth import TokenProvider, credential_from_settings, provider_for
@@ -37,7 +37,9 @@ def connect(
 ) -> DynamicsConnection:
     """Build the F&O side of a connection (``remaining_time``: seconds left in this Lambda invocation)."""
     d = cfg.dynamics
-    sess = session or VerifiedSession(ca_bundle=cfg.tls.ca_bundle, timeout=d.timeout_seconds)
+    if session is not None:
+        restrict_to(session, cfg)
+    sess = session or session_for(cfg, d.timeout_seconds)
     if reuse_tokens:
         tokens = provider_for(d, resolver, sess)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from typing import Any
 
 from d365_anaplan.errors import DynamicsBadResponse
 
@@ -40,16 +41,44 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def parse_metadata(xml_text: str) -> ServiceMetadata:
-    head = xml_text[:4096].upper()
-    if "<!DOCTYPE" in head or "<!ENTITY" in xml_text.upper():
+MAX_DEPTH = 32  # CSDL nests about 6 levels deep
+
+
+def _parse_tree(xml_text: str) -> ET.Element:
+    """Parse without DTDs or entities (refused wherever they appear) and without deep nesting."""
+    upper = xml_text.upper()
+    if "<!DOCTYPE" in upper or "<!ENTITY" in upper:
         raise DynamicsBadResponse(
             "GET $metadata: the document declares a DTD or entities; refusing to parse it"
         )
+    parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start", "end"))
+    depth = 0
+    root: ET.Element | None = None
     try:
-        root = ET.fromstring(xml_text)  # noqa: S314 - no DTD (checked above)
+        for start in range(0, len(xml_text), 1 << 16):
+            parser.feed(xml_text[start : start + (1 << 16)])
+            events: Any = parser.read_events()  # typeshed's element type is narrower than the events
+            for event, element in events:
+                if event == "start":
+                    depth += 1
+                    if root is None and isinstance(element, ET.Element):
+                        root = element
+                    if depth > MAX_DEPTH:
+                        raise DynamicsBadResponse(
+                            f"GET $metadata: elements nest deeper than {MAX_DEPTH} levels; refusing to parse it"
+                        )
+                else:
+                    depth -= 1
+        parser.close()
     except ET.ParseError as exc:
         raise DynamicsBadResponse(f"GET $metadata: not well-formed XML ({exc})") from None
+    if root is None:
+        raise DynamicsBadResponse("GET $metadata: the document is empty")
+    return root
+
+
+def parse_metadata(xml_text: str) -> ServiceMetadata:
+    root = _parse_tree(xml_text)
     if _local(root.tag) != "Edmx":
         raise DynamicsBadResponse(f"GET $metadata: expected an edmx:Edmx document, got <{_local(root.tag)}>")
     types: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {}

@@ -35,6 +35,7 @@ from d365_anaplan.errors import (
     DynamicsValidationError,
 )
 from d365_anaplan.http import parse_retry_after
+from d365_anaplan.urls import UrlProblem, origin_of, redacted
 
 from .auth import explain_unauthorized
 
@@ -232,8 +233,7 @@ class ODataClient:
         safety_seconds: float = 30.0,
     ) -> None:
         self.environment_url = environment_url.rstrip("/").lower()
-        parts = urlsplit(self.environment_url)
-        self._origin = (parts.scheme, parts.netloc)
+        self._origin = origin_of(self.environment_url)
         self.base = f"{self.environment_url}/data"
         self.tokens = tokens
         self.session = session
@@ -262,12 +262,14 @@ class ODataClient:
 
     def check_link(self, link: str, what: str) -> str:
         """A next link is followed as-is, but only to our own environment (the bearer token goes with it)."""
-        parts = urlsplit(link)
-        if (parts.scheme.lower(), parts.netloc.lower()) != self._origin or not parts.path.startswith(
-            "/data/"
-        ):
+        try:
+            origin = origin_of(link)
+        except UrlProblem as exc:
+            raise DynamicsBadResponse(f"{what}: @odata.nextLink {exc}; not followed") from None
+        bad = next((ch for ch in link if ch == "\\" or ch.isspace() or not 0x20 < ord(ch) < 0x7F), None)
+        if origin != self._origin or not urlsplit(link).path.startswith("/data/") or bad is not None:
             raise DynamicsBadResponse(
-                f"{what}: @odata.nextLink points outside {self.environment_url}/data ({parts.scheme}://{parts.netloc})"
+                f"{what}: @odata.nextLink points outside {self.environment_url}/data ({redacted(link)})"
             )
         return link
 

@@ -56,6 +56,7 @@ FINAL_STATUSES: frozenset[str] = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "A
 # Runs a redrive reopens (Step Functions redrives FAILED, TIMED_OUT and ABORTED executions).
 REDRIVABLE: frozenset[str] = frozenset({"FAILED", "ABORTED"})
 LINE_FAILED = "FAILED"
+_TRANSACT_MAX = 100  # items per TransactWriteItems request (the DynamoDB limit)
 
 _KIND_ORDER: dict[str, int] = {"RUN": 0, "STEP": 1, "FILE": 2, "TASK": 3, "JOURNAL": 4, "LINE": 5}
 
@@ -610,7 +611,7 @@ class RunLedger:
     def record_journal_lines(self, run_id: str, lines: Sequence[JournalLineEntry]) -> int:
         """Record many lines at once: what :meth:`record_journal_line` does for each, in batches.
 
-        Lines seen for the first time are written with BatchWriteItem (25 per request); lines the run
+        Lines seen for the first time are put in transactions (100 per request); lines the run
         already has (a retry, a redrive) go through :meth:`record_journal_line`, which keeps their history.
         Returns how many lines were written in bulk.
         """
@@ -648,12 +649,11 @@ class RunLedger:
             ttl = self._ttl(now)
             if ttl is not None:
                 item["ttl"] = ttl
-            fresh.append({"PutRequest": {"Item": to_item(item)}})
-        for i in range(0, len(fresh), 25):
-            request: dict[str, Any] = {self.table_name: fresh[i : i + 25]}
-            while request:
-                response = self.client.batch_write_item(RequestItems=request)
-                request = response.get("UnprocessedItems") or {}
+            fresh.append({"Put": {"TableName": self.table_name, "Item": to_item(item)}})
+        # Transactions of puts, not BatchWriteItem: IAM cannot tell a batch put from a batch delete, and the
+        # functions that write lines must not be able to delete audit items (template.yaml grants PutItem).
+        for i in range(0, len(fresh), _TRANSACT_MAX):
+            self.client.transact_write_items(TransactItems=fresh[i : i + _TRANSACT_MAX])
         return len(fresh)
 
     # --- reading ----------------------------------------------------------------------------------------------

@@ -18,6 +18,13 @@ Items (ledger table, see ``docs/ledger.md``):
 Acquisition is a conditional write ``attribute_not_exists(pk) OR expires_at < :now OR owner = :me``,
 additionally pinned to the ``version`` read just before (optimistic concurrency), so a takeover records
 exactly whom it displaced and two racing executions can never both win.
+
+Every step that acts on the model (upload, action start, task check, download) first calls :meth:`renew`:
+one conditional write that both proves this execution still owns the lease (``LeaseLost`` otherwise, before
+anything reaches Anaplan) and extends it. The TTL is the state machine's execution timeout
+(:func:`lease_ttl_seconds`): a living execution never goes longer than that between two acting steps, so
+its lease cannot expire under it, while the lease of an execution that died expires with it (the janitor
+usually releases it sooner).
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from d365_anaplan.ledger._dynamo import (
 )
 from d365_anaplan.ledger.models import Lease
 
+MAX_EXECUTION_SECONDS = 366 * 24 * 3600  # a Standard state machine runs for at most a year
 LEASE_TTL_GRACE = timedelta(days=1)  # items linger this long after expiry before DynamoDB TTL removes them
 POINTER_TTL_GRACE = timedelta(days=7)
 _RETRYABLE_CANCEL = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
@@ -60,6 +68,26 @@ def model_key(workspace_id: str, model_id: str) -> str:
             f"model_key: workspace and model ids must be non-empty, without '/': {workspace_id!r}, {model_id!r}"
         )
     return f"{workspace_id}/{model_id}"
+
+
+def lease_ttl_seconds(execution_timeout_seconds: int) -> int:
+    """The lease TTL of a flow whose state machine times out after ``execution_timeout_seconds``.
+
+    Each acting step renews the lease to now + TTL. The longest a living execution can go between two acting
+    steps (waits, retries, other states) is bounded by its execution timeout, so that is the TTL: no
+    constant to drift from the ASL's ``TimeoutSeconds`` (a redrive resets the timeout; the redriven
+    execution's first acting step renews from then on).
+    """
+    if (
+        isinstance(execution_timeout_seconds, bool)
+        or not isinstance(execution_timeout_seconds, int)
+        or not 60 <= execution_timeout_seconds <= MAX_EXECUTION_SECONDS
+    ):
+        raise ValueError(
+            f"execution timeout must be a whole number of seconds in [60, {MAX_EXECUTION_SECONDS}], "
+            f"got {execution_timeout_seconds!r}"
+        )
+    return execution_timeout_seconds
 
 
 def lease_pk(key: str) -> str:
@@ -223,7 +251,12 @@ class ModelLease:
         return _lease(from_item(to_item(item)))
 
     def renew(self, model_key: str, owner: str, ttl_seconds: int) -> Lease:
-        """Extend a lease this owner holds to now + ``ttl_seconds``; :class:`LeaseLost` if it does not."""
+        """Prove ``owner`` still holds the lease and extend it to now + ``ttl_seconds``, in one conditional
+        write; :class:`LeaseLost` naming the holder if it does not (taken over, released, never acquired).
+
+        A lease of this owner that expired without being taken over is still this owner's: renewing it bumps
+        ``version``, so an execution racing to take it over fails its conditional write and reads it again.
+        """
         _check(model_key, owner, ttl_seconds)
         now = self._clock()
         expires = now + timedelta(seconds=ttl_seconds)

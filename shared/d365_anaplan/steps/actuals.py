@@ -38,6 +38,7 @@ from d365_anaplan.flows.records import GLLine
 from d365_anaplan.flows.textsafe import check_code, csv_writer, neutralise_text
 from d365_anaplan.staging import S3StreamWriter, StagedFile, iter_lines
 from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.lease import LeaseRef, hold_lease
 
 
 class _Text:
@@ -213,12 +214,16 @@ def _members(ctx: StepContext) -> tuple[dict[str, set[str]], list[str]]:
     return members, unchecked
 
 
-def prepare_actuals(ctx: StepContext, periods: list[str]) -> dict[str, Any]:
+def prepare_actuals(
+    ctx: StepContext, periods: list[str], *, lease: LeaseRef, dry_run: bool = False
+) -> dict[str, Any]:
     """Transform the staged GL to the actuals import's columns, check alignment, write the file.
 
     Monthly grain aggregates (the aggregate is small); line grain streams the staged GL twice (references,
     then rows). Writes ``actuals/actuals.csv``, ``actuals/fo_totals.json`` (per company/account/period, for
-    reconciliation) and ``actuals/alignment.json``.
+    reconciliation) and ``actuals/alignment.json``. Unless ``dry_run``, the file's cells join the held-cell
+    state before the import can write them (see :func:`hold_cells`). The model lease is renewed and verified
+    before the Anaplan lists are read (the held-cell state is kept under it).
     """
     cfg = ctx.cfg
     m = cfg.mapping
@@ -236,6 +241,7 @@ def prepare_actuals(ctx: StepContext, periods: list[str]) -> dict[str, Any]:
     ctx.ledger.record_step(
         ctx.run_id, "TransformActuals", "SUCCEEDED", {"grain": m.actuals.grain, "periods": periods}
     )
+    hold_lease(ctx, lease, "PrepareActuals: read the Anaplan lists")
     members, unchecked = _members(ctx)
     for dimension in unchecked:
         refs.values.pop(dimension, None)
@@ -267,6 +273,8 @@ def prepare_actuals(ctx: StepContext, periods: list[str]) -> dict[str, Any]:
             fiscal_year_start_month=cfg.close_calendar.fiscal_year_start_month, remap=remap or None,
         )  # fmt: skip
     staged = _record(ctx, "PrepareActuals", out.result)
+    if m.actuals.grain == "monthly" and not dry_run:
+        hold_cells(ctx, periods, loaded)
     totals_key = ctx.key("actuals", "fo_totals.json")
     ctx.s3.put_object(Bucket=bucket, Key=totals_key, Body=json.dumps(_totals_json(totals)).encode("utf-8"))
     summary = totals.summary()
@@ -279,9 +287,11 @@ def prepare_actuals(ctx: StepContext, periods: list[str]) -> dict[str, Any]:
 
 
 # --- cells held in Anaplan --------------------------------------------------------------------------------
-# After each successful load, the (company, account, dimension values, period) cells it wrote are kept per
-# period under state/<connection>/actuals/ (outside runs/, so retention does not expire them). The next load of
-# the same period writes zero into every kept cell that F&O no longer has.
+# The (company, account, dimension values, period) cells Anaplan may hold from our loads are kept per period
+# under state/<connection>/actuals/ (outside runs/, so retention does not expire them). The next load of the
+# same period writes zero into every kept cell that F&O no longer has. A prepared file's cells join the state
+# before its import runs (an import that ran in a run that failed afterwards wrote them too); after a
+# successful load the state is exactly what that load wrote (the zeroed cells leave it).
 
 Cell = tuple[str, str, tuple[str, ...], date]
 
@@ -308,6 +318,17 @@ def _held_cells(ctx: StepContext, periods: list[str]) -> set[Cell]:
     for p in periods:
         held |= _read_cells(ctx, _state_key(ctx, p))
     return held
+
+
+def hold_cells(ctx: StepContext, periods: list[str], cells: set[Cell]) -> None:
+    """Before the import: add ``cells`` to the held state of their periods (kept even if the run fails)."""
+    for p in periods:
+        month = parse_period(p, field="periods")
+        key = _state_key(ctx, p)
+        ours = {c for c in cells if c[3] == month}
+        held = _read_cells(ctx, key)
+        if not ours <= held:
+            _put_cells(ctx, key, held | ours)
 
 
 def remember_loaded_cells(ctx: StepContext, periods: list[str]) -> int:

@@ -3,6 +3,9 @@
 The state machine loops ``Wait → check_task`` until the task is terminal; nothing here sleeps between polls.
 Starting is idempotent per (run, step): a Step Functions Retry or a console redrive finds the task the
 earlier attempt started in the ledger and follows it instead of starting a second one.
+
+Each step renews and verifies the model lease (``lease``, the flow's ``$.lease``) right before its first
+request to Anaplan, and again before a download that follows a poll (:mod:`d365_anaplan.steps.lease`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from d365_anaplan.anaplan.models import Outcome
 from d365_anaplan.errors import AnaplanPollTimeout, AnaplanTaskFailed
 from d365_anaplan.staging import S3StreamWriter, iter_chunks
 from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.lease import LeaseRef, hold_lease
 
 Kind = Literal["imports", "exports", "processes"]
 MAX_POLL_SECONDS = 4 * 3600  # an action still running after this is reported, not waited for
@@ -41,11 +45,14 @@ class TaskRef(BaseModel):
     file_key: str | None = None
 
 
-def upload(ctx: StepContext, step: str, action: str, key: str, *, dry_run: bool = False) -> dict[str, Any]:
+def upload(
+    ctx: StepContext, step: str, action: str, key: str, *, lease: LeaseRef, dry_run: bool = False
+) -> dict[str, Any]:
     """Stream the staged file ``key`` into the data-source file of import ``action`` (header checked)."""
     if dry_run:
         ctx.ledger.record_step(ctx.run_id, step, "DRY_RUN", {"action": action, "key": key})
         return {"action": action, "key": key, "uploaded": False, "dry_run": True}
+    hold_lease(ctx, lease, f"{step}: upload for import {action!r}")
     chunk_bytes = ctx.cfg.anaplan.chunk_size_mb * 1024 * 1024
     source = iter_chunks(ctx.s3, ctx.env.staging_bucket, key, chunk_size=chunk_bytes)
     result = ctx.anaplan.upload_for_import(action, source)
@@ -62,7 +69,7 @@ def upload(ctx: StepContext, step: str, action: str, key: str, *, dry_run: bool 
 
 
 def start_action(
-    ctx: StepContext, step: str, kind: Kind, action: str, *, dry_run: bool = False
+    ctx: StepContext, step: str, kind: Kind, action: str, *, lease: LeaseRef, dry_run: bool = False
 ) -> dict[str, Any]:
     """Start import/export/process ``action`` once per (run, step)."""
     now = datetime.now(UTC).isoformat()
@@ -79,6 +86,7 @@ def start_action(
                            step=step, started_at=str(d["started_at"])).model_dump()  # fmt: skip
         if earlier.step == step and earlier.status == "STARTING":
             pending = earlier.detail
+    hold_lease(ctx, lease, f"{step}: start {kind[:-1]} {action!r}")
     client = ctx.anaplan
     action_id = _action_id(ctx, kind, action)
     if pending is not None:
@@ -140,6 +148,7 @@ def check_task(
     ctx: StepContext,
     task: TaskRef,
     *,
+    lease: LeaseRef,
     strict: bool = False,
     download_to: str | None = None,
 ) -> dict[str, Any]:
@@ -150,6 +159,8 @@ def check_task(
         return task.model_dump()
     started = datetime.fromisoformat(task.started_at)
     elapsed = (datetime.now(UTC) - started).total_seconds()
+    doing = f"{task.step}: {task.kind[:-1]} {task.action!r} task {task.task_id}"
+    hold_lease(ctx, lease, f"{doing}: poll")
     check = ctx.anaplan.check_task(task.kind, task.action_id, task.task_id, elapsed_seconds=elapsed)
     if not check.terminal:
         if elapsed > MAX_POLL_SECONDS:
@@ -168,6 +179,10 @@ def check_task(
         ).model_dump()
     dump_key = None
     bucket = ctx.env.staging_bucket
+    if (check.failure_dump_available and task.kind == "imports") or (
+        task.kind == "processes" and check.dump_object_ids
+    ):
+        hold_lease(ctx, lease, f"{doing}: failure dump download")
     if check.failure_dump_available and task.kind == "imports":
         dump_key = ctx.key("dumps", f"{task.step}-{task.task_id}.csv")
         with S3StreamWriter(ctx.s3, bucket, dump_key) as out:
@@ -203,6 +218,7 @@ def check_task(
         )
     out_key = None
     if download_to and task.kind == "exports":
+        hold_lease(ctx, lease, f"{doing}: export file download")
         folder, _, name = download_to.partition("/")
         download_key = ctx.key(folder, name or f"{task.action_id}.csv")
         with S3StreamWriter(ctx.s3, bucket, download_key) as out:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from d365_anaplan.config import ConnectionConfig
 from d365_anaplan.ledger.audit import RunLedger
+from d365_anaplan.ledger.lease import ModelLease
 from d365_anaplan.request_metrics import ResponseCounts, count_responses
 from d365_anaplan.runtime import Settings, load_connection, run_id_of, s3, settings
 from d365_anaplan.secrets import SecretResolver
@@ -44,6 +45,10 @@ class StepContext:
     @cached_property
     def ledger(self) -> RunLedger:
         return RunLedger(self.env.ledger_table)
+
+    @cached_property
+    def leases(self) -> ModelLease:
+        return ModelLease(self.env.ledger_table)
 
     @cached_property
     def s3(self) -> Any:
