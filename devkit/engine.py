@@ -133,10 +133,14 @@ class Template:
             return self.kms_ids.get(logical_id, logical_id)
         if kind == "AWS::SecretsManager::Secret":
             return self.arn(logical_id)
+        if kind == "AWS::SNS::Topic":  # Ref of a topic is its ARN
+            return self.arn(logical_id)
         return logical_id
 
     def arn(self, logical_id: str) -> str:
         kind = self.resources[logical_id]["Type"]
+        if kind == "AWS::SNS::Topic":
+            return f"arn:{PARTITION}:sns:{REGION}:{ACCOUNT}:{logical_id}"
         name = self.physical_name(logical_id) if kind != "AWS::SecretsManager::Secret" else logical_id
         if kind in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
             return f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{name}"
@@ -403,6 +407,12 @@ class LocalEngine:
         self.secret_arns: dict[str, str] = {}
         for lid in tpl.of_type("AWS::SecretsManager::Secret"):
             self.secret_arns[lid] = sm.create_secret(Name=f"{lid}-local", SecretString="{}")["ARN"]
+        sns = boto3.client("sns", region_name=REGION)
+        for lid in tpl.of_type("AWS::SNS::Topic"):
+            sns.create_topic(Name=lid)
+        scheduler = boto3.client("scheduler", region_name=REGION)
+        for lid in tpl.of_type("AWS::Scheduler::ScheduleGroup"):
+            scheduler.create_schedule_group(Name=tpl.physical_name(lid))
         sfn = boto3.client("stepfunctions", region_name=REGION)
         role = f"arn:aws:iam::{ACCOUNT}:role/local-state-machine"
         for lid in tpl.of_type(*STATE_MACHINE_TYPES):
