@@ -1,9 +1,9 @@
 """The ``d365-anaplan`` command line (dev kit; not deployed).
 
 Each sub-command lives in its own module exposing ``configure_parser(parser)`` and ``run(args) -> int``;
-this file only wires them together, imports lazily, and maps errors to exit codes:
-0 success, 1 the job ran and failed (e.g. reconciliation), 2 usage or configuration error, 3 a system
-could not be reached or refused us.
+this file only wires them together, imports lazily, and maps errors to the exit codes of
+``devkit.commands.exit_codes`` (0 success, 1 the job failed, 2 usage/configuration, 3 unreachable,
+4 credentials refused, 130 interrupted).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+
+from devkit.commands.exit_codes import EPILOG, EXIT_INTERRUPTED, EXIT_USAGE
 
 # command -> (module, help). Nested commands use "group sub".
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -32,17 +34,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("devkit.commands.run", "run the actuals or plans state machine on the local engine"),
     "replay": ("devkit.commands.replay", "run a past run's flow again from its staged files"),
     "audit": ("devkit.commands.audit", "show a run's ledger: steps, files, tasks, journals, failures"),
+    "runs": (
+        "devkit.commands.runs",
+        "list the runs in the ledger (local, or a deployed stack's with --stack)",
+    ),
+    "start": ("devkit.commands.start", "start a flow of a deployed stack (--stack) and follow it"),
 }
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="d365-anaplan",
         description="Dynamics 365 F&O <-> Anaplan connector (local tools)",
-        epilog="'d365-anaplan COMMAND --help' describes each command. Exit codes: 0 success, 1 the job ran and "
-        "failed, 2 usage or configuration error, 3 a system could not be reached or refused us.",
+        epilog=f"'d365-anaplan COMMAND --help' describes each command. {EPILOG[0].upper()}{EPILOG[1:]}.",
     )
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
@@ -66,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from d365_anaplan.errors import ConfigError
+    from d365_anaplan.errors import ConfigError, SecretUnavailable
 
     args = build_parser().parse_args(argv)
     if getattr(args, "_missing", False):
@@ -74,11 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(importlib.import_module(args._module).run(args))
-    except ConfigError as exc:
+    except (ConfigError, SecretUnavailable) as exc:
         print(f"d365-anaplan: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        print("d365-anaplan: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -282,6 +282,7 @@ def _demo(args: argparse.Namespace) -> int:
             note="Net posted amount per company, main account and month read from the F&O ledger, against the "
                  "cells of Anaplan's GL Actuals module (version Actual) summed over business unit, cost centre "
                  "and department.",
+            currencies=_currencies(cfg), account_names=_account_names(),
         )  # fmt: skip
         plan = anaplan_plan(stack, cfg, months)
         fo_plan = fo_cumulative_plan(stack, cfg)
@@ -294,6 +295,7 @@ def _demo(args: argparse.Namespace) -> int:
                  "(drafts excluded), against the cumulative total of every budget register entry (or journal) "
                  "the connector holds in F&O for that version, over all runs. Budget and forecast are compared "
                  "separately: the account column reads <version>:<account>.",
+            currencies=_currencies(cfg), account_names=_account_names(),
         )  # fmt: skip
         counts = request_counts(stack)
         elapsed = time.monotonic() - t0
@@ -369,6 +371,18 @@ def _print_summary(facts: dict[str, RunFacts], timings: dict[str, float], ra: An
         print("See the report and: d365-anaplan audit RUN")
 
 
+def _currencies(cfg: Any) -> dict[str, str]:
+    """Each company's accounting currency (the connection's journal currencies, else its default)."""
+    journal = cfg.dynamics.journal
+    return {co: journal.currency_for(co) for co in cfg.dynamics.companies}
+
+
+def _account_names() -> dict[str, str]:
+    from devkit.sandbox.dynamics import seed as fo_seed
+
+    return {a.account: a.name for a in fo_seed.MAIN_ACCOUNTS}
+
+
 def _write_report(path: Path, stack: Any, cfg: Any, facts: dict[str, RunFacts], timings: dict[str, float],
                   ra: Any, rp: Any, plan: dict[str, dict[tuple[str, str, date], Decimal]], months: set[date],
                   counts: dict[str, Any], elapsed: float, ok: bool,
@@ -377,32 +391,54 @@ def _write_report(path: Path, stack: Any, cfg: Any, facts: dict[str, RunFacts], 
 
     labels = [_period_label(m) for m in sorted(months)]
     plan_accounts = {k[1] for d in plan.values() for k in d}
+    names = _account_names()
+    currencies = _currencies(cfg)
     charts = []
-    for title, prefix, sign in (
-        ("Revenue", ("4",), Decimal(-1)),
-        ("Costs", ("5", "6", "7", "8"), Decimal(1)),
-    ):
-        accounts = {a for a in plan_accounts if a.startswith(prefix)}
-        if not accounts:
-            continue
-        series = [
-            rpt.Series("Actual (Anaplan)", [sign * sum((v for (co, a, m), v in ra.right.items()
-                                                        if a in accounts and m == month), ZERO)
-                                            for month in sorted(months)], "bar", "#3b82c4"),
-        ]  # fmt: skip
-        colors = {"Budget": "#e07b39", "Forecast": "#4a9e5c"}
-        for version, cells in sorted(plan.items()):
-            values = [sign * sum((v for (co, a, m), v in cells.items() if a in accounts and m == month), ZERO)
-                      for month in sorted(months)]  # fmt: skip
-            series.append(rpt.Series(f"{version} (approved)", values, "line", colors.get(version, "#7a5ea8")))
-        charts.append(
-            rpt.Chart(
-                f"{title} by month — planned accounts {', '.join(sorted(accounts))}, both companies",
-                labels,
-                series,
-                note="Revenue shown positive (credits). Draft plan cells are not included.",
-            )
-        )
+    # One chart per company and account group: each company books in one currency, and figures in different
+    # currencies are never added. Revenue (a credit) is negated for actuals and plans alike (rpt.SIGN_CONVENTION).
+    for company in cfg.dynamics.companies:
+        currency = currencies.get(company, "")
+        for title, prefix, sign in (
+            ("Revenue", ("4",), Decimal(-1)),
+            ("Costs", ("5", "6", "7", "8"), Decimal(1)),
+        ):
+            accounts = sorted(a for a in plan_accounts if a.startswith(prefix))
+            if not accounts:
+                continue
+
+            def monthly(
+                cells: dict[tuple[str, str, date], Decimal],
+                month: date,
+                accounts: list[str] = accounts,
+                sign: Decimal = sign,
+                company: str = company,
+            ) -> Decimal:
+                return sign * sum(
+                    (v for (co, a, m), v in cells.items() if co == company and a in accounts and m == month),
+                    ZERO,
+                )
+
+            series = [
+                rpt.Series(
+                    "Actual (Anaplan)", [monthly(ra.right, m) for m in sorted(months)], "bar", "#3b82c4"
+                )
+            ]
+            colors = {"Budget": "#e07b39", "Forecast": "#4a9e5c"}
+            for version, cells in sorted(plan.items()):
+                series.append(
+                    rpt.Series(
+                        f"{version} (approved)",
+                        [monthly(cells, m) for m in sorted(months)],
+                        "line",
+                        colors.get(version, "#7a5ea8"),
+                    )
+                )
+            listed = ", ".join(f"{a} {names.get(a, '')}".strip() for a in accounts)
+            charts.append(rpt.Chart(
+                f"{title} by month — {company}, {currency}", labels, series, unit=currency,
+                note=f"Accounts: {listed}. {title} shown positive for actuals and plans alike; draft plan cells "
+                     f"are not included. Amounts in {currency}.",
+            ))  # fmt: skip
     fa, fp = facts["actuals"], facts["plans"]
     flows: list[dict[str, Any]] = [
         {

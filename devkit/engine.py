@@ -133,10 +133,14 @@ class Template:
             return self.kms_ids.get(logical_id, logical_id)
         if kind == "AWS::SecretsManager::Secret":
             return self.arn(logical_id)
+        if kind == "AWS::SNS::Topic":  # Ref of a topic is its ARN
+            return self.arn(logical_id)
         return logical_id
 
     def arn(self, logical_id: str) -> str:
         kind = self.resources[logical_id]["Type"]
+        if kind == "AWS::SNS::Topic":
+            return f"arn:{PARTITION}:sns:{REGION}:{ACCOUNT}:{logical_id}"
         name = self.physical_name(logical_id) if kind != "AWS::SecretsManager::Secret" else logical_id
         if kind in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
             return f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{name}"
@@ -403,6 +407,12 @@ class LocalEngine:
         self.secret_arns: dict[str, str] = {}
         for lid in tpl.of_type("AWS::SecretsManager::Secret"):
             self.secret_arns[lid] = sm.create_secret(Name=f"{lid}-local", SecretString="{}")["ARN"]
+        sns = boto3.client("sns", region_name=REGION)
+        for lid in tpl.of_type("AWS::SNS::Topic"):
+            sns.create_topic(Name=lid)
+        scheduler = boto3.client("scheduler", region_name=REGION)
+        for lid in tpl.of_type("AWS::Scheduler::ScheduleGroup"):
+            scheduler.create_schedule_group(Name=tpl.physical_name(lid))
         sfn = boto3.client("stepfunctions", region_name=REGION)
         role = f"arn:aws:iam::{ACCOUNT}:role/local-state-machine"
         for lid in tpl.of_type(*STATE_MACHINE_TYPES):
@@ -510,6 +520,21 @@ class LocalEngine:
             stateMachineArn=arn, name=name or str(uuid.uuid4()), input=json.dumps(payload)
         )
         return str(resp["executionArn"])
+
+    def execution_arn(self, state_machine: str, name: str) -> str:
+        """The ARN of execution ``name`` of ``state_machine`` (logical id)."""
+        return self.state_machine_arns[state_machine].replace(":stateMachine:", ":execution:") + f":{name}"
+
+    def stop_execution(self, execution_arn: str, *, error: str, cause: str, timeout: float = 30.0) -> str:
+        """Stop a running execution (as the console's Stop does) and wait until it is no longer RUNNING;
+        returns its final status. The state running when it is stopped finishes; no further state starts."""
+        sfn = self._sfn()
+        if sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING":
+            sfn.stop_execution(executionArn=execution_arn, error=error, cause=cause)
+        deadline = time.monotonic() + timeout
+        while (status := self.status(execution_arn)) == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return status
 
     def status(self, execution_arn: str) -> str:
         """RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED."""

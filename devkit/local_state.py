@@ -287,3 +287,43 @@ def ledger_tables(directory: Path | str | None = None) -> Iterator[dict[str, str
             names[lid] = str(schema["TableName"])
         _load_tables(source, StateSummary(source), names)
         yield names
+
+
+# --- runs in progress ----------------------------------------------------------------------------------------
+# The state directory is written when a command ends, so a run another process is executing right now is not in
+# it yet. While it runs, that process keeps a small marker beside the state directory (never inside it: the
+# save replaces the directory whole); ``audit`` lists these as in progress.
+
+
+def _markers(directory: Path) -> Path:
+    return directory.parent / f".{directory.name}.running"
+
+
+@contextmanager
+def marking_run(directory: Path, run_id: str, info: dict[str, Any]) -> Iterator[None]:
+    """Mark ``run_id`` as in progress (with ``info`` and this process id) until the block ends."""
+    folder = _markers(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / f"{run_id}.json"
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    marker.write_text(json.dumps({**info, "run_id": run_id, "pid": os.getpid(), "started_at": started}),
+                      encoding="utf-8")  # fmt: skip
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def runs_in_progress(directory: Path) -> list[dict[str, Any]]:
+    """The runs other processes are executing on ``directory`` now (markers of dead processes are dropped)."""
+    folder = _markers(directory)
+    out: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+            os.kill(int(info["pid"]), 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)  # its process is gone (killed hard; Ctrl-C records the run)
+            continue
+        out.append(info)
+    return out

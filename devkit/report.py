@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 ZERO = Decimal("0.00")
+SIGN_CONVENTION = (
+    "Sign convention: tables show ledger amounts, debit positive and credit negative, for actuals and plans "
+    "alike; the charts show revenue (a credit) and costs (debits) as positive amounts, by negating revenue for "
+    "actuals and plans alike."
+)
 Key = tuple[str, str, date]  # (company, account, first day of the period)
 
 
@@ -31,6 +36,16 @@ class Reconciliation:
     right: dict[Key, Decimal]
     tolerance: Decimal = ZERO
     note: str = ""
+    currencies: dict[str, str] = field(default_factory=dict)  # company -> accounting currency
+    account_names: dict[str, str] = field(default_factory=dict)  # account code -> name
+
+    def currency(self, company: str) -> str:
+        return self.currencies.get(company, "")
+
+    def account(self, code: str) -> str:
+        """``code name`` (names beside codes, as a controller reads a chart of accounts)."""
+        name = self.account_names.get(code.rsplit(":", 1)[-1])  # plan keys read <version>:<account>
+        return f"{code} {name}" if name else code
 
     @property
     def keys(self) -> list[Key]:
@@ -54,19 +69,28 @@ class Reconciliation:
     def compared(self) -> int:
         return len(self.keys)
 
-    def total(self, side: str) -> Decimal:
-        values = self.left if side == "left" else self.right
-        return sum(values.values(), ZERO)
+    def companies(self) -> list[str]:
+        return sorted({k[0] for k in self.keys})
 
-    def gross(self, side: str) -> tuple[Decimal, Decimal]:
-        """(sum of debit balances, sum of credit balances) of one side's company/account/period totals."""
-        values = (self.left if side == "left" else self.right).values()
+    def total(self, side: str, company: str) -> Decimal:
+        """One company's net (one currency: totals are never added across companies)."""
+        values = self.left if side == "left" else self.right
+        return sum((v for k, v in values.items() if k[0] == company), ZERO)
+
+    def gross(self, side: str, company: str) -> tuple[Decimal, Decimal]:
+        """(sum of debit balances, sum of credit balances) of one company's account/period totals."""
+        values = [v for k, v in (self.left if side == "left" else self.right).items() if k[0] == company]
         return sum((v for v in values if v > 0), ZERO), sum((v for v in values if v < 0), ZERO)
 
     def side_text(self, side: str) -> str:
         name = self.left_name if side == "left" else self.right_name
-        debit, credit = self.gross(side)
-        return f"{name} {fmt_money(self.total(side))} (debit balances {fmt_money(debit)}, credit balances {fmt_money(credit)})"
+        parts = []
+        for co in self.companies():
+            debit, credit = self.gross(side, co)
+            cur = self.currency(co)
+            parts.append(f"{co} {fmt_money(self.total(side, co))} {cur} (debit balances {fmt_money(debit)}, "
+                         f"credit balances {fmt_money(credit)})".replace("  ", " "))  # fmt: skip
+        return f"{name}: " + "; ".join(parts)
 
     def by_account(self) -> list[tuple[str, str, Decimal, Decimal, Decimal]]:
         agg: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
@@ -112,6 +136,7 @@ class Chart:
     labels: list[str]
     series: list[Series]
     note: str = ""
+    unit: str = ""  # the currency of every value on the chart (one chart never mixes currencies)
 
 
 @dataclass
@@ -185,6 +210,8 @@ def svg_chart(chart: Chart, width: int = 860, height: int = 300) -> str:
         f'aria-label="{_e(chart.title)}" class="chart">',
         f'<text x="{left}" y="18" class="ct">{_e(chart.title)}</text>',
     ]
+    if chart.unit:
+        parts.append(f'<text x="{left - 6}" y="{top - 8}" class="yl">{_e(chart.unit)}</text>')
     tick = lo
     while tick <= hi:
         ty = y(tick)
@@ -202,7 +229,7 @@ def svg_chart(chart: Chart, width: int = 860, height: int = 300) -> str:
             y0, y1 = sorted((y(v), zero))
             parts.append(
                 f'<rect x="{x:.1f}" y="{y0:.1f}" width="{bar_w - 2:.1f}" height="{max(y1 - y0, 0.5):.1f}" '
-                f'fill="{s.color}"><title>{_e(s.name)} {_e(label)}: {_e(fmt_money(v))}</title></rect>'
+                f'fill="{s.color}"><title>{_e(s.name)} {_e(label)}: {_e(fmt_money(v))} {_e(chart.unit)}</title></rect>'
             )
     for s in chart.series:
         if s.kind != "line":
@@ -213,7 +240,7 @@ def svg_chart(chart: Chart, width: int = 860, height: int = 300) -> str:
             cx = left + slot * (i + 0.5)
             parts.append(
                 f'<circle cx="{cx:.1f}" cy="{y(v):.1f}" r="3.5" fill="{s.color}">'
-                f"<title>{_e(s.name)} {_e(chart.labels[i])}: {_e(fmt_money(v))}</title></circle>"
+                f"<title>{_e(s.name)} {_e(chart.labels[i])}: {_e(fmt_money(v))} {_e(chart.unit)}</title></circle>"
             )
     lx = left
     for s in chart.series:
@@ -260,24 +287,27 @@ def _recon_html(r: Reconciliation) -> str:
         parts.append("<h3>Differences</h3>")
         parts.append(
             _table(
-                ["Company", "Account", "Period", r.left_name, r.right_name, "Difference"],
-                [(k[0], k[1], k[2].strftime("%Y-%m"), a, b, d) for k, a, b, d in diffs[:500]],
+                ["Company", "Currency", "Account", "Period", r.left_name, r.right_name, "Difference"],
+                [
+                    (k[0], r.currency(k[0]), r.account(k[1]), k[2].strftime("%Y-%m"), a, b, d)
+                    for k, a, b, d in diffs[:500]
+                ],
                 "diff",
             )
         )
     parts.append("<h3>By period</h3>")
     parts.append(
         _table(
-            ["Company", "Period", "Accounts", f"{r.left_name} debits", f"{r.right_name} debits",
+            ["Company", "Currency", "Period", "Accounts", f"{r.left_name} debits", f"{r.right_name} debits",
              f"{r.left_name} credits", f"{r.right_name} credits", "Accounts off"],
-            [(c, p.strftime("%Y-%m"), *rest) for c, p, *rest in r.by_period()],
+            [(c, r.currency(c), p.strftime("%Y-%m"), *rest) for c, p, *rest in r.by_period()],
         )
     )  # fmt: skip
     parts.append("<details><summary>By account (all periods)</summary>")
     parts.append(
         _table(
-            ["Company", "Account", r.left_name, r.right_name, "Difference"],
-            [(c, acc, a, b, d) for c, acc, a, b, d in r.by_account()],
+            ["Company", "Currency", "Account", r.left_name, r.right_name, "Difference"],
+            [(c, r.currency(c), r.account(acc), a, b, d) for c, acc, a, b, d in r.by_account()],
         )
     )
     parts.append("</details></section>")
@@ -366,7 +396,8 @@ def render(data: ReportData) -> str:
         f"{recons}"
         f"<h2>Requests</h2>{requests}"
         "<footer>Generated by d365-anaplan demo against local sandboxes of Dynamics 365 F&amp;O and Anaplan. "
-        "Amounts are in each company's accounting currency.</footer>"
+        "Amounts are in each company's accounting currency, named beside every figure; amounts in different "
+        f"currencies are never added. {_e(SIGN_CONVENTION)}</footer>"
         "</body></html>"
     )
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from devkit.sandbox.anaplan import harness as anaplan_harness
@@ -45,7 +46,24 @@ def plan_accounts(count: int = 8) -> list[str]:
     return pl[::step][:count]
 
 
-def anaplan_app(*, plan_year: int = 2025, **kwargs: Any) -> AnaplanSandbox:
+def plan_basis(gl: Any, plan_year: int = 2025) -> dict[tuple[str, str, int], Decimal]:
+    """Net posted amount per (company, plan account, month of ``plan_year``) of the F&O generator: what the
+    demo's planners start from, so plans stay in proportion to actuals at every ``--gl-lines``."""
+    wanted = set(plan_accounts())
+    cents: dict[tuple[str, str, int], int] = {}
+    for v in range(gl.voucher_count):
+        head = gl.voucher(v)
+        if head.accounting_date.year != plan_year:
+            continue
+        for line in gl.voucher_lines(v):
+            if line.account.account in wanted:
+                key = (head.company, line.account.account, head.accounting_date.month - 1)
+                cents[key] = cents.get(key, 0) + line.cents
+    return {k: Decimal(c) / 100 for k, c in cents.items()}
+
+
+def anaplan_app(*, plan_year: int = 2025, basis: dict[tuple[str, str, int], Decimal] | None = None,
+                **kwargs: Any) -> AnaplanSandbox:  # fmt: skip
     seed = build_seed(
         accounts=[(a.account, a.name) for a in fo_seed.MAIN_ACCOUNTS],
         business_units=[*fo_seed.dimension_values("BusinessUnit"), (BLANK, "No business unit")],
@@ -54,6 +72,7 @@ def anaplan_app(*, plan_year: int = 2025, **kwargs: Any) -> AnaplanSandbox:
         entities=[(c, fo_seed.COMPANY_NAMES[c]) for c in fo_seed.COMPANIES],
         plan_accounts=plan_accounts(),
         plan_year=plan_year,
+        plan_basis=basis,
     )
     module = seed.modules["GL Actuals"]
     export = ExportDef(
@@ -127,7 +146,7 @@ def start(*, gl_lines: int = 3_000, months: int = 12, start_month: date = date(2
     )
     try:
         kwargs = {"task_start_delay_s": 0.01, "task_run_delay_s": 0.02, **(anaplan_kwargs or {})}
-        ana = anaplan_harness.start(app=anaplan_app(**kwargs))
+        ana = anaplan_harness.start(app=anaplan_app(basis=plan_basis(fo.app.gl), **kwargs))
     except BaseException:
         fo.stop()
         raise

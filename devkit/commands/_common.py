@@ -16,28 +16,25 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from devkit.commands.exit_codes import (
+    CONFIG_ERRORS,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    UNREACHABLE_ERRORS,
+    for_error,
+)
+
 if TYPE_CHECKING:
     from d365_anaplan.config import ConnectionConfig
     from devkit.engine import ExecutionResult, LocalEngine
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 FLOWS = {"actuals": "ActualsFlow", "plans": "PlansFlow"}
-
-# Errors meaning "a system could not be reached or refused us" (exit 3) and "the configuration is wrong" (2).
-UNREACHABLE_ERRORS = frozenset(
-    {
-        "AnaplanAuthError",
-        "AnaplanUnavailable",
-        "DynamicsAuthError",
-        "DynamicsUnavailable",
-        "ConnectionError",
-        "SSLError",
-        "Timeout",
-        "ConnectTimeout",
-        "ReadTimeout",
-    }
-)
-CONFIG_ERRORS = frozenset({"ConfigError", "SecretUnavailable"})
+__all__ = ["CONFIG_ERRORS", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNREACHABLE",
+           "EXIT_USAGE", "UNREACHABLE_ERRORS"]  # fmt: skip
 
 
 def quiet_handlers(verbose: bool = False) -> None:
@@ -194,7 +191,7 @@ def _cause_message(cause: str) -> str:
 
 
 def follow(
-    engine: LocalEngine,
+    engine: Any,  # LocalEngine, or DeployedFlows for a stack
     state_machine: str,
     payload: dict[str, Any],
     *,
@@ -220,7 +217,8 @@ def follow(
         if time.monotonic() > deadline:
             raise TimeoutError(f"execution {name or arn} still RUNNING after {timeout:.0f}s")
         time.sleep(poll)
-    return engine.wait(arn, timeout=10)
+    result: ExecutionResult = engine.wait(arn, timeout=10)
+    return result
 
 
 # --- outcomes --------------------------------------------------------------------------------------------
@@ -232,14 +230,10 @@ class Failure:
     message: str
 
     def exit_code(self) -> int:
-        if self.error in UNREACHABLE_ERRORS:
-            return EXIT_UNREACHABLE
-        if self.error in CONFIG_ERRORS:
-            return EXIT_USAGE
-        return EXIT_FAILED
+        return for_error(self.error)
 
 
-def run_failure(engine: LocalEngine, result: ExecutionResult) -> Failure | None:
+def run_failure(engine: Any, result: ExecutionResult, ledger: Any = None) -> Failure | None:
     """Why a run failed: the cause the ledger recorded (the ASL's Fail state only points there)."""
     if result.status == "SUCCEEDED":
         return None
@@ -247,7 +241,8 @@ def run_failure(engine: LocalEngine, result: ExecutionResult) -> Failure | None:
     try:
         from d365_anaplan.ledger.audit import RunLedger
 
-        run = RunLedger(engine.resource_name("LedgerTable")).get_run(result.name)
+        ledger = ledger or RunLedger(engine.resource_name("LedgerTable"))
+        run = ledger.get_run(result.name)
         cause = run.cause
     except Exception:  # noqa: BLE001 - fall back to the execution's own error
         cause = None

@@ -18,6 +18,9 @@ class RunFacts:
     flow: str
     status: str
     dry_run: bool = False
+    window: tuple[str, str, str] | None = (
+        None  # (first period, last period, why: requested, plan horizon, due)
+    )
     lists: list[tuple[str, int, str]] = field(default_factory=list)  # (import, rows, outcome)
     gl: list[tuple[str, int, Decimal]] = field(default_factory=list)  # (company, lines, net amount)
     file_rows: int | None = None
@@ -40,6 +43,14 @@ class RunFacts:
     problems: list[str] = field(default_factory=list)
 
 
+_WHY = {
+    "requested": "as requested",
+    "plan horizon": "plan horizon: the current and next fiscal year; --from/--to to choose",
+    "due": "months whose close is due",
+    "nothing due": "nothing due",
+}
+
+
 def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> RunFacts:
     out = output if isinstance(output, dict) else {}
     dry = bool((out.get("run") or {}).get("dry_run"))
@@ -48,7 +59,9 @@ def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> Ru
     gl: dict[str, list[Any]] = {}
     for step in steps:
         d = step.detail
-        if step.step.startswith("ExtractGL:"):
+        if step.step == "PeriodWindow" and d.get("from"):
+            facts.window = (str(d.get("from")), str(d.get("to")), str(d.get("reason", "")))
+        elif step.step.startswith("ExtractGL:"):
             company = step.step.split(":", 1)[1]
             acc = gl.setdefault(company, [0, Decimal(0)])
             acc[0] += int(d.get("lines", 0))
@@ -101,6 +114,8 @@ def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> Ru
     for item in out.get("lists") or []:
         counts = item.get("counts") or {}
         outcome = f"{counts.get('success', '?')} ok, {counts.get('failed', 0)} failed" if counts else "-"
+        if dry:
+            outcome = "not loaded (dry run)"
         facts.lists.append((str(item.get("action")), int(item.get("rows", 0)), outcome))
     task = out.get("task") or {}
     facts.import_counts = dict(task.get("counts") or {})
@@ -120,8 +135,15 @@ def print_facts(facts: RunFacts, out: TextIO = sys.stdout) -> None:
         w(
             f"  replayed from run {facts.replayed[0]}: {facts.replayed[1]} staged file(s) copied, nothing extracted again\n"
         )
+    if facts.window:
+        first, last, why = facts.window
+        w(f"  periods {first}..{last} ({_WHY.get(why, why)})\n")
     if facts.lists:
-        w("  lists loaded into Anaplan:\n")
+        w(
+            "  lists prepared for Anaplan (dry run: not loaded):\n"
+            if facts.dry_run
+            else "  lists loaded into Anaplan:\n"
+        )
         table([[a, f"{r:,}", o] for a, r, o in facts.lists], ["import", "rows", "outcome"], out, "    ")
     if facts.gl:
         w("  posted GL read from F&O:\n")
@@ -160,9 +182,10 @@ def print_facts(facts: RunFacts, out: TextIO = sys.stdout) -> None:
         table(rows, ["company", "journal", "export", "periods", "lines", "debit", "credit"], out, "    ")
     if facts.differences:
         print_differences(facts, out)
-    if facts.written:
-        nums = ", ".join(str(x.get("journal_batch_number")) for x in facts.written)
-        w(f"  F&O journals: {nums}; lines written {facts.lines_written:,}, rejected {facts.lines_failed:,}\n")
+    numbers = [str(x["journal_batch_number"]) for x in facts.written if x.get("journal_batch_number")]
+    if numbers and not facts.dry_run:
+        w(f"  F&O journals: {', '.join(numbers)}; lines written {facts.lines_written:,}, "
+          f"rejected {facts.lines_failed:,}\n")  # fmt: skip
     if facts.reconciled:
         w(f"  reconciliation: {facts.reconciled}\n")
     for p in facts.problems:

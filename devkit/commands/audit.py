@@ -1,7 +1,10 @@
 """``d365-anaplan audit [RUN]``: a run's ledger as tables - steps, files, tasks, journals, failures.
 
-Reads the local state directory (what ``run``/``replay``/``demo`` left behind). Without RUN it lists the runs
-it holds. RUN may be a unique prefix of a run id.
+Reads the local state directory (what ``run``/``replay``/``demo`` left behind), or with ``--stack NAME`` the
+ledger table of a deployed stack (same output). Without RUN it lists the runs
+it holds (dry runs marked, runs other processes are executing now shown as in progress). RUN may be a unique
+prefix of a run id; ``--trace`` takes a key as the tables show it (a file as ``actuals/actuals.csv``) or whole.
+Details are never cut: ``--json`` gives the same facts machine-readable.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from devkit.commands import _common as c
+from devkit.commands.deployed import add_stack_args
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +29,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     c.add_state_args(parser)
-    parser.epilog = "exit codes: 0 the run succeeded (or the list was printed), 1 the run failed, 2 no such run or no local state"
+    add_stack_args(parser)
+    parser.epilog = "exit codes: 0 the run succeeded or is in progress (or the list was printed), 1 the run failed or was aborted, 2 no such run or no local state"
 
 
 def _all_runs(ledger: Any) -> list[Any]:
@@ -54,19 +59,56 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _short(value: Any, width: int = 70) -> str:
-    text = value if isinstance(value, str) else json.dumps(_plain(value), default=str, separators=(",", ":"))
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _text(value: Any) -> str:
+    """A detail as one line of compact JSON (or the text itself), whole."""
+    return value if isinstance(value, str) else json.dumps(_plain(value), default=str, separators=(",", ":"))
+
+
+def _dry(record: Any, ledger: Any = None) -> bool:
+    """A dry run: asked for, or a replay of a dry run (the PeriodWindow step records what the run decided)."""
+    if (record.detail.get("request") or {}).get("dry_run"):
+        return True
+    if ledger is not None:
+        return any(s.step == "PeriodWindow" and s.detail.get("dry_run") for s in ledger.steps(record.run_id))
+    return False
+
+
+def _periods(ledger: Any, record: Any) -> str:
+    periods = (record.detail.get("request") or {}).get("periods") or {}
+    if periods.get("from"):
+        return f"{periods['from']}..{periods.get('to') or periods['from']}"
+    for step in ledger.steps(record.run_id):
+        if step.step == "PeriodWindow" and step.detail.get("from"):
+            return f"{step.detail['from']}..{step.detail['to']}"
+    return ""
+
+
+def _status(record: Any, ledger: Any) -> str:
+    return f"{record.status} (dry run)" if _dry(record, ledger) else str(record.status)
+
+
+_FAILED = ("FAILED", "ABORTED")
 
 
 @c.guarded
 def run(args: argparse.Namespace) -> int:
-    from d365_anaplan.errors import RecordNotFound
     from d365_anaplan.ledger.audit import RunLedger
     from devkit import local_state
 
     c.quiet_handlers(args.verbose)
+    if getattr(args, "stack", None):
+        from devkit.commands.deployed import Deployed, StackError
+
+        try:
+            deployed = Deployed.resolve(args)
+        except StackError as exc:
+            print(f"d365-anaplan: {exc}", file=sys.stderr)
+            return c.EXIT_USAGE
+        return _report(args, deployed.ledger(), f"stack {deployed.stack}", [])
     directory = c.state_dir(args)
+    live = local_state.runs_in_progress(directory)
+    if not local_state.exists(directory) and live and _show_live(args, live, directory):
+        return c.EXIT_OK  # nothing saved yet, but a first run is executing
     if not local_state.exists(directory):
         print(
             f"d365-anaplan audit: no local state in {directory} (run a flow first, or pass --state-dir)",
@@ -74,39 +116,83 @@ def run(args: argparse.Namespace) -> int:
         )
         return c.EXIT_USAGE
     with local_state.ledger_tables(directory) as tables:
-        ledger = RunLedger(tables["LedgerTable"])
-        runs = _all_runs(ledger)
-        if not args.run_id:
-            if args.json:
-                print(json.dumps(_plain([_run_json(r) for r in runs]), indent=2, default=str))
-                return c.EXIT_OK
-            print(f"runs in {directory}:")
-            c.table(
-                [[r.run_id, r.connection, r.flow, r.trigger, r.status, r.started_at.isoformat(timespec="seconds")] for r in runs],
-                ["run", "connection", "flow", "trigger", "status", "started (UTC)"],
-            )  # fmt: skip
-            return c.EXIT_OK
-        matches = [r for r in runs if r.run_id.startswith(args.run_id)]
-        if len(matches) != 1:
-            why = "no run" if not matches else f"{len(matches)} runs"
-            print(f"d365-anaplan audit: {why} matching {args.run_id!r} in {directory}", file=sys.stderr)
-            return c.EXIT_USAGE
-        record = matches[0]
-        run_id = record.run_id
-        if args.trace:
-            try:
-                events = ledger.trace(run_id, args.trace)
-            except RecordNotFound as exc:
-                print(f"d365-anaplan audit: {exc}", file=sys.stderr)
-                return c.EXIT_USAGE
-            c.table([[e.at.isoformat(timespec="seconds"), e.kind, e.key, e.status, _short(e.detail)] for e in events],
-                    ["at", "kind", "key", "status", "detail"])  # fmt: skip
-            return c.EXIT_OK if record.status != "FAILED" else c.EXIT_FAILED
+        return _report(args, RunLedger(tables["LedgerTable"]), str(directory), live)
+
+
+def _report(args: argparse.Namespace, ledger: Any, directory: str, live: list[dict[str, Any]]) -> int:
+    """The listing, one run, or one record's trace - from a local state directory or a deployed stack."""
+    from d365_anaplan.errors import RecordNotFound
+
+    runs = _all_runs(ledger)
+    if not args.run_id:
         if args.json:
-            print(json.dumps(_plain(_ledger_json(ledger, record)), indent=2, default=str))
+            listed = [
+                {**_run_json(r), "dry_run": _dry(r, ledger), "periods": _periods(ledger, r)} for r in runs
+            ]
+            listed += [{**i, "status": "RUNNING", "in_progress": True} for i in live]
+            print(json.dumps(_plain(listed), indent=2, default=str))
+            return c.EXIT_OK
+        print(f"runs in {directory}:")
+        rows = [
+            [
+                r.run_id,
+                r.connection,
+                r.flow,
+                r.trigger,
+                _status(r, ledger),
+                _periods(ledger, r),
+                r.started_at.isoformat(timespec="seconds"),
+            ]
+            for r in runs
+        ]
+        rows += _live_rows(live)
+        c.table(rows, ["run", "connection", "flow", "trigger", "status", "periods", "started (UTC)"])
+        return c.EXIT_OK  # fmt: skip
+    running = [i for i in live if str(i["run_id"]).startswith(args.run_id)]
+    matches = [r for r in runs if r.run_id.startswith(args.run_id)]
+    if len(running) == 1 and not matches:
+        info = running[0]
+        if args.json:
+            print(json.dumps({**info, "status": "RUNNING", "in_progress": True}, indent=2, default=str))
         else:
-            _print(ledger, record, events=args.events)
-    return c.EXIT_FAILED if record.status == "FAILED" else c.EXIT_OK
+            print(f"run {info['run_id']}\n  connection {info.get('connection')}, flow {info.get('flow')}\n"
+                  f"  status RUNNING: in progress in process {info['pid']} since {info.get('started_at')}; "
+                  "its ledger is here once that command ends")  # fmt: skip
+        return c.EXIT_OK
+    if len(matches) != 1:
+        why = "no run" if not matches else f"{len(matches)} runs"
+        print(f"d365-anaplan audit: {why} matching {args.run_id!r} in {directory}", file=sys.stderr)
+        return c.EXIT_USAGE
+    record = matches[0]
+    run_id = record.run_id
+    if args.trace:
+        key = _trace_key(ledger, run_id, args.trace)
+        try:
+            events = ledger.trace(run_id, key)
+        except RecordNotFound as exc:
+            print(f"d365-anaplan audit: {exc}", file=sys.stderr)
+            return c.EXIT_USAGE
+        if args.json:
+            from dataclasses import asdict
+
+            print(json.dumps(_plain([asdict(e) for e in events]), indent=2, default=str))
+        else:
+            c.table([[e.at.isoformat(timespec="seconds"), e.kind, e.key, e.status, _text(e.detail)] for e in events],
+                    ["at", "kind", "key", "status", "detail"])  # fmt: skip
+        return c.EXIT_FAILED if record.status in _FAILED else c.EXIT_OK
+    if args.json:
+        print(json.dumps(_plain(_ledger_json(ledger, record)), indent=2, default=str))
+    else:
+        _print(ledger, record, events=args.events)
+    return c.EXIT_FAILED if record.status in _FAILED else c.EXIT_OK
+
+
+def _trace_key(ledger: Any, run_id: str, key: str) -> str:
+    """A file key as the files table shows it (relative to the run) becomes the staged S3 key."""
+    for f in ledger.files(run_id):
+        if f.key.split(f"{run_id}/", 1)[-1] == key:
+            return str(f.key)
+    return key
 
 
 def _run_json(r: Any) -> dict[str, Any]:
@@ -119,7 +205,7 @@ def _ledger_json(ledger: Any, record: Any) -> dict[str, Any]:
 
     rid = record.run_id
     return {
-        "run": _run_json(record),
+        "run": {**_run_json(record), "dry_run": _dry(record, ledger), "periods": _periods(ledger, record)},
         "request": record.detail.get("request"),
         "steps": [asdict(s) for s in ledger.steps(rid)],
         "files": [asdict(f) for f in ledger.files(rid)],
@@ -139,23 +225,22 @@ def _print(ledger: Any, record: Any, *, events: bool) -> None:
     w(f"  connection {record.connection}, flow {record.flow}, trigger {record.trigger}\n")
     w(f"  status {record.status}{duration}; started {record.started_at.isoformat(timespec='seconds')}\n")
     request = record.detail.get("request") or {}
-    if request.get("periods"):
-        w(f"  periods {request['periods'].get('from')}..{request['periods'].get('to')}\n")
-    if request.get("dry_run"):
+    periods = _periods(ledger, record)
+    if periods:
+        w(f"  periods {periods}{'' if request.get('periods') else ' (chosen by the close gate)'}\n")
+    if _dry(record, ledger):
         w("  dry run: nothing was written to either system\n")
     if request.get("replay_of"):
         w(f"  replay of {request['replay_of']}\n")
     if record.redriven:
         w(f"  redriven {record.redriven} time(s)\n")
     if record.cause:
-        w(
-            f"  cause: {record.cause.get('Error')}: {c._cause_message(str(record.cause.get('Cause', '')))[:500]}\n"
-        )
+        w(f"  cause: {record.cause.get('Error')}: {c._cause_message(str(record.cause.get('Cause', '')))}\n")
 
     steps = ledger.steps(rid)
     w(f"\nsteps ({len(steps)})\n")
     c.table(
-        [[s.step, str(s.attempt), s.status, _short(s.detail)] for s in steps],
+        [[s.step, str(s.attempt), s.status, _text(s.detail)] for s in steps],
         ["step", "try", "status", "detail"],
     )
     files = ledger.files(rid)
@@ -165,25 +250,49 @@ def _print(ledger: Any, record: Any, *, events: bool) -> None:
     tasks = ledger.tasks(rid)
     w(f"\nAnaplan tasks ({len(tasks)})\n")
     c.table(
-        [[t.task_id, t.action_kind, t.action_id, t.state, _short(t.result or {}, 60)] for t in tasks],
+        [[t.task_id, t.action_kind, t.action_id, t.state, _text(t.result or {})] for t in tasks],
         ["task", "kind", "action", "state", "result"],
     )
     journals = ledger.journals(rid)
+    company_of = {str(j.get("key")): str(j.get("company", "")) for s in steps if s.step == "PlanJournals"
+                  for j in s.detail.get("journals") or []}  # fmt: skip
     w(f"\nF&O journals ({len(journals)})\n")
     c.table(
-        [[j.journal_key, j.status, j.fo_journal_batch or "", str(j.detail.get("company", "")),
-          str(j.detail.get("lines", j.detail.get("written", ""))), _short(j.detail, 50)] for j in journals],
+        [[j.journal_key, j.status, j.fo_journal_batch or "", str(j.detail.get("company") or company_of.get(j.journal_key, "")),
+          str(j.detail.get("lines", j.detail.get("written", ""))), _text(j.detail)] for j in journals],
         ["journal", "status", "F&O batch", "company", "lines", "detail"],
     )  # fmt: skip
     failed = ledger.failed_journal_lines(rid)
     w(f"\nfailed journal lines ({len(failed)})\n")
     if failed:
         c.table(
-            [[f.line_key, f.journal_key, _short(f.error or "", 80)] for f in failed],
+            [[f.line_key, f.journal_key, _text(f.error or "")] for f in failed],
             ["line", "journal", "error"],
         )
     if events:
         items = ledger.run_items(rid)
         w(f"\nevents ({len(items)})\n")
-        c.table([[e.at.isoformat(timespec="seconds"), e.kind, _short(e.key, 40), e.status, _short(e.detail, 60)]
+        c.table([[e.at.isoformat(timespec="seconds"), e.kind, e.key, e.status, _text(e.detail)]
                  for e in items], ["at", "kind", "key", "status", "detail"])  # fmt: skip
+
+
+def _live_rows(live: list[dict[str, Any]]) -> list[list[str]]:
+    return [[str(i["run_id"]), str(i.get("connection", "")), str(i.get("flow", "")), str(i.get("trigger", "")),
+             f"RUNNING{' (dry run)' if i.get('dry_run') else ''} (in progress, pid {i['pid']})", "",
+             str(i.get("started_at", ""))[:19]] for i in live]  # fmt: skip
+
+
+def _show_live(args: argparse.Namespace, live: list[dict[str, Any]], directory: Any) -> bool:
+    """Runs in progress when nothing is saved yet; False when RUN names none of them."""
+    if args.run_id:
+        live = [i for i in live if str(i["run_id"]).startswith(args.run_id)]
+        if len(live) != 1:
+            return False
+    if args.json:
+        print(
+            json.dumps([{**i, "status": "RUNNING", "in_progress": True} for i in live], indent=2, default=str)
+        )
+        return True
+    print(f"runs in {directory}:")
+    c.table(_live_rows(live), ["run", "connection", "flow", "trigger", "status", "periods", "started (UTC)"])
+    return True

@@ -5,8 +5,9 @@ export and list. F&O: a token, ``$metadata`` (which route to posted GL), one pag
 flows read, the active ledger dimension format (does it carry the configured dimensions), the legal entities
 and the journal names plan journals use. Nothing is written anywhere.
 
-Prints a pass/fail table with a remedy for every failure. Exit codes: 0 all pass, 1 some fail, 2 the
-configuration is invalid, 3 a system could not be reached at all.
+Prints a pass/fail table with a remedy for every failure (the same remedies ``run`` prints). Exit codes
+(``devkit.commands.exit_codes``): 0 all pass, 1 some fail, 2 the configuration or a credential reference is
+invalid, 3 a system could not be reached, 4 a system refused our credentials.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devkit.commands import _common as c
+from devkit.commands import exit_codes as x
+from devkit.commands import remedies
 
 PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"
 
@@ -35,6 +38,8 @@ class Check:
 class Report:
     checks: list[Check] = field(default_factory=list)
     unreachable: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # systems that refused our credentials
+    misconfigured: list[str] = field(default_factory=list)  # credential references that did not resolve
 
     def add(self, system: str, name: str, status: str, detail: str = "", remedy: str = "") -> Check:
         item = Check(system, name, status, detail, remedy)
@@ -50,7 +55,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     c.add_config_args(parser)
     parser.add_argument("--only", choices=("anaplan", "dynamics"), help="check one system only")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the clients' logs")
-    parser.epilog = "exit codes: 0 all checks pass, 1 some fail, 2 the configuration is invalid, 3 a system is unreachable"
+    parser.epilog = x.EPILOG
 
 
 def _is_unreachable(exc: BaseException) -> bool:
@@ -81,6 +86,15 @@ def _is_tls(exc: BaseException) -> bool:
     return False
 
 
+def _named(exc: BaseException, names: frozenset[str]) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__name__ in names:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _short(exc: BaseException, width: int = 320) -> str:
     text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -90,13 +104,18 @@ def _attempt(report: Report, system: str, name: str, remedy: str, fn: Callable[[
     try:
         detail = fn()
     except Exception as exc:  # noqa: BLE001 - every failure becomes a row with its remedy
-        if _is_unreachable(exc):
+        if _named(exc, x.CONFIG_ERRORS):
+            report.misconfigured.append(system)
+            report.add(system, name, FAIL, _short(exc), remedies.CREDENTIAL_REFERENCE)
+        elif _is_unreachable(exc):
             report.unreachable.append(system)
-            report.add(system, name, FAIL, _short(exc), "the host did not answer: check the URL, the network path "
-                       "(VPN, proxy, firewall) and that the service is up")  # fmt: skip
+            report.add(system, name, FAIL, _short(exc), remedies.UNREACHABLE)
         elif _is_tls(exc):
-            report.add(system, name, FAIL, _short(exc), "TLS verification failed: add the issuing CA to tls.ca_bundle "
-                       "(a PEM file) - verification is never switched off")  # fmt: skip
+            report.unreachable.append(system)
+            report.add(system, name, FAIL, _short(exc), remedies.TLS)
+        elif _named(exc, x.AUTH_ERRORS):
+            report.refused.append(system)
+            report.add(system, name, FAIL, _short(exc), remedy)
         else:
             report.add(system, name, FAIL, _short(exc), remedy)
         return False
@@ -140,13 +159,7 @@ def check_anaplan(cfg: Any, report: Report) -> None:
         state["client"] = client
         return f"{cfg.anaplan.auth.mode} auth at {cfg.anaplan.auth_url}: token issued"
 
-    auth_remedy = {
-        "basic": "check anaplan.auth.username and anaplan.auth.password (the secret the reference points at); "
-        "the user must be able to sign in to Anaplan directly (not SSO-only)",
-        "certificate": "check anaplan.auth.cert_pem/key_pem: a CA-issued certificate registered for the user in "
-        "Anaplan Administration > Security > Certificates",
-        "device": "run 'd365-anaplan anaplan-login' again to store a fresh refresh token",
-    }.get(cfg.anaplan.auth.mode, "check anaplan.auth")
+    auth_remedy = remedies.anaplan_auth(cfg)
     if not _attempt(report, sysname, "authenticate", auth_remedy, token):
         report.add(sysname, "workspace, model, actions", SKIP, "no token")
         return
@@ -183,9 +196,7 @@ def check_anaplan(cfg: Any, report: Report) -> None:
             note = f"; ignored by the import: {extra}" if extra else ""
             return f"{info.id}, columns {headers or '(not reported)'}{note}"
 
-        _attempt(report, sysname, f"import {action!r} ({what})",
-                 "ask the model builder to create this import (source file columns as listed) or set the "
-                 "action/column names in mapping.* to match the model", imp)  # fmt: skip
+        _attempt(report, sysname, f"import {action!r} ({what})", remedies.ANAPLAN_IMPORT, imp)
 
     lists = [("accounts", cfg.mapping.accounts.list_name)] + [
         (d.name, d.list_name) for d in cfg.mapping.dimensions
@@ -209,9 +220,7 @@ def check_anaplan(cfg: Any, report: Report) -> None:
             info = client.find_export(action)
             return f"{info.id} ({info.export_format or 'format not reported'})"
 
-        _attempt(report, sysname, f"export {action!r} ({what})",
-                 "ask the model builder to create this export (CSV, one row per company/account/period) or fix "
-                 "the name in mapping.plans.exports / mapping.actuals.verify_export", exp)  # fmt: skip
+        _attempt(report, sysname, f"export {action!r} ({what})", remedies.ANAPLAN_EXPORT, exp)
 
 
 # --- F&O -----------------------------------------------------------------------------------------------------
@@ -232,10 +241,7 @@ def check_dynamics(cfg: Any, report: Report) -> None:
         state["conn"] = conn
         return f"client {d.client_id} in tenant {d.tenant_id}: token for {d.environment_url}"
 
-    if not _attempt(report, sysname, "authenticate",
-                    "check dynamics.tenant_id, client_id and the client secret/certificate of the Entra app "
-                    "registration (secrets expire); the app must also be listed in F&O under System "
-                    "administration > Setup > Microsoft Entra applications", token):  # fmt: skip
+    if not _attempt(report, sysname, "authenticate", remedies.DYNAMICS_AUTH, token):
         report.add(sysname, "metadata, entities, formats", SKIP, "no token")
         return
     conn = state["conn"]
@@ -247,10 +253,7 @@ def check_dynamics(cfg: Any, report: Report) -> None:
         key = "yes" if disc.has_integration_key else "no"
         return f"GL route {disc.route.value} via {disc.gl_entity_set}; LedgerJournalHeaders.IntegrationKey: {key}"
 
-    _attempt(report, sysname, "$metadata (GL route)",
-             "publish a posted-GL entity: the BI entities GeneralJournalEntryBiEntities + "
-             "GeneralJournalAccountEntryBiEntities, or GeneralJournalAccountEntryEntity made public by extension; "
-             "or set dynamics.gl_route to the route the environment has", metadata)  # fmt: skip
+    _attempt(report, sysname, "$metadata (GL route)", remedies.DYNAMICS_ROUTE, metadata)
 
     sets = ["MainAccounts", "FinancialDimensionValues", "LegalEntities", "JournalNames",
             "LedgerJournalHeaders", "LedgerJournalLines"]  # fmt: skip
@@ -504,7 +507,11 @@ def run(args: argparse.Namespace) -> int:
     passed = sum(1 for ch in report.checks if ch.status == PASS)
     print(f"\n{passed} passed, {len(report.failed)} failed, "
           f"{sum(1 for ch in report.checks if ch.status == SKIP)} skipped")  # fmt: skip
-    if report.unreachable:
-        print(f"unreachable: {', '.join(sorted(set(report.unreachable)))}", file=sys.stderr)
-        return c.EXIT_UNREACHABLE
-    return c.EXIT_FAILED if report.failed else c.EXIT_OK
+    codes: list[int] = [x.EXIT_FAILED] if report.failed else []
+    for systems, code, what in ((report.misconfigured, x.EXIT_USAGE, "credentials not resolved"),
+                                (report.unreachable, x.EXIT_UNREACHABLE, "unreachable"),
+                                (report.refused, x.EXIT_REFUSED, "credentials refused")):  # fmt: skip
+        if systems:
+            print(f"{what}: {', '.join(sorted(set(systems)))}", file=sys.stderr)
+            codes.append(code)
+    return x.worst(codes)

@@ -11,10 +11,12 @@ import argparse
 import re
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from devkit.commands import _common as c
+from devkit.commands import remedies
 from devkit.commands._describe import collect, print_facts
+from devkit.commands.exit_codes import EPILOG
 
 if TYPE_CHECKING:
     from devkit.engine import LocalEngine
@@ -46,7 +48,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the result")
     c.add_state_args(parser)
-    parser.epilog = "exit codes: 0 succeeded, 1 the run failed, 2 usage or configuration error, 3 a system was unreachable or refused us"
+    parser.epilog = EPILOG
 
 
 def periods_of(args: argparse.Namespace) -> dict[str, str] | None:
@@ -100,16 +102,81 @@ def run_in(
     engine.install_connection(cfg)
     what = f"replay of {payload['replay_of']}" if payload.get("replay_of") else "run"
     print(f"{flow} {what} {run_id} for connection {payload['connection']!r} (local engine)", flush=True)
+    from devkit.local_state import marking_run
+
     progress = c.Progress(show=not args.quiet)
-    result = c.follow(engine, c.FLOWS[flow], payload, name=run_id, progress=progress, timeout=args.timeout)
-    ledger = RunLedger(engine.resource_name("LedgerTable"))
+    trigger = "replay" if payload.get("replay_of") else str(payload.get("trigger", "manual"))
+    info = {
+        "connection": payload["connection"],
+        "flow": flow,
+        "trigger": trigger,
+        "dry_run": bool(payload.get("dry_run")),
+    }
+    try:
+        with marking_run(c.state_dir(args), run_id, info):
+            result = c.follow(
+                engine, c.FLOWS[flow], payload, name=run_id, progress=progress, timeout=args.timeout
+            )
+    except KeyboardInterrupt:
+        return abort(engine, flow, run_id, started)
+    return report(RunLedger(engine.resource_name("LedgerTable")), engine, result, flow, run_id, started, cfg)
+
+
+def report(
+    ledger: Any,
+    engine: Any,
+    result: Any,
+    flow: str,
+    run_id: str,
+    started: float,
+    cfg: object | None,
+    where: str = "",
+) -> int:
+    """What the finished run moved, or why it failed and what to do (same output locally and for a stack)."""
     facts = collect(ledger, run_id, result.output, flow, result.status)
     print_facts(facts)
-    failure = c.run_failure(engine, result)
+    failure = c.run_failure(engine, result, ledger)
     elapsed = time.monotonic() - started
     if failure is not None:
         print(f"\nFAILED after {elapsed:.1f}s: {failure.error}: {failure.message}")
-        print(f"see: d365-anaplan audit {run_id}")
+        remedy = remedies.for_failure(failure.error, failure.message, cfg)
+        if remedy:
+            print(f"remedy: {remedy}")
+        print(f"see: d365-anaplan audit {run_id}{where}")
         return failure.exit_code()
-    print(f"\n{result.status} in {elapsed:.1f}s - details: d365-anaplan audit {run_id}")
+    print(f"\n{result.status} in {elapsed:.1f}s - details: d365-anaplan audit {run_id}{where}")
     return c.EXIT_OK
+
+
+def abort(engine: LocalEngine, flow: str, run_id: str, started: float) -> int:
+    """Ctrl-C during a run: stop the execution, record the run as ABORTED and release the model lease it held
+    (as the LeaseJanitor does for an aborted execution in AWS), so the next run is not kept waiting."""
+    import signal
+
+    from d365_anaplan.errors import RecordNotFound
+    from d365_anaplan.ledger.audit import RunLedger
+    from d365_anaplan.ledger.lease import ModelLease
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish the clean-up before the next Ctrl-C
+    try:
+        from contextlib import suppress
+
+        from botocore.exceptions import ClientError
+
+        arn = engine.execution_arn(c.FLOWS[flow], run_id)
+        with suppress(ClientError):  # interrupted before the execution existed
+            engine.stop_execution(arn, error="Interrupted", cause="stopped with Ctrl-C in d365-anaplan")
+        table = engine.resource_name("LedgerTable")
+        cause = {"Error": "Interrupted", "Cause": "stopped with Ctrl-C in d365-anaplan"}
+        try:
+            RunLedger(table).finish_run(run_id, "ABORTED", cause=cause)
+            recorded = "recorded as ABORTED"
+        except RecordNotFound:
+            recorded = "not opened yet, nothing recorded"
+        released = ModelLease(table).release_owned_by(arn)
+        lease = f"model lease released ({', '.join(released)})" if released else "no model lease held"
+        print(f"\nINTERRUPTED after {time.monotonic() - started:.1f}s: run {run_id} {recorded}; {lease}")
+        print(f"see: d365-anaplan audit {run_id}", flush=True)
+        return c.EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, previous)

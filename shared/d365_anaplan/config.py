@@ -611,6 +611,34 @@ class LedgerOptions(BaseModel):
         return self.tolerances.get(currency.upper(), default)
 
 
+class ScheduleSettings(BaseModel):
+    """When EventBridge Scheduler starts the flows of a connection uploaded to the config bucket (the
+    ScheduleSync function keeps the schedules in step with the file). An expression of None: no schedule."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    actuals: str | None = (
+        "cron(0 6 ? * MON-FRI *)"  # every business morning; the close gate decides what is due
+    )
+    plans: str | None = "cron(0 7 1 * ? *)"
+    timezone: str | None = None  # IANA; default close_calendar.timezone
+    enabled: bool = True
+
+    @field_validator("actuals", "plans")
+    @classmethod
+    def _expression(cls, value: str | None) -> str | None:
+        import re
+
+        if value is not None and not re.fullmatch(r"(cron|rate)\([^()]+\)", value.strip()):
+            raise ValueError(f"{value!r} is not a schedule expression: cron(...) or rate(...)")
+        return value.strip() if value else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        return value if value is None else CloseCalendar._tz(value)
+
+
 class TlsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -676,6 +704,7 @@ class ConnectionConfig(BaseModel):
     mapping: Mappings = Mappings()
     close_calendar: CloseCalendar = CloseCalendar()
     ledger: LedgerOptions = LedgerOptions()  # actuals: fiscal periods, posting layers, currencies, controls
+    schedules: ScheduleSettings = ScheduleSettings()
     # Largest absolute difference tolerated by reconciliation (0 = to the cent).
     reconciliation_tolerance: Decimal = Decimal("0.00")
 

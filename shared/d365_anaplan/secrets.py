@@ -16,10 +16,36 @@ from d365_anaplan.config import Secret
 from d365_anaplan.errors import SecretUnavailable
 
 
-def _secrets_client() -> Any:
-    import boto3
+def _arn_region(ref: str) -> str | None:
+    """The region an ARN names (``arn:aws:secretsmanager:<region>:<account>:secret:<name>``), else None."""
+    parts = ref.split(":")
+    return (parts[3] or None) if len(parts) > 6 and parts[0] == "arn" else None
 
-    return boto3.client("secretsmanager")
+
+def _secrets_client(ref: str = "") -> Any:
+    """A Secrets Manager client in the region the ARN names (the AWS settings' region otherwise)."""
+    import boto3
+    from botocore.exceptions import NoRegionError
+
+    try:
+        return boto3.client("secretsmanager", region_name=_arn_region(ref))
+    except NoRegionError:
+        raise SecretUnavailable(
+            f"{ref or 'Secrets Manager'}: no AWS region: name the secret by its full ARN, or set AWS_REGION "
+            "(or a profile's region with 'aws configure')"
+        ) from None
+
+
+_PROVIDERS: dict[str | None, Any] = {}  # region -> Powertools SecretsProvider (keeps its cache per region)
+
+
+def _provider(ref: str) -> Any:
+    from aws_lambda_powertools.utilities import parameters
+
+    region = _arn_region(ref)
+    if region not in _PROVIDERS:
+        _PROVIDERS[region] = parameters.SecretsProvider(boto3_client=_secrets_client(ref))
+    return _PROVIDERS[region]
 
 
 class SecretResolver:
@@ -60,19 +86,26 @@ class SecretResolver:
 
     def _from_secrets_manager(self, secret: Secret, *, force_fetch: bool) -> str:
         from aws_lambda_powertools.utilities import parameters
+        from botocore.exceptions import NoCredentialsError
 
         try:
-            value = parameters.get_secret(secret.ref, max_age=self.max_age, force_fetch=force_fetch)
+            value = _provider(secret.ref).get(secret.ref, max_age=self.max_age, force_fetch=force_fetch)
         except parameters.exceptions.GetParameterError as exc:
+            reason = exc.__cause__ or exc.__context__  # Powertools re-raises without "from"
+            if isinstance(reason, NoCredentialsError):
+                raise SecretUnavailable(
+                    f"{secret.ref}: no AWS credentials to read it with: set AWS_PROFILE (or run 'aws configure'), "
+                    "or use env:/file: references for local checks"
+                ) from None
             raise SecretUnavailable(
-                f"{secret.ref}: cannot read from Secrets Manager ({type(exc.__cause__).__name__})"
+                f"{secret.ref}: cannot read from Secrets Manager ({type(reason).__name__})"
             ) from None
         return value if isinstance(value, str) else bytes(value).decode("utf-8")
 
     def store(self, secret: Secret, value: str) -> None:
         """Write a new value (e.g. a rotated refresh token) atomically where the reference points."""
         if secret.kind == "secretsmanager":
-            client = _secrets_client()
+            client = _secrets_client(secret.ref)
             if secret.json_key is None:
                 client.put_secret_value(SecretId=secret.ref, SecretString=value)
             else:

@@ -53,7 +53,7 @@ def test_check_wrong_password_fails_with_a_remedy(cli: Cli, stack: Any, tmp_path
     cfg = stack.connection()
     cfg["anaplan"]["auth"]["password"] = "not-the-password"
     result = cli("check", "--config", str(write_config(tmp_path / "c.yaml", cfg)))
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 4, result.stdout + result.stderr  # credentials refused
     assert re.search(r"FAIL\s+Anaplan\s+authenticate", result.stdout)
     assert "not-the-password" not in result.stdout + result.stderr
     assert "remedies:" in result.stdout and "anaplan.auth.password" in result.stdout
@@ -191,5 +191,5 @@ def test_failed_run_exit_codes_and_audit(cli: Cli, stack: Any, tmp_path: Path) -
     cfg = stack.connection()
     cfg["anaplan"]["auth"]["password"] = "not-the-password"
     refused = cli("run", "plans", "--config", str(write_config(tmp_path / "p.yaml", cfg)), "--quiet", *state)
-    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert refused.returncode == 4, refused.stdout + refused.stderr
     assert "AnaplanAuthError" in refused.stdout and "not-the-password" not in refused.stdout + refused.stderr

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from devkit.sandbox.anaplan.model_details import ModelFacts, model_view
 from devkit.sandbox.anaplan.seed import (
     ExportDef,
     ImportDef,
@@ -789,7 +790,7 @@ class AnaplanSandbox:
             "sizeAllowance": 10**10,
             "currentSize": 10**8,
         }
-        model = self._model_view()
+        model = self._model_view(details=req.query_value("modelDetails") == "true")
         self.counters[f"{req.method} {re.sub(r'[0-9A-Fa-f]{32}', '{id}', path)}"] += 1
         if req.method != "GET":
             return self._error(req, 404, "Not Found")
@@ -798,13 +799,12 @@ class AnaplanSandbox:
         if path == f"/workspaces/{self.seed.workspace_id}":
             return self._ok(req, "workspace", {"workspace": ws})
         if path in ("/models", f"/workspaces/{self.seed.workspace_id}/models"):
-            other = {  # a second model of the workspace, never touched by the connector
-                "id": "B1E2D3C4B5A697887766554433221100",
-                "name": "Workforce Plan",
-                "activeState": "UNLOCKED",
-                "currentWorkspaceId": self.seed.workspace_id,
-                "currentWorkspaceName": self.seed.workspace_name,
-            }
+            other = model_view(  # a second model of the workspace, never touched by the connector
+                ModelFacts("B1E2D3C4B5A697887766554433221100", "Workforce Plan", self.seed.workspace_id,
+                           self.seed.workspace_name, serial=1_400_000, memory_usage=212_860_928),
+                "UNLOCKED",
+                details=req.query_value("modelDetails") == "true",
+            )  # fmt: skip
             return self._page(req, "model", "models", [model, other])
         if path == "/users/me":
             email = next(iter(self.users))
@@ -820,14 +820,16 @@ class AnaplanSandbox:
             return self._ok(req, "user", {"user": user})
         return self._error(req, 404, "Not Found")
 
-    def _model_view(self) -> dict[str, Any]:
-        return {
-            "id": self.seed.model_id,
-            "name": self.seed.model_name,
-            "activeState": self.model_state,
-            "currentWorkspaceId": self.seed.workspace_id,
-            "currentWorkspaceName": self.seed.workspace_name,
-        }
+    def _model_view(self, *, details: bool = False, single: bool = False) -> dict[str, Any]:
+        facts = ModelFacts(
+            self.seed.model_id, self.seed.model_name, self.seed.workspace_id, self.seed.workspace_name
+        )
+        with self._lock:
+            tasks = list(self._tasks.values())
+        running = any(t.state == "IN_PROGRESS" for t in tasks)
+        done = sum(1 for t in tasks if t.state == "COMPLETE" and t.kind == "imports")
+        return model_view(facts, self.model_state, details=details, single=single, transaction_running=running,
+                          serial_offset=done)  # fmt: skip
 
     def _writable(self, req: Request) -> Response | None:
         if self.model_state == "LOCKED":
@@ -835,8 +837,10 @@ class AnaplanSandbox:
         return None
 
     # model
+
     def _r_model(self, req: Request) -> Response:
-        return self._ok(req, "model", {"model": self._model_view()})
+        details = req.query_value("modelDetails") == "true"
+        return self._ok(req, "model", {"model": self._model_view(details=details, single=True)})
 
     def _r_status(self, req: Request) -> Response:
         running = next((t for t in self._tasks.values() if t.state == "IN_PROGRESS"), None)

@@ -7,8 +7,6 @@ import signal
 import threading
 from pathlib import Path
 
-DEFAULT_STATE = Path.home() / ".cache" / "d365-anaplan" / "sandbox-anaplan"
-
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -16,10 +14,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument(
+        "--ca-dir",
         "--state-dir",
+        dest="ca_dir",
         type=Path,
-        default=DEFAULT_STATE,
-        help="where the sandbox CA and client certificate live",
+        default=None,
+        help="where the sandbox CA, the client certificate and the refresh token live (default "
+        "~/.cache/d365-anaplan/sandbox-ca, the CA 'sandbox dynamics' uses too: one tls.ca_bundle reaches both)",
     )
     parser.add_argument(
         "--auth-mode",
@@ -38,11 +39,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from devkit.sandbox.anaplan.harness import start
+    from devkit.sandbox.tls import SHARED_CA_DIR
 
     running = start(
         port=args.port,
         host=args.host,
-        state_dir=args.state_dir,
+        state_dir=args.ca_dir or SHARED_CA_DIR,
         task_run_delay_s=args.task_delay,
         token_lifetime_s=args.token_lifetime,
         rate_limit_per_minute=args.rate_limit,

@@ -12,30 +12,11 @@ import yaml
 
 from devkit.sandbox.anaplan.app import AnaplanSandbox, role_app
 from devkit.sandbox.server import SandboxServer
-from devkit.sandbox.tls import SandboxCA, default_ca
+from devkit.sandbox.tls import PersistentCA, SandboxCA, default_ca
 
 DEFAULT_USER = "integration@example.com"
 DEFAULT_PASSWORD = "sandbox-password"  # noqa: S105 - a throwaway sandbox credential
 DEFAULT_CLIENT_ID = "0123456789abcdef0123456789abcdef"
-
-
-@dataclass
-class PersistentCA(SandboxCA):
-    """A :class:`SandboxCA` whose CA key lives in ``directory`` so restarts keep the same trust anchor."""
-
-    def __post_init__(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        cert, key = self.directory / "ca-cert.pem", self.directory / "ca-key.pem"
-        if cert.exists() and key.exists():
-            self._ca = trustme.CA.from_pem(cert.read_bytes(), key.read_bytes())
-        else:
-            self._ca = trustme.CA(organization_name="d365-anaplan sandbox CA (throwaway)")
-            self._ca.cert_pem.write_to_path(str(cert))
-            self._ca.private_key_pem.write_to_path(str(key))
-            key.chmod(0o600)
-        self._leaf = self._ca.issue_cert(*self.hosts)
-        self.ca_bundle = self.directory / "sandbox-ca.pem"
-        self._ca.cert_pem.write_to_path(str(self.ca_bundle))
 
 
 def client_certificate(directory: Path, common_name: str = DEFAULT_USER) -> tuple[Path, Path]:
@@ -97,7 +78,7 @@ class RunningSandbox:
                 "payload": "v2",
             }
         else:
-            token_path = self.refresh_token_path or Path(self.ca.directory) / "anaplan-refresh-token"
+            token_path = self.refresh_token_path or self.ca.path / "anaplan-refresh-token"
             auth = {"mode": "device", "client_id": self.client_id, "refresh_token": f"file:{token_path}"}
         return {
             "auth_url": self.auth_url,
@@ -164,7 +145,7 @@ def start(
     """Start auth (``port``), OAuth (``port+1``) and API (``port+2``) servers; port 0 picks free ports."""
     if ca is None:
         ca = PersistentCA(directory=Path(state_dir)) if state_dir else default_ca()
-    cert_path, key_path = client_certificate(Path(ca.directory))
+    cert_path, key_path = client_certificate(ca.path)
     sandbox = app or AnaplanSandbox(**app_kwargs)
     sandbox.register_certificate(cert_path.read_bytes())
     servers: dict[str, SandboxServer] = {}

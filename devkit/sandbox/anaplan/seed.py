@@ -7,7 +7,7 @@ can seed the F&O sandbox and this one consistently. Amounts are ``Decimal``.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -165,6 +165,7 @@ def build_seed(
     years: Sequence[int] = (2025, 2026),
     plan_accounts: Sequence[str] = PLAN_ACCOUNTS,
     plan_year: int = 2025,
+    plan_basis: Mapping[tuple[str, str, int], Decimal] | None = None,
     draft_every: int = 17,
     seed: int = 20250101,
     workspace_id: str = "8a868cd985f53e7701860542f59e276e",
@@ -227,9 +228,15 @@ def build_seed(
                 base = Decimal(rng.randrange(200_000, 5_000_000)) / 100
                 for month in MONTHS:
                     row += 1
-                    amount = (base * factor * Decimal(rng.randrange(90, 111)) / 100).quantize(Decimal("0.01"))
-                    if account.startswith("4"):
-                        amount = -amount  # revenue is a credit
+                    noise = Decimal(rng.randrange(90, 111)) / 100
+                    yearly = sum(((plan_basis or {}).get((entity, account, i), Decimal(0)) for i in range(12)),
+                                 Decimal(0))  # fmt: skip
+                    if yearly:  # planners spread last year's actual run-rate: in proportion at any volume
+                        amount = (yearly / 12 * factor * noise).quantize(Decimal("0.01"))
+                    else:
+                        amount = (base * factor * noise).quantize(Decimal("0.01"))
+                        if account.startswith("4"):
+                            amount = -amount  # revenue is a credit
                     approval = "Draft" if draft_every and row % draft_every == 0 else "Approved"
                     key = (entity, account, f"{month} {plan_year % 100:02d}", version)
                     plan.cells[key] = {"Amount": amount, "Approval": approval}

@@ -31,6 +31,7 @@ from . import books as books_mod
 from . import budget, seed
 from .entities import ENUMS, NS, EntityDef, csdl, entity_defs
 from .entra import Entra, EntraApp
+from .main_accounts import main_account_posting
 from .query import Node, QueryError, bounds, compile_filter, parse_filter
 
 MAX_PAGE = 10_000
@@ -264,6 +265,7 @@ class DynamicsSandbox:
                 "ActiveFrom": "1900-01-01T00:00:00Z",
                 "ActiveTo": "1900-01-01T00:00:00Z",
                 "DoNotAllowManualEntry": "No",
+                **main_account_posting(a),
                 "MainAccountRecId": a.recid,
                 "ChartOfAccountsRecId": seed.CHART_OF_ACCOUNTS_RECID,
                 "ParentMainAccountId": "",

@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from devkit.sandbox.server import SandboxServer
-from devkit.sandbox.tls import SandboxCA, default_ca
+from devkit.sandbox.tls import SHARED_CA_DIR, PersistentCA, SandboxCA, default_ca
 
 from . import seed
 from .app import DynamicsSandbox, SandboxConfig
@@ -106,6 +107,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--load-budget", type=int, default=None, help="requests per second before resource-based 429s"
     )
     parser.add_argument("--token-lifetime", type=int, default=3599, help="access-token lifetime in seconds")
+    parser.add_argument(
+        "--ca-dir",
+        type=Path,
+        default=None,
+        help="where the sandbox CA lives; kept across runs (default ~/.cache/d365-anaplan/sandbox-ca, the CA "
+        "'sandbox anaplan' uses too: one tls.ca_bundle reaches both)",
+    )
     parser.add_argument("--print-config", action="store_true", help="print the connection settings and exit")
 
 
@@ -127,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         load_budget=args.load_budget,
         token_lifetime=args.token_lifetime,
     )
-    sb = start(config, port=args.port)
+    sb = start(config, port=args.port, ca=PersistentCA(directory=args.ca_dir or SHARED_CA_DIR))
     try:
         print("# F&O sandbox (dev only): connection settings")
         print(sb.config_yaml(), end="", flush=True)

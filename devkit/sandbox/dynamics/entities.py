@@ -19,6 +19,9 @@ S, I64, I32, DEC, DTO, BOOL = (
 
 ENUMS: dict[str, tuple[str, ...]] = {
     "NoYes": ("No", "Yes"),
+    # MainAccounts.DebitCreditRequirement (dynamics-fo.md §2.3 names the field, not its enum: the AOT's
+    # DebCredProposal, None/Debit/Credit, is UNCONFIRMED for the entity)
+    "DebCredProposal": ("None", "Debit", "Credit"),
     "DimensionLedgerAccountType": (
         "ProfitAndLoss",
         "Revenue",
@@ -143,6 +146,9 @@ MAIN_ACCOUNTS = _d(
         "ActiveFrom": DTO,
         "ActiveTo": DTO,
         "DoNotAllowManualEntry": "NoYes",
+        "DebitCreditRequirement": "DebCredProposal",
+        "PostingType": "LedgerPostingType",
+        "ValidatePostingType": "NoYes",  # enum type UNCONFIRMED (dynamics-fo.md names the field only)
         "MainAccountRecId": I64,
         "ChartOfAccountsRecId": I64,
         "ParentMainAccountId": S,

@@ -330,7 +330,9 @@ class GLGenerator:
             if j < n - 1:
                 account = _PL_ACCOUNTS[h % len(_PL_ACCOUNTS)]
                 cents = 100 + (h >> 16) % 500_000
-                if j % 2 == 1:
+                # normal balances: revenue is posted as a credit, costs as debits; one line in nine is a
+                # correction against the normal side, as real ledgers have (credit notes, reversals)
+                if (account.account_type == "Revenue") != ((h >> 40) % 9 == 0):
                     cents = -cents
                 total += cents
             else:

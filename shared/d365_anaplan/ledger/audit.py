@@ -54,7 +54,9 @@ from d365_anaplan.ledger.models import (
 )
 
 GSI_BY_CONNECTION = "by-connection"
-FINAL_STATUSES: frozenset[str] = frozenset({"SUCCEEDED", "FAILED", "SKIPPED"})
+FINAL_STATUSES: frozenset[str] = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "ABORTED"})
+# Runs a redrive reopens (Step Functions redrives FAILED, TIMED_OUT and ABORTED executions).
+REDRIVABLE: frozenset[str] = frozenset({"FAILED", "ABORTED"})
 LINE_FAILED = "FAILED"
 
 _KIND_ORDER: dict[str, int] = {"RUN": 0, "STEP": 1, "FILE": 2, "TASK": 3, "JOURNAL": 4, "LINE": 5}
@@ -275,7 +277,7 @@ class RunLedger:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
         existing = self.get_run(run_id)
-        if existing.status != "FAILED":
+        if existing.status not in REDRIVABLE:
             return existing
         event = {"at": stamp, "status": "RUNNING", "event": "redriven", "previous_cause": existing.cause}
         try:
@@ -287,7 +289,7 @@ class RunLedger:
                     "#updated = :now, #redriven_at = :now, "
                     "#events = list_append(if_not_exists(#events, :empty), :ev) REMOVE #finished, #cause"
                 ),
-                ConditionExpression="#status = :failed AND #updated = :seen",
+                ConditionExpression="#status = :previous AND #updated = :seen",
                 ExpressionAttributeNames={
                     "#status": "status",
                     "#redriven": "redriven",
@@ -299,7 +301,7 @@ class RunLedger:
                 },
                 ExpressionAttributeValues={
                     ":running": to_attr("RUNNING"),
-                    ":failed": to_attr("FAILED"),
+                    ":previous": to_attr(existing.status),
                     ":seen": to_attr(iso(existing.updated_at)),
                     ":zero": to_attr(0),
                     ":one": to_attr(1),
@@ -344,7 +346,7 @@ class RunLedger:
                 return _run_record(current)  # a repeated call
             stamp = iso(self._now())
             events: list[dict[str, Any]] = []
-            redrive = current.get("status") == "FAILED"
+            redrive = current.get("status") in REDRIVABLE
             if redrive:
                 events.append(
                     {

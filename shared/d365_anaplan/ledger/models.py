@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 RunStatus = Literal["RUNNING", "SUCCEEDED", "FAILED", "SKIPPED"]
-FinalStatus = Literal["SUCCEEDED", "FAILED", "SKIPPED"]
+FinalStatus = Literal["SUCCEEDED", "FAILED", "SKIPPED", "ABORTED"]  # ABORTED: stopped (console, Ctrl-C)
 RecordKind = Literal["RUN", "STEP", "FILE", "TASK", "JOURNAL", "LINE"]
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from d365_anaplan.config import ConnectionConfig
 from d365_anaplan.ledger.audit import RunLedger
 from d365_anaplan.ledger.lease import ModelLease
+from d365_anaplan.request_metrics import ResponseCounts, count_responses
 from d365_anaplan.runtime import Settings, load_connection, run_id_of, s3, settings
 from d365_anaplan.secrets import SecretResolver
 from d365_anaplan.staging import run_key
@@ -26,6 +27,8 @@ class StepContext:
     connection: str
     execution: str
     remaining_ms: Callable[[], int] = field(default=lambda: 900_000)
+    # answers per system ("anaplan", "dynamics") of the clients this invocation created (request_metrics)
+    responses: dict[str, ResponseCounts] = field(default_factory=dict)
 
     @cached_property
     def cfg(self) -> ConnectionConfig:
@@ -64,10 +67,14 @@ class StepContext:
         from d365_anaplan.ledger.tokens import DynamoDBTokenCache
 
         cache = DynamoDBTokenCache(self.env.ledger_table, kms_key_id=self.env.kms_key_id)
-        return AnaplanClient.from_config(self.cfg, resolver=self.resolver, token_cache=cache)
+        client = AnaplanClient.from_config(self.cfg, resolver=self.resolver, token_cache=cache)
+        self.responses["anaplan"] = count_responses(client.session)
+        return client
 
     @cached_property
     def dynamics(self) -> DynamicsConnection:
         from d365_anaplan.dynamics.client import connect
 
-        return connect(self.cfg, self.resolver, remaining_time=lambda: self.remaining_ms() / 1000)
+        conn = connect(self.cfg, self.resolver, remaining_time=lambda: self.remaining_ms() / 1000)
+        self.responses["dynamics"] = count_responses(conn.session)
+        return conn

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from d365_anaplan.observability import logger, metrics, tracer
+from d365_anaplan.request_metrics import emit as emit_responses
 from d365_anaplan.steps.context import StepContext
 
 
@@ -42,7 +43,11 @@ def step[E: StepEvent](
             remaining = getattr(context, "get_remaining_time_in_millis", None)
             ctx = StepContext(ev.connection, ev.execution, remaining or (lambda: 900_000))
             logger.append_keys(run_id=ctx.run_id, connection=ev.connection, step=fn.__module__)
-            return fn(ctx, ev)
+            try:
+                return fn(ctx, ev)
+            finally:
+                for system, counts in ctx.responses.items():
+                    emit_responses(ev.connection, system, counts)
 
         return handler
 

@@ -6,14 +6,18 @@ field. A replay takes the original run's periods, so it reruns exactly what the 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from d365_anaplan.config import ConnectionConfig
 from d365_anaplan.errors import BadInputData, ConfigError
 from d365_anaplan.ledger.audit import RunLedger
+from d365_anaplan.ledger.watermarks import Watermarks
 from d365_anaplan.runtime import load_connection, model_key
 from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.gate import close_gate
 from d365_anaplan.steps.replay import original_request
 
 Flow = Literal["actuals", "plans"]
@@ -56,6 +60,7 @@ def open_run(ledger: RunLedger, *, connection: str, flow: Flow, execution: str, 
             ["mapping.plans.exports: no export is configured, so the plans flow has nothing to load"]
         )
     periods = req.periods.model_dump(by_alias=True) if req.periods else None
+    dry_run = req.dry_run
     if req.replay_of:
         ctx = StepContext(connection, execution)
         original = original_request(ctx, req.replay_of, flow)
@@ -64,15 +69,46 @@ def open_run(ledger: RunLedger, *, connection: str, flow: Flow, execution: str, 
             raise BadInputData(
                 f"replay_of: run {req.replay_of!r} named no periods; replay it with an explicit periods range"
             )
+        if "dry_run" not in request and original.get("dry_run"):
+            dry_run = True  # a replay of a dry run stays a dry run unless the request says dry_run: false
+    record_window(ledger, run.run_id, cfg, connection=connection, flow=flow, periods=periods, dry_run=dry_run)
     return {
         "run_id": run.run_id,
         "model_key": model_key(cfg),
         "companies": cfg.dynamics.companies,
         "periods": periods,
-        "dry_run": req.dry_run,
+        "dry_run": dry_run,
         "replay_of": req.replay_of,
         "failed_lines_only": req.failed_lines_only,
         "verify_export": cfg.mapping.actuals.verify_export,
         "exports": [e.model_dump() for e in cfg.mapping.plans.exports],
         "status": run.status,
     }
+
+
+def record_window(
+    ledger: RunLedger,
+    run_id: str,
+    cfg: ConnectionConfig,
+    *,
+    connection: str,
+    flow: Flow,
+    periods: dict[str, Any] | None,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> dict[str, Any] | None:
+    """Record (step ``PeriodWindow``) the periods this run will cover, decided as the close gate decides them:
+    the requested range, the plan horizon (current and next fiscal year) or the actuals months due, and whether
+    the run is a dry run (a replay of a dry run is one). A range the gate will refuse is not recorded here; the
+    gate fails the run with its own message."""
+    first = (periods or {}).get("from")
+    last = (periods or {}).get("to")
+    try:
+        gate = close_gate(cfg.close_calendar, connection=connection, flow=flow, now=now or datetime.now(UTC),
+                          first=first, last=last, watermarks=Watermarks(ledger.table_name, client=ledger.client))  # fmt: skip
+    except BadInputData:
+        return None
+    window = {**(gate["window"] or {"from": None, "to": None}), "reason": gate["reason"],
+              "months": len(gate["periods"]), "dry_run": dry_run}  # fmt: skip
+    ledger.record_step(run_id, "PeriodWindow", "SUCCEEDED", window)
+    return window

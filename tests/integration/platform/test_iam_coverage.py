@@ -124,7 +124,9 @@ S3_ACTIONS = {
     "CreateMultipartUpload": "s3:PutObject", "UploadPart": "s3:PutObject",
     "CompleteMultipartUpload": "s3:PutObject", "AbortMultipartUpload": "s3:AbortMultipartUpload",
     "ListObjectsV2": "s3:ListBucket", "ListObjects": "s3:ListBucket",
+    "ListObjectVersions": "s3:ListBucketVersions",
 }  # fmt: skip
+BUCKET_ACTIONS = ("s3:ListBucket", "s3:ListBucketVersions")  # on the bucket, not on an object
 
 
 def s3_requests(operation: str, params: dict[str, Any]) -> list[Request]:
@@ -135,7 +137,7 @@ def s3_requests(operation: str, params: dict[str, Any]) -> list[Request]:
         return [Request("s3:GetObject", f"arn:aws:s3:::{src_bucket}/{src_key}"),
                 Request("s3:PutObject", f"arn:aws:s3:::{bucket}/{params['Key']}")]  # fmt: skip
     action = S3_ACTIONS.get(operation, f"s3:{operation}")
-    if action == "s3:ListBucket":
+    if action in BUCKET_ACTIONS:
         return [Request(action, f"arn:aws:s3:::{bucket}")]
     return [Request(action, f"arn:aws:s3:::{bucket}/{params['Key']}")]
 
@@ -261,6 +263,12 @@ def recorded(stack: Stack) -> Iterator[tuple[LocalEngine, Recorder]]:
                 "detail": {"executionArn": failed.arn, "stateMachineArn": "arn:aws:states:::x",
                            "status": "FAILED", "error": "X", "cause": "y"},
             })  # fmt: skip
+            # after a run: its summary (ledger, config, report in S3, SNS); and a full schedule sync
+            engine.invoke("RunNotifierFunction", {
+                "detail-type": "Step Functions Execution Status Change", "source": "aws.states",
+                "detail": {"executionArn": actuals.arn, "stateMachineArn": "arn:aws:states:::x", "status": "SUCCEEDED"},
+            })  # fmt: skip
+            engine.invoke("ScheduleSyncFunction", {"sync": "all"})
         yield engine, rec
 
 

@@ -1,0 +1,190 @@
+"""What a finished run did, for the people and dashboards that watch the deployment.
+
+When an execution of either flow ends (EventBridge "Step Functions Execution Status Change"), the RunNotifier
+function calls :func:`report_run`, which reads the run from the ledger and
+
+* emits Powertools metrics per connection and flow: ``RunSucceeded``/``RunFailed``, ``RunDuration``
+  (seconds), ``Rows`` (actuals rows prepared, or plan journal lines planned), ``GLLines``, ``JournalLinesWritten``,
+  ``JournalLinesRejected``, ``Reconciled`` (1/0) and ``NetAmount`` per currency (one dimension per currency:
+  amounts in different currencies are never added);
+* writes the run report (``report/summary.json`` and ``report/summary.txt``) beside the run's staged files;
+* publishes the readable summary to the run notification topic.
+
+Amounts are Decimal from the ledger; only the metric values are floats (CloudWatch takes nothing else).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from d365_anaplan.staging import run_key
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    connection: str
+    flow: str
+    status: str
+    trigger: str
+    dry_run: bool = False
+    periods: str = ""
+    duration_seconds: float | None = None
+    rows: int = 0
+    gl_lines: int = 0
+    net_by_currency: dict[str, Decimal] = field(default_factory=dict)
+    journal_lines_written: int = 0
+    journal_lines_rejected: int = 0
+    reconciled: bool | None = None
+    cause: str = ""
+
+    def subject(self) -> str:
+        mode = " (dry run)" if self.dry_run else ""
+        return f"d365-anaplan {self.connection} {self.flow} {self.status}{mode}"[:100]
+
+    def text(self) -> str:
+        lines = [
+            f"{self.flow} run {self.run_id} of connection {self.connection}: {self.status}"
+            + (" (dry run: nothing written)" if self.dry_run else ""),
+            f"trigger {self.trigger}; periods {self.periods or '-'}; duration "
+            + (f"{self.duration_seconds:.0f}s" if self.duration_seconds is not None else "-"),
+        ]
+        if self.gl_lines:
+            lines.append(f"GL lines read from F&O: {self.gl_lines:,}")
+        if self.rows:
+            lines.append(
+                f"{'actuals rows' if self.flow == 'actuals' else 'plan journal lines'}: {self.rows:,}"
+            )
+        for currency, amount in sorted(self.net_by_currency.items()):
+            lines.append(f"net amount {currency}: {amount:,.2f}")
+        if self.flow == "plans" and not self.dry_run:
+            lines.append(
+                f"journal lines written {self.journal_lines_written:,}, rejected {self.journal_lines_rejected:,}"
+            )
+        if self.reconciled is not None:
+            lines.append(
+                "reconciliation: " + ("everything matches" if self.reconciled else "DIFFERENCES (see audit)")
+            )
+        if self.cause:
+            lines.append(f"cause: {self.cause}")
+        lines.append(f"details: d365-anaplan audit {self.run_id} --stack <stack>")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["net_by_currency"] = {k: str(v) for k, v in self.net_by_currency.items()}
+        return data
+
+
+def summarise(ledger: Any, run_id: str, currency_for: Callable[[str], str]) -> RunSummary:
+    """The run as the ledger holds it; ``currency_for(company)`` names each company's accounting currency."""
+    run = ledger.get_run(run_id)
+    request = run.detail.get("request") or {}
+    out = RunSummary(run.run_id, run.connection, run.flow, run.status, run.trigger)
+    if run.finished_at is not None:
+        out.duration_seconds = (run.finished_at - run.started_at).total_seconds()
+    if run.cause:
+        out.cause = f"{run.cause.get('Error', '')}: {str(run.cause.get('Cause', ''))[:500]}"
+    net: dict[str, Decimal] = {}
+    for step in ledger.steps(run_id):
+        d = step.detail
+        if step.step == "PeriodWindow":
+            out.dry_run = out.dry_run or bool(d.get("dry_run"))
+            if d.get("from"):
+                out.periods = f"{d['from']}..{d['to']}"
+        elif step.step.startswith("ExtractGL:"):
+            company = step.step.split(":", 1)[1]
+            out.gl_lines += int(d.get("lines", 0))
+            currency = currency_for(company)
+            net[currency] = net.get(currency, Decimal(0)) + Decimal(str(d.get("total", "0")))
+        elif step.step == "PrepareActuals":
+            out.rows = int(d.get("rows", 0))
+        elif step.step in ("ReconcileActuals", "ReconcilePlan"):
+            out.reconciled = step.status == "SUCCEEDED"
+        elif step.step == "PlanJournals":  # the planned journals: company, lines, debit and credit each
+            for j in d.get("journals") or []:
+                out.rows += int(j.get("lines", 0))
+                currency = currency_for(str(j.get("company", "")))
+                amount = Decimal(str(j.get("total_debit", "0"))) - Decimal(str(j.get("total_credit", "0")))
+                net[currency] = net.get(currency, Decimal(0)) + amount
+    out.dry_run = out.dry_run or bool(request.get("dry_run"))
+    if not out.periods and (request.get("periods") or {}).get("from"):
+        out.periods = f"{request['periods']['from']}..{request['periods'].get('to')}"
+    if run.flow == "plans":
+        for journal in ledger.journals(run_id):
+            out.journal_lines_written += int(journal.detail.get("written", 0))
+            out.journal_lines_rejected += int(journal.detail.get("rejected", 0))
+    out.net_by_currency = net
+    return out
+
+
+def emit_metrics(summary: RunSummary, metrics: Any) -> None:
+    """One set of metrics per run, dimensioned by connection and flow (and currency for amounts)."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    metrics.add_dimension(name="connection", value=summary.connection)
+    metrics.add_dimension(name="flow", value=summary.flow)
+    ok = summary.status in ("SUCCEEDED", "SKIPPED")
+    metrics.add_metric(name="RunSucceeded" if ok else "RunFailed", unit=MetricUnit.Count, value=1)
+    if summary.duration_seconds is not None:
+        metrics.add_metric(name="RunDuration", unit=MetricUnit.Seconds, value=summary.duration_seconds)
+    metrics.add_metric(name="Rows", unit=MetricUnit.Count, value=summary.rows)
+    metrics.add_metric(name="GLLines", unit=MetricUnit.Count, value=summary.gl_lines)
+    metrics.add_metric(name="JournalLinesWritten", unit=MetricUnit.Count, value=summary.journal_lines_written)
+    metrics.add_metric(
+        name="JournalLinesRejected", unit=MetricUnit.Count, value=summary.journal_lines_rejected
+    )
+    if summary.reconciled is not None:
+        metrics.add_metric(name="Reconciled", unit=MetricUnit.Count, value=1 if summary.reconciled else 0)
+    from d365_anaplan.request_metrics import metrics_disabled
+
+    if metrics_disabled():
+        return
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "D365Anaplan")
+    for currency, amount in sorted(summary.net_by_currency.items()):  # its own metric: one per currency
+        with single_metric(name="NetAmount", unit=MetricUnit.NoUnit, value=float(amount), namespace=namespace,
+                           default_dimensions={"connection": summary.connection, "flow": summary.flow}) as one:  # fmt: skip
+            one.add_dimension(name="currency", value=currency)
+
+
+def publish(summary: RunSummary, *, s3: Any, bucket: str, sns: Any, topic_arn: str | None) -> dict[str, Any]:
+    """Write the run report beside the run's staged files and send the readable summary."""
+    keys = {}
+    for name, body, ctype in (("summary.json", json.dumps(summary.to_json(), indent=2), "application/json"),
+                              ("summary.txt", summary.text() + "\n", "text/plain; charset=utf-8")):  # fmt: skip
+        key = run_key(summary.connection, summary.run_id, "report", name)
+        s3.put_object(Bucket=bucket, Key=key, Body=body.encode("utf-8"), ContentType=ctype)
+        keys[name] = key
+    message_id = None
+    if topic_arn:
+        message_id = sns.publish(TopicArn=topic_arn, Subject=summary.subject(), Message=summary.text())[
+            "MessageId"
+        ]
+    return {"run_id": summary.run_id, "status": summary.status, "report": keys, "message_id": message_id}
+
+
+def report_run(run_id: str) -> dict[str, Any]:
+    """Everything above for one run (clients and names from the function's environment)."""
+    import boto3
+
+    from d365_anaplan.ledger.audit import RunLedger
+    from d365_anaplan.observability import metrics
+    from d365_anaplan.runtime import load_connection, settings
+
+    env = settings()
+    ledger = RunLedger(env.ledger_table)
+    run = ledger.get_run(run_id)
+    try:
+        journal = load_connection(run.connection).dynamics.journal
+        currency_for: Callable[[str], str] = journal.currency_for
+    except Exception:  # noqa: BLE001 - a report even when the connection file is gone or broken
+        currency_for = lambda _company: "?"  # noqa: E731
+    summary = summarise(ledger, run_id, currency_for)
+    emit_metrics(summary, metrics)
+    return publish(summary, s3=boto3.client("s3"), bucket=env.staging_bucket, sns=boto3.client("sns"),
+                   topic_arn=os.environ.get("RUN_TOPIC_ARN") or None)  # fmt: skip
