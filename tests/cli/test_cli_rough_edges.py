@@ -111,17 +111,17 @@ def test_windows_dry_runs_replays_and_audit(cli: Cli, stack: Any, config_file: P
     assert plans_dry.returncode == 0, plans_dry.stdout + plans_dry.stderr
     assert "None" not in plans_dry.stdout
     dry_id = _run_id(plans_dry.stdout)
-    before = len(stack.dynamics.app.journal_headers)
+    before = _plan_entries(stack)
     replay = cli("replay", dry_id[:8], *cfg, "--quiet", *state)
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert "was a dry run: the replay is one too" in replay.stdout
-    assert len(stack.dynamics.app.journal_headers) == before
+    assert _plan_entries(stack) == before
     replay_id = _run_id(replay.stdout)
 
     # for real, then audit: company column, the short file key for --trace, --json, nothing cut
     real = cli("replay", dry_id[:8], *cfg, "--write", "--quiet", *state)
     assert real.returncode == 0, real.stdout + real.stderr
-    assert len(stack.dynamics.app.journal_headers) > before
+    assert _plan_entries(stack) > before
     real_id = _run_id(real.stdout)
     listing = cli("audit", *state)
     assert re.search(
@@ -195,3 +195,9 @@ def test_ctrl_c_records_the_run_as_aborted_and_releases_the_lease(
         *state,
     )
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def _plan_entries(stack: Any) -> int:
+    """Plan entries the connector wrote in F&O, whichever target: ledger journals or budget register entries."""
+    fo = stack.dynamics.app
+    return len(fo.journal_headers) + len(fo.budget_headers)
