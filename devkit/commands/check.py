@@ -479,7 +479,7 @@ def _check_ledger(cfg: Any, reader: Any, report: Report, sysname: str) -> None:
             dims = " ".join(f"{n}={g.dimensions.get(n) or '-'}" for n in wanted)
             parts.append(f"{g.company} {g.accounting_date} {g.account} {dims} {g.amount} {g.amount_currency} "
                          f"[{g.period_type or 'period type unknown'} {g.fiscal_year}/{g.fiscal_period}] "
-                         f"split by {how}")  # fmt: skip
+                         f"split from {how}")  # fmt: skip
         return "; ".join(parts)
 
     _attempt(report, sysname, "GL lines split into columns",

@@ -9,6 +9,7 @@ Expected cells come from the sandbox's own generator, never from the connector.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,3 +75,27 @@ def test_a_structure_whose_order_is_unknown_is_refused_naming_the_account(
     )
     assert "account '" in text and "display_value_order: format" in text
     assert anaplan_actuals(stack) == {}, "nothing is loaded"
+
+
+@pytest.mark.parametrize("connection", ["demo", "unknown"])
+def test_check_samples_lines_and_shows_the_structure_used(stack: Stack, connection: str) -> None:
+    """``check`` predicts the run: how sampled lines split (with the structure used), or the same refusal."""
+    from d365_anaplan.config import parse_connection
+    from d365_anaplan.dynamics.client import connect
+    from d365_anaplan.secrets import SecretResolver
+    from devkit.commands.check import Report, _check_ledger
+
+    overrides = {} if connection == "demo" else {"name": "unknown", "ledger": {}}
+    cfg = parse_connection(stack.connection(**overrides))
+    report = Report()
+    _check_ledger(
+        cfg, connect(cfg, SecretResolver(allow_local=True), reuse_tokens=False).reader, report, "F&O"
+    )
+    (row,) = [ch for ch in report.checks if ch.name == "GL lines split into columns"]
+    if connection == "demo":
+        assert row.status == "PASS", row
+        assert re.search(r"split from '[^']+' in account structure 'Manufacturing (P&L|B/S)'", row.detail)
+        assert re.search(r"USMF 2025-01-\d\d \d+ BusinessUnit=\S+ CostCenter=\S+ Department=\S+", row.detail)
+    else:
+        assert row.status == "FAIL" and "is in account structure" in row.detail, row
+        assert "ledger.account_structures" in row.remedy

@@ -597,7 +597,8 @@ class DynamicsReader:
                     account, dims = _named_dimensions(str(r[DIMENSION_JSON]), display, w)
                     how = f"named values ({DIMENSION_JSON})"
                 else:
-                    account, dims, how = self._split_display(display, fmt, w)
+                    account, dims, order = self._split_display(display, fmt, w)
+                    how = f"{display!r} in {order}"
                 if self._splits is not None:
                     self._splits[_split_key(r)] = how
                 yield r, w, account, dims

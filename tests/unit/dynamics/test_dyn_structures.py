@@ -160,8 +160,9 @@ def test_sample_split_says_how_each_line_was_split() -> None:
     r = DynamicsReader(client, companies=["USMF"], options=LedgerOptions(account_structures=ORDERS))
     shown = r.sample_split(date(2025, 1, 1), date(2025, 2, 1), limit=2)
     assert [how for _, how in shown] == [
-        "account structure 'Manufacturing P&L' (MainAccount-CostCenter-Department-BusinessUnit)",
-        "account structure 'Manufacturing B/S' (MainAccount-BusinessUnit)",
+        "'601100-OU_3566-022-001' in account structure 'Manufacturing P&L' "
+        "(MainAccount-CostCenter-Department-BusinessUnit)",
+        "'110110-001' in account structure 'Manufacturing B/S' (MainAccount-BusinessUnit)",
     ]
 
 
