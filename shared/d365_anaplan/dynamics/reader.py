@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -577,7 +577,12 @@ class DynamicsReader:
         return account, dict(items), how
 
     def _split_lines(
-        self, rows: Iterable[dict[str, Any]], display_field: str, named: bool, fmt: DimensionFormat, what: Any
+        self,
+        rows: Iterable[dict[str, Any]],
+        display_field: str,
+        named: bool,
+        fmt: DimensionFormat,
+        what: Callable[[dict[str, Any]], str],
     ) -> Iterator[tuple[dict[str, Any], str, str, dict[str, str]]]:
         """(row, what, account, dimensions) of each row, by name where the row has named values, else from its
         display value; display values are looked up in DimensionCombinations a chunk at a time."""
