@@ -98,6 +98,7 @@ class Stack:
             "anaplan": ana["anaplan"],
             "tls": {"ca_bundle": self.anaplan.ca_bundle},
             "security": {"allowed_hosts": sorted({*fo["security"]["allowed_hosts"], *ana["security"]["allowed_hosts"]})},
+            "ledger": fo["ledger"],  # how the F&O sandbox orders display values (its account structures)
             "mapping": {
                 "accounts": {"import_action": "Load Accounts", "list_name": "Accounts"},
                 "dimensions": [

@@ -478,15 +478,18 @@ def _check_ledger(cfg: Any, reader: Any, report: Report, sysname: str) -> None:
             return f"no posted lines since {start.isoformat()} to sample"
         wanted = [d.name for d in cfg.mapping.dimensions]
         parts = []
-        for g in shown:
+        for g, how in shown:
             dims = " ".join(f"{n}={g.dimensions.get(n) or '-'}" for n in wanted)
             parts.append(f"{g.company} {g.accounting_date} {g.account} {dims} {g.amount} {g.amount_currency} "
-                         f"[{g.period_type or 'period type unknown'} {g.fiscal_year}/{g.fiscal_period}]")  # fmt: skip
+                         f"[{g.period_type or 'period type unknown'} {g.fiscal_year}/{g.fiscal_period}] "
+                         f"split from {how}")  # fmt: skip
         return "; ".join(parts)
 
     _attempt(report, sysname, "GL lines split into columns",
              "if values land in the wrong columns, publish LedgerDimensionValuesJson on the GL line entity (named "
-             "values) or align the ledger dimension format with the account structures", sample)  # fmt: skip
+             "values), or set ledger.account_structures to each account structure's segment order (General "
+             "ledger > Chart of accounts > Structures), or ledger.display_value_order: format if display values "
+             "follow the ledger integration format", sample)  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

@@ -557,6 +557,32 @@ class LedgerOptions(BaseModel):
     account_type_column: str | None = None
     account_category_column: str | None = None
     account_parent_column: str | None = None
+    # GL lines without named dimension values (no LedgerDimensionValuesJson) are split from their display value:
+    # "structure" = in the segment order of the account structure that applies to the line (read from F&O's
+    # DimensionCombinations, the order from account_structures); "format" = in the ledger integration format's
+    # order. Which order F&O's display strings follow is UNCONFIRMED (dynamics-fo.md section 3): check shows it.
+    display_value_order: Literal["structure", "format"] = "structure"
+    # Segment order of each account structure, by its name in F&O (e.g. {"Manufacturing P&L": [MainAccount,
+    # CostCenter, Department, BusinessUnit]}); no entity publishes it (General ledger > Chart of accounts >
+    # Structures > Configure account structures).
+    account_structures: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("account_structures")
+    @classmethod
+    def _structures(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        import re
+
+        for name, segments in value.items():
+            bad = [s for s in segments if not re.fullmatch(r"[A-Za-z0-9_]+", s)]
+            if bad:
+                raise ValueError(f"account structure {name!r}: segment names {bad} are not dimension names")
+            if segments.count("MainAccount") != 1:
+                raise ValueError(
+                    f"account structure {name!r}: MainAccount must appear exactly once in {segments}"
+                )
+            if len(set(segments)) != len(segments):
+                raise ValueError(f"account structure {name!r}: a segment repeats in {segments}")
+        return value
 
     @field_validator("posting_layers")
     @classmethod

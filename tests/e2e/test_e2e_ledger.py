@@ -59,7 +59,8 @@ def _add_fiscal_members(st: Stack) -> None:
 def connection(stack: Stack, **ledger_options: Any) -> dict[str, Any]:
     cfg = stack.connection()
     cfg["dynamics"] = {**cfg["dynamics"], "gl_route": "bi"}
-    cfg["ledger"] = {"fiscal_period_format": FISCAL_FORMAT, **ledger_options}
+    # the sandbox's own ledger settings (how its display values are ordered) stay
+    cfg["ledger"] = {**cfg.get("ledger", {}), "fiscal_period_format": FISCAL_FORMAT, **ledger_options}
     return cfg
 
 

@@ -73,6 +73,9 @@ class SandboxConfig:
     fiscal_calendars: dict[str, str] = field(default_factory=dict)
     books: bool = False
     ledger_account_order: str = "format"
+    ledger_dimension_json: bool = (
+        True  # GeneralJournalAccountEntryBiEntities publishes LedgerDimensionValuesJson
+    )
 
 
 @dataclass
@@ -188,6 +191,7 @@ class DynamicsSandbox:
             publish_gl_entity=cfg.publish_gl_entity,
             integration_key=cfg.integration_key,
             bi_entities=cfg.bi_entities,
+            ledger_dimension_json=cfg.ledger_dimension_json,
         )
         budget.install_enums()
         self.defs.update(budget.entity_defs())
@@ -411,11 +415,17 @@ class DynamicsSandbox:
         of the account's own structure: balance sheet MainAccount-BusinessUnit, P&L
         MainAccount-CostCenter-Department-BusinessUnit."""
         if self.config.ledger_account_order == "structure":
-            a = seed.main_account(acc)
-            if a is not None and a.is_balance_sheet:
-                return f"{acc}-{bu}"
-            return f"{acc}-{cc}-{dep}-{bu}"
+            return books_mod.structure_display(acc, bu, cc, dep)
         return f"{acc}-{bu}-{cc}-{dep}"
+
+    def _combination_rows(self) -> list[Row]:
+        """The ledger dimension combinations of every posted line (built when asked; special vouchers included)."""
+        used = (
+            (line[1], line[3], line[4], line[5])
+            for v in range(self.gl.voucher_count + len(self.books.snapshot()))
+            for line in self._voucher_lines(v)[1]
+        )
+        return books_mod.combination_rows(used, self._display)
 
     def _line_rows(self, v: int, needed: frozenset[str] | None = None) -> list[Row]:
         """Rows of voucher ``v``; with ``needed`` only those properties (plus the internal ones) are built."""
@@ -446,6 +456,8 @@ class DynamicsSandbox:
                 "IsCredit": "Yes" if cents < 0 else "No",
                 "Text": text,
             }
+            if not self.config.ledger_dimension_json:
+                del row["LedgerDimensionValuesJson"]
             if needed is None:
                 row.update({
                     "TransactionCurrencyAmount": amount,
@@ -767,6 +779,8 @@ class DynamicsSandbox:
             return budget.bi_rows(self, name)
         if name == "BatchJobs":
             return list(self.batch_jobs.values())
+        if name == "DimensionCombinations":
+            return self._combination_rows()
         return None  # generated GL set
 
     def _get_single(self, defn: EntityDef, key_text: str, req: Request) -> Response:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -67,6 +67,42 @@ def reporting_cents(company: str, cents: list[int]) -> list[int]:
     if cents:
         out.append(-sum(out) if sum(cents) == 0 else cents[-1] * num // den)
     return out
+
+
+# Account structures (General ledger > Chart of accounts > Structures), each with its own segment order: the
+# balance sheet accounts' structure and the P&L accounts' one. No entity publishes the order (dynamics-fo.md §2.3).
+BALANCE_SHEET_STRUCTURE = "Manufacturing B/S"
+PROFIT_AND_LOSS_STRUCTURE = "Manufacturing P&L"
+ACCOUNT_STRUCTURES: dict[str, tuple[str, ...]] = {
+    BALANCE_SHEET_STRUCTURE: ("MainAccount", "BusinessUnit"),
+    PROFIT_AND_LOSS_STRUCTURE: ("MainAccount", "CostCenter", "Department", "BusinessUnit"),
+}
+COMBINATION_RECID_BASE = 5637170000
+
+
+def account_structure(account: str) -> str:
+    """The structure a main account belongs to (its account range): balance sheet or P&L."""
+    a = seed.main_account(account)
+    return BALANCE_SHEET_STRUCTURE if a is not None and a.is_balance_sheet else PROFIT_AND_LOSS_STRUCTURE
+
+
+def structure_display(account: str, bu: str, cc: str, dep: str, delimiter: str = "-") -> str:
+    """A ledger account's display value in its own structure's segment order."""
+    values = {"MainAccount": account, "BusinessUnit": bu, "CostCenter": cc, "Department": dep}
+    return delimiter.join(values[s] for s in ACCOUNT_STRUCTURES[account_structure(account)])
+
+
+def combination_rows(
+    combinations: Iterable[tuple[str, str, str, str]], display: Callable[..., str]
+) -> list[Row]:
+    """``DimensionCombinations`` rows (dynamics-fo.md §2.3) of the ledger dimension combinations used: the
+    display value as the GL lines show it, the main account and the account structure that applies to it."""
+    rows = []
+    for i, (acc, bu, cc, dep) in enumerate(sorted(set(combinations))):
+        shown = display(acc, bu, cc, dep)
+        rows.append({"RecordId": COMBINATION_RECID_BASE + i, "DisplayValue": shown, "MainAccount": acc,
+                     "AccountStructure": account_structure(acc), "AccountValue": shown})  # fmt: skip
+    return rows
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import yaml
 from devkit.sandbox.server import SandboxServer
 from devkit.sandbox.tls import SHARED_CA_DIR, PersistentCA, SandboxCA, default_ca
 
-from . import seed
+from . import books, seed
 from .app import DynamicsSandbox, SandboxConfig
 
 
@@ -56,7 +56,15 @@ class RunningSandbox:
             },
             "tls": {"ca_bundle": self.ca_bundle},
             "security": {"allowed_hosts": [host]},
+            "ledger": self.ledger_settings(),
         }
+
+    def ledger_settings(self) -> dict[str, Any]:
+        """How this sandbox's display values are ordered: the integration format's order, or each account
+        structure's own (whose segment order no entity publishes, so the connection must be told)."""
+        if self.app.config.ledger_account_order == "structure":
+            return {"account_structures": {k: list(v) for k, v in books.ACCOUNT_STRUCTURES.items()}}
+        return {"display_value_order": "format"}
 
     def config_yaml(self) -> str:
         return yaml.safe_dump(self.connection_settings(), sort_keys=False)

@@ -232,6 +232,12 @@ GL_HEADERS = _d(
         "AcknowledgementDate": DTO,
     },
 )
+DIMENSION_COMBINATIONS = _d(
+    "DimensionCombinations",
+    "DimensionCombination",
+    ("RecordId",),
+    {"RecordId": I64, "DisplayValue": S, "MainAccount": S, "AccountStructure": S, "AccountValue": S},
+)
 GL_LINES = _d(
     "GeneralJournalAccountEntryBiEntities",
     "GeneralJournalAccountEntryBiEntity",
@@ -447,7 +453,11 @@ FISCAL_PERIOD_BI = _d(
 
 
 def entity_defs(
-    *, publish_gl_entity: bool, integration_key: bool, bi_entities: bool = True
+    *,
+    publish_gl_entity: bool,
+    integration_key: bool,
+    bi_entities: bool = True,
+    ledger_dimension_json: bool = True,
 ) -> dict[str, EntityDef]:
     defs = [
         LEDGERS,
@@ -461,6 +471,7 @@ def entity_defs(
         JOURNAL_NAMES,
         DIMENSION_FORMATS,
         DIMENSION_PARAMETERS,
+        DIMENSION_COMBINATIONS,
         journal_headers(integration_key),
         JOURNAL_LINES,
         BUDGET_HEADERS,
@@ -468,7 +479,11 @@ def entity_defs(
         BATCH_JOBS,
     ]
     if bi_entities:
-        defs += [GL_HEADERS, GL_LINES, FISCAL_PERIOD_BI]
+        lines = GL_LINES
+        if not ledger_dimension_json:  # an F&O version whose BI line entity has no LedgerDimensionValuesJson
+            props = {k: v for k, v in GL_LINES.props.items() if k != "LedgerDimensionValuesJson"}
+            lines = _d(GL_LINES.set_name, GL_LINES.type_name, GL_LINES.keys, props)
+        defs += [GL_HEADERS, lines, FISCAL_PERIOD_BI]
     if publish_gl_entity:
         defs.append(GL_PUBLISHED)
     return {d.set_name: d for d in defs}

@@ -136,3 +136,24 @@ class DimensionFormat:
         if self.includes_main_account and not account:
             raise DynamicsBadResponse(f"{what}: display value {display_value!r} has no main account")
         return account, {k: v for k, v in named.items() if v}
+
+
+def split_by_structure(
+    display_value: str, structure: str, segments: tuple[str, ...], delimiter: str, *, what: str = "line"
+) -> tuple[str, dict[str, str]]:
+    """Split a display value in an account structure's own segment order (MainAccount may be anywhere):
+    (main account, {dimension: value}); blanks are omitted, more segments than the structure has is refused."""
+    parts = display_value.split(delimiter)
+    if len(parts) > len(segments):
+        raise DynamicsBadResponse(
+            f"{what}: display value {display_value!r} has {len(parts)} segments; account structure {structure!r} "
+            f"has {len(segments)} ({delimiter.join(segments)})"
+        )
+    named = dict(zip(segments, parts, strict=False))
+    account = named.pop(MAIN_ACCOUNT, "")
+    if not account:
+        raise DynamicsBadResponse(
+            f"{what}: display value {display_value!r} has no main account in account structure {structure!r} "
+            f"({delimiter.join(segments)})"
+        )
+    return account, {k: v for k, v in named.items() if v}

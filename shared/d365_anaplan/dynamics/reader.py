@@ -5,7 +5,10 @@ run and picks a route: a published general-journal-account-entry entity set if t
 else the BI entities (``GeneralJournalEntryBiEntities`` headers give AccountingDate and the company,
 ``GeneralJournalAccountEntryBiEntities`` lines give the ledger account display value and amounts). The
 dimension values of a line are parsed from its display value with the active ledger dimension format and
-the segment delimiter. With neither route, :class:`~d365_anaplan.errors.DynamicsRouteUnavailable` says
+the segment delimiter. Lines with named values (``LedgerDimensionValuesJson``) are split by name; the
+others from their display value, in the order of the account structure that applies to the line (found in
+``DimensionCombinations``; its segment order from ``ledger.account_structures``), or in the integration format's
+order when ``ledger.display_value_order`` says the display values follow it. With neither route, :class:`~d365_anaplan.errors.DynamicsRouteUnavailable` says
 what to publish.
 """
 
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -25,7 +28,7 @@ from d365_anaplan.errors import BadInputData, ConfigError, DynamicsBadResponse, 
 from d365_anaplan.flows.records import DimensionValue, GLLine, MainAccount
 
 from . import filters as F
-from .dimensions import DimensionFormat, delimiter_from_enum
+from .dimensions import DimensionFormat, delimiter_from_enum, split_by_structure
 from .ledgers import FiscalPeriodInfo, LedgerBooks, LedgerInfo
 from .metadata import ServiceMetadata, parse_metadata
 from .odata import Continuation, ODataClient, Query
@@ -37,6 +40,8 @@ LINE_SET = "GeneralJournalAccountEntryBiEntities"
 PUBLISHED_CANDIDATES = ("GeneralJournalAccountEntries", "GeneralJournalAccountEntryEntities")
 FORMAT_SET = "DimensionIntegrationFormats"
 PARAMETERS_SET = "DimensionParameters"
+COMBINATION_SET = "DimensionCombinations"
+_SPLIT_CHUNK = 500  # lines whose display values are looked up in DimensionCombinations together
 
 FINANCIAL_DIMENSION_VALUES_CAVEAT = (
     "F&O's FinancialDimensionValues returns only dimension values that have been used in transactions or "
@@ -202,6 +207,9 @@ class DynamicsReader:
         self._ledger_format: DimensionFormat | None = None
         self._budget_format: DimensionFormat | None = None
         self._delimiter: str | None = None
+        # display value -> (account structure, main account) rows of DimensionCombinations
+        self._combinations: dict[str, list[tuple[str, str]]] = {}
+        self._splits: dict[str, str] | None = None  # source id -> how the line was split (sample_split only)
 
     # -- discovery ------------------------------------------------------------------------------------------
 
@@ -474,15 +482,138 @@ class DynamicsReader:
             )
         return out
 
-    def sample_split(self, start: date, end: date, limit: int = 5) -> list[GLLine]:
+    def sample_split(self, start: date, end: date, limit: int = 5) -> list[tuple[GLLine, str]]:
         """Up to ``limit`` posted lines of the window, split into account and named dimension values the way
-        the run will split them (``check`` shows them)."""
-        out: list[GLLine] = []
-        for line in self.gl_lines(start, end):
-            out.append(line)
-            if len(out) >= limit:
-                break
+        the run will split them, each with how it was split (``check`` shows them)."""
+        out: list[tuple[GLLine, str]] = []
+        self._splits = {}
+        try:
+            for line in self.gl_lines(start, end):
+                out.append((line, self._splits.get(line.source_id, "")))
+                if len(out) >= limit:
+                    break
+        finally:
+            self._splits = None
         return out
+
+    # -- display values ---------------------------------------------------------------------------------------
+
+    def _lookup_structures(self, displays: Iterable[str]) -> None:
+        """Read the account structure of each display value from ``DimensionCombinations`` (batched, cached)."""
+        wanted = sorted({d for d in displays if d not in self._combinations})
+        if not wanted:
+            return
+        if not self.discover().metadata.has_set(COMBINATION_SET):
+            raise DynamicsRouteUnavailable(
+                f"GL lines have no named dimension values and {COMBINATION_SET} is not published, so the account "
+                f"structure of LedgerAccount {wanted[0]!r} cannot be known; publish LedgerDimensionValuesJson or "
+                f"{COMBINATION_SET}, or set ledger.display_value_order: format if display values follow the ledger "
+                "integration format"
+            )
+        for d in wanted:
+            self._combinations[d] = []
+        for flt in F.split_any_of("DisplayValue", wanted, budget=self.filter_budget):
+            query = Query(
+                COMBINATION_SET,
+                filter=flt,
+                select=("DisplayValue", "MainAccount", "AccountStructure"),
+                cross_company=False,
+            )
+            for row in self.client.iter_rows(query):
+                what = f"{COMBINATION_SET} row {row.get('DisplayValue')!r}"
+                display = _text(row, "DisplayValue", what)
+                entry = (
+                    _text(row, "AccountStructure", what),
+                    _text(row, "MainAccount", what, required=False),
+                )
+                if display in self._combinations and entry not in self._combinations[display]:
+                    self._combinations[display].append(entry)
+
+    def _split_display(
+        self, display: str, fmt: DimensionFormat, what: str
+    ) -> tuple[str, dict[str, str], str]:
+        """(main account, dimensions, how) of a line without named values."""
+        if self.options.display_value_order == "format":
+            account, dims = fmt.parse_value(display, what=what)
+            return account, dims, f"ledger format {fmt.name!r} ({fmt.delimiter.join(fmt.segments)})"
+        self._lookup_structures([display])
+        found = self._combinations[display]
+        if not found:
+            raise DynamicsBadResponse(
+                f"{what}: LedgerAccount {display!r} is not in {COMBINATION_SET}, so its account structure is unknown"
+            )
+        results: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        for structure, main_account in found:
+            order = self.options.account_structures.get(structure)
+            if order is None:
+                raise ConfigError(
+                    [
+                        f"{what}: account {main_account or display!r} is in account structure {structure!r}, whose "
+                        f"segment order is not configured; add ledger.account_structures {structure!r}: "
+                        "[MainAccount, ...] in the structure's order, or set ledger.display_value_order: format if "
+                        "F&O's display values follow the ledger integration format"
+                    ],
+                    source="ledger.account_structures",
+                )
+            account, dims = split_by_structure(display, structure, tuple(order), self.delimiter(), what=what)
+            if main_account and account != main_account:
+                raise ConfigError(
+                    [
+                        f"{what}: the order configured for account structure {structure!r} ({'-'.join(order)}) puts "
+                        f"{account!r} in MainAccount of {display!r}, but {COMBINATION_SET} says main account "
+                        f"{main_account!r}; fix ledger.account_structures {structure!r}"
+                    ],
+                    source="ledger.account_structures",
+                )
+            results[(account, tuple(sorted(dims.items())))] = (
+                f"account structure {structure!r} ({self.delimiter().join(order)})"
+            )
+        if len(results) > 1:
+            raise DynamicsBadResponse(
+                f"{what}: LedgerAccount {display!r} belongs to account structures "
+                f"{sorted(s for s, _ in found)} that split it differently"
+            )
+        (((account, items), how),) = results.items()
+        return account, dict(items), how
+
+    def _split_lines(
+        self,
+        rows: Iterable[dict[str, Any]],
+        display_field: str,
+        named: bool,
+        fmt: DimensionFormat,
+        what: Callable[[dict[str, Any]], str],
+    ) -> Iterator[tuple[dict[str, Any], str, str, dict[str, str]]]:
+        """(row, what, account, dimensions) of each row, by name where the row has named values, else from its
+        display value; display values are looked up in DimensionCombinations a chunk at a time."""
+        chunk: list[dict[str, Any]] = []
+
+        def flush() -> Iterator[tuple[dict[str, Any], str, str, dict[str, str]]]:
+            if self.options.display_value_order == "structure":
+                self._lookup_structures(
+                    str(r.get(display_field))
+                    for r in chunk
+                    if isinstance(r.get(display_field), str) and not _has_named(r, named)
+                )
+            for r in chunk:
+                w = what(r)
+                display = _text(r, display_field, w)
+                if _has_named(r, named):
+                    account, dims = _named_dimensions(str(r[DIMENSION_JSON]), display, w)
+                    how = f"named values ({DIMENSION_JSON})"
+                else:
+                    account, dims, order = self._split_display(display, fmt, w)
+                    how = f"{display!r} in {order}"
+                if self._splits is not None:
+                    self._splits[_split_key(r)] = how
+                yield r, w, account, dims
+            chunk.clear()
+
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= _SPLIT_CHUNK:
+                yield from flush()
+        yield from flush()
 
     # -- posted GL ------------------------------------------------------------------------------------------
 
@@ -592,11 +723,17 @@ class DynamicsReader:
             if "PostingType" in info.properties:
                 parts.append(F.ne("PostingType", F.EnumValue("LedgerPostingType", "Budget")))
         fmt = self.ledger_format()
+        named = DIMENSION_JSON in info.properties
+        if named:
+            select = (*select, DIMENSION_JSON)
         query = Query(disc.gl_entity_set, filter=F.and_(*parts), select=select, cross_company=True)
+
+        def what_of(row: dict[str, Any]) -> str:
+            return f"{disc.gl_entity_set} row {row.get('GeneralJournalAccountEntryRecId') or row.get('Voucher') or '?'}"
+
         for page in self.client.iter_pages(None if resume else query, resume=resume):
             result.pages += 1
-            for row in page.rows:
-                what = f"{disc.gl_entity_set} row {row.get('GeneralJournalAccountEntryRecId') or row.get('Voucher') or '?'}"
+            for row, what, account, dims in self._split_lines(page.rows, display_field, named, fmt, what_of):
                 company = _text(row, company_field, what).upper()
                 if by_ledger:
                     owner = books.company_of_ledger_name(_text(row, "LedgerName", what))
@@ -604,7 +741,6 @@ class DynamicsReader:
                         continue
                     company = owner
                 ledger = books.ledger(company)
-                account, dims = fmt.parse_value(_text(row, display_field, what), what=what)
                 d = parse_date(row, "AccountingDate", what)
                 period = self._period(company, d, row.get("FiscalCalendarPeriod"), what)
                 yield _make_line(
@@ -679,21 +815,23 @@ class DynamicsReader:
         if budget:
             select.append("PostingType")
         books = self.books()
-        for flt in filters:
-            query = Query(LINE_SET, filter=flt, select=tuple(select), cross_company=True)
-            for row in self.client.iter_rows(query, prefetch=True):
-                header = headers.get(row.get("GeneralJournalEntry"))  # type: ignore[arg-type]
-                if header is None:
+
+        def wanted(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+            for row in rows:
+                if row.get("GeneralJournalEntry") not in headers:
                     continue
                 if budget and row.get("PostingType") == "Budget":
                     continue
-                what = f"{LINE_SET} row {row.get('SourceKey')!r}"
-                display = _text(row, "LedgerAccount", what)
-                raw = row.get(DIMENSION_JSON) if named else None
-                if isinstance(raw, str) and raw.strip():
-                    account, dims = _named_dimensions(raw, display, what)
-                else:
-                    account, dims = fmt.parse_value(display, what=what)
+                yield row
+
+        def what_of(row: dict[str, Any]) -> str:
+            return f"{LINE_SET} row {row.get('SourceKey')!r}"
+
+        for flt in filters:
+            query = Query(LINE_SET, filter=flt, select=tuple(select), cross_company=True)
+            rows = wanted(self.client.iter_rows(query, prefetch=True))
+            for row, what, account, dims in self._split_lines(rows, "LedgerAccount", named, fmt, what_of):
+                header = headers[row["GeneralJournalEntry"]]
                 ledger = books.ledger(header.company)
                 yield _make_line(
                     self, header.company, account, dims, header.accounting_date,
@@ -709,6 +847,17 @@ class _Header:
     accounting_date: date
     voucher: str
     period: FiscalPeriodInfo | None
+
+
+def _has_named(row: dict[str, Any], named: bool) -> bool:
+    raw = row.get(DIMENSION_JSON) if named else None
+    return isinstance(raw, str) and bool(raw.strip())
+
+
+def _split_key(row: dict[str, Any]) -> str:
+    return _text(row, "SourceKey", "", required=False) or _text(
+        row, "GeneralJournalAccountEntryRecId", "", required=False
+    )
 
 
 def _named_dimensions(raw: str, display: str, what: str) -> tuple[str, dict[str, str]]:

@@ -203,7 +203,8 @@ def test_print_config_is_a_valid_connection_fragment(tmp_path: Path) -> None:
         cwd=Path(__file__).resolve().parents[3],
     )
     fragment = yaml.safe_load(out.stdout)
-    assert set(fragment) == {"dynamics", "tls", "security"}
+    assert set(fragment) == {"dynamics", "tls", "security", "ledger"}
+    assert fragment["ledger"] == {"display_value_order": "format"}  # its display values follow the format
     cfg = parse_connection({"name": "from-cli", **fragment, "anaplan": ANAPLAN_STUB})
     assert cfg.dynamics.environment_url.startswith("https://127.0.0.1:")
     assert Path(fragment["tls"]["ca_bundle"]).read_text().startswith("-----BEGIN CERTIFICATE-----")

@@ -20,6 +20,7 @@ from dyn_support import (
     page,
 )
 
+from d365_anaplan.config import LedgerOptions
 from d365_anaplan.dynamics.dimensions import DimensionFormat, delimiter_from_enum
 from d365_anaplan.dynamics.metadata import parse_metadata
 from d365_anaplan.dynamics.reader import FINANCIAL_DIMENSION_VALUES_CAVEAT, DynamicsReader, GLRoute
@@ -39,7 +40,9 @@ PUBLISHED = {
 
 
 def reader(**kw: object) -> DynamicsReader:
+    """A reader whose display values follow the integration format (unless ``options`` says otherwise)."""
     client, _, _ = make_client(page_size=kw.pop("page_size", 5000))  # type: ignore[arg-type]
+    kw.setdefault("options", LedgerOptions(display_value_order="format"))
     return DynamicsReader(client, companies=["usmf", "DEMF"], **kw)  # type: ignore[arg-type]
 
 
@@ -230,7 +233,7 @@ def test_read_stops_before_time_limit_and_resumes() -> None:
     )
     remaining = [100.0]
     client, _, _ = make_client(remaining_time=lambda: remaining[0], safety_seconds=30)
-    r = DynamicsReader(client, companies=["USMF"])
+    r = DynamicsReader(client, companies=["USMF"], options=LedgerOptions(display_value_order="format"))
     read = r.gl_lines(date(2025, 1, 1), date(2025, 2, 1))
     remaining[0] = 10.0  # the Lambda is about to time out
     first = list(read)
