@@ -106,7 +106,11 @@ def _attempt(report: Report, system: str, name: str, remedy: str, fn: Callable[[
     except Exception as exc:  # noqa: BLE001 - every failure becomes a row with its remedy
         if _named(exc, x.CONFIG_ERRORS):
             report.misconfigured.append(system)
-            report.add(system, name, FAIL, _short(exc), remedies.CREDENTIAL_REFERENCE)
+            # an unresolved credential has one remedy; any other configuration problem has this check's own
+            unresolved = _named(exc, frozenset({"SecretUnavailable"}))
+            report.add(
+                system, name, FAIL, _short(exc), remedies.CREDENTIAL_REFERENCE if unresolved else remedy
+            )
         elif _is_unreachable(exc):
             report.unreachable.append(system)
             report.add(system, name, FAIL, _short(exc), remedies.UNREACHABLE)
