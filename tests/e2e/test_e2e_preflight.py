@@ -1,0 +1,137 @@
+"""Issue 12, item 4: ``check`` predicts the run. The Anaplan model differs from what the configuration says
+(an actuals import without a Version column, its columns in another order, a misnamed import, a plan export
+without a Version column); ``check`` fails on it, and the run fails on the same metadata with the same
+message, in its first step that talks to Anaplan, before any F&O data is read or any export is run."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from e2e_support import assert_failed_cleanly, ledger, manual
+
+from devkit.commands.check import FAIL, PASS, Report, check_anaplan
+from devkit.engine import LocalEngine
+from devkit.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+ACTUALS = "Load GL Actuals"
+BUDGET = "Export Approved Budget"
+
+
+@pytest.fixture
+def engine(module_engine: LocalEngine) -> LocalEngine:
+    module_engine.wrappers.clear()
+    return module_engine
+
+
+@pytest.fixture
+def model(stack: Stack) -> Iterator[Any]:
+    """The sandbox's model seed; import and export headers are restored after the test."""
+    app = stack.anaplan.app
+    saved = {i: list(x.header_names) for i, x in app.seed.imports.items()}
+    saved_exp = {i: list(x.header_names) for i, x in app.seed.exports.items()}
+    saved_names = {i: x.name for i, x in app.seed.imports.items()}
+    yield app.seed
+    with app._lock:
+        for i, x in app.seed.imports.items():
+            x.header_names, x.name = saved[i], saved_names[i]
+        for i, e in app.seed.exports.items():
+            e.header_names = saved_exp[i]
+
+
+def _import(seed: Any, name: str) -> Any:
+    return next(i for i in seed.imports.values() if i.name == name)
+
+
+def _export(seed: Any, name: str) -> Any:
+    return next(e for e in seed.exports.values() if e.name == name)
+
+
+def _check(stack: Stack) -> dict[str, tuple[str, str, str]]:
+    """check's Anaplan rows: name -> (status, detail, remedy)."""
+    from d365_anaplan.config import parse_connection
+
+    report = Report()
+    check_anaplan(parse_connection(copy.deepcopy(stack.connection())), report)
+    return {ch.name: (ch.status, ch.detail, ch.remedy) for ch in report.checks}
+
+
+def _steps(engine: LocalEngine, run_id: str) -> list[str]:
+    return [s.step for s in ledger(engine).steps(run_id)]
+
+
+def test_check_passes_on_the_demo_model(stack: Stack, model: Any) -> None:
+    rows = _check(stack)
+    assert rows[f"import {ACTUALS!r} (actuals)"][0] == PASS, rows
+    assert rows[f"export {BUDGET!r} (Budget plan)"][0] == PASS, rows
+    assert not [n for n, r in rows.items() if r[0] == FAIL], rows
+
+
+Edit = Callable[[Any], None]
+
+
+def _no_version(seed: Any) -> None:
+    imp = _import(seed, ACTUALS)
+    imp.header_names = [h for h in imp.header_names if h != "Version"]
+
+
+def _reordered(seed: Any) -> None:
+    imp = _import(seed, ACTUALS)
+    imp.header_names = [imp.header_names[1], imp.header_names[0], *imp.header_names[2:]]
+
+
+def _renamed(seed: Any) -> None:
+    _import(seed, ACTUALS).name = "Load GL Actuals (P&L)"
+
+
+@pytest.mark.parametrize(
+    ("edit", "row", "error", "needle"),
+    [
+        (
+            _no_version,
+            f"import {ACTUALS!r} (actuals)",
+            "AnaplanHeaderMismatch",
+            "unexpected columns ['Version']",
+        ),
+        (
+            _reordered,
+            f"import {ACTUALS!r} (actuals)",
+            "AnaplanHeaderMismatch",
+            "columns in a different order",
+        ),
+        (_renamed, f"import {ACTUALS!r} (actuals)", "AnaplanNotFound", f"no import named {ACTUALS!r}"),
+    ],
+    ids=["actuals-import-without-version", "actuals-import-columns-reordered", "actuals-import-misnamed"],
+)
+def test_check_fails_where_the_actuals_run_fails_before_reading_the_gl(
+    engine: LocalEngine, stack: Stack, model: Any, edit: Edit, row: str, error: str, needle: str
+) -> None:
+    with stack.anaplan.app._lock:
+        edit(model)
+    status, detail, remedy = _check(stack)[row]
+    assert status == FAIL and needle in detail, (status, detail)
+    result = engine.run("ActualsFlow", manual(), timeout=180)
+    text = assert_failed_cleanly(engine, stack, result, error, needle, detail, remedy)
+    assert "metadata pre-check" in text
+    steps = _steps(engine, result.name)
+    assert not [s for s in steps if s.startswith(("ExtractGL", "ExtractMasterData", "PrepareActuals"))], steps
+    assert "AcquireModelLease" not in result.states_entered()
+    assert "ExtractGL" not in result.states_entered()
+
+
+def test_check_fails_where_the_plans_run_fails_before_running_the_export(
+    engine: LocalEngine, stack: Stack, model: Any
+) -> None:
+    with stack.anaplan.app._lock:
+        exp = _export(model, BUDGET)
+        exp.header_names = [h for h in exp.header_names if h != "Version"]
+    status, detail, remedy = _check(stack)[f"export {BUDGET!r} (Budget plan)"]
+    assert status == FAIL and "missing column(s) 'Version'" in detail, (status, detail)
+    result = engine.run("PlansFlow", manual(), timeout=180)
+    assert_failed_cleanly(engine, stack, result, "BadInputData", detail, remedy)
+    assert "RunExports" not in result.states_entered(), "no export may run"
+    assert "PlanJournals" not in result.states_entered()
