@@ -150,7 +150,7 @@ def check_anaplan(cfg: Any, report: Report) -> None:
         report.add(sysname, "actions", SKIP, "model not found")
         return
 
-    from d365_anaplan.flows.preflight import preflight
+    from d365_anaplan.steps.preflight import preflight
 
     # The run's own metadata pre-check (imports vs the files the run writes, exports vs what plans read,
     # lists): the same verdict, message and remedy the run reaches before it reads anything.

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, step
-from d365_anaplan.steps.precheck import metadata_precheck
+from d365_anaplan.steps.preflight import metadata_precheck
 
 
 class PrecheckEvent(StepEvent):

@@ -440,8 +440,11 @@ class ActualsMapping(BaseModel):
     company_column: str = "Entity"
     account_column: str = "Account"
     period_column: str = "Period"
-    version_column: str = "Version"
+    # None: the file has no version column (a model without a Versions dimension, or one the import fixes).
+    version_column: str | None = "Version"
     amount_column: str = "Amount"
+    # Columns with one value on every row (e.g. {"Scenario": "Actual"}), after the configured columns.
+    constant_columns: dict[str, str] = Field(default_factory=dict)
     unmapped_policy: Literal["fail", "map"] = "fail"
     unmapped_account: str | None = None
     # Optional read-back: an export of the actuals module (same columns as the import file) that
@@ -473,7 +476,8 @@ class PlansMapping(BaseModel):
     company_column: str = "Entity"
     account_column: str = "Account"
     period_column: str = "Period"
-    version_column: str = "Version"
+    # None: the exports carry no version column; every row is the export's configured version.
+    version_column: str | None = "Version"
     amount_column: str = "Amount"
     approval_column: str | None = "Approval"
     approved_value: str = "Approved"

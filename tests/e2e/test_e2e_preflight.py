@@ -79,9 +79,9 @@ def _no_version(seed: Any) -> None:
     imp.header_names = [h for h in imp.header_names if h != "Version"]
 
 
-def _reordered(seed: Any) -> None:
+def _scenario(seed: Any) -> None:
     imp = _import(seed, ACTUALS)
-    imp.header_names = [imp.header_names[1], imp.header_names[0], *imp.header_names[2:]]
+    imp.header_names = [imp.header_names[1], imp.header_names[0], *imp.header_names[2:], "Scenario"]
 
 
 def _renamed(seed: Any) -> None:
@@ -98,14 +98,18 @@ def _renamed(seed: Any) -> None:
             "unexpected columns ['Version']",
         ),
         (
-            _reordered,
+            _scenario,
             f"import {ACTUALS!r} (actuals)",
             "AnaplanHeaderMismatch",
-            "columns in a different order",
+            "missing columns ['Scenario']",
         ),
         (_renamed, f"import {ACTUALS!r} (actuals)", "AnaplanNotFound", f"no import named {ACTUALS!r}"),
     ],
-    ids=["actuals-import-without-version", "actuals-import-columns-reordered", "actuals-import-misnamed"],
+    ids=[
+        "actuals-import-without-version",
+        "actuals-import-reads-an-unwritten-column",
+        "actuals-import-misnamed",
+    ],
 )
 def test_check_fails_where_the_actuals_run_fails_before_reading_the_gl(
     engine: LocalEngine, stack: Stack, model: Any, edit: Edit, row: str, error: str, needle: str
@@ -135,3 +139,62 @@ def test_check_fails_where_the_plans_run_fails_before_running_the_export(
     assert_failed_cleanly(engine, stack, result, "BadInputData", detail, remedy)
     assert "RunExports" not in result.states_entered(), "no export may run"
     assert "PlanJournals" not in result.states_entered()
+
+
+# --- a model without a Version column, import columns in another order (issue 12, item 3) ----------------
+
+
+@pytest.fixture
+def versionless(stack: Stack, model: Any) -> Iterator[dict[str, Any]]:
+    """The GL Actuals module has no Versions dimension and its import reads the columns in another order
+    without Version; the plan exports carry no Version column. Returns the connection configured for it."""
+    app = stack.anaplan.app
+    actuals = app.seed.modules["GL Actuals"]
+    saved_dims, saved_cells = list(actuals.dimensions), dict(actuals.cells)
+    with app._lock:
+        actuals.dimensions = [(c, n) for c, n in actuals.dimensions if c != "Version"]
+        actuals.cells.clear()
+        imp = _import(model, ACTUALS)
+        imp.header_names = ["Period", "Amount", *[h for h in imp.header_names if h not in ("Period", "Amount",
+                                                                                           "Version")]]  # fmt: skip
+        for exp in model.exports.values():
+            exp.header_names = [h for h in exp.header_names if h != "Version"]
+    cfg = copy.deepcopy(stack.connection())
+    cfg["mapping"]["actuals"]["version_column"] = None
+    cfg["mapping"]["actuals"]["verify_export"] = None
+    cfg["mapping"]["plans"]["version_column"] = None
+    yield cfg
+    with app._lock:
+        actuals.dimensions = saved_dims
+        actuals.cells.clear()
+        actuals.cells.update(saved_cells)
+
+
+def test_a_model_without_version_and_other_column_order_passes_check_and_runs_to_the_cent(
+    engine: LocalEngine, stack: Stack, versionless: dict[str, Any]
+) -> None:
+    from e2e_support import assert_plans_match, clear_journals, expected_actuals, window_labels
+
+    from d365_anaplan.config import parse_connection
+
+    report = Report()
+    check_anaplan(parse_connection(copy.deepcopy(versionless)), report)
+    assert not [ch for ch in report.checks if ch.status == FAIL], [(c.name, c.detail) for c in report.checks]
+    from d365_anaplan.runtime import clear_caches
+
+    engine.install_connection(versionless)
+    clear_caches()  # the connection is cached for a minute per container
+    try:
+        result = engine.run("ActualsFlow", manual(), timeout=300)
+        assert result.status == "SUCCEEDED", result.output
+        labels = window_labels()
+        held = {k: v["Amount"] for k, v in stack.anaplan.app.module_cells("GL Actuals").items()
+                if k[-1] in labels and v["Amount"] != 0}  # fmt: skip
+        assert held == {k[:-1]: v for k, v in expected_actuals(stack).items()}
+        clear_journals(stack)
+        result = engine.run("PlansFlow", manual(), timeout=300)
+        assert result.status == "SUCCEEDED", result.output
+        assert_plans_match(stack)
+    finally:
+        engine.install_connection(stack.connection())
+        clear_caches()

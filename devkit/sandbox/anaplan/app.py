@@ -1454,13 +1454,20 @@ class AnaplanSandbox:
         rows = 0
         with self._lock:
             cells = sorted(module.cells.items())
+        columns = [column for column, _ in module.dimensions]
         for key, values in cells:
             if key[-1] != exp.version:
                 continue
             amount = values.get("Amount")
             text = f"{amount:.2f}" if isinstance(amount, Decimal) else ""
-            extra = [values.get("Approval", "")] if "Approval" in exp.header_names else []
-            writer.writerow([*key, text, *extra])
+            # Tabular export: each header names a dimension or a line item (a column the export leaves out,
+            # such as Version when the view shows one version, is simply not written).
+            named = {
+                **dict(zip(columns, key, strict=True)),
+                "Amount": text,
+                "Approval": values.get("Approval", ""),
+            }
+            writer.writerow([named.get(h, "") for h in exp.header_names])
             rows += 1
         data = out.getvalue().encode("utf-8")
         size = self.export_chunk_size

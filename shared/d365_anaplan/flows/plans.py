@@ -8,7 +8,8 @@ strict UTF-8 (a UTF-8 BOM is ignored) and fed to the CSV parser, so the file nev
 Rules (every error is BadInputData naming the export, the file line and the field):
 
 * The first line is the header. It must hold ``company/account/period/version/amount_column`` of
-  :class:`~d365_anaplan.config.PlansMapping`, ``approval_column`` when set, and every
+  :class:`~d365_anaplan.config.PlansMapping` (no version column when ``version_column`` is None: every row
+  is then the export's configured version), ``approval_column`` when set, and every
   ``DimensionMapping.column``; other columns are ignored; a column named twice is an error.
 * Line numbers are file lines (the header is line 1); a record with a quoted line break is named by the
   line it starts on. A record must have as many fields as the header. Blank lines are skipped and counted.
@@ -177,7 +178,9 @@ class PlanExportReader:
 
     def _required(self) -> list[str]:
         p = self.plans
-        cols = [p.company_column, p.account_column, p.period_column, p.version_column, p.amount_column]
+        cols = [p.company_column, p.account_column, p.period_column, p.amount_column]
+        if p.version_column:
+            cols.append(p.version_column)
         if p.approval_column:
             cols.append(p.approval_column)
         cols += [d.column for d in self.dimensions]
@@ -231,7 +234,8 @@ class PlanExportReader:
             if len(record) != width:
                 raise BadInputData(f"{where}: has {len(record)} field(s), the header has {width}")
 
-            version = record[col[p.version_column]].strip()
+            # Without a version column every row is the export's configured version.
+            version = record[col[p.version_column]].strip() if p.version_column else self.export.version
             if version != self.export.version:
                 c.skipped_version[version] = c.skipped_version.get(version, 0) + 1
                 continue

@@ -1,0 +1,68 @@
+"""Issue 12, item 3: file shapes of other models. The actuals file follows the import's ``headerNames`` by
+name, the version column is optional and constant columns are written; plan exports without a version
+column take the export's configured version."""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+from decimal import Decimal
+
+from d365_anaplan.config import ActualsMapping, CloseCalendar, DimensionMapping, PlanExport, PlansMapping
+from d365_anaplan.flows.actuals import actuals_header, aggregate_actuals, write_actuals_csv
+from d365_anaplan.flows.plans import parse_plan_export
+from d365_anaplan.flows.records import GLLine
+
+DIMS = [DimensionMapping(name="CostCenter", column="Cost Centre")]
+
+
+def _write(mapping: ActualsMapping, order: list[str] | None = None) -> str:
+    lines = [
+        GLLine(company="USMF", account="601500", dimensions={"CostCenter": "CC01"},
+               accounting_date=date(2025, 1, 15), amount=Decimal("100.10")),
+        GLLine(company="USMF", account="401100", dimensions={"CostCenter": "CC02"},
+               accounting_date=date(2025, 2, 3), amount=Decimal("-7.5")),
+    ]  # fmt: skip
+    buf = io.StringIO()
+    rows = aggregate_actuals(lines, dimensions=DIMS).rows()
+    write_actuals_csv(rows, buf, mapping=mapping, dimensions=DIMS, order=order)
+    return buf.getvalue()
+
+
+def test_the_file_follows_the_imports_column_order_by_name() -> None:
+    order = ["Period", "Amount", "Account", "Version", "Cost Centre", "Entity"]
+    assert _write(ActualsMapping(), order) == (
+        "Period,Amount,Account,Version,Cost Centre,Entity\n"
+        "Feb 25,-7.50,401100,Actual,CC02,USMF\n"
+        "Jan 25,100.10,601500,Actual,CC01,USMF\n"
+    )
+
+
+def test_an_import_naming_other_columns_leaves_the_configured_order_for_the_upload_to_refuse() -> None:
+    order = ["Period", "Amount", "Account", "Cost Centre", "Entity"]  # no Version: the file still has one
+    assert actuals_header(ActualsMapping(), DIMS, order=order) == [
+        "Entity", "Account", "Cost Centre", "Period", "Version", "Amount"
+    ]  # fmt: skip
+
+
+def test_no_version_column_and_constant_columns() -> None:
+    mapping = ActualsMapping(version_column=None, constant_columns={"Scenario": "Actual", "Source": "D365"})
+    assert _write(mapping) == (
+        "Entity,Account,Cost Centre,Period,Amount,Scenario,Source\n"
+        "USMF,401100,CC02,Feb 25,-7.50,Actual,D365\n"
+        "USMF,601500,CC01,Jan 25,100.10,Actual,D365\n"
+    )
+
+
+def test_a_plan_export_without_a_version_column_is_the_exports_version() -> None:
+    export = PlanExport(export_action="Budget export", version="Budget")
+    text = "Account,Entity,Period,Amount\n601500,USMF,Jan 25,12.50\n401100,USMF,Feb 25,-3\n"
+    rows = list(
+        parse_plan_export([text.encode()], export=export,
+                          plans=PlansMapping(exports=[export], version_column=None, approval_column=None),
+                          dimensions=[], companies=["USMF"], calendar=CloseCalendar(), period_format="{Mon} {yy}")
+    )  # fmt: skip
+    assert [(r.account, r.period, r.version, r.amount) for r in rows] == [
+        ("601500", date(2025, 1, 1), "Budget", Decimal("12.50")),
+        ("401100", date(2025, 2, 1), "Budget", Decimal("-3")),
+    ]
