@@ -481,6 +481,9 @@ class PlansMapping(BaseModel):
     amount_column: str = "Amount"
     approval_column: str | None = "Approval"
     approved_value: str = "Approved"
+    # "long": one row per cell (period_column, amount_column); "time_in_columns": one column per month whose
+    # header is a period label in mapping.actuals.period_format (totals such as "Q1 FY25" or "FY25" ignored).
+    layout: Literal["long", "time_in_columns"] = "long"
     # Names of mapping.dimensions the plan exports carry (None: all of them). Plans are often made at a
     # coarser grain than actuals, e.g. per company and account only.
     dimensions: list[str] | None = None

@@ -40,7 +40,7 @@ def model(stack: Stack) -> Iterator[Any]:
         for i, x in app.seed.imports.items():
             x.header_names, x.name = saved[i], saved_names[i]
         for i, e in app.seed.exports.items():
-            e.header_names = saved_exp[i]
+            e.header_names, e.time_in_columns = saved_exp[i], False
 
 
 def _import(seed: Any, name: str) -> Any:
@@ -170,12 +170,22 @@ def versionless(stack: Stack, model: Any) -> Iterator[dict[str, Any]]:
         actuals.cells.update(saved_cells)
 
 
+@pytest.mark.parametrize("layout", ["long", "time_in_columns"])
 def test_a_model_without_version_and_other_column_order_passes_check_and_runs_to_the_cent(
-    engine: LocalEngine, stack: Stack, versionless: dict[str, Any]
+    engine: LocalEngine, stack: Stack, model: Any, versionless: dict[str, Any], layout: str
 ) -> None:
+    """Actuals into a module without Versions (import columns in another order); plans from exports without
+    Version or Approval columns, long or with time in columns (month columns, year totals ignored)."""
     from e2e_support import assert_plans_match, clear_journals, expected_actuals, window_labels
 
     from d365_anaplan.config import parse_connection
+
+    if layout == "time_in_columns":
+        with stack.anaplan.app._lock:
+            for exp in model.exports.values():
+                if exp.module == "Plan":
+                    exp.header_names, exp.time_in_columns = ["Entity", "Account"], True
+        versionless["mapping"]["plans"].update(layout=layout, approval_column=None)
 
     report = Report()
     check_anaplan(parse_connection(copy.deepcopy(versionless)), report)

@@ -169,6 +169,7 @@ class PlanExportReader:
         self.source = f"export {export.export_action!r}"
         self.counters = PlanCounters(export=export.export_action, version=export.version)
         self._started = False
+        self._period_columns: list[tuple[str, int]] = []  # layout time_in_columns: (label, position)
 
     def __iter__(self) -> Iterator[PlanRow]:
         if self._started:
@@ -178,7 +179,9 @@ class PlanExportReader:
 
     def _required(self) -> list[str]:
         p = self.plans
-        cols = [p.company_column, p.account_column, p.period_column, p.amount_column]
+        cols = [p.company_column, p.account_column]
+        if p.layout == "long":
+            cols += [p.period_column, p.amount_column]
         if p.version_column:
             cols.append(p.version_column)
         if p.approval_column:
@@ -199,7 +202,72 @@ class PlanExportReader:
                 f"{self.source} header (line 1): missing column(s) {', '.join(repr(c) for c in missing)}; "
                 f"found {', '.join(repr(n) for n in names)}"
             )
+        if self.plans.layout == "time_in_columns":
+            named = set(self._required())
+            fiscal_start = self.calendar.fiscal_year_start_month
+            for i, name in enumerate(names):
+                if name in named:
+                    continue
+                try:  # a month label in the period format; totals (Q1 FY25, FY25) and other columns are ignored
+                    parse_period_label(name, self.period_format, fiscal_start)
+                except BadInputData:
+                    continue
+                self._period_columns.append((name, i))
+            if not self._period_columns:
+                raise BadInputData(
+                    f"{self.source} header (line 1): layout time_in_columns but no column is a period label in "
+                    f"the format {self.period_format!r}; found {', '.join(repr(n) for n in names)}"
+                )
         return seen
+
+    def _cell(
+        self,
+        where: str,
+        line: int,
+        seen: dict[bytes, int],
+        company: str,
+        account: str,
+        dims: dict[str, str],
+        version: str,
+        label: str,
+        period_field: str,
+        text: str,
+        amount_field: str,
+        fiscal_start: int,
+    ) -> PlanRow | None:
+        """One plan cell of a data line (long: the line; time in columns: one period column of it)."""
+        c = self.counters
+        try:
+            period = parse_period_label(label, self.period_format, fiscal_start)
+            check_in_fiscal_calendar(
+                period, self.calendar, latest=self.latest, what="period label", value=label
+            )
+        except BadInputData as exc:
+            raise BadInputData(f"{where}: field {period_field!r}: {exc}") from None
+        if self.periods is not None and period not in self.periods:
+            c.skipped_out_of_range += 1
+            return None
+        amount = parse_amount(text, decimals=self.decimals, where=where, field=amount_field)
+        digest = _key_digest(company, account, [dims[d.name] for d in self.dimensions], period, version)
+        first = seen.get(digest)
+        if first is not None:
+            raise BadInputData(
+                f"{where}: duplicate row: company {company}, account {account}, "
+                f"{', '.join(f'{k} {v!r}' for k, v in dims.items())}{', ' if dims else ''}"
+                f"period {label!r}, version {version!r} already on line {first}"
+            )
+        seen[digest] = line
+        c.accepted += 1
+        c.total += amount
+        return PlanRow(
+            line_number=line,
+            company=company,
+            account=account,
+            dimensions=dims,
+            period=period,
+            version=version,
+            amount=amount,
+        )
 
     def _rows(self) -> Iterator[PlanRow]:
         c = self.counters
@@ -258,41 +326,18 @@ class PlanExportReader:
                 )
                 for d in self.dimensions
             }
-            label = record[col[p.period_column]]
-            try:
-                period = parse_period_label(label, self.period_format, fiscal_start)
-                check_in_fiscal_calendar(
-                    period, self.calendar, latest=self.latest, what="period label", value=label
-                )
-            except BadInputData as exc:
-                raise BadInputData(f"{where}: field {p.period_column!r}: {exc}") from None
-            if self.periods is not None and period not in self.periods:
-                c.skipped_out_of_range += 1
-                continue
-            amount = parse_amount(
-                record[col[p.amount_column]], decimals=self.decimals, where=where, field=p.amount_column
-            )
-
-            digest = _key_digest(company, account, [dims[d.name] for d in self.dimensions], period, version)
-            first = seen.get(digest)
-            if first is not None:
-                raise BadInputData(
-                    f"{where}: duplicate row: company {company}, account {account}, "
-                    f"{', '.join(f'{k} {v!r}' for k, v in dims.items())}{', ' if dims else ''}"
-                    f"period {label!r}, version {version!r} already on line {first}"
-                )
-            seen[digest] = line
-            c.accepted += 1
-            c.total += amount
-            yield PlanRow(
-                line_number=line,
-                company=company,
-                account=account,
-                dimensions=dims,
-                period=period,
-                version=version,
-                amount=amount,
-            )
+            if p.layout == "long":
+                cells = [(record[col[p.period_column]], p.period_column, record[col[p.amount_column]],
+                          p.amount_column)]  # fmt: skip
+            else:  # one cell per period column; a blank cell holds nothing
+                cells = [
+                    (name, name, record[i], name) for name, i in self._period_columns if record[i].strip()
+                ]
+            for label, period_field, text, amount_field in cells:
+                row = self._cell(where, line, seen, company, account, dims, version, label, period_field,
+                                 text, amount_field, fiscal_start)  # fmt: skip
+                if row is not None:
+                    yield row
 
         if col is None:
             if not self.allow_empty:

@@ -66,3 +66,38 @@ def test_a_plan_export_without_a_version_column_is_the_exports_version() -> None
         ("601500", date(2025, 1, 1), "Budget", Decimal("12.50")),
         ("401100", date(2025, 2, 1), "Budget", Decimal("-3")),
     ]
+
+
+def _wide(text: str, **kw: object) -> list[tuple[str, date, Decimal]]:
+    export = PlanExport(export_action="Budget by month", version="Budget")
+    plans = PlansMapping(
+        exports=[export], version_column=None, approval_column=None, layout="time_in_columns"
+    )
+    calendar = CloseCalendar(fiscal_year_start_month=7, first_period="2024-07")
+    reader = parse_plan_export([text.encode()], export=export, plans=plans, dimensions=[], companies=["USMF"],
+                               calendar=calendar, period_format="{Mon} {yy}", latest=date(2026, 6, 1), **kw)  # type: ignore[arg-type]  # fmt: skip
+    return [(r.account, r.period, r.amount) for r in reader]
+
+
+def test_a_time_in_columns_export_gives_one_cell_per_month_and_ignores_totals() -> None:
+    text = (
+        "Entity,Account,Jul 24,Aug 24,Sep 24,Q1 FY25,FY25\n"
+        "USMF,601500,10.00,,-2.5,7.50,7.50\n"
+        "USMF,401100,0,3,4,7,7\n"
+    )
+    assert _wide(text) == [
+        ("601500", date(2024, 7, 1), Decimal("10.00")),
+        ("601500", date(2024, 9, 1), Decimal("-2.5")),
+        ("401100", date(2024, 7, 1), Decimal("0")),
+        ("401100", date(2024, 8, 1), Decimal("3")),
+        ("401100", date(2024, 9, 1), Decimal("4")),
+    ]
+
+
+def test_a_time_in_columns_export_without_a_month_column_is_refused() -> None:
+    import pytest
+
+    from d365_anaplan.errors import BadInputData
+
+    with pytest.raises(BadInputData, match="time_in_columns but no column is a period label"):
+        _wide("Entity,Account,Q1 FY25,FY25\nUSMF,601500,1,1\n")
