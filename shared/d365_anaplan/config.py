@@ -484,6 +484,9 @@ class PlansMapping(BaseModel):
     # "long": one row per cell (period_column, amount_column); "time_in_columns": one column per month whose
     # header is a period label in mapping.actuals.period_format (totals such as "Q1 FY25" or "FY25" ignored).
     layout: Literal["long", "time_in_columns"] = "long"
+    # "refuse": an amount with more than 2 decimals fails the run; "largest_remainder": read spread values
+    # (Anaplan doubles) and round them so each company x version x account total ties (flows/plans.py).
+    rounding: Literal["refuse", "largest_remainder"] = "refuse"
     # Names of mapping.dimensions the plan exports carry (None: all of them). Plans are often made at a
     # coarser grain than actuals, e.g. per company and account only.
     dimensions: list[str] | None = None

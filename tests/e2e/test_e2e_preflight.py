@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -202,6 +203,50 @@ def test_a_model_without_version_and_other_column_order_passes_check_and_runs_to
                 if k[-1] in labels and v["Amount"] != 0}  # fmt: skip
         assert held == {k[:-1]: v for k, v in expected_actuals(stack).items()}
         clear_journals(stack)
+        result = engine.run("PlansFlow", manual(), timeout=300)
+        assert result.status == "SUCCEEDED", result.output
+        assert_plans_match(stack)
+    finally:
+        engine.install_connection(stack.connection())
+        clear_caches()
+
+
+def test_spread_values_with_more_decimals_are_rounded_and_tie_to_the_cent(
+    engine: LocalEngine, stack: Stack
+) -> None:
+    """The budget export carries doubles (``1234.5000000000001``): refused by default, rounded by
+    ``mapping.plans.rounding: largest_remainder`` so that F&O holds the approved plan to the cent."""
+    import csv
+    import io
+
+    from e2e_support import assert_plans_match, clear_journals, s3_put, s3_text
+
+    from d365_anaplan.runtime import clear_caches
+
+    def wrap(handler: Any) -> Any:
+        def wrapped(event: dict[str, Any], ctx: Any) -> Any:
+            out = handler(event, ctx)
+            if out.get("file_key") and out.get("action") == BUDGET:
+                rows = list(csv.reader(io.StringIO(s3_text(engine, out["file_key"]).decode("utf-8"))))
+                at = rows[0].index("Amount")
+                for r in rows[1:]:
+                    r[at] = f"{Decimal(r[at]) + Decimal('0.00000000001')}"
+                buf = io.StringIO()
+                csv.writer(buf, lineterminator="\n").writerows(rows)
+                s3_put(engine, out["file_key"], buf.getvalue().encode("utf-8"))
+            return out
+
+        return wrapped
+
+    engine.wrappers["AnaplanCheckFunction"] = wrap
+    clear_journals(stack)
+    refused = engine.run("PlansFlow", manual(), timeout=300)
+    assert_failed_cleanly(engine, stack, refused, "BadInputData", "more than 2 decimal places")
+    cfg = copy.deepcopy(stack.connection())
+    cfg["mapping"]["plans"]["rounding"] = "largest_remainder"
+    engine.install_connection(cfg)
+    clear_caches()
+    try:
         result = engine.run("PlansFlow", manual(), timeout=300)
         assert result.status == "SUCCEEDED", result.output
         assert_plans_match(stack)

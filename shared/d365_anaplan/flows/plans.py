@@ -39,7 +39,7 @@ import hashlib
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from d365_anaplan.config import CloseCalendar, DimensionMapping, PlanExport, PlansMapping
@@ -386,3 +386,34 @@ def parse_plan_export(
         decimals=decimals,
         allow_empty=allow_empty,
     )
+
+
+# Anaplan holds doubles (about 15-16 significant digits, anaplan-shapes.md §4): spread values arrive as e.g.
+# 62.25000000000001. With mapping.plans.rounding "largest_remainder" they are read with up to this many
+# decimals and rounded by :func:`round_largest_remainder`.
+SPREAD_DECIMALS = 20
+
+
+def round_largest_remainder(rows: Sequence[PlanRow], decimals: int = 2) -> list[PlanRow]:
+    """Round plan amounts to ``decimals`` places so that totals tie (largest-remainder method).
+
+    Per company x version x account (all periods and dimension values of the rows): the group's exact total is
+    rounded half away from zero; every cell is rounded down (toward minus infinity) and the cells with the
+    largest remainders get one more unit each until the cells add up to that rounded total. Ties go to the
+    earlier export line, then the earlier period. Every cell moves by less than one unit; row order is kept.
+    """
+    unit = Decimal(1).scaleb(-decimals)
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault((r.company, r.version, r.account), []).append(i)
+    out = list(rows)
+    for idx in groups.values():
+        target = sum((rows[i].amount for i in idx), Decimal(0)).quantize(unit, rounding=ROUND_HALF_UP)
+        floors = {i: rows[i].amount.quantize(unit, rounding=ROUND_FLOOR) for i in idx}
+        extra = int((target - sum(floors.values(), Decimal(0))) / unit)
+        ranked = sorted(idx, key=lambda i: (floors[i] - rows[i].amount, rows[i].line_number, rows[i].period))
+        up = set(ranked[:extra])
+        for i in idx:
+            amount = floors[i] + (unit if i in up else Decimal(0))
+            out[i] = rows[i].model_copy(update={"amount": amount if amount != 0 else Decimal(0)})
+    return out

@@ -23,7 +23,7 @@ from d365_anaplan.errors import AlignmentFailed, BadInputData, DynamicsValidatio
 from d365_anaplan.flows.alignment import ACCOUNT, check_alignment, references_from_plans
 from d365_anaplan.flows.calendar import fiscal_horizon, parse_period, period_key
 from d365_anaplan.flows.journal import batch_lines, build_entries, cell_key, export_tag, plan_deltas
-from d365_anaplan.flows.plans import parse_plan_export
+from d365_anaplan.flows.plans import SPREAD_DECIMALS, parse_plan_export, round_largest_remainder
 from d365_anaplan.flows.reconcile import reconcile
 from d365_anaplan.flows.records import PlanRow
 from d365_anaplan.ledger.audit import JournalLineEntry
@@ -73,11 +73,13 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
     for item in exports:
         export = _export(ctx, str(item["action"]))
         data = iter_chunks(ctx.s3, ctx.env.staging_bucket, str(item["file_key"]), chunk_size=1024 * 1024)
+        spread = m.plans.rounding == "largest_remainder"
         parsed = parse_plan_export(
             data, export=export, plans=m.plans, dimensions=dims, companies=cfg.dynamics.companies,
             calendar=cfg.close_calendar, period_format=m.actuals.period_format, latest=horizon, periods=set(months),
+            decimals=SPREAD_DECIMALS if spread else 2,
         )  # fmt: skip
-        all_rows[export.export_action] = list(parsed)
+        all_rows[export.export_action] = round_largest_remainder(list(parsed)) if spread else list(parsed)
         counters[export.export_action] = parsed.counters.to_json()
     ctx.ledger.record_step(ctx.run_id, "ValidatePlan", "SUCCEEDED", {"exports": counters})
 

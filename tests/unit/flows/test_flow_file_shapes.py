@@ -10,8 +10,8 @@ from decimal import Decimal
 
 from d365_anaplan.config import ActualsMapping, CloseCalendar, DimensionMapping, PlanExport, PlansMapping
 from d365_anaplan.flows.actuals import actuals_header, aggregate_actuals, write_actuals_csv
-from d365_anaplan.flows.plans import parse_plan_export
-from d365_anaplan.flows.records import GLLine
+from d365_anaplan.flows.plans import parse_plan_export, round_largest_remainder
+from d365_anaplan.flows.records import GLLine, PlanRow
 
 DIMS = [DimensionMapping(name="CostCenter", column="Cost Centre")]
 
@@ -101,3 +101,32 @@ def test_a_time_in_columns_export_without_a_month_column_is_refused() -> None:
 
     with pytest.raises(BadInputData, match="time_in_columns but no column is a period label"):
         _wide("Entity,Account,Q1 FY25,FY25\nUSMF,601500,1,1\n")
+
+
+def _spread(amounts: list[str], account: str = "601500") -> list[PlanRow]:
+    return [
+        PlanRow(line_number=i + 1, company="USMF", account=account, period=date(2025, i + 1, 1), version="Budget",
+                amount=Decimal(a))
+        for i, a in enumerate(amounts)
+    ]  # fmt: skip
+
+
+def test_spread_values_round_so_the_total_ties_largest_remainder_first() -> None:
+    # 100 / 3 spread by Anaplan as doubles: the cells round to cents and still add up to 100.00
+    rows = _spread(["33.33333333333333", "33.33333333333334", "33.33333333333333"])
+    got = [r.amount for r in round_largest_remainder(rows)]
+    assert got == [Decimal("33.33"), Decimal("33.34"), Decimal("33.33")]
+    assert sum(got) == Decimal("100.00")
+
+
+def test_rounding_handles_negatives_ties_and_groups_separately() -> None:
+    rows = [
+        *_spread(["-10.005", "-10.005", "62.25000000000001"]),
+        *_spread(["0.004", "0.004"], account="401100"),
+    ]
+    got = [(r.account, r.amount) for r in round_largest_remainder(rows)]
+    # 601500: exact 42.24000000000001 -> 42.24; floors -10.01, -10.01, 62.25 = 42.23: one cent to the largest
+    # remainder (the two -10.005 tie at 0.005, the earlier line wins); 401100: 0.008 -> 0.01 on the first line
+    assert got == [("601500", Decimal("-10.00")), ("601500", Decimal("-10.01")), ("601500", Decimal("62.25")),
+                   ("401100", Decimal("0.01")), ("401100", Decimal("0"))]  # fmt: skip
+    assert sum(a for acc, a in got if acc == "601500") == Decimal("42.24")
