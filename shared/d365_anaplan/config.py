@@ -487,6 +487,9 @@ class PlansMapping(BaseModel):
     # "refuse": an amount with more than 2 decimals fails the run; "largest_remainder": read spread values
     # (Anaplan doubles) and round them so each company x version x account total ties (flows/plans.py).
     rounding: Literal["refuse", "largest_remainder"] = "refuse"
+    # "ledger": debit positive, credit negative; "natural": revenue, liability and equity positive (flipped
+    # by the F&O main account type before anything is written).
+    sign: Literal["ledger", "natural"] = "ledger"
     # Names of mapping.dimensions the plan exports carry (None: all of them). Plans are often made at a
     # coarser grain than actuals, e.g. per company and account only.
     dimensions: list[str] | None = None

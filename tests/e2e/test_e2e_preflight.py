@@ -253,3 +253,48 @@ def test_spread_values_with_more_decimals_are_rounded_and_tie_to_the_cent(
     finally:
         engine.install_connection(stack.connection())
         clear_caches()
+
+
+def test_natural_sign_plans_are_written_in_ledger_sign(engine: LocalEngine, stack: Stack) -> None:
+    """Exports in natural sign (revenue positive): with ``mapping.plans.sign: natural`` the revenue lines are
+    turned into ledger sign by the F&O main account type, and F&O holds the approved plan to the cent."""
+    import csv
+    import io
+
+    from e2e_support import assert_plans_match, clear_journals, s3_put, s3_text
+
+    from d365_anaplan.runtime import clear_caches
+    from devkit.sandbox.dynamics.seed import MAIN_ACCOUNTS
+
+    revenue = {a.account for a in MAIN_ACCOUNTS if a.account_type == "Revenue"}
+    assert revenue & {"401100", "401200"}, "the plan must hold revenue accounts: the test would prove nothing"
+
+    def wrap(handler: Any) -> Any:
+        def wrapped(event: dict[str, Any], ctx: Any) -> Any:
+            out = handler(event, ctx)
+            if out.get("file_key") and out.get("action") in (BUDGET, "Export Approved Forecast"):
+                rows = list(csv.reader(io.StringIO(s3_text(engine, out["file_key"]).decode("utf-8"))))
+                at, acc = rows[0].index("Amount"), rows[0].index("Account")
+                for r in rows[1:]:
+                    if r[acc] in revenue:
+                        r[at] = f"{-Decimal(r[at])}"
+                buf = io.StringIO()
+                csv.writer(buf, lineterminator="\n").writerows(rows)
+                s3_put(engine, out["file_key"], buf.getvalue().encode("utf-8"))
+            return out
+
+        return wrapped
+
+    engine.wrappers["AnaplanCheckFunction"] = wrap
+    clear_journals(stack)
+    cfg = copy.deepcopy(stack.connection())
+    cfg["mapping"]["plans"]["sign"] = "natural"
+    engine.install_connection(cfg)
+    clear_caches()
+    try:
+        result = engine.run("PlansFlow", manual(), timeout=300)
+        assert result.status == "SUCCEEDED", result.output
+        assert_plans_match(stack)
+    finally:
+        engine.install_connection(stack.connection())
+        clear_caches()

@@ -417,3 +417,28 @@ def round_largest_remainder(rows: Sequence[PlanRow], decimals: int = 2) -> list[
             amount = floors[i] + (unit if i in up else Decimal(0))
             out[i] = rows[i].model_copy(update={"amount": amount if amount != 0 else Decimal(0)})
     return out
+
+
+NATURAL_CREDIT_TYPES = frozenset({"Revenue", "Liability", "Equity"})  # positive in natural sign
+NATURAL_DEBIT_TYPES = frozenset({"Expense", "Asset"})
+
+
+def to_ledger_sign(rows: Sequence[PlanRow], account_types: dict[str, str], *, source: str) -> list[PlanRow]:
+    """Plan amounts in natural sign (revenue, liability and equity positive) turned into ledger sign (debit
+    positive, credit negative) by the F&O main account type (``account_types``: account -> MainAccountType,
+    keys upper case). An account whose type does not say which side it is on (ProfitAndLoss, BalanceSheet,
+    Blank, ...) is refused: its sign cannot be known. Unknown accounts pass unchanged (alignment names them).
+    """
+    out = []
+    for r in rows:
+        kind = account_types.get(r.account.upper())
+        if kind is None or kind in NATURAL_DEBIT_TYPES:
+            out.append(r)
+        elif kind in NATURAL_CREDIT_TYPES:
+            out.append(r.model_copy(update={"amount": -r.amount if r.amount != 0 else r.amount}))
+        else:
+            raise BadInputData(
+                f"{source} line {r.line_number}: account {r.account!r} has main account type {kind!r}; "
+                "mapping.plans.sign natural needs Revenue, Expense, Asset, Liability or Equity to know its sign"
+            )
+    return out

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from d365_anaplan.config import ActualsMapping, CloseCalendar, DimensionMapping, PlanExport, PlansMapping
 from d365_anaplan.flows.actuals import actuals_header, aggregate_actuals, write_actuals_csv
-from d365_anaplan.flows.plans import parse_plan_export, round_largest_remainder
+from d365_anaplan.flows.plans import parse_plan_export, round_largest_remainder, to_ledger_sign
 from d365_anaplan.flows.records import GLLine, PlanRow
 
 DIMS = [DimensionMapping(name="CostCenter", column="Cost Centre")]
@@ -130,3 +130,16 @@ def test_rounding_handles_negatives_ties_and_groups_separately() -> None:
     assert got == [("601500", Decimal("-10.00")), ("601500", Decimal("-10.01")), ("601500", Decimal("62.25")),
                    ("401100", Decimal("0.01")), ("401100", Decimal("0"))]  # fmt: skip
     assert sum(a for acc, a in got if acc == "601500") == Decimal("42.24")
+
+
+def test_natural_sign_flips_credit_types_and_refuses_an_untyped_account() -> None:
+    import pytest
+
+    from d365_anaplan.errors import BadInputData
+
+    rows = [*_spread(["100.00"], account="401100"), *_spread(["40.00"], account="601500")]
+    types = {"401100": "Revenue", "601500": "Expense", "999000": "ProfitAndLoss"}
+    got = [(r.account, r.amount) for r in to_ledger_sign(rows, types, source="export 'B'")]
+    assert got == [("401100", Decimal("-100.00")), ("601500", Decimal("40.00"))]
+    with pytest.raises(BadInputData, match="account '999000' has main account type 'ProfitAndLoss'"):
+        to_ledger_sign(_spread(["1"], account="999000"), types, source="export 'B'")
