@@ -461,6 +461,7 @@ class PlanExport(BaseModel):
 
     export_action: str
     version: str  # e.g. "Budget" or "Forecast": only rows of this version are accepted
+    period_format: str | None = None  # the export's period labels; None: mapping.actuals.period_format
     journal_name: str | None = None  # overrides dynamics.journal.journal_name
     # Budget register: override dynamics.journal.budget_model / budget_code / revision_budget_code.
     budget_model: str | None = None
@@ -482,7 +483,7 @@ class PlansMapping(BaseModel):
     approval_column: str | None = "Approval"
     approved_value: str = "Approved"
     # "long": one row per cell (period_column, amount_column); "time_in_columns": one column per month whose
-    # header is a period label in mapping.actuals.period_format (totals such as "Q1 FY25" or "FY25" ignored).
+    # header is a period label in the export's period format (totals such as "Q1 FY25" or "FY25" ignored).
     layout: Literal["long", "time_in_columns"] = "long"
     # "refuse": an amount with more than 2 decimals fails the run; "largest_remainder": read spread values
     # (Anaplan doubles) and round them so each company x version x account total ties (flows/plans.py).

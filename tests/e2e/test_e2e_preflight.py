@@ -298,3 +298,48 @@ def test_natural_sign_plans_are_written_in_ledger_sign(engine: LocalEngine, stac
     finally:
         engine.install_connection(stack.connection())
         clear_caches()
+
+
+def test_an_export_with_its_own_period_labels(engine: LocalEngine, stack: Stack) -> None:
+    """The budget export labels months ``2025-01`` (the forecast keeps ``Jan 25``): ``period_format`` per
+    export reads each in its own format."""
+    import csv
+    import io
+
+    from e2e_support import MONTHS, assert_plans_match, clear_journals, s3_put, s3_text
+
+    from d365_anaplan.runtime import clear_caches
+
+    def wrap(handler: Any) -> Any:
+        def wrapped(event: dict[str, Any], ctx: Any) -> Any:
+            out = handler(event, ctx)
+            if out.get("file_key") and out.get("action") == BUDGET:
+                rows = list(csv.reader(io.StringIO(s3_text(engine, out["file_key"]).decode("utf-8"))))
+                at = rows[0].index("Period")
+                for r in rows[1:]:
+                    mon, yy = r[at].split(" ")
+                    r[at] = f"20{yy}-{MONTHS.index(mon) + 1:02d}"
+                buf = io.StringIO()
+                csv.writer(buf, lineterminator="\n").writerows(rows)
+                s3_put(engine, out["file_key"], buf.getvalue().encode("utf-8"))
+            return out
+
+        return wrapped
+
+    engine.wrappers["AnaplanCheckFunction"] = wrap
+    clear_journals(stack)
+    refused = engine.run("PlansFlow", manual(), timeout=300)
+    assert_failed_cleanly(
+        engine, stack, refused, "BadInputData", "does not match the period format '{Mon} {yy}'"
+    )
+    cfg = copy.deepcopy(stack.connection())
+    cfg["mapping"]["plans"]["exports"][0]["period_format"] = "{yyyy}-{mm}"
+    engine.install_connection(cfg)
+    clear_caches()
+    try:
+        result = engine.run("PlansFlow", manual(), timeout=300)
+        assert result.status == "SUCCEEDED", result.output
+        assert_plans_match(stack)
+    finally:
+        engine.install_connection(stack.connection())
+        clear_caches()

@@ -82,7 +82,8 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
         spread = m.plans.rounding == "largest_remainder"
         parsed = parse_plan_export(
             data, export=export, plans=m.plans, dimensions=dims, companies=cfg.dynamics.companies,
-            calendar=cfg.close_calendar, period_format=m.actuals.period_format, latest=horizon, periods=set(months),
+            calendar=cfg.close_calendar, period_format=export.period_format or m.actuals.period_format, latest=horizon,
+            periods=set(months),
             decimals=SPREAD_DECIMALS if spread else 2,
         )  # fmt: skip
         rows = round_largest_remainder(list(parsed)) if spread else list(parsed)

@@ -176,7 +176,8 @@ def _plan_exports(cfg: ConnectionConfig, client: AnaplanClient) -> list[Finding]
                 return f"{info.id}: headers not reported (checked when the run reads the file)"
             list(parse_plan_export([_header_line(headers)], export=export, plans=m.plans, dimensions=dims,
                                    companies=cfg.dynamics.companies, calendar=cfg.close_calendar,
-                                   period_format=m.actuals.period_format, allow_empty=True))  # fmt: skip
+                                   period_format=export.period_format or m.actuals.period_format,
+                                   allow_empty=True))  # fmt: skip
             return f"{info.id}, columns {headers}"
 
         out.append(_judge(f"export {export.export_action!r} ({export.version} plan)", EXPORT_REMEDY, one))
