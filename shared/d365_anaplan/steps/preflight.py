@@ -37,9 +37,10 @@ if TYPE_CHECKING:
 Flow = Literal["actuals", "plans"]
 
 IMPORT_REMEDY = (
-    "make the connector's file and the import agree: set the column names in mapping.* (the file's columns, "
-    "in this order, are listed above) or ask the model builder to change the import's source columns; the "
-    "action name must be the import's name or id"
+    "make the connector's file and the import agree (columns are matched by name): set the column names in "
+    "mapping.* (mapping.actuals.version_column: null for no version column, constant_columns for fixed "
+    "values) or ask the model builder to change the import's source columns; the action name must be the "
+    "import's name or id"
 )
 EXPORT_REMEDY = (
     "ask the model builder to add the missing columns to the export (tabular, one row per company/account/"
@@ -60,7 +61,6 @@ class PlannedFile:
     action: str
     what: str
     columns: list[str]
-    flow: Flow = "actuals"
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,10 @@ def _imports(cfg: ConnectionConfig, client: AnaplanClient) -> list[Finding]:
             if p.what == "actuals":  # written in the import's order when the names match (as the run does)
                 m = cfg.mapping
                 columns = actuals_header(m.actuals, m.dimensions, None, cfg.ledger.currency_column, order)
-            check_header(_header_line(columns, meta), meta, info.name)
+            try:
+                check_header(_header_line(columns, meta), meta, info.name)
+            except AnaplanHeaderMismatch as exc:
+                raise AnaplanHeaderMismatch(f"{exc} (the connector's file: {columns})") from None
             headers = meta.source.header_names if meta.source else []
             return f"{info.id}, columns {headers or '(not reported; file: ' + str(p.columns) + ')'}"
 
