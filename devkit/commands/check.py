@@ -130,25 +130,6 @@ def _attempt(report: Report, system: str, name: str, remedy: str, fn: Callable[[
 # --- Anaplan -------------------------------------------------------------------------------------------------
 
 
-def _import_columns(cfg: Any) -> dict[str, tuple[str, list[str]]]:
-    """import action -> (what, columns the connector's file carries)."""
-    m = cfg.mapping
-    out: dict[str, tuple[str, list[str]]] = {}
-    lists = [("main accounts", m.accounts)] + ([("legal entities", m.companies)] if m.companies else [])
-    for what, spec in lists:
-        out[spec.import_action] = (what, [spec.code_column, spec.name_column])
-    for d in m.dimensions:
-        if d.list_import:
-            out[d.list_import] = (f"{d.name} values", [m.accounts.code_column, m.accounts.name_column])
-    a = m.actuals
-    cols = [a.company_column, a.account_column, *[d.column for d in m.dimensions], a.period_column,
-            a.version_column, a.amount_column]  # fmt: skip
-    if a.grain == "line":
-        cols += [a.line_id_column, a.voucher_column, a.description_column]
-    out[a.import_action] = ("actuals", cols)
-    return out
-
-
 def check_anaplan(cfg: Any, report: Report) -> None:
     from d365_anaplan.anaplan.client import AnaplanClient
     from d365_anaplan.secrets import SecretResolver
@@ -186,45 +167,23 @@ def check_anaplan(cfg: Any, report: Report) -> None:
         report.add(sysname, "actions", SKIP, "model not found")
         return
 
-    for action, (what, columns) in _import_columns(cfg).items():
+    from d365_anaplan.steps.preflight import preflight
 
-        def imp(action: str = action, columns: list[str] = columns) -> str:
-            info = client.find_import(action)
-            meta = client.import_metadata(info.id)
-            headers = meta.source.header_names if meta.source else []
-            missing = [h for h in headers if h not in columns]
-            if missing:
-                raise ValueError(f"the import reads columns {missing} that the connector's file does not carry "
-                                 f"(file: {columns}; import: {headers})")  # fmt: skip
-            extra = [col for col in columns if headers and col not in headers]
-            note = f"; ignored by the import: {extra}" if extra else ""
-            return f"{info.id}, columns {headers or '(not reported)'}{note}"
+    # The run's own metadata pre-check (imports vs the files the run writes, exports vs what plans read,
+    # lists): the same verdict, message and remedy the run reaches before it reads anything.
+    try:
+        findings = preflight(cfg, client)
+    except Exception as exc:  # noqa: BLE001 - an unreachable host or refused call becomes a row
+        failure = exc
+        _attempt(report, sysname, "imports, exports, lists", "the model's imports, exports and lists could not "
+                 "be read: the user needs read access to the model's actions and lists", lambda: _raise(failure))  # fmt: skip
+        return
+    for found in findings:
+        report.add(sysname, found.name, PASS if found.ok else FAIL, found.detail, found.remedy)
 
-        _attempt(report, sysname, f"import {action!r} ({what})", remedies.ANAPLAN_IMPORT, imp)
 
-    lists = [("accounts", cfg.mapping.accounts.list_name)] + [
-        (d.name, d.list_name) for d in cfg.mapping.dimensions
-    ]
-    for what, list_name in lists:
-        if not list_name:
-            continue
-
-        def lst(list_name: str = list_name) -> str:
-            return f"id {client.find_list(list_name).id}"
-
-        _attempt(report, sysname, f"list {list_name!r} ({what})",
-                 "set mapping.*.list_name to the Anaplan list that holds these members", lst)  # fmt: skip
-
-    exports = [(e.export_action, f"{e.version} plan") for e in cfg.mapping.plans.exports]
-    if cfg.mapping.actuals.verify_export:
-        exports.append((cfg.mapping.actuals.verify_export, "actuals read-back"))
-    for action, what in exports:
-
-        def exp(action: str = action) -> str:
-            info = client.find_export(action)
-            return f"{info.id} ({info.export_format or 'format not reported'})"
-
-        _attempt(report, sysname, f"export {action!r} ({what})", remedies.ANAPLAN_EXPORT, exp)
+def _raise(exc: BaseException) -> str:
+    raise exc
 
 
 # --- F&O -----------------------------------------------------------------------------------------------------

@@ -440,8 +440,11 @@ class ActualsMapping(BaseModel):
     company_column: str = "Entity"
     account_column: str = "Account"
     period_column: str = "Period"
-    version_column: str = "Version"
+    # None: the file has no version column (a model without a Versions dimension, or one the import fixes).
+    version_column: str | None = "Version"
     amount_column: str = "Amount"
+    # Columns with one value on every row (e.g. {"Scenario": "Actual"}), after the configured columns.
+    constant_columns: dict[str, str] = Field(default_factory=dict)
     unmapped_policy: Literal["fail", "map"] = "fail"
     unmapped_account: str | None = None
     # Optional read-back: an export of the actuals module (same columns as the import file) that
@@ -458,6 +461,7 @@ class PlanExport(BaseModel):
 
     export_action: str
     version: str  # e.g. "Budget" or "Forecast": only rows of this version are accepted
+    period_format: str | None = None  # the export's period labels; None: mapping.actuals.period_format
     journal_name: str | None = None  # overrides dynamics.journal.journal_name
     # Budget register: override dynamics.journal.budget_model / budget_code / revision_budget_code.
     budget_model: str | None = None
@@ -473,10 +477,20 @@ class PlansMapping(BaseModel):
     company_column: str = "Entity"
     account_column: str = "Account"
     period_column: str = "Period"
-    version_column: str = "Version"
+    # None: the exports carry no version column; every row is the export's configured version.
+    version_column: str | None = "Version"
     amount_column: str = "Amount"
     approval_column: str | None = "Approval"
     approved_value: str = "Approved"
+    # "long": one row per cell (period_column, amount_column); "time_in_columns": one column per month whose
+    # header is a period label in the export's period format (totals such as "Q1 FY25" or "FY25" ignored).
+    layout: Literal["long", "time_in_columns"] = "long"
+    # "refuse": an amount with more than 2 decimals fails the run; "largest_remainder": read spread values
+    # (Anaplan doubles) and round them so each company x version x account total ties (flows/plans.py).
+    rounding: Literal["refuse", "largest_remainder"] = "refuse"
+    # "ledger": debit positive, credit negative; "natural": revenue, liability and equity positive (flipped
+    # by the F&O main account type before anything is written).
+    sign: Literal["ledger", "natural"] = "ledger"
     # Names of mapping.dimensions the plan exports carry (None: all of them). Plans are often made at a
     # coarser grain than actuals, e.g. per company and account only.
     dimensions: list[str] | None = None

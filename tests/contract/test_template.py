@@ -691,7 +691,13 @@ def rule_janitor_watches_every_flow(tpl: Template) -> list[str]:
 # The functions that talk to Anaplan and so use the KMS-encrypted token cache (steps/context.py: ctx.anaplan).
 # tests/integration/platform/test_iam_coverage.py checks against the running flows that exactly these do.
 ANAPLAN_FUNCTIONS = frozenset(
-    {"AnaplanUploadFunction", "AnaplanStartFunction", "AnaplanCheckFunction", "PrepareActualsFunction"}
+    {
+        "AnaplanUploadFunction",
+        "AnaplanStartFunction",
+        "AnaplanCheckFunction",
+        "PrepareActualsFunction",
+        "MetadataPrecheckFunction",
+    }
 )
 # Functions that manage leases and watermarks; every other function is a flow step.
 PLATFORM_FUNCTIONS = frozenset({"RunLedgerFunction", "ModelLeaseFunction", "LeaseJanitorFunction"})

@@ -902,13 +902,21 @@ class AnaplanSandbox:
         exp = self.seed.exports.get(export_id)
         if exp is None:
             return self._error(req, 404, "Not Found")
+        headers = exp.header_names
+        if exp.time_in_columns:
+            from devkit.sandbox.anaplan.shapes import time_in_columns_header
+
+            with self._lock:
+                headers = time_in_columns_header(
+                    self.seed, exp, sorted(self.seed.modules[exp.module].cells.items())
+                )
         meta = {
-            "columnCount": len(exp.header_names),
+            "columnCount": len(headers),
             "dataTypes": ["ENTITY"] * 4 + ["NUMBER", "TEXT"],
             "delimiter": '"',
             "encoding": "UTF-8",
             "exportFormat": "text/csv",
-            "headerNames": exp.header_names,
+            "headerNames": headers,
             "listNames": ["Legal Entities", "Accounts", "Periods", "Versions"],
             "rowCount": sum(1 for k in self.seed.modules[exp.module].cells if k[-1] == exp.version),
             "separator": ",",
@@ -1458,15 +1466,28 @@ class AnaplanSandbox:
         rows = 0
         with self._lock:
             cells = sorted(module.cells.items())
+        if exp.time_in_columns:
+            from devkit.sandbox.anaplan.shapes import time_in_columns_export
+
+            return self._store_export(exp, time_in_columns_export(self.seed, exp, cells))
+        columns = [column for column, _ in module.dimensions]
         for key, values in cells:
             if key[-1] != exp.version:
                 continue
             amount = values.get("Amount")
             text = f"{amount:.2f}" if isinstance(amount, Decimal) else ""
-            extra = [values.get("Approval", "")] if "Approval" in exp.header_names else []
-            writer.writerow([*key, text, *extra])
+            # Tabular export: each header names a dimension or a line item (a column the export leaves out,
+            # such as Version when the view shows one version, is simply not written).
+            named = {
+                **dict(zip(columns, key, strict=True)),
+                "Amount": text,
+                "Approval": values.get("Approval", ""),
+            }
+            writer.writerow([named.get(h, "") for h in exp.header_names])
             rows += 1
-        data = out.getvalue().encode("utf-8")
+        return self._store_export(exp, out.getvalue().encode("utf-8"))
+
+    def _store_export(self, exp: ExportDef, data: bytes) -> dict[str, Any]:
         size = self.export_chunk_size
         self._export_files[exp.id] = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
         return {"successful": True, "failureDumpAvailable": False, "objectId": exp.id, "objectName": exp.name}

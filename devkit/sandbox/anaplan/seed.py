@@ -123,6 +123,9 @@ class ExportDef:
     module: str
     version: str
     header_names: list[str]
+    time_in_columns: bool = (
+        False  # Time on columns: header_names are the row labels (devkit/sandbox/anaplan/shapes.py)
+    )
 
 
 @dataclass

@@ -12,9 +12,11 @@ Three steps, all without I/O; the handler streams GL lines from staging and a te
    collapse onto the same key after remapping are summed again) and returns :class:`ActualsTotals` for
    reconciliation.
 
-Columns, in this order: ``company_column``, ``account_column``, one column per ``DimensionMapping.column``
-(configuration order), ``period_column``, ``version_column``, ``amount_column``; with grain ``line`` also
-``line_id_column``, ``voucher_column``, ``description_column``. Monthly rows are sorted by company, account,
+Columns: ``company_column``, ``account_column``, one column per ``DimensionMapping.column``
+(configuration order), ``period_column``, ``version_column`` (unless None), ``amount_column``; with grain
+``line`` also ``line_id_column``, ``voucher_column``, ``description_column``; then ``constant_columns``.
+They are written in the order of the import's ``headerNames`` when those name exactly these columns
+(matched by name), else in this order. Monthly rows are sorted by company, account,
 dimension values, period; line rows keep input order. Amounts are plain decimals with exactly ``decimals``
 places. Every code is checked (see :mod:`d365_anaplan.flows.textsafe`); descriptions are neutralised.
 """
@@ -327,21 +329,32 @@ def actuals_header(
     dimensions: Sequence[DimensionMapping],
     grain: str | None = None,
     currency_column: str | None = None,
+    order: Sequence[str] | None = None,
 ) -> list[str]:
-    """The column names of the actuals file, in order (BadInputData if two columns share a name)."""
+    """The column names of the actuals file (BadInputData if two columns share a name).
+
+    ``order``: the import's ``headerNames``; when they name exactly the file's columns the file is written
+    in their order (matched by name), else in the configured order (the upload then names the difference).
+    """
     cols = [mapping.company_column, mapping.account_column]
     cols += [d.column for d in dimensions]
-    cols += [mapping.period_column, mapping.version_column, mapping.amount_column]
+    cols += [mapping.period_column]
+    if mapping.version_column:
+        cols.append(mapping.version_column)
+    cols.append(mapping.amount_column)
     if currency_column:
         cols.append(currency_column)
     if (grain or mapping.grain) == "line":
         cols += [mapping.line_id_column, mapping.voucher_column, mapping.description_column]
+    cols += list(mapping.constant_columns)
     seen: set[str] = set()
     for col in cols:
         check_code(col, where="actuals file header", field="column")
         if col in seen:
             raise BadInputData(f"actuals file header: column {col!r} is configured twice")
         seen.add(col)
+    if order is not None and len(order) == len(cols) and set(order) == seen:
+        return list(order)
     return cols
 
 
@@ -356,6 +369,7 @@ def write_actuals_csv(
     remap: Remap | None = None,
     grain: str | None = None,
     ledger: LedgerOptions | None = None,
+    order: Sequence[str] | None = None,
 ) -> ActualsTotals:
     """Write the header and ``rows`` as CSV to ``writer``; return the totals of what was written.
 
@@ -367,7 +381,11 @@ def write_actuals_csv(
     validate_period_format(mapping.period_format)
     version = check_code(mapping.version, where="mapping.actuals", field="version")
     currency_column = ledger.currency_column if ledger else None
-    header = actuals_header(mapping, dimensions, grain, currency_column)
+    written = actuals_header(mapping, dimensions, grain, currency_column)
+    header = actuals_header(mapping, dimensions, grain, currency_column, order)
+    place = [written.index(col) for col in header]  # file position -> field of the configured record
+    constants = [check_code(v, where="mapping.actuals.constant_columns", field=k)
+                 for k, v in mapping.constant_columns.items()]  # fmt: skip
     out = csv_writer(writer)
     out.writerow(header)
     totals = ActualsTotals()
@@ -393,7 +411,10 @@ def write_actuals_csv(
                     cached, where="mapping.actuals.period_format", field="period label"
                 )
             label = cached
-        record = [r.company, r.account, *r.dims, label, version, format_amount(r.amount, decimals)]
+        record = [r.company, r.account, *r.dims, label]
+        if mapping.version_column:
+            record.append(version)
+        record.append(format_amount(r.amount, decimals))
         if currency_column:
             record.append(check_code(r.currency, where=f"{r.company} {r.account}", field="currency"))
         if grain == "line":
@@ -401,7 +422,8 @@ def write_actuals_csv(
             line_id = check_code(r.line_id, where=where, field="source_id", allow_empty=True)
             voucher = check_code(r.voucher, where=where, field="voucher", allow_empty=True)
             record += [line_id, voucher, neutralise_text(r.description)]
-        out.writerow(record)
+        record += constants
+        out.writerow([record[i] for i in place])
         totals.add(r, label)
     return totals
 

@@ -8,7 +8,8 @@ strict UTF-8 (a UTF-8 BOM is ignored) and fed to the CSV parser, so the file nev
 Rules (every error is BadInputData naming the export, the file line and the field):
 
 * The first line is the header. It must hold ``company/account/period/version/amount_column`` of
-  :class:`~d365_anaplan.config.PlansMapping`, ``approval_column`` when set, and every
+  :class:`~d365_anaplan.config.PlansMapping` (no version column when ``version_column`` is None: every row
+  is then the export's configured version), ``approval_column`` when set, and every
   ``DimensionMapping.column``; other columns are ignored; a column named twice is an error.
 * Line numbers are file lines (the header is line 1); a record with a quoted line break is named by the
   line it starts on. A record must have as many fields as the header. Blank lines are skipped and counted.
@@ -38,7 +39,7 @@ import hashlib
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from d365_anaplan.config import CloseCalendar, DimensionMapping, PlanExport, PlansMapping
@@ -168,6 +169,7 @@ class PlanExportReader:
         self.source = f"export {export.export_action!r}"
         self.counters = PlanCounters(export=export.export_action, version=export.version)
         self._started = False
+        self._period_columns: list[tuple[str, int]] = []  # layout time_in_columns: (label, position)
 
     def __iter__(self) -> Iterator[PlanRow]:
         if self._started:
@@ -177,7 +179,11 @@ class PlanExportReader:
 
     def _required(self) -> list[str]:
         p = self.plans
-        cols = [p.company_column, p.account_column, p.period_column, p.version_column, p.amount_column]
+        cols = [p.company_column, p.account_column]
+        if p.layout == "long":
+            cols += [p.period_column, p.amount_column]
+        if p.version_column:
+            cols.append(p.version_column)
         if p.approval_column:
             cols.append(p.approval_column)
         cols += [d.column for d in self.dimensions]
@@ -196,7 +202,72 @@ class PlanExportReader:
                 f"{self.source} header (line 1): missing column(s) {', '.join(repr(c) for c in missing)}; "
                 f"found {', '.join(repr(n) for n in names)}"
             )
+        if self.plans.layout == "time_in_columns":
+            named = set(self._required())
+            fiscal_start = self.calendar.fiscal_year_start_month
+            for i, name in enumerate(names):
+                if name in named:
+                    continue
+                try:  # a month label in the period format; totals (Q1 FY25, FY25) and other columns are ignored
+                    parse_period_label(name, self.period_format, fiscal_start)
+                except BadInputData:
+                    continue
+                self._period_columns.append((name, i))
+            if not self._period_columns:
+                raise BadInputData(
+                    f"{self.source} header (line 1): layout time_in_columns but no column is a period label in "
+                    f"the format {self.period_format!r}; found {', '.join(repr(n) for n in names)}"
+                )
         return seen
+
+    def _cell(
+        self,
+        where: str,
+        line: int,
+        seen: dict[bytes, int],
+        company: str,
+        account: str,
+        dims: dict[str, str],
+        version: str,
+        label: str,
+        period_field: str,
+        text: str,
+        amount_field: str,
+        fiscal_start: int,
+    ) -> PlanRow | None:
+        """One plan cell of a data line (long: the line; time in columns: one period column of it)."""
+        c = self.counters
+        try:
+            period = parse_period_label(label, self.period_format, fiscal_start)
+            check_in_fiscal_calendar(
+                period, self.calendar, latest=self.latest, what="period label", value=label
+            )
+        except BadInputData as exc:
+            raise BadInputData(f"{where}: field {period_field!r}: {exc}") from None
+        if self.periods is not None and period not in self.periods:
+            c.skipped_out_of_range += 1
+            return None
+        amount = parse_amount(text, decimals=self.decimals, where=where, field=amount_field)
+        digest = _key_digest(company, account, [dims[d.name] for d in self.dimensions], period, version)
+        first = seen.get(digest)
+        if first is not None:
+            raise BadInputData(
+                f"{where}: duplicate row: company {company}, account {account}, "
+                f"{', '.join(f'{k} {v!r}' for k, v in dims.items())}{', ' if dims else ''}"
+                f"period {label!r}, version {version!r} already on line {first}"
+            )
+        seen[digest] = line
+        c.accepted += 1
+        c.total += amount
+        return PlanRow(
+            line_number=line,
+            company=company,
+            account=account,
+            dimensions=dims,
+            period=period,
+            version=version,
+            amount=amount,
+        )
 
     def _rows(self) -> Iterator[PlanRow]:
         c = self.counters
@@ -231,7 +302,8 @@ class PlanExportReader:
             if len(record) != width:
                 raise BadInputData(f"{where}: has {len(record)} field(s), the header has {width}")
 
-            version = record[col[p.version_column]].strip()
+            # Without a version column every row is the export's configured version.
+            version = record[col[p.version_column]].strip() if p.version_column else self.export.version
             if version != self.export.version:
                 c.skipped_version[version] = c.skipped_version.get(version, 0) + 1
                 continue
@@ -254,41 +326,18 @@ class PlanExportReader:
                 )
                 for d in self.dimensions
             }
-            label = record[col[p.period_column]]
-            try:
-                period = parse_period_label(label, self.period_format, fiscal_start)
-                check_in_fiscal_calendar(
-                    period, self.calendar, latest=self.latest, what="period label", value=label
-                )
-            except BadInputData as exc:
-                raise BadInputData(f"{where}: field {p.period_column!r}: {exc}") from None
-            if self.periods is not None and period not in self.periods:
-                c.skipped_out_of_range += 1
-                continue
-            amount = parse_amount(
-                record[col[p.amount_column]], decimals=self.decimals, where=where, field=p.amount_column
-            )
-
-            digest = _key_digest(company, account, [dims[d.name] for d in self.dimensions], period, version)
-            first = seen.get(digest)
-            if first is not None:
-                raise BadInputData(
-                    f"{where}: duplicate row: company {company}, account {account}, "
-                    f"{', '.join(f'{k} {v!r}' for k, v in dims.items())}{', ' if dims else ''}"
-                    f"period {label!r}, version {version!r} already on line {first}"
-                )
-            seen[digest] = line
-            c.accepted += 1
-            c.total += amount
-            yield PlanRow(
-                line_number=line,
-                company=company,
-                account=account,
-                dimensions=dims,
-                period=period,
-                version=version,
-                amount=amount,
-            )
+            if p.layout == "long":
+                cells = [(record[col[p.period_column]], p.period_column, record[col[p.amount_column]],
+                          p.amount_column)]  # fmt: skip
+            else:  # one cell per period column; a blank cell holds nothing
+                cells = [
+                    (name, name, record[i], name) for name, i in self._period_columns if record[i].strip()
+                ]
+            for label, period_field, text, amount_field in cells:
+                row = self._cell(where, line, seen, company, account, dims, version, label, period_field,
+                                 text, amount_field, fiscal_start)  # fmt: skip
+                if row is not None:
+                    yield row
 
         if col is None:
             if not self.allow_empty:
@@ -337,3 +386,59 @@ def parse_plan_export(
         decimals=decimals,
         allow_empty=allow_empty,
     )
+
+
+# Anaplan holds doubles (about 15-16 significant digits, anaplan-shapes.md §4): spread values arrive as e.g.
+# 62.25000000000001. With mapping.plans.rounding "largest_remainder" they are read with up to this many
+# decimals and rounded by :func:`round_largest_remainder`.
+SPREAD_DECIMALS = 20
+
+
+def round_largest_remainder(rows: Sequence[PlanRow], decimals: int = 2) -> list[PlanRow]:
+    """Round plan amounts to ``decimals`` places so that totals tie (largest-remainder method).
+
+    Per company x version x account (all periods and dimension values of the rows): the group's exact total is
+    rounded half away from zero; every cell is rounded down (toward minus infinity) and the cells with the
+    largest remainders get one more unit each until the cells add up to that rounded total. Ties go to the
+    earlier export line, then the earlier period. Every cell moves by less than one unit; row order is kept.
+    """
+    unit = Decimal(1).scaleb(-decimals)
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault((r.company, r.version, r.account), []).append(i)
+    out = list(rows)
+    for idx in groups.values():
+        target = sum((rows[i].amount for i in idx), Decimal(0)).quantize(unit, rounding=ROUND_HALF_UP)
+        floors = {i: rows[i].amount.quantize(unit, rounding=ROUND_FLOOR) for i in idx}
+        extra = int((target - sum(floors.values(), Decimal(0))) / unit)
+        ranked = sorted(idx, key=lambda i: (floors[i] - rows[i].amount, rows[i].line_number, rows[i].period))
+        up = set(ranked[:extra])
+        for i in idx:
+            amount = floors[i] + (unit if i in up else Decimal(0))
+            out[i] = rows[i].model_copy(update={"amount": amount if amount != 0 else Decimal(0)})
+    return out
+
+
+NATURAL_CREDIT_TYPES = frozenset({"Revenue", "Liability", "Equity"})  # positive in natural sign
+NATURAL_DEBIT_TYPES = frozenset({"Expense", "Asset"})
+
+
+def to_ledger_sign(rows: Sequence[PlanRow], account_types: dict[str, str], *, source: str) -> list[PlanRow]:
+    """Plan amounts in natural sign (revenue, liability and equity positive) turned into ledger sign (debit
+    positive, credit negative) by the F&O main account type (``account_types``: account -> MainAccountType,
+    keys upper case). An account whose type does not say which side it is on (ProfitAndLoss, BalanceSheet,
+    Blank, ...) is refused: its sign cannot be known. Unknown accounts pass unchanged (alignment names them).
+    """
+    out = []
+    for r in rows:
+        kind = account_types.get(r.account.upper())
+        if kind is None or kind in NATURAL_DEBIT_TYPES:
+            out.append(r)
+        elif kind in NATURAL_CREDIT_TYPES:
+            out.append(r.model_copy(update={"amount": -r.amount if r.amount != 0 else r.amount}))
+        else:
+            raise BadInputData(
+                f"{source} line {r.line_number}: account {r.account!r} has main account type {kind!r}; "
+                "mapping.plans.sign natural needs Revenue, Expense, Asset, Liability or Equity to know its sign"
+            )
+    return out

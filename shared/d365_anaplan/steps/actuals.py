@@ -43,6 +43,7 @@ from d365_anaplan.flows.textsafe import check_code, csv_writer, neutralise_text
 from d365_anaplan.staging import S3StreamWriter, StagedFile, iter_lines
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.lease import LeaseRef, hold_lease
+from d365_anaplan.steps.preflight import import_headers
 
 
 class _Text:
@@ -327,11 +328,14 @@ def prepare_actuals(
         _put_cells(ctx, ctx.key("actuals", "cells.json"), loaded)
         rows_iter = [*rows, *stale]
     key = ctx.key("actuals", "actuals.csv")
+    order = import_headers(
+        ctx.anaplan, m.actuals.import_action
+    )  # columns matched by name, in the import's order
     with S3StreamWriter(ctx.s3, bucket, key) as out:
         totals = write_actuals_csv(
             rows_iter, _Text(out), mapping=m.actuals, dimensions=m.dimensions,
             fiscal_year_start_month=cfg.close_calendar.fiscal_year_start_month, remap=remap or None,
-            ledger=cfg.ledger,
+            ledger=cfg.ledger, order=order,
         )  # fmt: skip
     staged = _record(ctx, "PrepareActuals", out.result)
     if m.actuals.grain == "monthly" and not dry_run:

@@ -23,7 +23,12 @@ from d365_anaplan.errors import AlignmentFailed, BadInputData, DynamicsValidatio
 from d365_anaplan.flows.alignment import ACCOUNT, check_alignment, references_from_plans
 from d365_anaplan.flows.calendar import fiscal_horizon, parse_period, period_key
 from d365_anaplan.flows.journal import batch_lines, build_entries, cell_key, export_tag, plan_deltas
-from d365_anaplan.flows.plans import parse_plan_export
+from d365_anaplan.flows.plans import (
+    SPREAD_DECIMALS,
+    parse_plan_export,
+    round_largest_remainder,
+    to_ledger_sign,
+)
 from d365_anaplan.flows.reconcile import reconcile
 from d365_anaplan.flows.records import PlanRow
 from d365_anaplan.ledger.audit import JournalLineEntry
@@ -70,14 +75,23 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
     horizon = fiscal_horizon(cfg.close_calendar, datetime.now(UTC))
     all_rows: dict[str, list[PlanRow]] = {}
     counters: dict[str, Any] = {}
+    types: dict[str, str] | None = None  # main account types (natural sign)
     for item in exports:
         export = _export(ctx, str(item["action"]))
         data = iter_chunks(ctx.s3, ctx.env.staging_bucket, str(item["file_key"]), chunk_size=1024 * 1024)
+        spread = m.plans.rounding == "largest_remainder"
         parsed = parse_plan_export(
             data, export=export, plans=m.plans, dimensions=dims, companies=cfg.dynamics.companies,
-            calendar=cfg.close_calendar, period_format=m.actuals.period_format, latest=horizon, periods=set(months),
+            calendar=cfg.close_calendar, period_format=export.period_format or m.actuals.period_format, latest=horizon,
+            periods=set(months),
+            decimals=SPREAD_DECIMALS if spread else 2,
         )  # fmt: skip
-        all_rows[export.export_action] = list(parsed)
+        rows = round_largest_remainder(list(parsed)) if spread else list(parsed)
+        if m.plans.sign == "natural":
+            if types is None:
+                types = {a.account.upper(): a.account_type for a in reader.main_accounts()}
+            rows = to_ledger_sign(rows, types, source=f"export {export.export_action!r}")
+        all_rows[export.export_action] = rows
         counters[export.export_action] = parsed.counters.to_json()
     ctx.ledger.record_step(ctx.run_id, "ValidatePlan", "SUCCEEDED", {"exports": counters})
 

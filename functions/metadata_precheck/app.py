@@ -1,0 +1,22 @@
+"""The Anaplan metadata pre-check of a flow: imports vs the files the run writes, exports vs what plans read,
+lists. Runs before anything is extracted, so a misnamed import or a missing column fails in seconds."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.handler import StepEvent, step
+from d365_anaplan.steps.preflight import metadata_precheck
+
+
+class PrecheckEvent(StepEvent):
+    flow: Literal["actuals", "plans"]
+
+
+@step(PrecheckEvent)
+def lambda_handler(ctx: StepContext, ev: PrecheckEvent) -> dict[str, Any]:
+    return metadata_precheck(ctx, ev.flow)
+
+
+EVENT_MODEL = PrecheckEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
