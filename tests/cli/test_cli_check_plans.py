@@ -63,7 +63,7 @@ def test_check_finds_how_fo_shows_revenue_against_the_raw_entity(
         assert re.search(r"FAIL\s+F&O\s+budget revenue sign \(raw entity\)", result.stdout), result.stdout
         assert "shows revenue as_entered" in result.stdout
         assert re.search(
-            r"PASS\s+F&O\s+plan entries status\s+1 of 1 entries pending completion", result.stdout
+            r"PASS\s+F&O\s+plan entries status\s+\d+ of \d+ entries pending completion", result.stdout
         )
     finally:
         app = stack.dynamics.app
