@@ -844,15 +844,14 @@ def rule_kms_key_use(tpl: Template) -> list[str]:
             if condition(st, "kms:ViaService"):
                 continue
             purpose = condition(st, "kms:EncryptionContext:purpose")
-            connection = condition(st, "kms:EncryptionContext:connection")
             if lid not in ANAPLAN_FUNCTIONS:
                 out.append(
                     f"{lid}: statement {st.get('Sid')} uses the key directly but {lid} is no Anaplan function"
                 )
-            elif purpose != context["purpose"] or connection != {"Ref": "ConnectionName"}:
+            elif purpose != context["purpose"]:
                 out.append(
                     f"{lid}: statement {st.get('Sid')} uses the key directly without the token cache's "
-                    f"encryption context (purpose={context['purpose']}, connection=!Ref ConnectionName)"
+                    f"encryption context (purpose={context['purpose']})"
                 )
             elif not set(as_list(st.get("Action"))) <= {"kms:Encrypt", "kms:Decrypt"}:
                 out.append(
