@@ -567,11 +567,6 @@ class LocalEngine:
         return self.wait(self.start_execution(state_machine, payload, name), timeout)
 
     def history(self, execution_arn: str) -> Iterator[dict[str, Any]]:
-        sfn = self._sfn()
-        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
-        while True:
-            page = sfn.get_execution_history(**kwargs)
+        pages = self._sfn().get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+        for page in pages:
             yield from page["events"]
-            if not page.get("nextToken"):
-                return
-            kwargs["nextToken"] = page["nextToken"]

@@ -98,14 +98,9 @@ class DeployedFlows:
         return str(self._sfn().describe_execution(executionArn=execution_arn)["status"])
 
     def history(self, execution_arn: str) -> Iterator[dict[str, Any]]:
-        sfn = self._sfn()
-        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
-        while True:
-            page = sfn.get_execution_history(**kwargs)
+        pages = self._sfn().get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+        for page in pages:
             yield from page["events"]
-            if not page.get("nextToken"):
-                return
-            kwargs["nextToken"] = page["nextToken"]
 
     def wait(self, execution_arn: str, timeout: float = 120.0) -> ExecutionResult:
         sfn = self._sfn()
