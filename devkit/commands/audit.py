@@ -28,21 +28,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "exit codes: 0 the run succeeded (or the list was printed), 1 the run failed, 2 no such run or no local state"
 
 
-def _all_runs(ledger: Any) -> list[Any]:
-    from d365_anaplan.ledger._dynamo import from_item
-    from d365_anaplan.ledger.audit import _run_record
-
-    runs = []
-    paginator = ledger.client.get_paginator("scan")
-    for page in paginator.paginate(
-        TableName=ledger.table_name,
-        FilterExpression="sk = :run",
-        ExpressionAttributeValues={":run": {"S": "RUN"}},
-    ):
-        runs += [_run_record(from_item(i)) for i in page.get("Items", [])]
-    return sorted(runs, key=lambda r: r.started_at)
-
-
 def _plain(value: Any) -> Any:
     """Ledger numbers come back as Decimal: whole ones print as numbers, others as exact text."""
     if isinstance(value, Decimal):
@@ -75,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         return c.EXIT_USAGE
     with local_state.ledger_tables(directory) as tables:
         ledger = RunLedger(tables["LedgerTable"])
-        runs = _all_runs(ledger)
+        runs = ledger.all_runs()
         if not args.run_id:
             if args.json:
                 print(json.dumps(_plain([_run_json(r) for r in runs]), indent=2, default=str))

@@ -289,7 +289,7 @@ def test_the_analysis_finds_what_the_handlers_raise() -> None:
     assert "ModelLeaseHeld" in can_raise("model_lease")
     start = can_raise("anaplan_start")  # the Anaplan client is imported lazily by StepContext.anaplan
     assert {"AnaplanModelBusy", "AnaplanThrottled", "AnaplanUnavailable"} <= set(start)
-    assert "d365_anaplan.anaplan.client" in start["AnaplanModelBusy"]
+    assert "d365_anaplan.anaplan.transport" in start["AnaplanModelBusy"]
     write = can_raise("write_journal")  # F&O modules import each other relatively
     assert "d365_anaplan.dynamics.odata" in write["DynamicsThrottled"]
 
