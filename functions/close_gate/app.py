@@ -11,6 +11,7 @@ from d365_anaplan.ledger.watermarks import Watermarks
 from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.runtime import load_connection, settings
 from d365_anaplan.steps.gate import close_gate
+from d365_anaplan.steps.handler import StepOutput, checked
 
 
 class PeriodWindow(BaseModel):
@@ -28,7 +29,15 @@ class GateEvent(BaseModel):
     periods: PeriodWindow | None = None
 
 
+class GateOutput(StepOutput):
+    due: bool
+    reason: str
+    periods: list[str]
+    window: dict[str, str] | None
+
+
 EVENT_MODEL = GateEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+OUTPUT_MODEL = GateOutput  # what lambda_handler returns at least (tests/contract/test_asl_pinned.py)
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
@@ -49,4 +58,4 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         reload_months=cfg.ledger.reload_closed_months,
     )
     logger.info("close gate", extra={"periods": out["periods"], "reason": out["reason"]})
-    return out
+    return checked(GateOutput, out)

@@ -19,6 +19,7 @@ from d365_anaplan.ledger.audit import RunLedger
 from d365_anaplan.ledger.lease import MAX_EXECUTION_SECONDS, ModelLease, lease_ttl_seconds
 from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.runtime import load_connection, model_key, run_id_of, settings
+from d365_anaplan.steps.handler import StepOutput, checked
 
 
 class LeaseEvent(BaseModel):
@@ -38,7 +39,24 @@ class LeaseEvent(BaseModel):
         return self
 
 
+class LeaseOutput(StepOutput):
+    model_key: str
+    expires_at: str
+    ttl_seconds: int
+
+
+class ReleaseOutput(StepOutput):
+    model_key: str
+    released: bool
+
+
 EVENT_MODEL = LeaseEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+# what lambda_handler returns at least, per op (tests/contract/test_asl_pinned.py)
+OUTPUT_MODELS: dict[str, type[StepOutput]] = {
+    "acquire": LeaseOutput,
+    "renew": LeaseOutput,
+    "release": ReleaseOutput,
+}
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
@@ -56,7 +74,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         RunLedger(env.ledger_table).record_step(
             run_id, "ReleaseLease", "SUCCEEDED", {"model": key, "released": released}
         )
-        return {"model_key": key, "released": released}
+        return checked(ReleaseOutput, {"model_key": key, "released": released})
     assert ev.execution_timeout_seconds is not None  # the model requires it for acquire and renew
     ttl = lease_ttl_seconds(ev.execution_timeout_seconds)
     if ev.op == "renew":
@@ -68,4 +86,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
     if lease.owner != ev.execution:  # defensive: the ledger must never hand us someone else's lease
         raise LeaseLost(f"lease on {key} is owned by another execution")
-    return {"model_key": key, "expires_at": lease.expires_at.isoformat(), "ttl_seconds": ttl}
+    return checked(
+        LeaseOutput, {"model_key": key, "expires_at": lease.expires_at.isoformat(), "ttl_seconds": ttl}
+    )

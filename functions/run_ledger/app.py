@@ -17,6 +17,7 @@ from d365_anaplan.ledger.lease import ModelLease
 from d365_anaplan.ledger.watermarks import Watermarks
 from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.runtime import run_id_of, settings
+from d365_anaplan.steps.handler import StepOutput, checked
 from d365_anaplan.steps.runs import RunRequest, open_run
 
 Flow = Literal["actuals", "plans"]
@@ -58,7 +59,38 @@ class Event(BaseModel):
     body: Annotated[StartEvent | FinishEvent | FailEvent, Field(discriminator="op")]
 
 
+class OpenRunOutput(StepOutput):
+    run_id: str
+    model_key: str
+    companies: list[str]
+    periods: dict[str, str | None] | None
+    dry_run: bool
+    verify_export: str | None
+    replay_of: str | None
+    failed_lines_only: bool
+    exports: list[dict[str, Any]]
+
+
+class FinishOutput(StepOutput):
+    run_id: str
+    status: str
+    watermark: str | None
+
+
+class FailOutput(StepOutput):
+    run_id: str
+    status: Literal["FAILED"]
+    error: str
+    released: list[str]
+
+
 EVENT_MODEL = Event  # validates {"body": event} (events/ tests: tests/unit/test_events.py)
+# what lambda_handler returns at least, per op (tests/contract/test_asl_pinned.py)
+OUTPUT_MODELS: dict[str, type[StepOutput]] = {
+    "start": OpenRunOutput,
+    "finish": FinishOutput,
+    "fail": FailOutput,
+}
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
@@ -71,7 +103,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     env = settings()
     ledger = RunLedger(env.ledger_table)
     if isinstance(ev, StartEvent):
-        return open_run(
+        opened = open_run(
             ledger,
             connection=ev.connection,
             flow=ev.flow,
@@ -79,12 +111,13 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             run_id=run_id,
             request=ev.request,
         )
+        return checked(OpenRunOutput, opened)
     if isinstance(ev, FinishEvent):
         ledger.finish_run(run_id, ev.status, summary=ev.summary)
         if ev.status == "SUCCEEDED" and ev.watermark and not ev.dry_run:
             Watermarks(env.ledger_table).advance(ev.connection, ev.flow, ev.watermark, run_id)
         metrics.add_metric(name=f"Runs{ev.status.title()}", unit="Count", value=1)
-        return {"run_id": run_id, "status": ev.status, "watermark": ev.watermark}
+        return checked(FinishOutput, {"run_id": run_id, "status": ev.status, "watermark": ev.watermark})
     # failure path: never raise past this point if it can be helped - the execution must end with the cause
     # recorded and the lease released.
     released = ModelLease(env.ledger_table).release_owned_by(ev.execution)
@@ -96,7 +129,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     ledger.finish_run(run_id, "FAILED", cause=cause)
     metrics.add_metric(name="RunsFailed", unit="Count", value=1)
     logger.warning("run failed", extra={"error": ev.error.Error, "released": released})
-    return {"run_id": run_id, "status": "FAILED", "error": ev.error.Error, "released": released}
+    return checked(
+        FailOutput, {"run_id": run_id, "status": "FAILED", "error": ev.error.Error, "released": released}
+    )
 
 
 __all__ = ["ConfigError", "RunRequest", "lambda_handler"]
