@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from aws_lambda_powertools.utilities.parser.envelopes import EventBridgeEnvelope
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from aws_lambda_powertools.utilities.parser.envelopes import BaseEnvelope
 from pydantic import BaseModel, ConfigDict, Field
 
 from d365_anaplan.steps.handler import StepOutput, handler
@@ -26,20 +25,24 @@ class StatusDetail(BaseModel):
     cause: str | None = None
 
 
-class StatusChangeEvent(EventBridgeModel):
-    """The whole EventBridge event (the handler reads its ``detail`` through Powertools' envelope)."""
+class StatusChangeEvent(BaseModel):
+    """The EventBridge event as far as the janitor reads it (its ``detail`` reaches the handler through
+    :class:`StatusChangeEnvelope`)."""
 
     detail_type: Literal["Step Functions Execution Status Change"] = Field(alias="detail-type")
     source: Literal["aws.states"]
     detail: StatusDetail
 
 
-class StatusChangeEnvelope(EventBridgeEnvelope):
-    """Powertools' EventBridge envelope held to Step Functions status changes (source and detail-type checked)."""
+class StatusChangeEnvelope(BaseEnvelope):
+    """An EventBridge envelope for Powertools' parser, held to Step Functions status changes: source and
+    detail-type are checked (what the janitor's rule matches), ``detail`` is handed on. Powertools' own
+    ``EventBridgeEnvelope`` would also require id, account, time, region and resources, which the janitor
+    never read and which the local engine's events do not carry."""
 
     def parse(self, data: dict[str, Any] | Any | None, model: type[T]) -> T | None:
-        StatusChangeEvent.model_validate(data)
-        return super().parse(data, model)
+        event = StatusChangeEvent.model_validate(data)
+        return self._parse(data=event.detail.model_dump(by_alias=True), model=model)
 
 
 class JanitorOutput(StepOutput):
