@@ -73,16 +73,6 @@ def selector_problems(flow: str, states: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
-
-
 def _scopes(states: dict[str, Any]) -> list[dict[str, Any]]:
     """Every state list: the top one and each Map/Parallel body (``$`` means a different document in each)."""
     out = [states]
@@ -111,12 +101,9 @@ def read_problems(flow: str, states: dict[str, Any]) -> list[str]:
         selected = {p for p, fields in written.items() if fields}
         for name, state in scope.items():
             body = {k: v for k, v in state.items() if k not in ("ItemProcessor", "Iterator", "Branches")}
-            for text in _strings(body):
-                for root, field in READ.findall(text):
-                    if root in selected and field not in written[root]:
-                        problems.append(
-                            f"{flow}/{name}: reads $.{root}.{field}; no state writes {field!r} there"
-                        )
+            for root, field in READ.findall(json.dumps(body)):
+                if root in selected and field not in written[root]:
+                    problems.append(f"{flow}/{name}: reads $.{root}.{field}; no state writes {field!r} there")
     return problems
 
 

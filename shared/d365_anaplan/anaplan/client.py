@@ -9,10 +9,7 @@ and the file transfer, plus metadata and list members.
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import requests
 
@@ -40,7 +37,7 @@ from d365_anaplan.anaplan.models import (
 )
 from d365_anaplan.anaplan.tasks import Kind, TaskCheck, Tasks, classify, row_counts
 from d365_anaplan.anaplan.tokens import TokenCache
-from d365_anaplan.anaplan.transport import AnaplanTransport
+from d365_anaplan.anaplan.transport import AnaplanTransport, TransportOptions
 from d365_anaplan.anaplan.upload import (
     SINGLE_SHOT_LIMIT,
     Source,
@@ -67,38 +64,21 @@ class AnaplanClient:
         authenticator: Authenticator,
         *,
         session: requests.Session,
-        token_cache: TokenCache | None = None,
-        connection: str = "default",
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        max_attempts: int = 5,
-        backoff_base: float = 1.0,
-        max_retry_after: float = 120.0,
-        limiter: RateLimiter | None = None,
-        rng: random.Random | None = None,
         compress_level: int = 1,
+        **options: Unpack[TransportOptions],
     ) -> None:
         self.settings = settings
         self.workspace_id = settings.workspace_id
         self.model_id = settings.model_id
         self.compress_level = compress_level
-        self.transport = AnaplanTransport(
-            settings,
-            authenticator,
-            session=session,
-            token_cache=token_cache,
-            connection=connection,
-            clock=clock,
-            monotonic=monotonic,
-            sleep=sleep,
-            max_attempts=max_attempts,
-            backoff_base=backoff_base,
-            max_retry_after=max_retry_after,
-            limiter=limiter,
-            rng=rng,
+        self.transport = AnaplanTransport(settings, authenticator, session=session, **options)
+        self.tasks = Tasks(
+            self.transport,
+            self.model_path,
+            settings.locale,
+            monotonic=self.transport.monotonic,
+            sleep=self.transport.sleep,
         )
-        self.tasks = Tasks(self.transport, self.model_path, settings.locale, monotonic=monotonic, sleep=sleep)
         self._catalog: dict[str, list[dict[str, Any]]] = {}
 
     # --- construction ----------------------------------------------------------------------------

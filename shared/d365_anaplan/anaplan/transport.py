@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import requests
 from pydantic import BaseModel, ValidationError
@@ -24,6 +24,7 @@ from tenacity import RetryCallState
 from d365_anaplan.anaplan.auth import Authenticator, TokenManager, http_timeout_of
 from d365_anaplan.anaplan.limits import RateLimiter, backoff_with_jitter
 from d365_anaplan.anaplan.tokens import InMemoryTokenCache, TokenCache, cache_key
+from d365_anaplan.answers import first_problem
 from d365_anaplan.config import AnaplanSettings
 from d365_anaplan.errors import (
     AnaplanAuthError,
@@ -89,6 +90,21 @@ def retryable(resp: requests.Response, *, idempotent: bool) -> Retryable | None:
         safe = may_repeat(idempotent, status=resp.status_code)
         return Retryable("unavailable", anaplan_said(resp), status=resp.status_code, repeat=safe)
     return None
+
+
+class TransportOptions(TypedDict, total=False):
+    """What a caller may set on the transport (tests inject clocks, sleep, limiter, jitter)."""
+
+    token_cache: TokenCache | None
+    connection: str
+    clock: Callable[[], float]
+    monotonic: Callable[[], float]
+    sleep: Callable[[float], None]
+    max_attempts: int
+    backoff_base: float
+    max_retry_after: float
+    limiter: RateLimiter | None
+    rng: random.Random | None
 
 
 class AnaplanTransport:
@@ -230,11 +246,8 @@ class AnaplanTransport:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            field = ".".join(str(p) for p in first["loc"])
-            raise AnaplanError(
-                f"{call} ({obj}): unexpected answer, field {field!r}: {first['msg']}"
-            ) from None
+            field, msg = first_problem(exc)
+            raise AnaplanError(f"{call} ({obj}): unexpected answer, field {field!r}: {msg}") from None
 
     def pages(
         self, path: str, key: str, *, call: str, obj: str, params: dict[str, str] | None = None

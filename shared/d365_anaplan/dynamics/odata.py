@@ -25,6 +25,7 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tenacity import RetryCallState
 
+from d365_anaplan.answers import first_problem
 from d365_anaplan.errors import (
     BadInputData,
     DynamicsAuthError,
@@ -458,10 +459,9 @@ class ODataClient:
         try:
             page = ODataPage.model_validate(payload)
         except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            loc = ".".join(str(p) for p in first["loc"])
+            loc, msg = first_problem(exc)
             raise DynamicsBadResponse(
-                f"{what}: the response is not an OData collection ({loc}: {first['msg']})"
+                f"{what}: the response is not an OData collection ({loc}: {msg})"
             ) from None
         next_link = self.check_link(page.next_link, what) if page.next_link else None
         return Page(page.value, next_link, page.count)
