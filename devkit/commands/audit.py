@@ -33,21 +33,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "exit codes: 0 the run succeeded or is in progress (or the list was printed), 1 the run failed or was aborted, 2 no such run or no local state"
 
 
-def _all_runs(ledger: Any) -> list[Any]:
-    from d365_anaplan.ledger._dynamo import from_item
-    from d365_anaplan.ledger.audit import _run_record
-
-    runs = []
-    paginator = ledger.client.get_paginator("scan")
-    for page in paginator.paginate(
-        TableName=ledger.table_name,
-        FilterExpression="sk = :run",
-        ExpressionAttributeValues={":run": {"S": "RUN"}},
-    ):
-        runs += [_run_record(from_item(i)) for i in page.get("Items", [])]
-    return sorted(runs, key=lambda r: r.started_at)
-
-
 def _plain(value: Any) -> Any:
     """Ledger numbers come back as Decimal: whole ones print as numbers, others as exact text."""
     if isinstance(value, Decimal):
@@ -123,7 +108,7 @@ def _report(args: argparse.Namespace, ledger: Any, directory: str, live: list[di
     """The listing, one run, or one record's trace - from a local state directory or a deployed stack."""
     from d365_anaplan.errors import RecordNotFound
 
-    runs = _all_runs(ledger)
+    runs = ledger.all_runs()
     if not args.run_id:
         if args.json:
             listed = [

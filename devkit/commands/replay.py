@@ -49,7 +49,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from d365_anaplan.ledger.audit import RunLedger
     from devkit import local_state
-    from devkit.commands.audit import _all_runs
 
     c.quiet_handlers(args.verbose)
     if args.stack:
@@ -69,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         return c.EXIT_USAGE
     with c.local_engine(directory, wait_scale=args.wait_scale) as engine:
         ledger = RunLedger(engine.resource_name("LedgerTable"))
-        matches = [r for r in _all_runs(ledger) if r.run_id.startswith(args.run_id)]
+        matches = [r for r in ledger.all_runs() if r.run_id.startswith(args.run_id)]
         if len(matches) != 1:
             why = "no run" if not matches else f"{len(matches)} runs"
             print(f"d365-anaplan replay: {why} matching {args.run_id!r} in {directory}", file=sys.stderr)
@@ -102,7 +101,6 @@ def _mode(args: argparse.Namespace, original: Any, payload: dict[str, object]) -
 
 
 def _replay_on_stack(args: argparse.Namespace) -> int:
-    from devkit.commands.audit import _all_runs
     from devkit.commands.deployed import Deployed, StackError
     from devkit.commands.start import start_and_follow
 
@@ -111,7 +109,7 @@ def _replay_on_stack(args: argparse.Namespace) -> int:
     except StackError as exc:
         print(f"d365-anaplan: {exc}", file=sys.stderr)
         return c.EXIT_USAGE
-    matches = [r for r in _all_runs(ledger) if r.run_id.startswith(args.run_id)]
+    matches = [r for r in ledger.all_runs() if r.run_id.startswith(args.run_id)]
     if len(matches) != 1:
         why = "no run" if not matches else f"{len(matches)} runs"
         print(f"d365-anaplan replay: {why} matching {args.run_id!r} in stack {args.stack}", file=sys.stderr)

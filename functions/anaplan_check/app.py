@@ -18,9 +18,10 @@ class CheckEvent(StepEvent):
     download_to: str | None = None  # "<step>/<file name>" under the run, for exports
 
 
-@step(CheckEvent)
+@step(CheckEvent, TaskRef)
 def lambda_handler(ctx: StepContext, ev: CheckEvent) -> dict[str, Any]:
     return check_task(ctx, ev.task, lease=ev.lease, strict=ev.strict, download_to=ev.download_to)
 
 
 EVENT_MODEL = CheckEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+OUTPUT_MODEL = TaskRef  # what lambda_handler returns (tests/contract/test_asl_pinned.py)

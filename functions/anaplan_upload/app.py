@@ -6,7 +6,7 @@ from typing import Any
 
 from d365_anaplan.steps.anaplan_tasks import upload
 from d365_anaplan.steps.context import StepContext
-from d365_anaplan.steps.handler import StepEvent, step
+from d365_anaplan.steps.handler import StepEvent, StepOutput, step
 from d365_anaplan.steps.lease import LeaseRef
 
 
@@ -17,9 +17,14 @@ class UploadEvent(StepEvent):
     key: str
 
 
-@step(UploadEvent)
+class UploadOutput(StepOutput):
+    uploaded: bool
+
+
+@step(UploadEvent, UploadOutput)
 def lambda_handler(ctx: StepContext, ev: UploadEvent) -> dict[str, Any]:
     return upload(ctx, ev.step, ev.action, ev.key, lease=ev.lease, dry_run=ev.dry_run)
 
 
 EVENT_MODEL = UploadEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+OUTPUT_MODEL = UploadOutput  # what lambda_handler returns at least (tests/contract/test_asl_pinned.py)

@@ -9,7 +9,7 @@ from pydantic import Field
 from d365_anaplan.observability import metrics
 from d365_anaplan.steps.actuals import extract_gl
 from d365_anaplan.steps.context import StepContext
-from d365_anaplan.steps.handler import StepEvent, step
+from d365_anaplan.steps.handler import StepEvent, StepOutput, step
 
 
 class ExtractGLEvent(StepEvent):
@@ -19,7 +19,14 @@ class ExtractGLEvent(StepEvent):
     continuation: str | None = None
 
 
-@step(ExtractGLEvent)
+class ExtractGLOutput(StepOutput):
+    part: int
+    continuation: str | None
+    more: bool
+    lines: int
+
+
+@step(ExtractGLEvent, ExtractGLOutput)
 def lambda_handler(ctx: StepContext, ev: ExtractGLEvent) -> dict[str, Any]:
     out = extract_gl(ctx, ev.company, ev.periods, ev.part, ev.continuation)
     metrics.add_metric(name="GLLinesStaged", unit="Count", value=out["lines"])
@@ -27,3 +34,4 @@ def lambda_handler(ctx: StepContext, ev: ExtractGLEvent) -> dict[str, Any]:
 
 
 EVENT_MODEL = ExtractGLEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+OUTPUT_MODEL = ExtractGLOutput  # what lambda_handler returns at least (tests/contract/test_asl_pinned.py)

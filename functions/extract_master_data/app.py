@@ -6,12 +6,18 @@ from typing import Any
 
 from d365_anaplan.steps.actuals import extract_master_data
 from d365_anaplan.steps.context import StepContext
-from d365_anaplan.steps.handler import StepEvent, step
+from d365_anaplan.steps.handler import StagedImport, StepEvent, StepOutput, step
 
 
-@step(StepEvent)
+class MasterDataOutput(StepOutput):
+    imports: list[StagedImport]
+    caveats: list[str]
+
+
+@step(StepEvent, MasterDataOutput)
 def lambda_handler(ctx: StepContext, ev: StepEvent) -> dict[str, Any]:
     return extract_master_data(ctx)
 
 
 EVENT_MODEL = StepEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+OUTPUT_MODEL = MasterDataOutput  # what lambda_handler returns at least (tests/contract/test_asl_pinned.py)

@@ -1,17 +1,18 @@
 """Release what an execution held when it ended FAILED, TIMED_OUT or ABORTED without reaching its own
-release (EventBridge "Step Functions Execution Status Change"), and close its run in the ledger."""
+release (EventBridge "Step Functions Execution Status Change"), and close its run in the ledger
+(see d365_anaplan.steps.runs.close_ended_execution)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+from aws_lambda_powertools.utilities.parser.envelopes import BaseEnvelope
 from pydantic import BaseModel, ConfigDict, Field
 
-from d365_anaplan.errors import RecordNotFound
-from d365_anaplan.ledger.audit import RunLedger
-from d365_anaplan.ledger.lease import ModelLease
-from d365_anaplan.observability import logger, metrics, tracer
-from d365_anaplan.runtime import run_id_of, settings
+from d365_anaplan.steps.handler import StepOutput, handler
+from d365_anaplan.steps.runs import close_ended_execution
+
+T = TypeVar("T")
 
 
 class StatusDetail(BaseModel):
@@ -25,43 +26,33 @@ class StatusDetail(BaseModel):
 
 
 class StatusChangeEvent(BaseModel):
+    """The EventBridge event as far as the janitor reads it (its ``detail`` reaches the handler through
+    :class:`StatusChangeEnvelope`)."""
+
     detail_type: Literal["Step Functions Execution Status Change"] = Field(alias="detail-type")
     source: Literal["aws.states"]
     detail: StatusDetail
 
 
+class StatusChangeEnvelope(BaseEnvelope):
+    """An EventBridge envelope for Powertools' parser, held to Step Functions status changes: source and
+    detail-type are checked (what the janitor's rule matches), ``detail`` is handed on. Powertools' own
+    ``EventBridgeEnvelope`` would also require id, account, time, region and resources, which the janitor
+    never read and which the local engine's events do not carry."""
+
+    def parse(self, data: dict[str, Any] | Any | None, model: type[T]) -> T | None:
+        event = StatusChangeEvent.model_validate(data)
+        return self._parse(data=event.detail.model_dump(by_alias=True), model=model)
+
+
+class JanitorOutput(StepOutput):
+    released: list[str]
+
+
 EVENT_MODEL = StatusChangeEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+OUTPUT_MODEL = JanitorOutput
 
 
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    ev = StatusChangeEvent.model_validate(event)
-    detail = ev.detail
-    if detail.status not in ("FAILED", "TIMED_OUT", "ABORTED"):
-        return {"released": [], "ignored": detail.status}
-    env = settings()
-    released = ModelLease(env.ledger_table).release_owned_by(detail.execution_arn)
-    run_id = run_id_of(detail.execution_arn)
-    ledger = RunLedger(env.ledger_table)
-    closed = False
-    try:
-        run = ledger.get_run(run_id)
-        if run.status == "RUNNING":
-            ledger.finish_run(
-                run_id,
-                "FAILED",
-                cause={
-                    "Error": detail.error or f"States.{detail.status}",
-                    "Cause": (detail.cause or "")[:2000],
-                    "source": "lease_janitor",
-                },
-            )
-            closed = True
-    except RecordNotFound:
-        pass
-    logger.info(
-        "execution ended", extra={"status": detail.status, "released": released, "run_closed": closed}
-    )
-    return {"released": released, "run_closed": closed}
+@handler(StatusDetail, JanitorOutput, envelope=StatusChangeEnvelope)
+def lambda_handler(detail: StatusDetail) -> dict[str, Any]:
+    return close_ended_execution(detail.execution_arn, detail.status, detail.error, detail.cause)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from d365_anaplan.steps.context import StepContext
-from d365_anaplan.steps.handler import StepEvent, step
+from d365_anaplan.steps.handler import StepEvent, StepOutput, step
 from d365_anaplan.steps.preflight import metadata_precheck
 
 
@@ -14,9 +14,14 @@ class PrecheckEvent(StepEvent):
     flow: Literal["actuals", "plans"]
 
 
-@step(PrecheckEvent)
+class PrecheckOutput(StepOutput):
+    checked: int  # metadata verdicts that passed (any failure raises with its remedy)
+
+
+@step(PrecheckEvent, PrecheckOutput)
 def lambda_handler(ctx: StepContext, ev: PrecheckEvent) -> dict[str, Any]:
     return metadata_precheck(ctx, ev.flow)
 
 
 EVENT_MODEL = PrecheckEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+OUTPUT_MODEL = PrecheckOutput  # what it returns (the ASL reads it: tests/contract/test_asl_pinned.py)

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from d365_anaplan.steps.context import StepContext
-from d365_anaplan.steps.handler import StepEvent, step
+from d365_anaplan.steps.handler import StepEvent, StepOutput, step
 from d365_anaplan.steps.plans import plan_journals
 
 
@@ -21,9 +21,18 @@ class PlanEvent(StepEvent):
     periods: list[str] = Field(min_length=1)
 
 
-@step(PlanEvent)
+class PlanOutput(StepOutput):
+    batches: list[dict[str, Any]]
+    totals_key: str
+    journals: int
+    rows: int
+    differences: dict[str, Any]
+
+
+@step(PlanEvent, PlanOutput)
 def lambda_handler(ctx: StepContext, ev: PlanEvent) -> dict[str, Any]:
     return plan_journals(ctx, [e.model_dump() for e in ev.exports], ev.periods)
 
 
 EVENT_MODEL = PlanEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+OUTPUT_MODEL = PlanOutput  # what lambda_handler returns at least (tests/contract/test_asl_pinned.py)

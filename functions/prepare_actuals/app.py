@@ -8,7 +8,7 @@ from pydantic import Field
 
 from d365_anaplan.steps.actuals import prepare_actuals
 from d365_anaplan.steps.context import StepContext
-from d365_anaplan.steps.handler import StepEvent, step
+from d365_anaplan.steps.handler import StepEvent, StepOutput, step
 from d365_anaplan.steps.lease import LeaseRef
 
 
@@ -17,9 +17,20 @@ class PrepareEvent(StepEvent):
     periods: list[str] = Field(min_length=1)
 
 
-@step(PrepareEvent)
+class PrepareOutput(StepOutput):
+    action: str
+    key: str
+    rows: int
+    lines: int
+    total: str | None  # None when the file holds more than one currency
+    totals_key: str
+    alignment_key: str
+
+
+@step(PrepareEvent, PrepareOutput)
 def lambda_handler(ctx: StepContext, ev: PrepareEvent) -> dict[str, Any]:
     return prepare_actuals(ctx, ev.periods, lease=ev.lease, dry_run=ev.dry_run)
 
 
 EVENT_MODEL = PrepareEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+OUTPUT_MODEL = PrepareOutput  # what lambda_handler returns at least (tests/contract/test_asl_pinned.py)

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from d365_anaplan.steps.actuals import reconcile_actuals
 from d365_anaplan.steps.context import StepContext
-from d365_anaplan.steps.handler import StepEvent, step
+from d365_anaplan.steps.handler import StepEvent, StepOutput, step
 
 
 class ReconcileEvent(StepEvent):
@@ -19,9 +19,16 @@ class ReconcileEvent(StepEvent):
     periods: list[str] = Field(min_length=1)
 
 
-@step(ReconcileEvent)
+class ReconcileOutput(StepOutput):
+    ok: bool
+    fo_total: str | None
+    compared: int
+
+
+@step(ReconcileEvent, ReconcileOutput)
 def lambda_handler(ctx: StepContext, ev: ReconcileEvent) -> dict[str, Any]:
     return reconcile_actuals(ctx, ev.totals_key, ev.counts, ev.rows, ev.readback_key, ev.periods)
 
 
 EVENT_MODEL = ReconcileEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+OUTPUT_MODEL = ReconcileOutput  # what lambda_handler returns at least (tests/contract/test_asl_pinned.py)

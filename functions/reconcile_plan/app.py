@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from d365_anaplan.steps.context import StepContext
-from d365_anaplan.steps.handler import StepEvent, step
+from d365_anaplan.steps.handler import StepEvent, StepOutput, step
 from d365_anaplan.steps.plans import reconcile_plan
 
 
@@ -14,9 +14,16 @@ class ReconcileEvent(StepEvent):
     written: list[dict[str, Any]]
 
 
-@step(ReconcileEvent)
+class ReconcileOutput(StepOutput):
+    ok: bool
+    total: str
+    pending_completion: int
+
+
+@step(ReconcileEvent, ReconcileOutput)
 def lambda_handler(ctx: StepContext, ev: ReconcileEvent) -> dict[str, Any]:
     return reconcile_plan(ctx, ev.totals_key, ev.written)
 
 
 EVENT_MODEL = ReconcileEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+OUTPUT_MODEL = ReconcileOutput  # what lambda_handler returns at least (tests/contract/test_asl_pinned.py)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
 from d365_anaplan.steps.context import StepContext
-from d365_anaplan.steps.handler import StepEvent, step
+from d365_anaplan.steps.handler import StagedImport, StepEvent, StepOutput, step
 from d365_anaplan.steps.replay import replay_staged
 
 
@@ -14,9 +16,23 @@ class ReplayEvent(StepEvent):
     replay_of: str
 
 
-EVENT_MODEL = ReplayEvent
+class StagedExport(BaseModel):
+    action: str
+    file_key: str
 
 
-@step(ReplayEvent)
+class ReplayStagedOutput(StepOutput):
+    replay_of: str
+    files: int
+    imports: list[StagedImport] | None = None  # actuals
+    caveats: list[str] | None = None  # actuals
+    exports: list[StagedExport] | None = None  # plans
+
+
+@step(ReplayEvent, ReplayStagedOutput)
 def lambda_handler(ctx: StepContext, ev: ReplayEvent) -> dict[str, Any]:
     return replay_staged(ctx, ev.replay_of, ev.flow)
+
+
+EVENT_MODEL = ReplayEvent
+OUTPUT_MODEL = ReplayStagedOutput  # what lambda_handler returns at least (tests/contract/test_asl_pinned.py)

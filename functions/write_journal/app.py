@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from d365_anaplan.observability import metrics
 from d365_anaplan.steps.context import StepContext
-from d365_anaplan.steps.handler import StepEvent, step
+from d365_anaplan.steps.handler import StepEvent, StepOutput, step
 from d365_anaplan.steps.plans import write_journal_batch
 
 
@@ -27,7 +27,16 @@ class WriteEvent(StepEvent):
     batch: Batch
 
 
-@step(WriteEvent)
+class WriteOutput(StepOutput):
+    journal_key: str
+    company: str
+    journal_batch_number: str | None
+    written: int
+    skipped: int
+    rejected: int
+
+
+@step(WriteEvent, WriteOutput)
 def lambda_handler(ctx: StepContext, ev: WriteEvent) -> dict[str, Any]:
     out = write_journal_batch(ctx, ev.batch.model_dump(), dry_run=ev.dry_run)
     metrics.add_metric(name="JournalLinesWritten", unit="Count", value=out["written"])
@@ -35,3 +44,4 @@ def lambda_handler(ctx: StepContext, ev: WriteEvent) -> dict[str, Any]:
 
 
 EVENT_MODEL = WriteEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+OUTPUT_MODEL = WriteOutput  # what lambda_handler returns at least (tests/contract/test_asl_pinned.py)

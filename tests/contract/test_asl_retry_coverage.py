@@ -43,8 +43,9 @@ COVER_ALL = {"States.ALL", "States.TaskFailed"}
 RAISED_ONLY_BY: dict[str, tuple[frozenset[tuple[str, str | None]], str]] = {
     "ModelLeaseHeld": (
         frozenset({("model_lease", "acquire")}),
-        "only ModelLease.acquire raises it (directly or through _held), and only functions/model_lease calls "
-        "acquire, for op acquire; the acting steps renew (LeaseLost, not retried), the failure path releases",
+        "only ModelLease.acquire raises it (directly or through _held), and only steps.lease.model_lease (behind "
+        "functions/model_lease) calls acquire, for op acquire; the acting steps renew (LeaseLost, not retried), "
+        "the failure path releases",
     ),
 }
 
@@ -263,19 +264,19 @@ def test_exemption_model_lease_held_comes_only_from_acquire() -> None:
                 receiver = ast.unparse(node.func.value)
                 if receiver != "self.limiter":  # anaplan.limits.RateLimiter, not a lease
                     callers.append(f"{path.relative_to(ROOT).as_posix()}: {receiver}.acquire")
-    assert callers == ["functions/model_lease/app.py: leases.acquire"], callers
+    assert callers == ["shared/d365_anaplan/steps/lease.py: leases.acquire"], callers
     # ... and there only for op "acquire": release returns first, renew takes the other branch
     handler = next(
         n
-        for n in ast.walk(
-            ast.parse((ROOT / "functions" / "model_lease" / "app.py").read_text(encoding="utf-8"))
-        )
-        if isinstance(n, ast.FunctionDef) and n.name == "lambda_handler"
+        for n in ast.walk(ast.parse((SHARED / PACKAGE / "steps" / "lease.py").read_text(encoding="utf-8")))
+        if isinstance(n, ast.FunctionDef) and n.name == "model_lease"
     )
+    app = (ROOT / "functions" / "model_lease" / "app.py").read_text(encoding="utf-8")
+    assert "model_lease(ev.op," in app, "functions/model_lease calls the step once, with its op"
     ifs = [n for n in handler.body if isinstance(n, ast.If)]
-    release = next(n for n in ifs if ast.unparse(n.test) == "ev.op == 'release'")
+    release = next(n for n in ifs if ast.unparse(n.test) == "op == 'release'")
     assert isinstance(release.body[-1], ast.Return)
-    branch = next(n for n in ifs if ast.unparse(n.test) == "ev.op == 'renew'")
+    branch = next(n for n in ifs if ast.unparse(n.test) == "op == 'renew'")
     assert "acquire" not in ast.unparse(ast.Module(body=branch.body, type_ignores=[]))
     assert "leases.acquire" in ast.unparse(ast.Module(body=branch.orelse, type_ignores=[]))
     assert handler.body.index(release) < handler.body.index(branch)
@@ -289,7 +290,7 @@ def test_the_analysis_finds_what_the_handlers_raise() -> None:
     assert "ModelLeaseHeld" in can_raise("model_lease")
     start = can_raise("anaplan_start")  # the Anaplan client is imported lazily by StepContext.anaplan
     assert {"AnaplanModelBusy", "AnaplanThrottled", "AnaplanUnavailable"} <= set(start)
-    assert "d365_anaplan.anaplan.client" in start["AnaplanModelBusy"]
+    assert "d365_anaplan.anaplan.transport" in start["AnaplanModelBusy"]
     write = can_raise("write_journal")  # F&O modules import each other relatively
     assert "d365_anaplan.dynamics.odata" in write["DynamicsThrottled"]
 

@@ -1,7 +1,7 @@
 """A connection dropped in the middle of a chunked upload of the actuals file.
 
 The GL is large enough that the actuals file exceeds the client's 1 MB single-shot limit
-(``d365_anaplan.anaplan.client.SINGLE_SHOT_LIMIT``), so it travels as gzip chunks of ``chunk_size_mb`` (1 MB
+(``d365_anaplan.anaplan.upload.SINGLE_SHOT_LIMIT``), so it travels as gzip chunks of ``chunk_size_mb`` (1 MB
 here, the minimum) and the drop really lands mid-file."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def stack() -> Iterator[Stack]:
 
 
 def test_dropped_connection_mid_chunked_upload(stack: Stack) -> None:
-    from d365_anaplan.anaplan.client import SINGLE_SHOT_LIMIT
+    from d365_anaplan.anaplan.upload import SINGLE_SHOT_LIMIT
 
     clear_actuals(stack)
     app = stack.anaplan.app

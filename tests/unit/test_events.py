@@ -3,11 +3,10 @@ state machines really send.
 
 * ``events/<function folder>.json`` or ``events/<function folder>-<operation>.json``: the payload a Lambda
   function receives (``sam local invoke -e``). It is validated with the handler module's ``EVENT_MODEL``.
-  run_ledger's ``EVENT_MODEL`` is the discriminated ``Event`` wrapper, and its handler validates
-  ``{"body": event}``: run_ledger events are wrapped the same way here before validation (and a ``start``
-  event's ``request`` is validated as ``RunRequest`` too, as the handler does).
+  run_ledger's ``EVENT_MODEL`` is the discriminated ``Event`` root model (unwrapped with ``.root``; a
+  ``start`` event's ``request`` is validated as ``RunRequest`` too, as the step does).
 * ``events/<flow>-flow-<variant>.json``: a state-machine execution input (Step Functions console, CLI, the
-  schedule), validated as ``RunRequest`` from ``functions/run_ledger/app.py`` (what ``OpenRun`` checks).
+  schedule), validated as ``RunRequest`` from ``d365_anaplan.steps.runs`` (what ``OpenRun`` checks).
 
 Every function folder must have at least one event and every flow a schedule input, so adding a function
 or a flow without a sample fails here.
@@ -88,11 +87,9 @@ def event_model(folder: str) -> type[BaseModel]:
 
 
 def run_request_model() -> type[BaseModel]:
-    model = getattr(handler_module("run_ledger"), "RunRequest", None)
-    assert isinstance(model, type) and issubclass(model, BaseModel), (
-        "functions/run_ledger/app.py: no RunRequest"
-    )
-    return model
+    from d365_anaplan.steps.runs import RunRequest
+
+    return RunRequest
 
 
 def load_event(path: Path) -> Any:
@@ -104,8 +101,6 @@ def validate(path: Path) -> BaseModel:
     event = load_event(path)
     if kind == "flow":
         return run_request_model().model_validate(event)
-    if name == "run_ledger":  # the handler validates Event.model_validate({"body": event})
-        return event_model(name).model_validate({"body": event})
     return event_model(name).model_validate(event)
 
 
@@ -282,7 +277,7 @@ def test_event_has_no_key_its_model_ignores(path: Path) -> None:
         pytest.skip("the EventBridge envelope carries more than the handler reads")
     model = validate(path)
     if kind == "function" and name == "run_ledger":
-        model = model.body  # type: ignore[attr-defined]  # unwrap {"body": event}
+        model = model.root  # type: ignore[attr-defined]  # the discriminated event inside Event
     unknown = sorted(set(unknown_keys(model, load_event(path))) - IGNORED_BY_DESIGN.get(name, set()))
     assert not unknown, f"{path.name}: {type(model).__name__} ignores {unknown}"
 

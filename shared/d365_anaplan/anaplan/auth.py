@@ -28,8 +28,9 @@ from pydantic import ValidationError
 
 from d365_anaplan.anaplan.models import AuthFailure, AuthResponse, DeviceCode, OAuthError, OAuthTokens
 from d365_anaplan.anaplan.tokens import CachedToken, TokenCache
-from d365_anaplan.config import AnaplanSettings
+from d365_anaplan.config import AnaplanSettings, BasicAuth, CertificateAuth, DeviceAuth, Secret
 from d365_anaplan.errors import AnaplanAuthError, AnaplanUnavailable
+from d365_anaplan.secrets import SecretResolver
 
 log = logging.getLogger(__name__)
 
@@ -481,3 +482,43 @@ class TokenManager:
             return new
         finally:
             self.cache.unlock(lock_key, self.owner)
+
+
+# --- wiring from the configuration ------------------------------------------------------------------------
+
+
+class SecretRefreshTokenStore:
+    """The device grant's refresh token behind a :class:`Secret` (Secrets Manager in AWS, a file locally)."""
+
+    def __init__(self, resolver: SecretResolver, secret: Secret) -> None:
+        self.resolver = resolver
+        self.secret = secret
+
+    def load(self) -> str:
+        return self.resolver.resolve(self.secret, force_fetch=True).strip()
+
+    def save(self, value: str) -> None:
+        self.resolver.store(self.secret, value)
+
+
+def build_authenticator(settings: AnaplanSettings, resolver: SecretResolver) -> Authenticator:
+    """The authenticator for ``settings.auth`` (Basic, certificate, or device-grant refresh token)."""
+    auth = settings.auth
+    if isinstance(auth, BasicAuth):
+        return BasicAuthenticator(settings.auth_url, auth.username, resolver.resolve(auth.password))
+    if isinstance(auth, CertificateAuth):
+        return CertificateAuthenticator(
+            settings.auth_url,
+            resolver.resolve(auth.cert_pem),
+            resolver.resolve(auth.key_pem),
+            payload=auth.payload,
+        )
+    if isinstance(auth, DeviceAuth):
+        if auth.refresh_token is None:
+            raise AnaplanAuthError(
+                "anaplan.auth.refresh_token: not set; run 'd365-anaplan anaplan-login --config FILE' once to store one"
+            )
+        return DeviceGrantAuthenticator(
+            settings.oauth_url, auth.client_id, SecretRefreshTokenStore(resolver, auth.refresh_token)
+        )
+    raise AnaplanAuthError(f"anaplan.auth.mode: unsupported {auth!r}")

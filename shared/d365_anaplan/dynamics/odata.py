@@ -23,8 +23,9 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState
 
+from d365_anaplan.answers import first_problem
 from d365_anaplan.errors import (
     BadInputData,
     DynamicsAuthError,
@@ -35,6 +36,7 @@ from d365_anaplan.errors import (
     DynamicsValidationError,
 )
 from d365_anaplan.http import parse_retry_after
+from d365_anaplan.retry import Retryable, call_with_retries, honoured_retry_after, may_repeat
 from d365_anaplan.urls import UrlProblem, origin_of, redacted
 
 from .auth import explain_unauthorized
@@ -198,14 +200,6 @@ class Continuation:
 # --- retry plumbing ------------------------------------------------------------------------------------
 
 
-class _Retryable(Exception):
-    def __init__(self, kind: str, detail: str, retry_after: float | None = None) -> None:
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
-        self.retry_after = retry_after
-
-
 class _StaleToken(Exception):
     pass
 
@@ -277,9 +271,10 @@ class ODataClient:
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Retryable) and exc.retry_after is not None:
-            delay = min(exc.retry_after, self.max_retry_after)
-        elif isinstance(exc, _Retryable) and exc.kind == "throttled":
+        honoured = honoured_retry_after(state, self.max_retry_after)
+        if honoured is not None:
+            delay = honoured
+        elif isinstance(exc, Retryable) and exc.kind == "throttled":
             delay = DEFAULT_RETRY_AFTER
         else:
             delay = min(self.backoff_max, self.backoff_base * (2 ** (state.attempt_number - 1)))
@@ -307,29 +302,30 @@ class ODataClient:
         are retried; a timeout, a dropped connection, 502 or 504 leave the outcome unknown and raise
         :class:`DynamicsUnavailable` at once so the caller can look up what landed before trying again.
         """
-        retrying = Retrying(
-            retry=retry_if_exception_type((_Retryable, _StaleToken)),
-            stop=stop_after_attempt(self.max_attempts),
-            wait=self._wait,
-            sleep=self.sleep,
-            reraise=True,
-        )
         refreshed = [False]
+
+        def attempt() -> requests.Response:
+            return self._once(
+                method,
+                url,
+                what=what,
+                headers=headers,
+                json_body=json_body,
+                data=data,
+                ok=ok,
+                refreshed=refreshed,
+                idempotent=idempotent,
+            )
+
         try:
-            for attempt in retrying:
-                with attempt:
-                    return self._once(
-                        method,
-                        url,
-                        what=what,
-                        headers=headers,
-                        json_body=json_body,
-                        data=data,
-                        ok=ok,
-                        refreshed=refreshed,
-                        idempotent=idempotent,
-                    )
-        except _Retryable as exc:
+            return call_with_retries(
+                attempt,
+                max_attempts=self.max_attempts,
+                wait=self._wait,
+                sleep=self.sleep,
+                retry_also=(_StaleToken,),
+            )
+        except Retryable as exc:
             if exc.kind == "throttled":
                 raise DynamicsThrottled(
                     f"{what}: F&O kept answering 429 after {self.max_attempts} attempts ({exc.detail})"
@@ -337,10 +333,10 @@ class ODataClient:
             raise DynamicsUnavailable(f"{what}: {exc.detail} after {self.max_attempts} attempts") from None
         except _GiveUp as exc:
             cause = exc.__cause__
-            detail = cause.detail if isinstance(cause, _Retryable) else "transient failure"
+            detail = cause.detail if isinstance(cause, Retryable) else "transient failure"
             cls = (
                 DynamicsThrottled
-                if isinstance(cause, _Retryable) and cause.kind == "throttled"
+                if isinstance(cause, Retryable) and cause.kind == "throttled"
                 else DynamicsUnavailable
             )
             raise cls(
@@ -350,7 +346,6 @@ class ODataClient:
             raise DynamicsAuthError(
                 explain_unauthorized(self.environment_url, self.tokens.client_id, None)
             ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _once(
         self,
@@ -383,24 +378,27 @@ class ODataClient:
         except requests.Timeout:
             if not idempotent:
                 raise DynamicsUnavailable(f"{what}: request timed out; the outcome is unknown") from None
-            raise _Retryable("unavailable", "request timed out") from None
+            raise Retryable("unavailable", "request timed out") from None
         except requests.ConnectionError as exc:
             if not idempotent:
                 raise DynamicsUnavailable(
                     f"{what}: connection failed ({type(exc).__name__}); the outcome is unknown"
                 ) from None
-            raise _Retryable("unavailable", f"connection failed ({type(exc).__name__})") from None
+            raise Retryable("unavailable", f"connection failed ({type(exc).__name__})") from None
         status = resp.status_code
         if status in ok:
             return resp
         if status == 429:
-            raise _Retryable(
-                "throttled", f"HTTP 429 {parse_error(status, resp.content).text()[:160]}", _retry_after(resp)
+            raise Retryable(
+                "throttled",
+                f"HTTP 429 {parse_error(status, resp.content).text()[:160]}",
+                _retry_after(resp),
+                status=status,
             )
-        if status in (502, 504) and not idempotent:
-            raise DynamicsUnavailable(f"{what}: HTTP {status}; the outcome is unknown")
         if status in (502, 503, 504):
-            raise _Retryable("unavailable", f"HTTP {status}", _retry_after(resp))
+            if not may_repeat(idempotent, status=status):
+                raise DynamicsUnavailable(f"{what}: HTTP {status}; the outcome is unknown")
+            raise Retryable("unavailable", f"HTTP {status}", _retry_after(resp), status=status)
         if status == 401:
             if not refreshed[0]:
                 refreshed[0] = True
@@ -461,10 +459,9 @@ class ODataClient:
         try:
             page = ODataPage.model_validate(payload)
         except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            loc = ".".join(str(p) for p in first["loc"])
+            loc, msg = first_problem(exc)
             raise DynamicsBadResponse(
-                f"{what}: the response is not an OData collection ({loc}: {first['msg']})"
+                f"{what}: the response is not an OData collection ({loc}: {msg})"
             ) from None
         next_link = self.check_link(page.next_link, what) if page.next_link else None
         return Page(page.value, next_link, page.count)

@@ -467,6 +467,18 @@ class RunLedger:
                 return runs
             kwargs["ExclusiveStartKey"] = last
 
+    def all_runs(self) -> list[RunRecord]:
+        """Every run of every connection, oldest first (a table scan: for the local dev kit, not for a Lambda)."""
+        runs: list[RunRecord] = []
+        paginator = self.client.get_paginator("scan")
+        for page in paginator.paginate(
+            TableName=self.table_name,
+            FilterExpression="sk = :run",
+            ExpressionAttributeValues={":run": {"S": "RUN"}},
+        ):
+            runs += [_run_record(from_item(i)) for i in page.get("Items", [])]
+        return sorted(runs, key=lambda r: r.started_at)
+
     # --- records ------------------------------------------------------------------------------------------
 
     def record_step(

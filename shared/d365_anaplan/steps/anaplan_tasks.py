@@ -124,11 +124,7 @@ def _action_id(ctx: StepContext, kind: Kind, action: str) -> str:
 
 def _tasks_of(ctx: StepContext, kind: Kind, action_id: str) -> list[dict[str, Any]]:
     """The tasks Anaplan lists for an action (``GET …/{kind}/{id}/tasks``, anaplan-api.md §tasks of an action)."""
-    client = ctx.anaplan
-    path = f"{client.model_path}/{kind}/{action_id}/tasks"
-    body = client._json("GET", path, call=f"GET {path}", obj=f"{kind[:-1]} {action_id}")
-    tasks = body.get("tasks")
-    return [t for t in tasks if isinstance(t, dict) and t.get("taskId")] if isinstance(tasks, list) else []
+    return ctx.anaplan.list_tasks(kind, action_id)
 
 
 def _started(ctx: StepContext, step: str, kind: Kind, action: str, action_id: str, task_id: str, now: str,

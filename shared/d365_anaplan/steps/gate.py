@@ -25,6 +25,8 @@ from d365_anaplan.flows.calendar import (
     periods_due,
 )
 from d365_anaplan.ledger.watermarks import Watermarks
+from d365_anaplan.observability import logger
+from d365_anaplan.runtime import load_connection, settings
 
 Flow = Literal["actuals", "plans"]
 
@@ -76,3 +78,22 @@ def close_gate(
         "periods": labels,
         "window": {"from": labels[0], "to": labels[-1]} if labels else None,
     }
+
+
+def close_gate_for(
+    connection: str, flow: Flow, now: datetime, first: str | None, last: str | None
+) -> dict[str, Any]:
+    """The gate for a connection's configured close calendar and its ledger watermark (functions/close_gate)."""
+    cfg = load_connection(connection)
+    out = close_gate(
+        cfg.close_calendar,
+        connection=connection,
+        flow=flow,
+        now=now,
+        first=first,
+        last=last,
+        watermarks=Watermarks(settings().ledger_table),
+        reload_months=cfg.ledger.reload_closed_months,
+    )
+    logger.info("close gate", extra={"periods": out["periods"], "reason": out["reason"]})
+    return out

@@ -111,12 +111,8 @@ def import_headers(client: AnaplanClient, action: str) -> list[str] | None:
 
 
 def export_headers(client: AnaplanClient, export_id: str) -> list[str]:
-    """``GET …/exports/{id}`` ``exportMetadata.headerNames`` (anaplan-shapes.md §1)."""
-    path = f"{client.model_path}/exports/{export_id}"
-    body = client._json("GET", path, call=f"GET {path}", obj=f"export {export_id}")
-    meta = body.get("exportMetadata") or {}
-    names = meta.get("headerNames") if isinstance(meta, dict) else None
-    return [str(n) for n in names] if isinstance(names, list) else []
+    """The export's ``headerNames`` (anaplan-shapes.md §1)."""
+    return client.export_header_names(export_id)
 
 
 def _judge(name: str, remedy: str, fn: Callable[[], str]) -> Finding:

@@ -12,10 +12,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from d365_anaplan.config import ConnectionConfig
-from d365_anaplan.errors import BadInputData, ConfigError
+from d365_anaplan.errors import BadInputData, ConfigError, RecordNotFound
 from d365_anaplan.ledger.audit import RunLedger
+from d365_anaplan.ledger.lease import ModelLease
 from d365_anaplan.ledger.watermarks import Watermarks
-from d365_anaplan.runtime import load_connection, model_key
+from d365_anaplan.observability import logger, metrics
+from d365_anaplan.runtime import load_connection, model_key, run_id_of, settings
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.gate import close_gate
 from d365_anaplan.steps.replay import original_request
@@ -112,3 +114,104 @@ def record_window(
               "months": len(gate["periods"]), "dry_run": dry_run}  # fmt: skip
     ledger.record_step(run_id, "PeriodWindow", "SUCCEEDED", window)
     return window
+
+
+# --- the run ledger's operations (functions/run_ledger) ---------------------------------------------------
+
+
+class StartEvent(BaseModel):
+    op: Literal["start"]
+    connection: str
+    flow: Flow
+    execution: str
+    request: dict[str, Any] = Field(default_factory=dict)
+
+
+class FinishEvent(BaseModel):
+    op: Literal["finish"]
+    connection: str
+    flow: Flow
+    execution: str
+    status: Literal["SUCCEEDED", "SKIPPED"]
+    summary: dict[str, Any] = Field(default_factory=dict)
+    watermark: str | None = None  # e.g. "2025-03": the last period this run completed
+    dry_run: bool = False
+
+
+class FailureInfo(BaseModel):
+    Error: str = "Unknown"
+    Cause: str = ""
+
+
+class FailEvent(BaseModel):
+    op: Literal["fail"]
+    connection: str
+    flow: Flow
+    execution: str
+    error: FailureInfo = FailureInfo()
+
+
+def run_ledger_op(ev: StartEvent | FinishEvent | FailEvent) -> dict[str, Any]:
+    """Open a run, close it (advancing the watermark on success), or record its failure."""
+    run_id = run_id_of(ev.execution)
+    logger.append_keys(run_id=run_id, connection=ev.connection, flow=ev.flow, op=ev.op)
+    env = settings()
+    ledger = RunLedger(env.ledger_table)
+    if isinstance(ev, StartEvent):
+        return open_run(
+            ledger,
+            connection=ev.connection,
+            flow=ev.flow,
+            execution=ev.execution,
+            run_id=run_id,
+            request=ev.request,
+        )
+    if isinstance(ev, FinishEvent):
+        ledger.finish_run(run_id, ev.status, summary=ev.summary)
+        if ev.status == "SUCCEEDED" and ev.watermark and not ev.dry_run:
+            Watermarks(env.ledger_table).advance(ev.connection, ev.flow, ev.watermark, run_id)
+        metrics.add_metric(name=f"Runs{ev.status.title()}", unit="Count", value=1)
+        return {"run_id": run_id, "status": ev.status, "watermark": ev.watermark}
+    # failure path: never raise past this point if it can be helped - the execution must end with the cause
+    # recorded and the lease released.
+    released = ModelLease(env.ledger_table).release_owned_by(ev.execution)
+    cause = {"Error": ev.error.Error, "Cause": ev.error.Cause[:4000]}
+    try:
+        ledger.get_run(run_id)
+    except RecordNotFound:
+        ledger.start_run(run_id, ev.connection, ev.flow, "unknown", {"execution": ev.execution})
+    ledger.finish_run(run_id, "FAILED", cause=cause)
+    metrics.add_metric(name="RunsFailed", unit="Count", value=1)
+    logger.warning("run failed", extra={"error": ev.error.Error, "released": released})
+    return {"run_id": run_id, "status": "FAILED", "error": ev.error.Error, "released": released}
+
+
+def close_ended_execution(
+    execution: str, status: str, error: str | None, cause: str | None
+) -> dict[str, Any]:
+    """An execution ended (EventBridge status change): if FAILED, TIMED_OUT or ABORTED without reaching its
+    own release, release what it held and close its run as FAILED (functions/lease_janitor)."""
+    if status not in ("FAILED", "TIMED_OUT", "ABORTED"):
+        return {"released": [], "ignored": status}
+    env = settings()
+    released = ModelLease(env.ledger_table).release_owned_by(execution)
+    run_id = run_id_of(execution)
+    ledger = RunLedger(env.ledger_table)
+    closed = False
+    try:
+        run = ledger.get_run(run_id)
+        if run.status == "RUNNING":
+            ledger.finish_run(
+                run_id,
+                "FAILED",
+                cause={
+                    "Error": error or f"States.{status}",
+                    "Cause": (cause or "")[:2000],
+                    "source": "lease_janitor",
+                },
+            )
+            closed = True
+    except RecordNotFound:
+        pass
+    logger.info("execution ended", extra={"status": status, "released": released, "run_closed": closed})
+    return {"released": released, "run_closed": closed}

@@ -93,7 +93,7 @@ def test_token_reused_refreshed_and_few_minted(sandbox: RunningSandbox, clock: S
     clients = [make_client(sandbox, clock, token_cache=cache) for _ in range(3)]  # three Lambdas of a run
     for _ in range(24):  # two hours, a call every 5 minutes from each
         for c in clients:
-            c._catalog.clear()
+            c.forget_catalogue()
             c.find_import("Load Accounts")
         clock.advance(300)
     assert sandbox.app.counters["tokens_minted"] == 1
@@ -105,7 +105,7 @@ def test_token_expiry_fault_reauthenticates_once(sandbox: RunningSandbox, clock:
     client = make_client(sandbox, clock)
     client.find_import("Load Accounts")
     sandbox.app.expire_tokens()
-    client._catalog.clear()
+    client.forget_catalogue()
     client.find_import("Load Accounts")
     assert sandbox.app.counters["unauthorized"] == 1
     assert sandbox.app.counters["tokens_minted"] == 2
@@ -123,7 +123,7 @@ def test_token_expires_server_side_401_then_refresh_refused(
         f"{sandbox.auth_url}/token/refresh", headers={"Authorization": f"AnaplanAuthToken {token}"}
     )
     assert refresh.status_code == 401
-    client._catalog.clear()
+    client.forget_catalogue()
     client.find_import("Load Accounts")  # client notices expiry itself and mints
     assert sandbox.app.counters["tokens_minted"] == 2
 
@@ -141,7 +141,7 @@ def test_429_burst(sandbox: RunningSandbox, clock: SharedClock, retry_after: str
     if retry_after:
         assert waits == [3.0, 3.0, 3.0]
     sandbox.app.faults.fail("/imports", 429, count=10, retry_after=retry_after)
-    client._catalog.clear()
+    client.forget_catalogue()
     with pytest.raises(AnaplanThrottled, match="429 after 5 attempts"):
         client.find_import("Load Accounts")
 

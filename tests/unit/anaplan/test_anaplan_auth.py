@@ -115,9 +115,9 @@ def test_token_reused_then_refreshed_ahead_of_expiry(
     add_auth(rsps, clock, "tok-1")
     rsps.add(responses.GET, f"{MP}/imports", json=envelope(imports=[]))
     client = make_client()
-    client._pages(f"{client.model_path}/imports", "imports", call="c", obj="o")
-    client._catalog.clear()
-    client._pages(f"{client.model_path}/imports", "imports", call="c", obj="o")
+    client.transport.pages(f"{client.model_path}/imports", "imports", call="c", obj="o")
+    client.forget_catalogue()
+    client.transport.pages(f"{client.model_path}/imports", "imports", call="c", obj="o")
     assert client.tokens.minted == 1
     clock.now += 31 * 60  # 4 minutes left: inside the refresh margin
     rsps.add(
@@ -126,7 +126,7 @@ def test_token_reused_then_refreshed_ahead_of_expiry(
         json=auth_body("tok-1", clock() + 2100, "Token refreshed"),
         status=200,
     )
-    client._pages(f"{client.model_path}/imports", "imports", call="c", obj="o")
+    client.transport.pages(f"{client.model_path}/imports", "imports", call="c", obj="o")
     refresh = [c for c in rsps.calls if c.request.url.endswith("/token/refresh")]
     assert len(refresh) == 1
     assert refresh[0].request.headers["Authorization"] == "AnaplanAuthToken tok-1"
@@ -140,7 +140,7 @@ def test_token_reused_then_refreshed_ahead_of_expiry(
             json=auth_body("tok-1", clock() + 2100, "Token refreshed"),
             status=200,
         )
-        client._pages(f"{client.model_path}/imports", "imports", call="c", obj="o")
+        client.transport.pages(f"{client.model_path}/imports", "imports", call="c", obj="o")
     assert client.tokens.minted == 1
 
 

@@ -10,7 +10,7 @@ import requests
 import responses
 from anaplan_unit_support import MP, FakeClock, add_auth, envelope, paged
 
-from d365_anaplan.anaplan import client as client_mod
+from d365_anaplan.anaplan import upload as upload_mod
 from d365_anaplan.anaplan.client import AnaplanClient, check_header, classify
 from d365_anaplan.anaplan.limits import RateLimiter, next_poll_wait
 from d365_anaplan.anaplan.models import ImportMetadata, Outcome, Task
@@ -229,7 +229,7 @@ def test_too_many_chunks_known_size(
 def test_too_many_chunks_stream(
     rsps: responses.RequestsMock, client: AnaplanClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(client_mod, "MAX_CHUNKS", 2)
+    monkeypatch.setattr(upload_mod, "MAX_CHUNKS", 2)
     fid = "113000000005"
     rsps.add(responses.POST, f"{MP}/files/{fid}", json=envelope(file={"id": fid}))
     rsps.add(responses.PUT, f"{MP}/files/{fid}/chunks/0", status=204)
@@ -505,7 +505,7 @@ def test_5xx_and_connection_errors_retried_then_unavailable(
     rsps.add(responses.GET, url, json=paged("imports", IMPORTS))
     assert client.find_import("Load Accounts").id == "112000000001"
     rsps.replace(responses.GET, url, status=503, body="down")
-    client._catalog.clear()
+    client.forget_catalogue()
     with pytest.raises(AnaplanUnavailable, match=r"imports .*HTTP 503 after 5 attempts.*down"):
         client.find_import("Load Accounts")
 
