@@ -403,20 +403,23 @@ def test_the_run_exercised_every_function_and_the_token_cache(recorded: tuple[Lo
 def test_the_evaluator_refuses_what_the_template_does_not_grant(
     recorded: tuple[LocalEngine, Recorder],
 ) -> None:
-    """The evaluator can fail: a flow step deleting a run item, a non-Anaplan function decrypting a token and
-    a function reading the other system's secret are all refused."""
+    """The evaluator can fail: a flow step deleting a run item, a non-Anaplan function decrypting a token, a
+    decrypt for another purpose than the token cache and a function reading the other system's secret are all refused."""
     engine, _ = recorded
     table = engine.template.arn("LedgerTable")
     key = engine.template.arn(next(iter(engine.template.of_type("AWS::KMS::Key"))))
     ctx = (("cache_key", "anaplan-token#demo#0"), ("connection", "demo"), ("purpose", "anaplan-token"))
     delete_run = Request("dynamodb:DeleteItem", table, ("RUN#x",))
     decrypt = Request("kms:Decrypt", key, (), ctx)
+    # any connection of the stack (uploaded ones too), but only for the token cache's purpose
     other_connection = Request("kms:Decrypt", key, (), (*ctx[:1], ("connection", "other"), ctx[2]))
+    other_purpose = Request("kms:Decrypt", key, (), (*ctx[:2], ("purpose", "something-else")))
     secret = Request("secretsmanager:GetSecretValue", engine.template.arn("AnaplanCredentialsSecret"))
     assert not allowed(function_statements(engine, "WriteJournalFunction"), delete_run, "")
     assert not allowed(function_statements(engine, "ExtractGLFunction"), decrypt, "")
     assert allowed(function_statements(engine, "AnaplanStartFunction"), decrypt, "")
-    assert not allowed(function_statements(engine, "AnaplanStartFunction"), other_connection, "")
+    assert allowed(function_statements(engine, "AnaplanStartFunction"), other_connection, "")
+    assert not allowed(function_statements(engine, "AnaplanStartFunction"), other_purpose, "")
     policy = resource_policy(engine, secret)
     assert policy, "the Anaplan secret has a resource policy"
     everything = [*policy, {"Effect": "Allow", "Action": "*", "Resource": "*"}]
