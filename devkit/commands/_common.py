@@ -11,7 +11,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -98,9 +98,10 @@ def local_engine(
     *,
     wait_scale: float = 0.0,
     save: bool = True,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> Iterator[LocalEngine]:
     """A started LocalEngine with the saved local state loaded; the state is saved again on the way out."""
+    out = out or sys.stdout  # resolved per call: a default bound at import would outlive a replaced stdout
     from devkit import local_state
     from devkit.engine import LocalEngine
 
@@ -148,7 +149,7 @@ _SHOWN_TYPES = {"TaskStateEntered", "MapStateEntered", "WaitStateEntered", "Para
 class Progress:
     """Prints every state the execution enters, as it happens (polls the history from this thread)."""
 
-    out: TextIO = sys.stdout
+    out: TextIO = field(default_factory=lambda: sys.stdout)  # the stdout of the moment, not of the import
     prefix: str = ""
     started: float = 0.0
     show: bool = True
@@ -264,8 +265,9 @@ def money(value: Any) -> str:
     return f"{d:,.2f}"
 
 
-def table(rows: list[list[str]], headers: list[str], out: TextIO = sys.stdout, indent: str = "  ") -> None:
+def table(rows: list[list[str]], headers: list[str], out: TextIO | None = None, indent: str = "  ") -> None:
     """A plain text table (right-aligns cells that look like numbers)."""
+    out = out or sys.stdout
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):

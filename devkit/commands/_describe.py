@@ -127,7 +127,8 @@ def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> Ru
     return facts
 
 
-def print_facts(facts: RunFacts, out: TextIO = sys.stdout) -> None:
+def print_facts(facts: RunFacts, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     w = out.write
     mode = " (dry run: nothing written to either system)" if facts.dry_run else ""
     w(f"\n{facts.flow} run {facts.run_id}: {facts.status}{mode}\n")
