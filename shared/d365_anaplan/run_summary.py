@@ -5,7 +5,7 @@ function calls :func:`report_run`, which reads the run from the ledger and
 
 * emits Powertools metrics per connection and flow: ``RunSucceeded``/``RunFailed``, ``RunDuration``
   (seconds), ``Rows`` (actuals rows prepared, or plan journal lines planned), ``GLLines``, ``JournalLinesWritten``,
-  ``JournalLinesRejected``, ``Reconciled`` (1/0) and ``NetAmount`` per currency (one dimension per currency:
+  ``JournalLinesRejected``, ``Reconciled`` (1/0) and ``NetAmountCents`` per currency (whole cents, exact) (one dimension per currency:
   amounts in different currencies are never added);
 * writes the run report (``report/summary.json`` and ``report/summary.txt``) beside the run's staged files;
 * publishes the readable summary to the run notification topic.
@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from d365_anaplan.staging import run_key
@@ -147,7 +147,9 @@ def emit_metrics(summary: RunSummary, metrics: Any) -> None:
         return
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "D365Anaplan")
     for currency, amount in sorted(summary.net_by_currency.items()):  # its own metric: one per currency
-        with single_metric(name="NetAmount", unit=MetricUnit.NoUnit, value=float(amount), namespace=namespace,
+        # in whole cents, exactly (a metric value is a float: money never passes through one)
+        cents = int(amount.scaleb(2).to_integral_value(rounding=ROUND_HALF_UP))
+        with single_metric(name="NetAmountCents", unit=MetricUnit.NoUnit, value=cents, namespace=namespace,
                            default_dimensions={"connection": summary.connection, "flow": summary.flow}) as one:  # fmt: skip
             one.add_dimension(name="currency", value=currency)
 

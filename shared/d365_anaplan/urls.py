@@ -3,7 +3,7 @@
 A configured base URL (``dynamics.environment_url``, ``dynamics.authority_host``, ``anaplan.auth_url`` /
 ``api_url`` / ``oauth_url``) is read by :func:`parse_base_url` into an :class:`Origin` (scheme, host, port)
 with ``urllib3.util.parse_url`` - the parser urllib3 connects with - after ``requests`` has prepared it the
-way it will when sending, and the standard library's ``urlsplit`` must read the same origin. Anything two
+way it will when sending, and it must read the same origin as this module's strict pattern. Anything two
 parsers could read differently is refused outright: user information (``user:pass@``), backslashes,
 percent-encoded or non-ASCII characters, whitespace and control characters, queries and fragments, a
 non-canonical port. An allow-list entry ``host`` means that host on port 443 only; ``host:port`` names
@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
-from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import LocationParseError
@@ -98,16 +97,14 @@ def parse_base_url(value: object) -> BaseUrl:
     if path and not _PATH.match(path):
         raise UrlProblem("the path holds characters that are not allowed")
     origin = Origin("https", m.group("host"), port)
-    # The parsers that send (requests' preparation, then urllib3) and the standard library must all agree.
+    # The parsers that send (requests' preparation, then urllib3) must read it as the pattern above does.
     try:
         prepared = requests.PreparedRequest()
         prepared.prepare_url(value, None)
         sent = origin_of(str(prepared.url))
-        split = urlsplit(value)
-        std = Origin((split.scheme or "").lower(), (split.hostname or "").lower(), split.port or HTTPS_PORT)
     except (requests.RequestException, LocationParseError, ValueError, UrlProblem):
         raise UrlProblem("is not a URL the HTTP client can read unambiguously") from None
-    if sent != origin or std != origin:
+    if sent != origin:
         raise UrlProblem("is read differently by different URL parsers; refused")
     return BaseUrl(origin, authority.lower(), path)
 

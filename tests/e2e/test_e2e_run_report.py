@@ -52,7 +52,7 @@ def test_actuals_run_report_metrics_and_notification(
     metrics = Metrics(namespace="Test", service="t")
     emit_metrics(summary, metrics)
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    amounts = {e["currency"]: e["NetAmount"] for e in emitted if "NetAmount" in e}
+    amounts = {e["currency"]: e["NetAmountCents"] for e in emitted if "NetAmountCents" in e}
     assert set(amounts) == {"USD", "EUR"} and all(e["connection"] == "demo" for e in emitted)
     names = set(metrics.metric_set)
     assert {"RunSucceeded", "RunDuration", "Rows", "GLLines", "Reconciled"} <= names

@@ -377,7 +377,7 @@ def refresh_lock_seconds(http_timeout_s: float) -> int:
 def http_timeout_of(session: requests.Session, default: float) -> float:
     """The timeout a session applies to requests that name none (``VerifiedSession.default_timeout``)."""
     value = getattr(session, "default_timeout", None)
-    return float(value) if isinstance(value, int | float) and value > 0 else default
+    return value if isinstance(value, int | float) and value > 0 else default
 
 
 class TokenManager:
@@ -403,8 +403,8 @@ class TokenManager:
         owner: str | None = None,
     ) -> None:
         if http_timeout_s is None:
-            default = AnaplanSettings.model_fields["timeout_seconds"].default
-            http_timeout_s = http_timeout_of(session, float(default))
+            default: float = AnaplanSettings.model_fields["timeout_seconds"].default
+            http_timeout_s = http_timeout_of(session, default)
         guarded = refresh_lock_seconds(http_timeout_s)
         if lock_ttl_s is not None and lock_ttl_s < guarded:
             raise ValueError(

@@ -19,11 +19,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tenacity import RetryCallState
+from urllib3.util import parse_url
 
 from d365_anaplan.answers import first_problem
 from d365_anaplan.errors import (
@@ -261,7 +262,7 @@ class ODataClient:
         except UrlProblem as exc:
             raise DynamicsBadResponse(f"{what}: @odata.nextLink {exc}; not followed") from None
         bad = next((ch for ch in link if ch == "\\" or ch.isspace() or not 0x20 < ord(ch) < 0x7F), None)
-        if origin != self._origin or not urlsplit(link).path.startswith("/data/") or bad is not None:
+        if origin != self._origin or not (parse_url(link).path or "").startswith("/data/") or bad is not None:
             raise DynamicsBadResponse(
                 f"{what}: @odata.nextLink points outside {self.environment_url}/data ({redacted(link)})"
             )
@@ -480,7 +481,7 @@ class ODataClient:
         """Pages of ``query`` (or from a next link ``resume``), following ``@odata.nextLink`` to the end."""
         if resume is not None:
             url: str | None = self.check_link(resume, "resume")
-            what = "GET " + urlsplit(resume).path.removeprefix("/data/")
+            what = "GET " + (parse_url(resume).path or "").removeprefix("/data/")
         elif query is not None:
             url = self.first_url(query)
             what = f"GET {query.entity_set}"
