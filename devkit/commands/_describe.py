@@ -183,9 +183,14 @@ def print_facts(facts: RunFacts, out: TextIO | None = None) -> None:
         table(rows, ["company", "journal", "export", "periods", "lines", "debit", "credit"], out, "    ")
     if facts.differences:
         print_differences(facts, out)
-    numbers = [str(x["journal_batch_number"]) for x in facts.written if x.get("journal_batch_number")]
+    # entry and journal numbers are per legal entity: each is named with its company, each once
+    numbers = dict.fromkeys(
+        f"{x.get('company', '')}:{x['journal_batch_number']}"
+        for x in facts.written
+        if x.get("journal_batch_number")
+    )
     if numbers and not facts.dry_run:
-        w(f"  F&O journals: {', '.join(numbers)}; lines written {facts.lines_written:,}, "
+        w(f"  F&O entries: {', '.join(numbers)}; lines written {facts.lines_written:,}, "
           f"rejected {facts.lines_failed:,}\n")  # fmt: skip
     if facts.reconciled:
         w(f"  reconciliation: {facts.reconciled}\n")
