@@ -1,15 +1,14 @@
-"""Local state between CLI invocations: the moto ledger, idempotency table and buckets on disk.
+"""Local state between CLI invocations: the moto ledger and buckets on disk.
 
 A :class:`~devkit.engine.LocalEngine` lives in one process (moto keeps everything in memory). The CLI runs one
 command per process, so ``audit RUN`` and ``replay RUN`` after ``run`` need what the run left behind. After a
 run :func:`dump` writes the DynamoDB tables and S3 buckets of the template to a directory (default
 ``.local/state/``); before the next command :func:`load` puts them into a fresh engine.
 
-What is kept: the ledger table (runs, steps, files, tasks, journals, lines, watermarks), the idempotency
-table's completed records, and every object of the staging and config buckets. What is not: Secrets Manager
+What is kept: the ledger table (runs, steps, files, tasks, journals, lines, watermarks) and every object of the staging and config buckets. What is not: Secrets Manager
 (credentials never go to disk; each command installs the connection from its config file again), model
 leases and their owner pointers (the process that held them is gone), the encrypted Anaplan token cache
-(its KMS key died with the old engine) and in-progress idempotency records.
+(its KMS key died with the old engine).
 
 Layout::
 
@@ -38,7 +37,7 @@ from devkit.engine import REGION, LocalEngine
 DEFAULT_STATE_DIR = Path(".local/state")
 FORMAT_VERSION = 1
 # Logical ids of the template resources that carry state between invocations.
-TABLES = ("LedgerTable", "IdempotencyTable")
+TABLES = ("LedgerTable",)
 BUCKETS = ("StagingBucket", "ConfigBucket")
 # Ledger partitions that belong to a live process or to its KMS key, not to the audit trail.
 _SKIPPED_PREFIXES = ("LEASE#", "OWNER#", "TOKEN#")
@@ -94,8 +93,6 @@ def _keep(logical_id: str, item: dict[str, Any]) -> bool:
     if logical_id == "LedgerTable":
         pk = item.get("pk", {}).get("S", "")
         return not pk.startswith(_SKIPPED_PREFIXES)
-    if logical_id == "IdempotencyTable":
-        return bool(item.get("status", {}).get("S") == "COMPLETED")
     return True
 
 

@@ -26,7 +26,6 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     ledger_table: str
-    idempotency_table: str
     staging_bucket: str
     config_bucket: str
     config_prefix: str = "connections/"
@@ -35,14 +34,11 @@ class Settings(BaseModel):
 
 def settings() -> Settings:
     env = os.environ
-    missing = [
-        k for k in ("LEDGER_TABLE", "IDEMPOTENCY_TABLE", "STAGING_BUCKET", "CONFIG_BUCKET") if not env.get(k)
-    ]
+    missing = [k for k in ("LEDGER_TABLE", "STAGING_BUCKET", "CONFIG_BUCKET") if not env.get(k)]
     if missing:
         raise ConfigError([f"environment variable {k} is not set" for k in missing], "function environment")
     return Settings(
         ledger_table=env["LEDGER_TABLE"],
-        idempotency_table=env["IDEMPOTENCY_TABLE"],
         staging_bucket=env["STAGING_BUCKET"],
         config_bucket=env["CONFIG_BUCKET"],
         config_prefix=env.get("CONFIG_PREFIX", "connections/"),

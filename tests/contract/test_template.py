@@ -31,7 +31,6 @@ CONTRACT_IDS = {
     "ConnectorKeyAlias": "AWS::KMS::Alias",
     "StagingBucket": "AWS::S3::Bucket",
     "LedgerTable": "AWS::DynamoDB::Table",
-    "IdempotencyTable": "AWS::DynamoDB::Table",
     "DynamicsCredentialsSecret": "AWS::SecretsManager::Secret",
     "AnaplanCredentialsSecret": "AWS::SecretsManager::Secret",
     "ConnectorLayer": "AWS::Serverless::LayerVersion",
@@ -49,7 +48,6 @@ FUNCTION_ENV = {
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "LEDGER_TABLE",
-    "IDEMPOTENCY_TABLE",
     "STAGING_BUCKET",
     "CONFIG_BUCKET",
     "CONFIG_PREFIX",
@@ -369,11 +367,6 @@ def rule_tables(tpl: Template) -> list[str]:
     gsis = {g.get("IndexName"): g for g in ledger.get("GlobalSecondaryIndexes", [])}
     if set(gsis) != {"by-connection"}:
         out.append(f"LedgerTable: GSIs are {sorted(gsis)}, expected exactly by-connection")
-    idem = props(tables.get("IdempotencyTable", {}))
-    if [k.get("AttributeName") for k in idem.get("KeySchema", [])] != ["id"]:
-        out.append("IdempotencyTable: key is not id")
-    if idem.get("TimeToLiveSpecification", {}).get("AttributeName") != "expiration":
-        out.append("IdempotencyTable: TTL attribute is not expiration")
     return out
 
 
@@ -1353,9 +1346,7 @@ BREAKAGES: dict[str, tuple[str, Callable[[Template], None]]] = {
     ),
     "PITR off": (
         "tables",
-        lambda t: _set(
-            t, "IdempotencyTable", "PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled", False
-        ),
+        lambda t: _set(t, "LedgerTable", "PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled", False),
     ),
     "secret on default key": ("secrets", lambda t: _set(t, "AnaplanCredentialsSecret", "KmsKeyId", _DELETE)),
     "queue unencrypted": (

@@ -12,11 +12,15 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from d365_anaplan.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 Clock = Callable[[], datetime]
 Item = dict[str, Any]  # DynamoDB wire format: {"attr": {"S": "..."}}
@@ -98,8 +102,7 @@ def plain(value: Any, path: str = "value") -> Any:
 
 
 def to_attr(value: Any, path: str = "value") -> dict[str, Any]:
-    result: dict[str, Any] = _serializer.serialize(plain(value, path))
-    return result
+    return dict(_serializer.serialize(plain(value, path)))
 
 
 def to_item(values: Mapping[str, Any]) -> Item:
@@ -125,32 +128,35 @@ def cancellation_codes(exc: BaseException) -> list[str]:
     return [str(r.get("Code", "None")) for r in reasons]
 
 
-class LazyClient:
-    """A boto3 client created on first use (never at import time), or the one injected by a test."""
+class LazyClient[C]:
+    """A boto3 client created on first use (never at import time), or the one injected by a test.
 
-    def __init__(self, service: str, client: Any = None) -> None:
-        self._service = service
+    ``C`` is the client's stub type (``mypy_boto3_dynamodb.DynamoDBClient`` ...), imported under
+    ``TYPE_CHECKING`` only: the stubs are a dev dependency, not part of the layer."""
+
+    def __init__(self, service: Literal["dynamodb", "kms"], client: C | None = None) -> None:
+        self._service: Literal["dynamodb", "kms"] = service
         self._client = client
         self._lock = threading.Lock()
 
-    def get(self) -> Any:
+    def get(self) -> C:
         if self._client is None:
             with self._lock:
                 if self._client is None:
                     import boto3
 
-                    self._client = boto3.client(self._service)
+                    self._client = cast(C, boto3.client(self._service))
         return self._client
 
 
 TRANSACT_MAX = 100  # items per TransactWriteItems request (the DynamoDB limit)
 
 
-def put_all(client: Any, table_name: str, items: Iterable[Item]) -> int:
+def put_all(client: DynamoDBClient, table_name: str, items: Iterable[Item]) -> int:
     """Put items in transactions of at most :data:`TRANSACT_MAX`, never ``BatchWriteItem``: IAM cannot tell a
     batch put from a batch delete, and the functions that write ledger items must not be able to delete them
     (template.yaml grants PutItem only). Each item's key must be unique within the call. Returns the count."""
-    batch: list[dict[str, Any]] = []
+    batch: list[TransactWriteItemTypeDef] = []
     written = 0
     for item in items:
         batch.append({"Put": {"TableName": table_name, "Item": item}})
@@ -164,7 +170,7 @@ def put_all(client: Any, table_name: str, items: Iterable[Item]) -> int:
     return written
 
 
-def query_all(client: Any, **kwargs: Any) -> list[dict[str, Any]]:
+def query_all(client: DynamoDBClient, **kwargs: Any) -> list[dict[str, Any]]:
     """Every item of a query, following ``LastEvaluatedKey``; items are deserialised."""
     items: list[dict[str, Any]] = []
     while True:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -53,7 +53,12 @@ from d365_anaplan.ledger._dynamo import (
     to_item,
     utc_now,
 )
+from d365_anaplan.ledger._expr import Update
+from d365_anaplan.ledger.keys import lease_key, lease_pk, owner_pk, pointer_key
 from d365_anaplan.ledger.models import Lease
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 MAX_EXECUTION_SECONDS = 366 * 24 * 3600  # a Standard state machine runs for at most a year
 LEASE_TTL_GRACE = timedelta(days=1)  # items linger this long after expiry before DynamoDB TTL removes them
@@ -90,14 +95,6 @@ def lease_ttl_seconds(execution_timeout_seconds: int) -> int:
     return execution_timeout_seconds
 
 
-def lease_pk(key: str) -> str:
-    return f"LEASE#{key}"
-
-
-def owner_pk(owner: str) -> str:
-    return f"OWNER#{owner}"
-
-
 class ModelLease:
     """Per-model leases in the ledger table (env ``LEDGER_TABLE``)."""
 
@@ -105,24 +102,24 @@ class ModelLease:
         self,
         table_name: str,
         *,
-        client: Any = None,
+        client: DynamoDBClient | None = None,
         clock: Clock | None = None,
         max_attempts: int = 5,
     ) -> None:
         if not table_name:
             raise ValueError("table_name must be a non-empty string")
         self.table_name = table_name
-        self._client = LazyClient("dynamodb", client)
+        self._client = LazyClient["DynamoDBClient"]("dynamodb", client)
         self._clock = clock or utc_now
         self.max_attempts = max_attempts
 
     @classmethod
-    def from_env(cls, *, client: Any = None, clock: Clock | None = None) -> ModelLease:
+    def from_env(cls, *, client: DynamoDBClient | None = None, clock: Clock | None = None) -> ModelLease:
         """On the table named by env ``LEDGER_TABLE``."""
         return cls(ledger_table_from_env(), client=client, clock=clock)
 
     @property
-    def client(self) -> Any:
+    def client(self) -> DynamoDBClient:
         return self._client.get()
 
     # --- reading ------------------------------------------------------------------------------------------
@@ -135,7 +132,7 @@ class ModelLease:
     def _read(self, model_key: str) -> dict[str, Any] | None:
         response = self.client.get_item(
             TableName=self.table_name,
-            Key={"pk": {"S": lease_pk(model_key)}, "sk": {"S": "LEASE"}},
+            Key=lease_key(model_key),
             ConsistentRead=True,
         )
         item = response.get("Item")
@@ -198,26 +195,17 @@ class ModelLease:
         elif same_owner and holder is not None and holder.get("displaced_owner"):
             item["displaced_owner"] = holder["displaced_owner"]
             item["displaced_expired_at"] = holder.get("displaced_expired_at")
-        names = {"#pk": "pk"}
-        values: dict[str, Any] = {}
+        cond = Update()
+        pk = cond.name("pk")
         if holder is None:
-            condition = "attribute_not_exists(#pk)"
+            cond.where(f"attribute_not_exists({pk})")
         else:
-            condition = "#version = :seen AND (attribute_not_exists(#pk) OR #expires < :now OR #owner = :me)"
-            names.update({"#version": "version", "#expires": "expires_at", "#owner": "owner"})
-            values = {
-                ":seen": to_attr(int(holder["version"])),
-                ":now": to_attr(epoch(now)),
-                ":me": to_attr(owner),
-            }
-        put: dict[str, Any] = {
-            "TableName": self.table_name,
-            "Item": to_item(item),
-            "ConditionExpression": condition,
-            "ExpressionAttributeNames": names,
-        }
-        if values:
-            put["ExpressionAttributeValues"] = values
+            stored, expires_at, held_by = cond.name("version"), cond.name("expires_at"), cond.name("owner")
+            seen, at, me = cond.value(int(holder["version"])), cond.value(epoch(now)), cond.value(owner)
+            cond.where(
+                f"{stored} = {seen} AND (attribute_not_exists({pk}) OR {expires_at} < {at} OR {held_by} = {me})"
+            )
+        put: dict[str, Any] = {"TableName": self.table_name, "Item": to_item(item), **cond.condition_args()}
         pointer = {
             "pk": owner_pk(owner),
             "sk": lease_pk(model_key),
@@ -227,7 +215,7 @@ class ModelLease:
             "updated_at": iso(now),
             "ttl": epoch_seconds(expires + POINTER_TTL_GRACE),
         }
-        transaction: list[dict[str, Any]] = [
+        transaction: list[Any] = [  # TransactWriteItemTypeDef: the condition parts come from Update
             {"Put": put},
             {"Put": {"TableName": self.table_name, "Item": to_item(pointer)}},
         ]
@@ -236,7 +224,7 @@ class ModelLease:
                 {
                     "Delete": {
                         "TableName": self.table_name,
-                        "Key": {"pk": {"S": owner_pk(displaced)}, "sk": {"S": lease_pk(model_key)}},
+                        "Key": pointer_key(displaced, model_key),
                     }
                 }
             )
@@ -260,32 +248,19 @@ class ModelLease:
         _check(model_key, owner, ttl_seconds)
         now = self._clock()
         expires = now + timedelta(seconds=ttl_seconds)
+        u = Update().set_all(
+            {
+                "expires_at": epoch(expires),
+                "expires_at_iso": iso(expires),
+                "ttl": epoch_seconds(expires + LEASE_TTL_GRACE),
+                "updated_at": iso(now),
+            }
+        )
+        u.increment("version")
+        u.where(f"{u.name('owner')} = {u.value(owner)}")
         try:
             response = self.client.update_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": lease_pk(model_key)}, "sk": {"S": "LEASE"}},
-                UpdateExpression=(
-                    "SET #expires = :expires, #expires_iso = :expires_iso, #ttl = :ttl, "
-                    "#updated = :now, #version = #version + :one"
-                ),
-                ConditionExpression="#owner = :me",
-                ExpressionAttributeNames={
-                    "#expires": "expires_at",
-                    "#expires_iso": "expires_at_iso",
-                    "#ttl": "ttl",
-                    "#updated": "updated_at",
-                    "#version": "version",
-                    "#owner": "owner",
-                },
-                ExpressionAttributeValues={
-                    ":expires": to_attr(epoch(expires)),
-                    ":expires_iso": to_attr(iso(expires)),
-                    ":ttl": to_attr(epoch_seconds(expires + LEASE_TTL_GRACE)),
-                    ":now": to_attr(iso(now)),
-                    ":one": to_attr(1),
-                    ":me": to_attr(owner),
-                },
-                ReturnValues="ALL_NEW",
+                TableName=self.table_name, Key=lease_key(model_key), ReturnValues="ALL_NEW", **u.args()
             )
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
@@ -295,24 +270,17 @@ class ModelLease:
             raise LeaseLost(
                 f"Anaplan model {model_key}: {owner} cannot renew the lease, held by {who}"
             ) from None
+        pointer = Update().set_all(
+            {
+                "ttl": epoch_seconds(expires + POINTER_TTL_GRACE),
+                "model_key": model_key,
+                "owner": owner,
+                "type": "LEASE_OWNER",
+                "updated_at": iso(now),
+            }
+        )
         self.client.update_item(
-            TableName=self.table_name,
-            Key={"pk": {"S": owner_pk(owner)}, "sk": {"S": lease_pk(model_key)}},
-            UpdateExpression="SET #ttl = :ttl, #model = :model, #owner = :owner, #type = :type, #updated = :now",
-            ExpressionAttributeNames={
-                "#ttl": "ttl",
-                "#model": "model_key",
-                "#owner": "owner",
-                "#type": "type",
-                "#updated": "updated_at",
-            },
-            ExpressionAttributeValues={
-                ":ttl": to_attr(epoch_seconds(expires + POINTER_TTL_GRACE)),
-                ":model": to_attr(model_key),
-                ":owner": to_attr(owner),
-                ":type": to_attr("LEASE_OWNER"),
-                ":now": to_attr(iso(now)),
-            },
+            TableName=self.table_name, Key=pointer_key(owner, model_key), **pointer.args()
         )
         return _lease(from_item(response["Attributes"]))
 
@@ -324,27 +292,19 @@ class ModelLease:
         """
         if not model_key or not owner:
             raise ValueError(f"release: model_key and owner must be non-empty, got {model_key!r}, {owner!r}")
-        pointer_key = {"pk": {"S": owner_pk(owner)}, "sk": {"S": lease_pk(model_key)}}
+        pointer = pointer_key(owner, model_key)
+        mine = Update()
+        mine.where(f"{mine.name('owner')} = {mine.value(owner)}")
+        lease: Any = {"TableName": self.table_name, "Key": lease_key(model_key), **mine.condition_args()}
         try:
             self.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Delete": {
-                            "TableName": self.table_name,
-                            "Key": {"pk": {"S": lease_pk(model_key)}, "sk": {"S": "LEASE"}},
-                            "ConditionExpression": "#owner = :me",
-                            "ExpressionAttributeNames": {"#owner": "owner"},
-                            "ExpressionAttributeValues": {":me": to_attr(owner)},
-                        }
-                    },
-                    {"Delete": {"TableName": self.table_name, "Key": pointer_key}},
-                ]
+                TransactItems=[{"Delete": lease}, {"Delete": {"TableName": self.table_name, "Key": pointer}}]
             )
         except ClientError as exc:
             if error_code(
                 exc
             ) == "TransactionCanceledException" and "ConditionalCheckFailed" in cancellation_codes(exc):
-                self.client.delete_item(TableName=self.table_name, Key=pointer_key)
+                self.client.delete_item(TableName=self.table_name, Key=pointer)
                 return False
             raise
         return True

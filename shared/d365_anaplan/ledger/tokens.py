@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -39,6 +39,11 @@ from d365_anaplan.ledger._dynamo import (
     to_attr,
     utc_now,
 )
+from d365_anaplan.ledger._expr import Update
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kms import KMSClient
 
 KMS_KEY_ENV = "KMS_KEY_ID"
 TOKEN_PREFIX = "anaplan-token#"  # noqa: S105  (a key prefix, not a secret)
@@ -66,28 +71,32 @@ class DynamoDBTokenCache:
         self,
         table_name: str,
         *,
-        client: Any = None,
-        kms_client: Any = None,
+        client: DynamoDBClient | None = None,
+        kms_client: KMSClient | None = None,
         kms_key_id: str | None = None,
         clock: Clock | None = None,
     ) -> None:
         if not table_name:
             raise ValueError("table_name must be a non-empty string")
         self.table_name = table_name
-        self._client = LazyClient("dynamodb", client)
-        self._kms = LazyClient("kms", kms_client)
+        self._client = LazyClient["DynamoDBClient"]("dynamodb", client)
+        self._kms = LazyClient["KMSClient"]("kms", kms_client)
         self._kms_key_id = kms_key_id
         self._clock = clock or utc_now
 
     @classmethod
     def from_env(
-        cls, *, client: Any = None, kms_client: Any = None, clock: Clock | None = None
+        cls,
+        *,
+        client: DynamoDBClient | None = None,
+        kms_client: KMSClient | None = None,
+        clock: Clock | None = None,
     ) -> DynamoDBTokenCache:
         """On the table named by env ``LEDGER_TABLE``, encrypting under env ``KMS_KEY_ID``."""
         return cls(ledger_table_from_env(), client=client, kms_client=kms_client, clock=clock)
 
     @property
-    def client(self) -> Any:
+    def client(self) -> DynamoDBClient:
         return self._client.get()
 
     @property
@@ -155,6 +164,12 @@ class DynamoDBTokenCache:
             raise ValueError("token cache: lock owner must be non-empty")
         now = self._clock()
         until = now + timedelta(seconds=max(ttl_seconds, 0))
+        free = Update()
+        expires, held_by = free.name("expires_at"), free.name("owner")
+        free.where(
+            f"attribute_not_exists({free.name('pk')}) OR {expires} < {free.value(epoch(now))} "
+            f"OR {held_by} = {free.value(owner)}"
+        )
         try:
             self.client.put_item(
                 TableName=self.table_name,
@@ -166,9 +181,7 @@ class DynamoDBTokenCache:
                     "updated_at": {"S": iso(now)},
                     "ttl": to_attr(epoch_seconds(until) + 3600),
                 },
-                ConditionExpression="attribute_not_exists(#pk) OR #expires < :now OR #owner = :me",
-                ExpressionAttributeNames={"#pk": "pk", "#expires": "expires_at", "#owner": "owner"},
-                ExpressionAttributeValues={":now": to_attr(epoch(now)), ":me": {"S": owner}},
+                **free.condition_args(),
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
@@ -177,13 +190,11 @@ class DynamoDBTokenCache:
         return True
 
     def unlock(self, key: str, owner: str) -> None:
+        mine = Update()
+        mine.where(f"{mine.name('owner')} = {mine.value(owner)}")
         try:
             self.client.delete_item(
-                TableName=self.table_name,
-                Key=self._key(key, "LOCK"),
-                ConditionExpression="#owner = :me",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":me": {"S": owner}},
+                TableName=self.table_name, Key=self._key(key, "LOCK"), **mine.condition_args()
             )
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":

@@ -15,7 +15,7 @@ Operators who really mean to move it back use :meth:`Watermarks.reset`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -27,18 +27,16 @@ from d365_anaplan.ledger._dynamo import (
     iso,
     ledger_table_from_env,
     parse_iso,
-    to_attr,
     utc_now,
 )
+from d365_anaplan.ledger._expr import Update
+from d365_anaplan.ledger.keys import watermark_key
 from d365_anaplan.ledger.models import Watermark
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
 HISTORY_LENGTH = 20
-
-
-def watermark_key(connection: str, flow: str) -> dict[str, Any]:
-    if not connection or not flow:
-        raise ValueError(f"watermark: connection and flow must be non-empty, got {connection!r}, {flow!r}")
-    return {"pk": {"S": f"WATERMARK#{connection}"}, "sk": {"S": f"FLOW#{flow}"}}
 
 
 class Watermarks:
@@ -48,7 +46,7 @@ class Watermarks:
         self,
         table_name: str,
         *,
-        client: Any = None,
+        client: DynamoDBClient | None = None,
         clock: Clock | None = None,
         history_length: int = HISTORY_LENGTH,
     ) -> None:
@@ -56,16 +54,16 @@ class Watermarks:
             raise ValueError("table_name must be a non-empty string")
         self.table_name = table_name
         self.history_length = max(history_length, 1)
-        self._client = LazyClient("dynamodb", client)
+        self._client = LazyClient["DynamoDBClient"]("dynamodb", client)
         self._clock = clock or utc_now
 
     @classmethod
-    def from_env(cls, *, client: Any = None, clock: Clock | None = None) -> Watermarks:
+    def from_env(cls, *, client: DynamoDBClient | None = None, clock: Clock | None = None) -> Watermarks:
         """On the table named by env ``LEDGER_TABLE``."""
         return cls(ledger_table_from_env(), client=client, clock=clock)
 
     @property
-    def client(self) -> Any:
+    def client(self) -> DynamoDBClient:
         return self._client.get()
 
     def get(self, connection: str, flow: str) -> Watermark | None:
@@ -94,44 +92,23 @@ class Watermarks:
         entry: dict[str, Any] = {"value": value, "run_id": run_id, "at": now}
         if reason is not None:
             entry["reason"] = reason
-        names = {
-            "#pk": "pk",
-            "#value": "value",
-            "#run": "run_id",
-            "#at": "advanced_at",
-            "#prev": "previous_value",
-            "#history": "history",
-            "#type": "type",
-            "#conn": "connection",
-            "#flow": "flow",
-        }
-        values: dict[str, Any] = {
-            ":value": to_attr(value),
-            ":run": to_attr(run_id),
-            ":at": to_attr(now),
-            ":type": to_attr("WATERMARK"),
-            ":conn": to_attr(connection),
-            ":flow": to_attr(flow),
-            ":entry": {"L": [to_attr(entry, "history")]},
-            ":empty": {"L": []},
+        fields = {
+            "value": value,
+            "run_id": run_id,
+            "advanced_at": now,
+            "type": "WATERMARK",
+            "connection": connection,
+            "flow": flow,
         }
         # previous_value = the value being replaced (absent on the first write)
-        expression = (
-            "SET #prev = #value, #value = :value, #run = :run, #at = :at, #type = :type, #conn = :conn, "
-            "#flow = :flow, #history = list_append(if_not_exists(#history, :empty), :entry)"
-        )
-        first = "SET #value = :value, #run = :run, #at = :at, #type = :type, #conn = :conn, #flow = :flow, #history = :entry"
-        condition = "attribute_exists(#pk) AND #value < :value" if forward_only else "attribute_exists(#pk)"
+        u = Update().copy("previous_value", "value").set_all(fields).append("history", [entry])
+        exists = f"attribute_exists({u.name('pk')})"
+        # only forward, unless reset: the stored value must sort before the new one
+        u.where(f"{exists} AND {u.name('value')} < {u.value(value)}" if forward_only else exists)
         key = watermark_key(connection, flow)
         try:
             response = self.client.update_item(
-                TableName=self.table_name,
-                Key=key,
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="UPDATED_NEW",
+                TableName=self.table_name, Key=key, ReturnValues="UPDATED_NEW", **u.args()
             )
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
@@ -140,17 +117,10 @@ class Watermarks:
             self._trim(key, len(response.get("Attributes", {}).get("history", {}).get("L", [])))
             return True
         # Either there is no watermark yet, or it is already at/after value: create it if absent.
-        first_names = {k: v for k, v in names.items() if k not in ("#prev",)}
-        first_values = {k: v for k, v in values.items() if k != ":empty"}
+        first = Update().set_all({**fields, "history": [entry]})
+        first.where(f"attribute_not_exists({first.name('pk')})")
         try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=key,
-                UpdateExpression=first,
-                ConditionExpression="attribute_not_exists(#pk)",
-                ExpressionAttributeNames=first_names,
-                ExpressionAttributeValues=first_values,
-            )
+            self.client.update_item(TableName=self.table_name, Key=key, **first.args())
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
@@ -163,12 +133,8 @@ class Watermarks:
         """Keep the history list short (it only serves humans): drop the oldest entries."""
         extra = length - self.history_length
         if extra > 0:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=dict(key),
-                UpdateExpression="REMOVE " + ", ".join(f"#h[{i}]" for i in range(extra)),
-                ExpressionAttributeNames={"#h": "history"},
-            )
+            u = Update().remove_list_heads("history", extra)
+            self.client.update_item(TableName=self.table_name, Key=dict(key), **u.args())
 
 
 def _watermark(item: Mapping[str, Any]) -> Watermark:

@@ -45,7 +45,7 @@ def _handler() -> ModuleType:
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
-           "LEDGER_TABLE": "ledger", "IDEMPOTENCY_TABLE": "idem", "STAGING_BUCKET": "staging",
+           "LEDGER_TABLE": "ledger", "STAGING_BUCKET": "staging",
            "CONFIG_BUCKET": "config-bucket", "CONFIG_PREFIX": "connections/", "SCHEDULE_GROUP": GROUP,
            "SCHEDULER_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/d365-anaplan-schedule-start",
            "ACTUALS_FLOW_ARN": FLOW_ARNS["actuals"], "PLANS_FLOW_ARN": FLOW_ARNS["plans"],

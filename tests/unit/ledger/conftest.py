@@ -1,4 +1,4 @@
-"""Fixtures of the ledger tests: moto DynamoDB/KMS, the ledger and idempotency tables, a settable clock."""
+"""Fixtures of the ledger tests: moto DynamoDB/KMS, the ledger table, a settable clock."""
 
 from __future__ import annotations
 

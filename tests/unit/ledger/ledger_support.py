@@ -6,7 +6,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 LEDGER_TABLE = "LedgerTable"
-IDEMPOTENCY_TABLE = "IdempotencyTable"
 
 
 class FakeClock:
@@ -45,16 +44,4 @@ def create_ledger_table(client: Any, name: str = LEDGER_TABLE) -> None:
     )
     client.update_time_to_live(
         TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
-    )
-
-
-def create_idempotency_table(client: Any, name: str = IDEMPOTENCY_TABLE) -> None:
-    client.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-    )
-    client.update_time_to_live(
-        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
     )
