@@ -1346,7 +1346,9 @@ BREAKAGES: dict[str, tuple[str, Callable[[Template], None]]] = {
     ),
     "PITR off": (
         "tables",
-        lambda t: _set(t, "LedgerTable", "PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled", False),
+        lambda t: _set(
+            t, "LedgerTable", "PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled", False
+        ),
     ),
     "secret on default key": ("secrets", lambda t: _set(t, "AnaplanCredentialsSecret", "KmsKeyId", _DELETE)),
     "queue unencrypted": (
