@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from d365_anaplan.observability import logger, metrics, tracer
 from d365_anaplan.schedules import sync_event
+from d365_anaplan.steps.handler import StepOutput, handler
 
 
 class S3Bucket(BaseModel):
@@ -44,15 +44,22 @@ class ScheduleSyncEvent(BaseModel):
             )
         return self
 
+    def s3_object(self) -> tuple[str, str, bool] | None:
+        """``(bucket, key, deleted)`` of an S3 event; None for a full sync."""
+        if self.detail is None:
+            return None
+        return self.detail.bucket.name, self.detail.object.key, self.detail_type == "Object Deleted"
+
+
+class SyncOutput(StepOutput):
+    """One object's result (``key``, ``connection``, what changed or why it was ignored), or a full sync's
+    ``synced`` and ``problems``; nothing reads them but the log and ``aws lambda invoke``."""
+
 
 EVENT_MODEL = ScheduleSyncEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
+OUTPUT_MODEL = SyncOutput
 
 
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    ev = ScheduleSyncEvent.model_validate(event)
-    if ev.detail is None:
-        return sync_event(None)
-    return sync_event((ev.detail.bucket.name, ev.detail.object.key, ev.detail_type == "Object Deleted"))
+@handler(ScheduleSyncEvent, SyncOutput)
+def lambda_handler(ev: ScheduleSyncEvent) -> dict[str, Any]:
+    return sync_event(ev.s3_object())

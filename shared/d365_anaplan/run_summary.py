@@ -1,7 +1,7 @@
 """What a finished run did, for the people and dashboards that watch the deployment.
 
 When an execution of either flow ends (EventBridge "Step Functions Execution Status Change"), the RunNotifier
-function calls :func:`report_run`, which reads the run from the ledger and
+function calls :func:`report_execution`, which reads the run from the ledger and
 
 * emits Powertools metrics per connection and flow: ``RunSucceeded``/``RunFailed``, ``RunDuration``
   (seconds), ``Rows`` (actuals rows prepared, or plan journal lines planned), ``GLLines``, ``JournalLinesWritten``,
@@ -170,14 +170,15 @@ def publish(summary: RunSummary, *, s3: Any, bucket: str, sns: Any, topic_arn: s
     return {"run_id": summary.run_id, "status": summary.status, "report": keys, "message_id": message_id}
 
 
-def report_run(run_id: str) -> dict[str, Any]:
-    """Everything above for one run (clients and names from the function's environment)."""
+def report_execution(execution_arn: str) -> dict[str, Any]:
+    """Everything above for the run of an ended execution (clients and names from the function's environment)."""
     import boto3
 
     from d365_anaplan.ledger.audit import RunLedger
     from d365_anaplan.observability import metrics
-    from d365_anaplan.runtime import load_connection, settings
+    from d365_anaplan.runtime import load_connection, run_id_of, settings
 
+    run_id = run_id_of(execution_arn)
     env = settings()
     ledger = RunLedger(env.ledger_table)
     run = ledger.get_run(run_id)
@@ -188,5 +189,7 @@ def report_run(run_id: str) -> dict[str, Any]:
         currency_for = lambda _company: "?"  # noqa: E731
     summary = summarise(ledger, run_id, currency_for)
     emit_metrics(summary, metrics)
-    return publish(summary, s3=boto3.client("s3"), bucket=env.staging_bucket, sns=boto3.client("sns"),
-                   topic_arn=os.environ.get("RUN_TOPIC_ARN") or None)  # fmt: skip
+    topic = os.environ.get("RUN_TOPIC_ARN") or None
+    return publish(
+        summary, s3=boto3.client("s3"), bucket=env.staging_bucket, sns=boto3.client("sns"), topic_arn=topic
+    )

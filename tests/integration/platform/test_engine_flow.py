@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from eventbridge import execution_status_change
 
 from d365_anaplan.errors import RecordNotFound
 from devkit.engine import LocalEngine
@@ -189,16 +190,7 @@ def test_janitor_releases_leases_of_executions_that_died(engine: LocalEngine, mo
     execution = "arn:aws:states:us-east-1:123456789012:execution:ActualsFlow:timed-out-run"
     ledger(engine).start_run("timed-out-run", "demo", "actuals", "schedule", {})
     leases(engine).acquire(model_key, execution, 3600)
-    event = {
-        "version": "0",
-        "source": "aws.states",
-        "detail-type": "Step Functions Execution Status Change",
-        "detail": {
-            "executionArn": execution,
-            "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:ActualsFlow",
-            "status": "TIMED_OUT",
-        },
-    }
+    event = execution_status_change(execution, "TIMED_OUT")
     out = engine.invoke("LeaseJanitorFunction", event)
     assert out == {"released": [model_key], "run_closed": True}
     assert leases(engine).get(model_key) is None

@@ -23,6 +23,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from eventbridge import execution_status_change
 
 from devkit.engine import ACCOUNT, LocalEngine
 from devkit.stack import Stack, running
@@ -258,16 +259,11 @@ def recorded(stack: Stack) -> Iterator[tuple[LocalEngine, Recorder]]:
             engine.wrappers["PrepareActualsFunction"] = _failing(rec.wrap("PrepareActualsFunction"))
             failed = engine.run("ActualsFlow", manual, timeout=180)
             assert failed.status == "FAILED"
-            engine.invoke("LeaseJanitorFunction", {
-                "detail-type": "Step Functions Execution Status Change", "source": "aws.states",
-                "detail": {"executionArn": failed.arn, "stateMachineArn": "arn:aws:states:::x",
-                           "status": "FAILED", "error": "X", "cause": "y"},
-            })  # fmt: skip
+            engine.invoke(
+                "LeaseJanitorFunction", execution_status_change(failed.arn, "FAILED", error="X", cause="y")
+            )
             # after a run: its summary (ledger, config, report in S3, SNS); and a full schedule sync
-            engine.invoke("RunNotifierFunction", {
-                "detail-type": "Step Functions Execution Status Change", "source": "aws.states",
-                "detail": {"executionArn": actuals.arn, "stateMachineArn": "arn:aws:states:::x", "status": "SUCCEEDED"},
-            })  # fmt: skip
+            engine.invoke("RunNotifierFunction", execution_status_change(actuals.arn, "SUCCEEDED"))
             engine.invoke("ScheduleSyncFunction", {"sync": "all"})
         yield engine, rec
 
