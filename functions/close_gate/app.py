@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from d365_anaplan.steps.gate import close_gate_for
 from d365_anaplan.steps.handler import StepOutput, handler
-
-
-class PeriodWindow(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
-    from_: str | None = Field(default=None, alias="from")
-    to: str | None = None
+from d365_anaplan.vocabulary import Flow, PeriodWindow
 
 
 class GateEvent(BaseModel):
     connection: str
-    flow: Literal["actuals", "plans"] = "actuals"
+    flow: Flow = "actuals"
     trigger: str = "manual"
     now: datetime  # $$.Execution.StartTime
     periods: PeriodWindow | None = None

@@ -3,15 +3,16 @@ lists. Runs before anything is extracted, so a misnamed import or a missing colu
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, StepOutput, step
 from d365_anaplan.steps.preflight import metadata_precheck
+from d365_anaplan.vocabulary import Flow
 
 
 class PrecheckEvent(StepEvent):
-    flow: Literal["actuals", "plans"]
+    flow: Flow
 
 
 class PrecheckOutput(StepOutput):

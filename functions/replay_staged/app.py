@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StagedImport, StepEvent, StepOutput, step
 from d365_anaplan.steps.replay import replay_staged
+from d365_anaplan.vocabulary import Flow
 
 
 class ReplayEvent(StepEvent):
-    flow: Literal["actuals", "plans"]
+    flow: Flow
     replay_of: str
 
 

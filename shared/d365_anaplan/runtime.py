@@ -82,9 +82,11 @@ def load_connection(name: str, *, fresh: bool = False) -> ConnectionConfig:
     return match[0]
 
 
-def model_key(cfg: ConnectionConfig) -> str:
+def model_key_of(cfg: ConnectionConfig) -> str:
     """The lease key of the connection's Anaplan model (actions on one model are serialized)."""
-    return f"{cfg.anaplan.workspace_id}/{cfg.anaplan.model_id}"
+    from d365_anaplan.ledger.lease import model_key
+
+    return model_key(cfg.anaplan.workspace_id, cfg.anaplan.model_id)
 
 
 def run_id_of(execution_arn: str) -> str:

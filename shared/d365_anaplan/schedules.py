@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from d365_anaplan.config import ConnectionConfig, parse_connections
 from d365_anaplan.errors import ConfigError
+from d365_anaplan.vocabulary import FLOWS
 
-Flow = Literal["actuals", "plans"]
-FLOWS: tuple[Flow, ...] = ("actuals", "plans")
 SUFFIX = ".yaml"
 
 

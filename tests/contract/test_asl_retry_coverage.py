@@ -286,7 +286,7 @@ def test_exemption_model_lease_held_comes_only_from_acquire() -> None:
 def test_the_analysis_finds_what_the_handlers_raise() -> None:
     """The import graph reaches the raising modules through lazy imports and relative imports."""
     assert "LedgerConflict" in can_raise("run_ledger"), "RunLedger.finish_run raises it"
-    assert "d365_anaplan.ledger.audit" in can_raise("run_ledger")["LedgerConflict"]
+    assert "d365_anaplan.ledger.runs" in can_raise("run_ledger")["LedgerConflict"]
     assert "ModelLeaseHeld" in can_raise("model_lease")
     start = can_raise("anaplan_start")  # the Anaplan client is imported lazily by StepContext.anaplan
     assert {"AnaplanModelBusy", "AnaplanThrottled", "AnaplanUnavailable"} <= set(start)

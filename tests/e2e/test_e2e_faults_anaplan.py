@@ -44,7 +44,7 @@ def test_anaplan_429_storm(engine: LocalEngine, stack: Stack, retry_after: str |
 def test_anaplan_token_expires_mid_run(engine: LocalEngine, stack: Stack) -> None:
     clear_actuals(stack)
     app = stack.anaplan.app
-    wrap, done = before_first(lambda e: e.get("step") == "ImportActuals", app.expire_tokens)
+    wrap, done = before_first(lambda e: e.get("step") == "StartActualsImport", app.expire_tokens)
     engine.wrappers["AnaplanStartFunction"] = wrap
     minted = app.counters["tokens_minted"]
     result = run_flow(engine, "ActualsFlow")
@@ -71,7 +71,7 @@ def test_failed_import_saves_the_dump_and_names_it(engine: LocalEngine, stack: S
     clear_actuals(stack)
     app = stack.anaplan.app
     wrap, done = before_first(
-        lambda e: e.get("step") == "ImportActuals", lambda: app.faults.fail_next_import(1)
+        lambda e: e.get("step") == "StartActualsImport", lambda: app.faults.fail_next_import(1)
     )
     engine.wrappers["AnaplanStartFunction"] = wrap
     result = run_flow(engine, "ActualsFlow")
@@ -136,6 +136,6 @@ def test_import_start_accepted_but_answer_lost(
     assert dropped == [200], "the import was started, its answer lost"
     succeeded(result)
     assert app.counters["tasks_started"] - started == 6, "the import was not started a second time"
-    (step,) = [s for s in ledger(engine).steps(result.name) if s.step == "ImportActuals"]
+    (step,) = [s for s in ledger(engine).steps(result.name) if s.step == "StartActualsImport"]
     assert step.detail["adopted"] is True, "the retry followed the task Anaplan had started"
     assert_actuals_match(stack)

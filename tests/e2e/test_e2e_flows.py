@@ -125,7 +125,7 @@ def test_anaplan_import_start_redriven_starts_one_task(engine: LocalEngine, stac
     from d365_anaplan.errors import AnaplanUnavailable
 
     clear_actuals(stack)
-    wrap, failed = fail_once_after(AnaplanUnavailable, lambda e: e.get("step") == "ImportActuals")
+    wrap, failed = fail_once_after(AnaplanUnavailable, lambda e: e.get("step") == "StartActualsImport")
     engine.wrappers["AnaplanStartFunction"] = wrap
     before = tasks_started(stack)
     result = run_ok(engine, "ActualsFlow")
@@ -181,13 +181,13 @@ def test_actuals_steps_invoked_twice_have_one_effect(engine: LocalEngine, stack:
     started = tasks_started(stack)
     book = ledger(engine)
     files = len(book.files(result.name))
-    (start,) = [e for e in events["AnaplanStartFunction"] if e["step"] == "ImportActuals"]
+    (start,) = [e for e in events["AnaplanStartFunction"] if e["step"] == "StartActualsImport"]
     (original,) = actuals_tasks(engine, result.name)
     # The run released the model lease: a late duplicate delivery is refused before it reaches Anaplan.
     sent = anaplan_requests(stack)
     (upload,) = [e for e in events["AnaplanUploadFunction"] if e["step"] == "UploadActuals"]
     for fn, event in (
-        ("AnaplanStartFunction", {**start, "step": "ImportActualsAgain"}),
+        ("AnaplanStartFunction", {**start, "step": "StartActualsImportAgain"}),
         ("AnaplanUploadFunction", upload),
     ):
         with pytest.raises(LeaseLost, match="nothing was sent to Anaplan"):

@@ -65,7 +65,7 @@ def test_execution_whose_lease_was_taken_over_sends_nothing_more(
         at_takeover["displaced"] = taken.displaced_owner
         at_takeover["requests"] = anaplan_requests(stack)
 
-    wrap, done = before_first(lambda e: e.get("task", {}).get("step") == "ImportActuals", take_over)
+    wrap, done = before_first(lambda e: e.get("task", {}).get("step") == "StartActualsImport", take_over)
     engine.wrappers["AnaplanCheckFunction"] = wrap
     result = engine.run("ActualsFlow", manual(), timeout=180)
     assert done, "the actuals import was never polled"

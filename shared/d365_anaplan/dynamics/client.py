@@ -8,13 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from d365_anaplan.config import ConnectionConfig
+from d365_anaplan.dynamics.auth import TokenProvider, credential_from_settings, provider_for
+from d365_anaplan.dynamics.journal import JournalWriter
+from d365_anaplan.dynamics.odata import ODataClient
+from d365_anaplan.dynamics.reader import DynamicsReader
 from d365_anaplan.http import VerifiedSession, restrict_to, session_for
 from d365_anaplan.secrets import SecretResolver
-
-from .auth import TokenProvider, credential_from_settings, provider_for
-from .journal import JournalWriter
-from .odata import ODataClient
-from .reader import DynamicsReader
 
 
 @dataclass

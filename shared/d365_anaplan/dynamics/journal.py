@@ -33,18 +33,23 @@ from decimal import Decimal
 from typing import Any
 
 from d365_anaplan.config import JournalSettings
+from d365_anaplan.dynamics import filters as F
+from d365_anaplan.dynamics.batch import (
+    MAX_BATCH_OPERATIONS,
+    ChangesetResponse,
+    Operation,
+    decode_batch,
+    encode_batch,
+)
+from d365_anaplan.dynamics.dimensions import DimensionFormat
+from d365_anaplan.dynamics.odata import ODataClient, Query, dumps_exact, parse_error
+from d365_anaplan.dynamics.reader import DynamicsReader
 from d365_anaplan.errors import (
     BadInputData,
     DynamicsBadResponse,
     DynamicsUnavailable,
     DynamicsValidationError,
 )
-
-from . import filters as F
-from .batch import MAX_BATCH_OPERATIONS, ChangesetResponse, Operation, decode_batch, encode_batch
-from .dimensions import DimensionFormat
-from .odata import ODataClient, Query, dumps_exact, parse_error
-from .reader import DynamicsReader
 
 log = logging.getLogger(__name__)
 

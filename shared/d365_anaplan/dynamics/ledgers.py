@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from d365_anaplan.dynamics import filters as F
+from d365_anaplan.dynamics.odata import ODataClient, Query
 from d365_anaplan.errors import DynamicsBadResponse, DynamicsRouteUnavailable
-
-from . import filters as F
-from .odata import ODataClient, Query
 
 LEDGERS_SET = "Ledgers"
 PERIODS_SET = "FiscalPeriods"
@@ -60,7 +59,7 @@ class FiscalPeriodInfo:
 
 
 def _date(row: dict[str, Any], name: str, what: str) -> date:
-    from .reader import parse_date
+    from d365_anaplan.dynamics.reader import parse_date
 
     return parse_date(row, name, what)
 

@@ -27,6 +27,7 @@ from tenacity import RetryCallState
 from urllib3.util import parse_url
 
 from d365_anaplan.answers import first_problem
+from d365_anaplan.dynamics.auth import explain_unauthorized
 from d365_anaplan.errors import (
     BadInputData,
     DynamicsAuthError,
@@ -39,8 +40,6 @@ from d365_anaplan.errors import (
 from d365_anaplan.http import parse_retry_after
 from d365_anaplan.retry import Retryable, call_with_retries, honoured_retry_after, may_repeat
 from d365_anaplan.urls import UrlProblem, origin_of, redacted
-
-from .auth import explain_unauthorized
 
 log = logging.getLogger(__name__)
 

@@ -24,14 +24,13 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from d365_anaplan.config import LedgerOptions
+from d365_anaplan.dynamics import filters as F
+from d365_anaplan.dynamics.dimensions import DimensionFormat, delimiter_from_enum, split_by_structure
+from d365_anaplan.dynamics.ledgers import FiscalPeriodInfo, LedgerBooks, LedgerInfo
+from d365_anaplan.dynamics.metadata import ServiceMetadata, parse_metadata
+from d365_anaplan.dynamics.odata import Continuation, ODataClient, Query
 from d365_anaplan.errors import BadInputData, ConfigError, DynamicsBadResponse, DynamicsRouteUnavailable
 from d365_anaplan.flows.records import DimensionValue, GLLine, MainAccount
-
-from . import filters as F
-from .dimensions import DimensionFormat, delimiter_from_enum, split_by_structure
-from .ledgers import FiscalPeriodInfo, LedgerBooks, LedgerInfo
-from .metadata import ServiceMetadata, parse_metadata
-from .odata import Continuation, ODataClient, Query
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any
 
 from d365_anaplan.config import CloseCalendar
 from d365_anaplan.flows.calendar import (
@@ -27,8 +27,7 @@ from d365_anaplan.flows.calendar import (
 from d365_anaplan.ledger.watermarks import Watermarks
 from d365_anaplan.observability import logger
 from d365_anaplan.runtime import load_connection, settings
-
-Flow = Literal["actuals", "plans"]
+from d365_anaplan.vocabulary import Flow
 
 
 def plans_window(cal: CloseCalendar, now: datetime) -> list[date]:

@@ -19,7 +19,7 @@ from d365_anaplan.errors import LeaseLost
 from d365_anaplan.ledger.audit import RunLedger
 from d365_anaplan.ledger.lease import MAX_EXECUTION_SECONDS, ModelLease, lease_ttl_seconds
 from d365_anaplan.observability import logger
-from d365_anaplan.runtime import load_connection, model_key, run_id_of, settings
+from d365_anaplan.runtime import load_connection, model_key_of, run_id_of, settings
 from d365_anaplan.steps.context import StepContext
 
 
@@ -35,7 +35,7 @@ class LeaseRef(BaseModel):
 
 def hold_lease(ctx: StepContext, lease: LeaseRef, doing: str) -> None:
     """Renew this execution's lease on the connection's model, or raise ``LeaseLost`` naming ``doing``."""
-    key = model_key(ctx.cfg)
+    key = model_key_of(ctx.cfg)
     if lease.model_key != key:
         raise LeaseLost(
             f"{doing}: the flow holds the lease of Anaplan model {lease.model_key}, but the connection names "
@@ -57,7 +57,7 @@ def model_lease(
 
     The TTL is derived from the state machine's execution timeout (required for acquire and renew).
     """
-    key = model_key(load_connection(connection))
+    key = model_key_of(load_connection(connection))
     env = settings()
     leases = ModelLease(env.ledger_table)
     run_id = run_id_of(execution)
@@ -65,7 +65,7 @@ def model_lease(
     if op == "release":
         released = leases.release(key, execution)
         RunLedger(env.ledger_table).record_step(
-            run_id, "ReleaseLease", "SUCCEEDED", {"model": key, "released": released}
+            run_id, "ReleaseModelLease", "SUCCEEDED", {"model": key, "released": released}
         )
         return {"model_key": key, "released": released}
     assert execution_timeout_seconds is not None  # the event model requires it for acquire and renew
@@ -75,7 +75,10 @@ def model_lease(
     else:
         lease = leases.acquire(key, execution, ttl)
         RunLedger(env.ledger_table).record_step(
-            run_id, "AcquireLease", "SUCCEEDED", {"model": key, "expires_at": lease.expires_at.isoformat()}
+            run_id,
+            "AcquireModelLease",
+            "SUCCEEDED",
+            {"model": key, "expires_at": lease.expires_at.isoformat()},
         )
     if lease.owner != execution:  # defensive: the ledger must never hand us someone else's lease
         raise LeaseLost(f"lease on {key} is owned by another execution")

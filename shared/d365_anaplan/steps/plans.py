@@ -247,7 +247,7 @@ def write_journal_batch(ctx: StepContext, batch: dict[str, Any], *, dry_run: boo
         planned = ctx.dynamics.writer.write(
             str(batch["company"]), [p[0] for p in pairs], header, dry_run=True
         )
-        ctx.ledger.record_step(ctx.run_id, f"WriteJournal:{journal_key}", "DRY_RUN",
+        ctx.ledger.record_step(ctx.run_id, f"WriteJournalBatch:{journal_key}", "DRY_RUN",
                                {"lines": planned.lines_planned, "description": header.description})  # fmt: skip
         return {"journal_key": journal_key, "company": batch["company"], "journal_batch_number": None, "written": 0,
                 "skipped": 0, "rejected": 0, "dry_run": True}  # fmt: skip

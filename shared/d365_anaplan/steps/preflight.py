@@ -21,12 +21,13 @@ import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from d365_anaplan.anaplan.client import check_header
 from d365_anaplan.errors import AnaplanHeaderMismatch, AnaplanNotFound, BadInputData, ConnectorError
 from d365_anaplan.flows.actuals import actuals_header
 from d365_anaplan.flows.plans import parse_plan_export
+from d365_anaplan.vocabulary import Flow
 
 if TYPE_CHECKING:
     from d365_anaplan.anaplan.client import AnaplanClient
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from d365_anaplan.config import ConnectionConfig
     from d365_anaplan.steps.context import StepContext
 
-Flow = Literal["actuals", "plans"]
 
 IMPORT_REMEDY = (
     "make the connector's file and the import agree (columns are matched by name): set the column names in "

@@ -7,16 +7,17 @@ ledger stay untouched. The original must be a run of the same connection and flo
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from d365_anaplan.errors import BadInputData, RecordNotFound
 from d365_anaplan.staging import run_key
 from d365_anaplan.steps.context import StepContext
+from d365_anaplan.vocabulary import Flow
 
 FOLDERS: dict[str, tuple[str, ...]] = {"actuals": ("master", "gl"), "plans": ("exports",)}
 
 
-def original_request(ctx: StepContext, original: str, flow: Literal["actuals", "plans"]) -> dict[str, Any]:
+def original_request(ctx: StepContext, original: str, flow: Flow) -> dict[str, Any]:
     """The original run's request, after checking it is a run of this connection and flow."""
     try:
         run = ctx.ledger.get_run(original)
@@ -31,7 +32,7 @@ def original_request(ctx: StepContext, original: str, flow: Literal["actuals", "
     return request if isinstance(request, dict) else {}
 
 
-def replay_staged(ctx: StepContext, original: str, flow: Literal["actuals", "plans"]) -> dict[str, Any]:
+def replay_staged(ctx: StepContext, original: str, flow: Flow) -> dict[str, Any]:
     """Copy the original run's staged inputs into this run and describe them as the extraction would."""
     original_request(ctx, original, flow)
     bucket = ctx.env.staging_bucket

@@ -17,19 +17,11 @@ from d365_anaplan.ledger.audit import RunLedger
 from d365_anaplan.ledger.lease import ModelLease
 from d365_anaplan.ledger.watermarks import Watermarks
 from d365_anaplan.observability import logger, metrics
-from d365_anaplan.runtime import load_connection, model_key, run_id_of, settings
+from d365_anaplan.runtime import load_connection, model_key_of, run_id_of, settings
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.gate import close_gate
 from d365_anaplan.steps.replay import original_request
-
-Flow = Literal["actuals", "plans"]
-
-
-class PeriodWindow(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="forbid")
-
-    from_: str | None = Field(default=None, alias="from")
-    to: str | None = None
+from d365_anaplan.vocabulary import Flow, PeriodWindow
 
 
 class RunRequest(BaseModel):
@@ -76,7 +68,7 @@ def open_run(ledger: RunLedger, *, connection: str, flow: Flow, execution: str, 
     record_window(ledger, run.run_id, cfg, connection=connection, flow=flow, periods=periods, dry_run=dry_run)
     return {
         "run_id": run.run_id,
-        "model_key": model_key(cfg),
+        "model_key": model_key_of(cfg),
         "companies": cfg.dynamics.companies,
         "periods": periods,
         "dry_run": dry_run,

@@ -80,8 +80,8 @@ def test_manual_run_succeeds_records_ledger_and_advances_watermark(
     assert mark.value == "2025-02"
     assert leases(engine).get(model_key) is None
     steps = [s.step for s in ledger(engine).steps(result.name)]
-    assert "AcquireLease" in steps
-    assert "ReleaseLease" in steps
+    assert "AcquireModelLease" in steps
+    assert "ReleaseModelLease" in steps
 
 
 def test_bad_period_is_caught_recorded_and_execution_fails(engine: LocalEngine) -> None:

@@ -117,7 +117,7 @@ def _ctx(leases: ModelLease, execution: str = A) -> Any:
 def test_hold_lease_renews_the_owners_lease(leases: ModelLease, clock: FakeClock) -> None:
     leases.acquire(MODEL, A, TTL)
     clock.advance(TTL - 1)
-    hold_lease(_ctx(leases), LeaseRef(model_key=MODEL, ttl_seconds=TTL), "ImportActuals: poll")
+    hold_lease(_ctx(leases), LeaseRef(model_key=MODEL, ttl_seconds=TTL), "StartActualsImport: poll")
     assert leases.get(MODEL).expires_at == clock.now + timedelta(seconds=TTL)  # type: ignore[union-attr]
     clock.advance(TTL - 1)
     with pytest.raises(ModelLeaseHeld):
@@ -130,8 +130,10 @@ def test_hold_lease_refuses_when_another_execution_owns_the_model(
     leases.acquire(MODEL, A, TTL)
     clock.advance(TTL + 1)
     leases.acquire(MODEL, B, TTL)
-    with pytest.raises(LeaseLost, match=rf"ImportActuals: poll: .*held by {B}.*nothing was sent to Anaplan"):
-        hold_lease(_ctx(leases), LeaseRef(model_key=MODEL, ttl_seconds=TTL), "ImportActuals: poll")
+    with pytest.raises(
+        LeaseLost, match=rf"StartActualsImport: poll: .*held by {B}.*nothing was sent to Anaplan"
+    ):
+        hold_lease(_ctx(leases), LeaseRef(model_key=MODEL, ttl_seconds=TTL), "StartActualsImport: poll")
 
 
 def test_hold_lease_refuses_a_lease_of_another_model(leases: ModelLease) -> None:
