@@ -15,7 +15,7 @@ SAM := $(TOOLS)/sam/bin/sam
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv tools lint typecheck unit pytest cfn statelint checkov sam-validate test demo bench bench-anaplan bench-dynamics clean
+.PHONY: help venv tools config-table lint typecheck unit pytest cfn statelint checkov sam-validate test demo bench bench-anaplan bench-dynamics clean
 
 help:
 	@echo "make demo   - run both flows on local sandboxes (creates the venv first)"
@@ -47,6 +47,10 @@ $(SAM): requirements-tools.txt
 
 tools: $(CHECKOV) $(SAM)
 
+# the README's configuration table, from the Field descriptions of shared/d365_anaplan/config.py
+config-table: venv
+	$(VENV)/bin/python -m devkit.config_table
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -63,7 +67,11 @@ pytest: venv
 cfn: venv
 	$(VENV)/bin/cfn-lint template.yaml
 
-statelint: venv
+state# the README's configuration table, from the Field descriptions of shared/d365_anaplan/config.py
+config-table: venv
+	$(VENV)/bin/python -m devkit.config_table
+
+lint: venv
 	@for f in statemachine/*.asl.json; do echo "statelint $$f"; $(VENV)/bin/statelint --ignore=URI $$f || exit 1; done
 
 checkov: $(CHECKOV)

@@ -147,8 +147,8 @@ def dump(engine: LocalEngine, directory: Path | str | None = None) -> StateSumma
             root = work / "buckets" / lid
             root.mkdir(parents=True)
             count = 0
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-                for obj in page.get("Contents", []):
+            for listing in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                for obj in listing.get("Contents", []):
                     key = str(obj["Key"])
                     if not _safe_key(key):
                         continue

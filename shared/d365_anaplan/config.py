@@ -254,8 +254,8 @@ def _raw_host_problems(data: Any, aws: bool = False) -> list[str]:
 class CertificateCredential(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cert_pem: Secret
-    key_pem: Secret
+    cert_pem: Secret = Field(description="PEM certificate of the app registration (a credential reference)")
+    key_pem: Secret = Field(description="PEM private key of that certificate (a credential reference)")
 
 
 class JournalSettings(BaseModel):
@@ -263,27 +263,69 @@ class JournalSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # budget_register: BudgetRegisterEntryHeaders/Lines (budget model + code; never touches actual balances).
-    # ledger_journal: LedgerJournalHeaders/Lines on an explicit non-Current posting layer (opt-in).
-    target: Literal["ledger_journal", "budget_register"] = "budget_register"
-    journal_name: str = "Budget"
-    # Ledger journals only: the header's PostingLayer (CurrentOperationsTax member, never Current); `check`
-    # verifies the journal name carries the same layer.
-    posting_layer: str | None = None
-    # Budget register: defaults for every export (each export can override them, per fiscal year too).
-    budget_model: str | None = None
-    budget_code: str | None = None  # the first load of a cell (a code of budget type Original budget)
-    revision_budget_code: str | None = None  # every later change of a cell (a code of type Revision)
-    # How BudgetRegisterEntryLines shows revenue amounts (UNCONFIRMED in F&O, dynamics-budget-fiscal.md A2):
-    # "as_entered" (positive revenue stays positive) or "stored" (sign-flipped like BudgetTransactionLine).
-    budget_revenue_read_sign: Literal["as_entered", "stored"] = "as_entered"
-    currency_code: str = "USD"
-    # Per legal entity, e.g. {DEMF: EUR}: plan values are in each company's accounting currency.
-    currency_codes: dict[str, str] = Field(default_factory=dict)
-    lines_per_batch: int = Field(default=1000, ge=1, le=5000)
+    target: Literal["ledger_journal", "budget_register"] = Field(
+        default="budget_register",
+        description=(
+            "`budget_register` (BudgetRegisterEntryHeaders/Lines under a budget model and code; never"
+            " touches actual balances) or the opt-in `ledger_journal` (LedgerJournalHeaders/Lines on "
+            "`posting_layer`)"
+        ),
+    )
+    journal_name: str = Field(
+        default="Budget", description="ledger journals: F&O journal name (each export can name its own)"
+    )
+    posting_layer: str | None = Field(
+        default=None,
+        description=(
+            "ledger journals: required, a layer other than `Current` (e.g. `CustomLayer1`); `check` "
+            "verifies the journal name posts to it"
+        ),
+    )
+    budget_model: str | None = Field(
+        default=None,
+        description="budget register: the budget model (each export can name its own, per fiscal year)",
+    )
+    budget_code: str | None = Field(
+        default=None,
+        description=(
+            "budget register: the code of a cell's first load (a code of budget type *Original budget*)"
+        ),
+    )
+    revision_budget_code: str | None = Field(
+        default=None,
+        description=(
+            "budget register: the code of every later change (a code of type *Revision*); needed once"
+            " a plan is revised"
+        ),
+    )
+    budget_revenue_read_sign: Literal["as_entered", "stored"] = Field(
+        default="as_entered",
+        description=(
+            "how `BudgetRegisterEntryLines` shows revenue (UNCONFIRMED in F&O): `as_entered` "
+            "(positive) or `stored` (sign-flipped like the table); `check` compares one of the "
+            "connector's revenue lines with the raw `BudgetTransactionLineBiEntities` (stored sign) "
+            "and names the right value; a wrong value also fails reconciliation on revenue accounts"
+        ),
+    )
+    currency_code: str = Field(default="USD", description="currency of written lines")
+    currency_codes: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "per legal entity, e.g. `{DEMF: EUR}`: plan values are written in each company's "
+            "accounting currency"
+        ),
+    )
+    lines_per_batch: int = Field(
+        default=1000, ge=1, le=5000, description="lines per `$batch` (≤ 5,000 operations)"
+    )
 
-    # Ledger journals only: main account (or full ledger display value) of one balancing line per voucher.
-    offset_account: str | None = None
+    offset_account: str | None = Field(
+        default=None,
+        description=(
+            "ledger journals only: optional balancing account (main account or full ledger display "
+            "value), one line per voucher"
+        ),
+    )
 
     @field_validator("currency_codes")
     @classmethod
@@ -311,18 +353,55 @@ class JournalSettings(BaseModel):
 class DynamicsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    environment_url: str
-    tenant_id: str
-    authority_host: str = "https://login.microsoftonline.com"
-    client_id: str
-    client_secret: Secret | None = None
-    certificate: CertificateCredential | None = None
-    companies: list[str] = Field(min_length=1)
-    page_size: int = Field(default=5000, ge=1, le=10000)
-    timeout_seconds: int = Field(default=120, ge=1, le=900)
-    gl_route: Literal["auto", "published", "bi"] = "auto"
-    published_gl_entity_set: str = "GeneralJournalAccountEntries"
-    journal: JournalSettings = JournalSettings()
+    environment_url: str = Field(
+        description=(
+            "F&O environment, https; normalised to lowercase, no path or trailing slash; must match a"
+            " known F&O host pattern (`*.operations[.xx].dynamics.com`, `*.sandbox.operations…`, "
+            "`*.cloudax.dynamics.com`, `*.axcloud.dynamics.com`, `*.cloud.onebox.dynamics.com`, "
+            "`*.operations.dynamics.cn`) on port 443, unless allowed (`security.allowed_hosts` "
+            "locally, stack parameter `AllowedHosts` in AWS)"
+        )
+    )
+    tenant_id: str = Field(description="the customer's Entra tenant (tokens come from the tenant endpoint)")
+    authority_host: str = Field(
+        default="https://login.microsoftonline.com",
+        description=(
+            "Entra authority (sovereign clouds: `login.microsoftonline.us`, "
+            "`login.partner.microsoftonline.cn`)"
+        ),
+    )
+    client_id: str = Field(
+        description="app registration id (also registered in F&O → Microsoft Entra applications)"
+    )
+    client_secret: Secret | None = Field(
+        default=None,
+        description=(
+            "the app registration's client secret (a credential reference); exactly one of it and "
+            "`certificate`"
+        ),
+    )
+    certificate: CertificateCredential | None = Field(
+        default=None, description="the app registration's certificate; exactly one of it and `client_secret`"
+    )
+    companies: list[str] = Field(min_length=1, description="legal entities (`dataAreaId`) to read and write")
+    page_size: int = Field(
+        default=5000, ge=1, le=10000, description="OData `Prefer: odata.maxpagesize` (≤ 10,000)"
+    )
+    timeout_seconds: int = Field(default=120, ge=1, le=900, description="per request")
+    gl_route: Literal["auto", "published", "bi"] = Field(
+        default="auto",
+        description=(
+            "`auto` (discover from `$metadata`), `published` (a published GL account entry entity), "
+            "`bi` (the BI entities)"
+        ),
+    )
+    published_gl_entity_set: str = Field(
+        default="GeneralJournalAccountEntries",
+        description="name of the published entity set, when the customer has one",
+    )
+    journal: JournalSettings = Field(
+        default=JournalSettings(), description="where approved plan values land in F&O"
+    )
 
     @field_validator("environment_url", "authority_host")
     @classmethod
@@ -356,27 +435,38 @@ class DynamicsSettings(BaseModel):
 class BasicAuth(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: Literal["basic"] = "basic"
-    username: str
-    password: Secret
+    mode: Literal["basic"] = Field(default="basic", description="`basic`, `certificate` or `device`")
+    username: str = Field(description="basic: Anaplan user name")
+    password: Secret = Field(description="basic: its password (a credential reference)")
 
 
 class CertificateAuth(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: Literal["certificate"] = "certificate"
-    cert_pem: Secret
-    key_pem: Secret
-    payload: Literal["v1", "v2"] = "v2"
+    mode: Literal["certificate"] = Field(
+        default="certificate", description="`basic`, `certificate` or `device`"
+    )
+    cert_pem: Secret = Field(
+        description="certificate: the CA certificate registered in Anaplan (a credential reference)"
+    )
+    key_pem: Secret = Field(description="certificate: its private key (a credential reference)")
+    payload: Literal["v1", "v2"] = Field(
+        default="v2", description="certificate: `v2` or `v1` of Anaplan's certificate authentication payload"
+    )
 
 
 class DeviceAuth(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: Literal["device"] = "device"
-    client_id: str
-    # Where the rotating refresh token lives: a Secrets Manager ARN in AWS; locally a file: reference.
-    refresh_token: Secret | None = None
+    mode: Literal["device"] = Field(default="device", description="`basic`, `certificate` or `device`")
+    client_id: str = Field(description="device: the OAuth client id of the Anaplan OAuth client")
+    refresh_token: Secret | None = Field(
+        default=None,
+        description=(
+            "device: where the rotating refresh token lives (a Secrets Manager ARN in AWS; locally a "
+            "`file:` reference); written by `anaplan-login`"
+        ),
+    )
 
 
 AnaplanAuth = Annotated[BasicAuth | CertificateAuth | DeviceAuth, Field(discriminator="mode")]
@@ -385,16 +475,26 @@ AnaplanAuth = Annotated[BasicAuth | CertificateAuth | DeviceAuth, Field(discrimi
 class AnaplanSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    auth_url: str = "https://auth.anaplan.com"
-    api_url: str = "https://api.anaplan.com/2/0"
-    oauth_url: str = "https://us1a.app.anaplan.com"
-    workspace_id: str
-    model_id: str
-    auth: AnaplanAuth
-    chunk_size_mb: int = Field(default=10, ge=1, le=50)
-    locale: str = "en_US"
-    requests_per_minute: int = Field(default=540, ge=1, le=600)
-    timeout_seconds: int = Field(default=120, ge=1, le=900)
+    auth_url: str = Field(
+        default="https://auth.anaplan.com", description="authentication host (regional tenants differ)"
+    )
+    api_url: str = Field(default="https://api.anaplan.com/2/0", description="Integration API base")
+    oauth_url: str = Field(default="https://us1a.app.anaplan.com", description="OAuth host (device grant)")
+    workspace_id: str = Field(description="the planning model's workspace")
+    model_id: str = Field(description="the planning model")
+    auth: AnaplanAuth = Field(
+        description=(
+            "how the connector authenticates: `{mode: basic, username, password}`, `{mode: "
+            "certificate, cert_pem, key_pem, payload: v2|v1}` or `{mode: device, client_id, "
+            "refresh_token}`"
+        )
+    )
+    chunk_size_mb: int = Field(default=10, ge=1, le=50, description="upload chunk size, 1–50 MB uncompressed")
+    locale: str = Field(default="en_US", description="`localeName` of action tasks")
+    requests_per_minute: int = Field(
+        default=540, ge=1, le=600, description="client-side limiter, under the tenant's 600/min"
+    )
+    timeout_seconds: int = Field(default=120, ge=1, le=900, description="per request")
 
     @field_validator("auth_url", "api_url", "oauth_url")
     @classmethod
@@ -410,100 +510,221 @@ class DimensionMapping(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str  # F&O dimension attribute name, e.g. "CostCenter"
-    column: str  # column in the Anaplan actuals / plan files
-    list_import: str | None = None  # Anaplan import action that loads the list members
-    list_name: str | None = None  # Anaplan list whose members the alignment check reads
-    unmapped_member: str | None = None  # member used for unknown values when policy is "map"
-    # Member written when an F&O line has no value for this dimension (balance-sheet lines often have none);
-    # unset, a blank value is checked like any other and fails alignment unless the list has a blank member.
-    blank_member: str | None = None
+    name: str = Field(description="F&O dimension attribute name, e.g. `CostCenter`")
+    column: str = Field(description="column in the Anaplan actuals / plan files")
+    list_import: str | None = Field(
+        default=None, description="Anaplan import action that loads the dimension's values"
+    )
+    list_name: str | None = Field(
+        default=None, description="Anaplan list whose members the alignment check reads (unset = not checked)"
+    )
+    unmapped_member: str | None = Field(
+        default=None,
+        description="member used for unknown values when `mapping.actuals.unmapped_policy` is `map`",
+    )
+    blank_member: str | None = Field(
+        default=None,
+        description=(
+            "member written when an F&O line has no value for this dimension (balance-sheet lines "
+            "often have none); unset, a blank value is checked like any other and fails alignment "
+            "unless the list has a blank member"
+        ),
+    )
 
 
 class ListImport(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    import_action: str
-    code_column: str = "Code"
-    name_column: str = "Name"
-    list_name: str | None = None  # Anaplan list whose members the alignment check reads
+    import_action: str = Field(description="Anaplan import that loads the list")
+    code_column: str = Field(default="Code", description="column of the code in the list file")
+    name_column: str = Field(default="Name", description="column of the name in the list file")
+    list_name: str | None = Field(
+        default=None, description="Anaplan list whose members the alignment check reads (e.g. `Accounts`)"
+    )
 
 
 class ActualsMapping(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    import_action: str = "Load GL Actuals"
-    grain: Literal["monthly", "line"] = "monthly"
-    # Period label written into the file: tokens {yyyy} {yy} {mm} {m} {mon} {Mon} {MON} {fy} {fyy} {q}.
-    period_format: str = "{Mon} {yy}"
-    version: str = "Actual"
-    company_column: str = "Entity"
-    account_column: str = "Account"
-    period_column: str = "Period"
-    # None: the file has no version column (a model without a Versions dimension, or one the import fixes).
-    version_column: str | None = "Version"
-    amount_column: str = "Amount"
-    # Columns with one value on every row (e.g. {"Scenario": "Actual"}), after the configured columns.
-    constant_columns: dict[str, str] = Field(default_factory=dict)
-    unmapped_policy: Literal["fail", "map"] = "fail"
-    unmapped_account: str | None = None
-    # Optional read-back: an export of the actuals module (same columns as the import file) that
-    # reconciliation compares with the F&O totals, so "loaded" means "Anaplan holds these numbers".
-    verify_export: str | None = None
-    # Extra columns written only with grain "line".
-    line_id_column: str = "Line"
-    voucher_column: str = "Voucher"
-    description_column: str = "Description"
+    import_action: str = Field(default="Load GL Actuals", description="the module import for actuals")
+    grain: Literal["monthly", "line"] = Field(
+        default="monthly",
+        description=(
+            "`monthly` (balance per company × account × dimensions × period) or `line` (one row per "
+            "GL line, with `line_id_column`, `voucher_column`, `description_column`)"
+        ),
+    )
+    period_format: str = Field(
+        default="{Mon} {yy}",
+        description=(
+            "period labels the model uses; tokens `{yyyy} {yy} {mm} {m} {mon} {Mon} {MON} {fy} {fyy} "
+            "{q}` (fiscal tokens follow `close_calendar.fiscal_year_start_month`)"
+        ),
+    )
+    version: str = Field(default="Actual", description="value of the version column")
+    company_column: str = Field(
+        default="Entity",
+        description=(
+            "column of the legal entity in the import file (the file is written in the order of the "
+            "import's `headerNames` when they name exactly the configured columns, matched by name; "
+            "else in this order, and the pre-check fails naming the difference)"
+        ),
+    )
+    account_column: str = Field(
+        default="Account", description="column of the main account in the import file"
+    )
+    period_column: str = Field(default="Period", description="column of the period label in the import file")
+    version_column: str | None = Field(
+        default="Version",
+        description=(
+            "column of the version; `null`: the file has no version column (a model without a "
+            "Versions dimension, or an import that fixes the version)"
+        ),
+    )
+    amount_column: str = Field(default="Amount", description="column of the amount in the import file")
+    constant_columns: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "extra columns with one value on every row, e.g. `{Scenario: Actual}`, after the "
+            "configured columns"
+        ),
+    )
+    unmapped_policy: Literal["fail", "map"] = Field(
+        default="fail",
+        description=(
+            "`fail` (the run fails with the unmatched values, counts and amounts) or `map` (unmatched"
+            " values go to `unmapped_account` / each dimension's `unmapped_member`)"
+        ),
+    )
+    unmapped_account: str | None = Field(
+        default=None, description="account member used for unknown accounts when `unmapped_policy` is `map`"
+    )
+    verify_export: str | None = Field(
+        default=None,
+        description=(
+            "an export of the actuals module with the import's columns; when set, reconciliation "
+            "reads Anaplan back and compares every company/account/period total to the cent"
+        ),
+    )
+    line_id_column: str = Field(default="Line", description="grain `line` only: column of the GL line id")
+    voucher_column: str = Field(default="Voucher", description="grain `line` only: column of the voucher")
+    description_column: str = Field(
+        default="Description", description="grain `line` only: column of the line description"
+    )
 
 
 class PlanExport(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    export_action: str
-    version: str  # e.g. "Budget" or "Forecast": only rows of this version are accepted
-    period_format: str | None = None  # the export's period labels; None: mapping.actuals.period_format
-    journal_name: str | None = None  # overrides dynamics.journal.journal_name
-    # Budget register: override dynamics.journal.budget_model / budget_code / revision_budget_code.
-    budget_model: str | None = None
-    budget_models: dict[int, str] = Field(default_factory=dict)  # per fiscal year, e.g. {2026: FY2026}
-    budget_code: str | None = None
-    revision_budget_code: str | None = None
+    export_action: str = Field(description="the Anaplan export of approved plan values")
+    version: str = Field(description="e.g. `Budget` or `Forecast`: only rows of this version are accepted")
+    period_format: str | None = Field(
+        default=None,
+        description=(
+            "the export's own period labels (tokens as `mapping.actuals.period_format`, which applies"
+            " when unset)"
+        ),
+    )
+    journal_name: str | None = Field(default=None, description="overrides `dynamics.journal.journal_name`")
+    budget_model: str | None = Field(
+        default=None, description="budget register: overrides `dynamics.journal.budget_model`"
+    )
+    budget_models: dict[int, str] = Field(
+        default_factory=dict, description="budget register: a model per fiscal year, e.g. `{2026: FY2026}`"
+    )
+    budget_code: str | None = Field(
+        default=None, description="budget register: overrides `dynamics.journal.budget_code`"
+    )
+    revision_budget_code: str | None = Field(
+        default=None, description="budget register: overrides `dynamics.journal.revision_budget_code`"
+    )
 
 
 class PlansMapping(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    exports: list[PlanExport] = Field(default_factory=list)
-    company_column: str = "Entity"
-    account_column: str = "Account"
-    period_column: str = "Period"
-    # None: the exports carry no version column; every row is the export's configured version.
-    version_column: str | None = "Version"
-    amount_column: str = "Amount"
-    approval_column: str | None = "Approval"
-    approved_value: str = "Approved"
-    # "long": one row per cell (period_column, amount_column); "time_in_columns": one column per month whose
-    # header is a period label in the export's period format (totals such as "Q1 FY25" or "FY25" ignored).
-    layout: Literal["long", "time_in_columns"] = "long"
-    # "refuse": an amount with more than 2 decimals fails the run; "largest_remainder": read spread values
-    # (Anaplan doubles) and round them so each company x version x account total ties (flows/plans.py).
-    rounding: Literal["refuse", "largest_remainder"] = "refuse"
-    # "ledger": debit positive, credit negative; "natural": revenue, liability and equity positive (flipped
-    # by the F&O main account type before anything is written).
-    sign: Literal["ledger", "natural"] = "ledger"
-    # Names of mapping.dimensions the plan exports carry (None: all of them). Plans are often made at a
-    # coarser grain than actuals, e.g. per company and account only.
-    dimensions: list[str] | None = None
+    exports: list[PlanExport] = Field(
+        default_factory=list,
+        description=(
+            "one entry per approved-plan export (e.g. budget and forecast, each with its own model or codes)"
+        ),
+    )
+    company_column: str = Field(
+        default="Entity", description="column of the legal entity in the export files"
+    )
+    account_column: str = Field(
+        default="Account", description="column of the main account in the export files"
+    )
+    period_column: str = Field(default="Period", description="column of the period label (layout `long`)")
+    version_column: str | None = Field(
+        default="Version",
+        description=(
+            "column of the version; `null`: the exports carry no version column and every row is the "
+            "export's configured `version`"
+        ),
+    )
+    amount_column: str = Field(default="Amount", description="column of the amount (layout `long`)")
+    approval_column: str | None = Field(
+        default="Approval",
+        description=(
+            "only rows whose approval column equals `approved_value` are written; `null` = no approval column"
+        ),
+    )
+    approved_value: str = Field(
+        default="Approved", description="the approval column's value of an approved row"
+    )
+    layout: Literal["long", "time_in_columns"] = Field(
+        default="long",
+        description=(
+            "`long`: one row per cell (`period_column`, `amount_column`); `time_in_columns`: one "
+            "column per month whose header is a period label in the export's period format (total "
+            "columns such as `Q1 FY25`, `FY25` are ignored; a blank cell holds nothing)"
+        ),
+    )
+    rounding: Literal["refuse", "largest_remainder"] = Field(
+        default="refuse",
+        description=(
+            "`refuse`: an amount with more than 2 decimals fails the run; `largest_remainder`: spread"
+            " values (Anaplan doubles such as `62.25000000000001`) are rounded to cents per company ×"
+            " version × account of each export: the exact total is rounded half away from zero, every"
+            " cell is rounded down and the cells with the largest remainders get one more cent until "
+            "they add up to that total (ties: earlier export line, then earlier period); every cell "
+            "moves by less than a cent"
+        ),
+    )
+    sign: Literal["ledger", "natural"] = Field(
+        default="ledger",
+        description=(
+            "`ledger`: exports hold debit positive, credit negative; `natural`: revenue, liability "
+            "and equity are exported positive and are turned into ledger sign by the F&O main account"
+            " type before anything is written (an account typed only ProfitAndLoss/BalanceSheet/Blank"
+            " is refused: its side is unknown). Actuals are always written in ledger sign"
+        ),
+    )
+    dimensions: list[str] | None = Field(
+        default=None,
+        description=(
+            "names of `mapping.dimensions` the plan exports carry (`null`: all of them); plans are "
+            "often coarser than actuals, e.g. per company and account only"
+        ),
+    )
 
 
 class Mappings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    accounts: ListImport = ListImport(import_action="Load Accounts")
-    companies: ListImport | None = None
-    dimensions: list[DimensionMapping] = Field(default_factory=list)
-    actuals: ActualsMapping = ActualsMapping()
-    plans: PlansMapping = PlansMapping()
+    accounts: ListImport = Field(
+        default=ListImport(import_action="Load Accounts"),
+        description="the Anaplan import that loads main accounts",
+    )
+    companies: ListImport | None = Field(
+        default=None, description="optional import for legal entities (same keys as `accounts`)"
+    )
+    dimensions: list[DimensionMapping] = Field(
+        default_factory=list, description="per F&O dimension carried into Anaplan"
+    )
+    actuals: ActualsMapping = Field(default=ActualsMapping(), description="the actuals import file")
+    plans: PlansMapping = Field(default=PlansMapping(), description="the approved-plan exports")
 
 
 class CloseCalendar(BaseModel):
@@ -511,11 +732,20 @@ class CloseCalendar(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timezone: str = "UTC"
-    business_day: int = Field(default=3, ge=1, le=20)
-    fiscal_year_start_month: int = Field(default=1, ge=1, le=12)
-    holidays: list[date] = Field(default_factory=list)
-    first_period: str | None = None  # "YYYY-MM": the earliest period the fiscal calendar knows
+    timezone: str = Field(default="UTC", description="IANA time zone of the close calendar")
+    business_day: int = Field(
+        default=3, ge=1, le=20, description="a month's actuals are due on business day N after month end"
+    )
+    fiscal_year_start_month: int = Field(
+        default=1,
+        ge=1,
+        le=12,
+        description="first month of the fiscal year (fiscal period tokens, the plan horizon)",
+    )
+    holidays: list[date] = Field(default_factory=list, description="dates that are no business days")
+    first_period: str | None = Field(
+        default=None, description="`YYYY-MM`: the earliest period the fiscal calendar knows"
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -541,45 +771,132 @@ class LedgerOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # F&O PostingLayer values (enum CurrentOperationsTax) read as actuals, on every GL route.
-    posting_layers: list[str] = Field(default_factory=lambda: ["Current"], min_length=1)
-    # Fiscal period types loaded; opening (balances carried forward) and closing (year-end close) are left out.
-    period_types: list[PeriodTypeName] = Field(default_factory=lambda: [_OPERATING], min_length=1)
-    # GL entries that budget appropriation posts from budget register entries (JournalCategory/PostingType Budget).
-    exclude_budget_entries: bool = True
-    # Which amount is loaded: the ledger's accounting currency, its reporting currency, or the transaction currency.
-    currency: Literal["accounting", "reporting", "transaction"] = "accounting"
-    # Optional column of the actuals file holding the currency of each amount.
-    currency_column: str | None = None
-    # Period of a line: "month" (calendar month of AccountingDate), "fiscal" (the ledger's fiscal period), or
-    # "auto" (fiscal for companies whose calendar's operating periods are not calendar months).
-    period_basis: Literal["auto", "month", "fiscal"] = "auto"
-    # Labels of fiscal periods: {fyname} fiscal year name, {fp} period number, {fpp} 2 digits, {pname} period name.
-    fiscal_period_format: str = "FY{fyname} P{fpp}"
-    # Balance-sheet accounts as movements of the period, or as period-end balances including the fiscal year's
-    # opening balance (the opening-period entries) for balance-sheet and cash planning.
-    balance_sheet: Literal["movements", "balances"] = "movements"
-    # Scheduled runs also reload the last N closed months (late postings); 0 = only months after the watermark.
-    reload_closed_months: int = Field(default=2, ge=0, le=24)
-    # Control totals: every company x period x currency of the extracted GL nets to zero.
-    require_balanced: bool = True
-    # Second path for control totals: "other_route" (the other GL route, when the environment has both) or "none".
-    second_path: Literal["none", "other_route"] = "none"
-    # Largest absolute difference tolerated per currency (e.g. {JPY: "1"}); others use reconciliation_tolerance.
-    tolerances: dict[str, Decimal] = Field(default_factory=dict)
-    # Main account attributes written as property columns of the account list import (None = not written).
-    account_type_column: str | None = None
-    account_category_column: str | None = None
-    account_parent_column: str | None = None
-    # GL lines without named dimension values (no LedgerDimensionValuesJson) are split from their display value:
-    # "structure" = in the segment order of the account structure that applies to the line (read from F&O's
-    # DimensionCombinations, the order from account_structures); "format" = in the ledger integration format's
-    # order. Which order F&O's display strings follow is UNCONFIRMED (dynamics-fo.md section 3): check shows it.
-    display_value_order: Literal["structure", "format"] = "structure"
-    # Segment order of each account structure, by its name in F&O (e.g. {"Manufacturing P&L": [MainAccount,
-    # CostCenter, Department, BusinessUnit]}); no entity publishes it (General ledger > Chart of accounts >
-    # Structures > Configure account structures).
-    account_structures: dict[str, list[str]] = Field(default_factory=dict)
+    posting_layers: list[str] = Field(
+        default_factory=lambda: ["Current"],
+        min_length=1,
+        description=(
+            "F&O posting layers read as actuals, on both GL routes (`Current`, `Operations`, `Tax`, "
+            "`CustomLayer1`–`7`, …)"
+        ),
+    )
+    period_types: list[PeriodTypeName] = Field(
+        default_factory=lambda: [_OPERATING],
+        min_length=1,
+        description=(
+            "fiscal period types loaded; opening (balances carried forward) and year-end closing "
+            "entries are left out unless listed"
+        ),
+    )
+    exclude_budget_entries: bool = Field(
+        default=True,
+        description=(
+            "leave out GL entries posted by budget appropriation (`JournalCategory`/`PostingType` Budget)"
+        ),
+    )
+    currency: Literal["accounting", "reporting", "transaction"] = Field(
+        default="accounting",
+        description=(
+            "amount loaded: the ledger's `accounting` or `reporting` currency, or `transaction` "
+            "(needs `currency_column`)"
+        ),
+    )
+    currency_column: str | None = Field(
+        default=None,
+        description=(
+            "optional column of the actuals file with each amount's currency; totals and "
+            "reconciliations are per currency either way"
+        ),
+    )
+    period_basis: Literal["auto", "month", "fiscal"] = Field(
+        default="auto",
+        description=(
+            "`month` (calendar month of the accounting date), `fiscal` (the ledger's fiscal period, "
+            "belonging to the month it ends in), `auto` (fiscal for companies whose calendar is not "
+            "monthly, e.g. 4-4-5 or 13 periods)"
+        ),
+    )
+    fiscal_period_format: str = Field(
+        default="FY{fyname} P{fpp}",
+        description=(
+            "labels of fiscal periods: `{fyname}` fiscal year name, `{fp}` period number, `{fpp}` two"
+            " digits, `{pname}` period name"
+        ),
+    )
+    balance_sheet: Literal["movements", "balances"] = Field(
+        default="movements",
+        description=(
+            "`movements`, or `balances`: balance-sheet accounts (type Asset, Liability, Equity) "
+            "loaded as period-end balances including the fiscal year's opening entries (the extract "
+            "then starts at the fiscal year's first day); needs grain `monthly`"
+        ),
+    )
+    reload_closed_months: int = Field(
+        default=2,
+        ge=0,
+        le=24,
+        description=(
+            "scheduled runs also reload the last N loaded months, so late postings arrive (stale "
+            "cells are zeroed); `0` = only new months"
+        ),
+    )
+    require_balanced: bool = Field(
+        default=True,
+        description=(
+            "control total before loading: the extracted GL nets to zero per company × period × "
+            "currency (accounting and reporting currency; vouchers need not balance per transaction "
+            "currency)"
+        ),
+    )
+    second_path: Literal["none", "other_route"] = Field(
+        default="none",
+        description=(
+            "`none`, or `other_route`: before loading, totals per company × account × period × "
+            "currency read through the other GL route (BI ↔ published) must equal the extracted ones"
+        ),
+    )
+    tolerances: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="tolerance per currency (e.g. `{JPY: 1}`); others use `reconciliation_tolerance`",
+    )
+    account_type_column: str | None = Field(
+        default=None,
+        description=(
+            "main account type written as a property column of the account list import (unset = not written)"
+        ),
+    )
+    account_category_column: str | None = Field(
+        default=None,
+        description=(
+            "main account category written as a property column of the account list import (unset = "
+            "not written)"
+        ),
+    )
+    account_parent_column: str | None = Field(
+        default=None,
+        description=(
+            "main account parent written as a property column of the account list import (unset = not"
+            " written)"
+        ),
+    )
+    display_value_order: Literal["structure", "format"] = Field(
+        default="structure",
+        description=(
+            "GL lines without named dimension values (`LedgerDimensionValuesJson`) are split from "
+            "their display value: `structure` = in the order of the account structure that applies to"
+            " the line (F&O's `DimensionCombinations` names it; a structure whose order is not in "
+            "`account_structures` is refused, naming the account); `format` = in the ledger "
+            "integration format's order. Which one F&O's display strings follow is unconfirmed: "
+            "`check` shows sampled lines and how they split"
+        ),
+    )
+    account_structures: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            'segment order of each account structure by its F&O name, e.g. `{"Manufacturing P&L": '
+            "[MainAccount, CostCenter, Department, BusinessUnit]}` (General ledger > Chart of "
+            "accounts > Structures; no entity publishes it)"
+        ),
+    )
 
     @field_validator("account_structures")
     @classmethod
@@ -657,12 +974,22 @@ class ScheduleSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    actuals: str | None = (
-        "cron(0 6 ? * MON-FRI *)"  # every business morning; the close gate decides what is due
+    actuals: str | None = Field(
+        default="cron(0 6 ? * MON-FRI *)",
+        description=(
+            "for connections uploaded to the config bucket: when the actuals flow starts "
+            "(`cron(…)`/`rate(…)`, or `null` = not scheduled); every business morning by default, the"
+            " close gate decides what is due"
+        ),
     )
-    plans: str | None = "cron(0 7 1 * ? *)"
-    timezone: str | None = None  # IANA; default close_calendar.timezone
-    enabled: bool = True
+    plans: str | None = Field(
+        default="cron(0 7 1 * ? *)",
+        description="when the plans flow starts (`cron(…)`/`rate(…)`, or `null` = not scheduled)",
+    )
+    timezone: str | None = Field(
+        default=None, description="IANA time zone of the schedules (default `close_calendar.timezone`)"
+    )
+    enabled: bool = Field(default=True, description="`false` keeps the schedules but disables them")
 
     @field_validator("actuals", "plans")
     @classmethod
@@ -682,7 +1009,14 @@ class ScheduleSettings(BaseModel):
 class TlsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    ca_bundle: str | None = None  # PEM file with extra trust anchors (private or test endpoints)
+    ca_bundle: str | None = Field(
+        default=None,
+        description=(
+            "PEM with extra trust anchors for private or test endpoints (added to the public roots; "
+            "verification is never off); checked when the configuration is loaded (a readable PEM "
+            "file holding at least one certificate)"
+        ),
+    )
 
     @field_validator("ca_bundle")
     @classmethod
@@ -713,10 +1047,25 @@ MAX_CA_BUNDLE_BYTES = 4_000_000
 class SecuritySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # "host" (port 443 only) or "host:port"; local configurations only (in AWS: stack parameter AllowedHosts)
-    allowed_hosts: list[str] = Field(default_factory=list)
-    # Largest response body read from either system, counted after decompression.
-    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1024, le=1024 * 1024 * 1024)
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "local configurations only: `host` (port 443 only) or `host:port` allowed in addition to "
+            "the known F&O, Entra and Anaplan hosts (which are allowed on 443 only). In AWS this key "
+            "is refused: extra hosts come from the stack parameter `AllowedHosts` (function "
+            "environment `CONNECTOR_ALLOWED_HOSTS`, comma separated), which also applies locally"
+        ),
+    )
+    max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description=(
+            "largest response body read from either system, counted after decompression (an Anaplan "
+            "chunk is at most 50 MB; an F&O page of 10,000 rows is far smaller); raise it if a very "
+            "large `$metadata` is refused"
+        ),
+    )
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -736,17 +1085,37 @@ class ConnectionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    dynamics: DynamicsSettings
-    anaplan: AnaplanSettings
-    tls: TlsSettings = TlsSettings()
-    security: SecuritySettings = SecuritySettings()
-    mapping: Mappings = Mappings()
-    close_calendar: CloseCalendar = CloseCalendar()
-    ledger: LedgerOptions = LedgerOptions()  # actuals: fiscal periods, posting layers, currencies, controls
-    schedules: ScheduleSettings = ScheduleSettings()
-    # Largest absolute difference tolerated by reconciliation (0 = to the cent).
-    reconciliation_tolerance: Decimal = Decimal("0.00")
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+        description="connection name (`[a-z0-9-]`), used in S3 keys, the ledger and schedule inputs",
+    )
+    dynamics: DynamicsSettings = Field(description="Dynamics 365 Finance & Operations")
+    anaplan: AnaplanSettings = Field(description="Anaplan")
+    tls: TlsSettings = Field(default=TlsSettings(), description="trust for private or test endpoints")
+    security: SecuritySettings = Field(default=SecuritySettings(), description="hosts and response sizes")
+    mapping: Mappings = Field(default=Mappings(), description="how F&O data maps onto the Anaplan model")
+    close_calendar: CloseCalendar = Field(
+        default=CloseCalendar(),
+        description=(
+            "when a month's actuals are due: business day N after month end, in the connection's time zone"
+        ),
+    )
+    ledger: LedgerOptions = Field(
+        default=LedgerOptions(),
+        description=(
+            "actuals: which posted GL lines count, in which period and currency, and the control totals"
+        ),
+    )
+    schedules: ScheduleSettings = Field(
+        default=ScheduleSettings(),
+        description=(
+            "when EventBridge Scheduler starts the flows of a connection uploaded to the config bucket"
+        ),
+    )
+    reconciliation_tolerance: Decimal = Field(
+        default=Decimal("0.00"),
+        description="largest absolute difference tolerated by reconciliation (0 = to the cent)",
+    )
 
     @model_validator(mode="after")
     def _hosts(self, info: ValidationInfo) -> ConnectionConfig:
