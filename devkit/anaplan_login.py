@@ -23,7 +23,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, *, sleep: Callable[[float], None] = time.sleep) -> int:
-    from d365_anaplan.anaplan.auth import poll_device_token, start_device_authorization
+    from d365_anaplan.anaplan.device import poll_device_token, start_device_authorization
     from d365_anaplan.config import DeviceAuth, load_connection
     from d365_anaplan.errors import AnaplanAuthError, AnaplanUnavailable, SecretUnavailable
     from d365_anaplan.http import session_for

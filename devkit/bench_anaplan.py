@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sdk", action="store_true", help="skip the anaplan-sdk comparison")
     args = parser.parse_args(argv)
 
-    from d365_anaplan.anaplan.auth import BasicAuthenticator
+    from d365_anaplan.anaplan.authenticators import BasicAuthenticator
     from d365_anaplan.anaplan.client import AnaplanClient
     from d365_anaplan.anaplan.tokens import InMemoryTokenCache
     from d365_anaplan.config import AnaplanSettings

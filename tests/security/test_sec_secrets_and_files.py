@@ -14,7 +14,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sec_support import SECRET
 
 from d365_anaplan import http
-from d365_anaplan.anaplan.auth import BasicAuthenticator, CertificateAuthenticator, DeviceGrantAuthenticator
+from d365_anaplan.anaplan.authenticators import (
+    BasicAuthenticator,
+    CertificateAuthenticator,
+    DeviceGrantAuthenticator,
+)
 from d365_anaplan.dynamics.auth import Credential
 from devkit.sandbox.tls import SandboxCA
 

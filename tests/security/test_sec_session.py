@@ -11,7 +11,7 @@ import pytest
 import requests
 from sec_support import LEAK_HOST, SECRET, HostileServer, LeakListener, good, http_response
 
-from d365_anaplan.anaplan.auth import DeviceGrantAuthenticator
+from d365_anaplan.anaplan.authenticators import DeviceGrantAuthenticator
 from d365_anaplan.anaplan.client import AnaplanClient
 from d365_anaplan.anaplan.tokens import InMemoryTokenCache
 from d365_anaplan.config import ConnectionConfig, parse_connection

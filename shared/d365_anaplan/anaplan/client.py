@@ -13,12 +13,8 @@ from typing import Any, TypeVar, Unpack
 
 import requests
 
-from d365_anaplan.anaplan.auth import (
-    Authenticator,
-    SecretRefreshTokenStore,
-    TokenManager,
-    build_authenticator,
-)
+from d365_anaplan.anaplan.auth import SecretRefreshTokenStore, build_authenticator
+from d365_anaplan.anaplan.authenticators import Authenticator
 from d365_anaplan.anaplan.limits import RateLimiter
 from d365_anaplan.anaplan.models import (
     ExportInfo,
@@ -36,6 +32,7 @@ from d365_anaplan.anaplan.models import (
     Workspace,
 )
 from d365_anaplan.anaplan.tasks import Kind, TaskCheck, Tasks, classify, row_counts
+from d365_anaplan.anaplan.token_manager import TokenManager
 from d365_anaplan.anaplan.tokens import TokenCache
 from d365_anaplan.anaplan.transport import AnaplanTransport, TransportOptions
 from d365_anaplan.anaplan.upload import (

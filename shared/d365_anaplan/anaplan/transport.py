@@ -21,8 +21,9 @@ import requests
 from pydantic import BaseModel, ValidationError
 from tenacity import RetryCallState
 
-from d365_anaplan.anaplan.auth import Authenticator, TokenManager, http_timeout_of
+from d365_anaplan.anaplan.authenticators import Authenticator
 from d365_anaplan.anaplan.limits import RateLimiter, backoff_with_jitter
+from d365_anaplan.anaplan.token_manager import TokenManager, http_timeout_of
 from d365_anaplan.anaplan.tokens import InMemoryTokenCache, TokenCache, cache_key
 from d365_anaplan.answers import first_problem
 from d365_anaplan.config import AnaplanSettings

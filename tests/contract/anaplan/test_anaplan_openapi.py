@@ -20,13 +20,9 @@ import requests
 from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 
-from d365_anaplan.anaplan.auth import (
-    BasicAuthenticator,
-    CertificateAuthenticator,
-    poll_device_token,
-    start_device_authorization,
-)
+from d365_anaplan.anaplan.authenticators import BasicAuthenticator, CertificateAuthenticator
 from d365_anaplan.anaplan.client import AnaplanClient
+from d365_anaplan.anaplan.device import poll_device_token, start_device_authorization
 from d365_anaplan.anaplan.tokens import InMemoryTokenCache
 from d365_anaplan.config import AnaplanSettings
 from d365_anaplan.http import VerifiedSession

@@ -4,7 +4,7 @@ import threading
 import time
 from typing import Any
 
-from d365_anaplan.anaplan.auth import BasicAuthenticator, CertificateAuthenticator
+from d365_anaplan.anaplan.authenticators import BasicAuthenticator, CertificateAuthenticator
 from d365_anaplan.anaplan.client import AnaplanClient
 from d365_anaplan.anaplan.tokens import InMemoryTokenCache
 from d365_anaplan.config import AnaplanSettings

@@ -10,7 +10,7 @@ import pytest
 import requests
 from anaplan_it_support import SharedClock, make_client
 
-from d365_anaplan.anaplan.auth import CertificateAuthenticator, certificate_payload
+from d365_anaplan.anaplan.authenticators import CertificateAuthenticator, certificate_payload
 from d365_anaplan.anaplan.models import Outcome
 from d365_anaplan.anaplan.tokens import InMemoryTokenCache
 from d365_anaplan.errors import (
@@ -227,11 +227,8 @@ def test_failed_import_with_dump(sandbox: RunningSandbox, clock: SharedClock) ->
 
 
 def test_device_grant_against_sandbox(sandbox: RunningSandbox, clock: SharedClock) -> None:
-    from d365_anaplan.anaplan.auth import (
-        DeviceGrantAuthenticator,
-        poll_device_token,
-        start_device_authorization,
-    )
+    from d365_anaplan.anaplan.authenticators import DeviceGrantAuthenticator
+    from d365_anaplan.anaplan.device import poll_device_token, start_device_authorization
 
     session = VerifiedSession(ca_bundle=sandbox.ca_bundle)
     code = start_device_authorization(session, sandbox.oauth_url, sandbox.client_id)
@@ -299,7 +296,7 @@ def test_device_grant_against_sandbox(sandbox: RunningSandbox, clock: SharedCloc
 
 def test_device_poll_too_fast_gets_slow_down(sandbox: RunningSandbox, clock: SharedClock) -> None:
     session = VerifiedSession(ca_bundle=sandbox.ca_bundle)
-    from d365_anaplan.anaplan.auth import start_device_authorization
+    from d365_anaplan.anaplan.device import start_device_authorization
 
     code = start_device_authorization(session, sandbox.oauth_url, sandbox.client_id)
     body = {

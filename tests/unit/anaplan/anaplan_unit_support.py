@@ -8,7 +8,7 @@ import pytest
 import requests
 import responses
 
-from d365_anaplan.anaplan.auth import BasicAuthenticator
+from d365_anaplan.anaplan.authenticators import BasicAuthenticator
 from d365_anaplan.anaplan.client import AnaplanClient
 from d365_anaplan.anaplan.tokens import InMemoryTokenCache
 from d365_anaplan.config import AnaplanSettings

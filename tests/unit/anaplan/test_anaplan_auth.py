@@ -14,15 +14,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from d365_anaplan.anaplan.auth import (
+from d365_anaplan.anaplan.authenticators import (
     BasicAuthenticator,
     CertificateAuthenticator,
     DeviceGrantAuthenticator,
-    TokenManager,
-    poll_device_token,
-    start_device_authorization,
 )
+from d365_anaplan.anaplan.device import poll_device_token, start_device_authorization
 from d365_anaplan.anaplan.models import DeviceCode
+from d365_anaplan.anaplan.token_manager import TokenManager
 from d365_anaplan.anaplan.tokens import CachedToken, InMemoryTokenCache
 from d365_anaplan.errors import AnaplanAuthError
 
@@ -94,7 +93,7 @@ def test_certificate_payload_is_signed_and_fresh(
 
 
 def test_certificate_signature_fails_with_other_key(cert_pair: tuple[bytes, bytes], clock: FakeClock) -> None:
-    from d365_anaplan.anaplan.auth import certificate_payload
+    from d365_anaplan.anaplan.authenticators import certificate_payload
 
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     body = certificate_payload(other, clock=clock)

@@ -9,13 +9,13 @@ import requests
 import responses
 from anaplan_unit_support import AUTH, MP, OAUTH, FakeClock, add_auth, auth_body, envelope, paged, settings
 
-from d365_anaplan.anaplan.auth import (
+from d365_anaplan.anaplan.authenticators import (
     BasicAuthenticator,
     CertificateAuthenticator,
     DeviceGrantAuthenticator,
-    TokenManager,
 )
 from d365_anaplan.anaplan.client import AnaplanClient, SecretRefreshTokenStore, build_authenticator
+from d365_anaplan.anaplan.token_manager import TokenManager
 from d365_anaplan.anaplan.tokens import CachedToken, InMemoryTokenCache, cache_key
 from d365_anaplan.config import Secret
 from d365_anaplan.errors import AnaplanAuthError, AnaplanPollTimeout, AnaplanTaskFailed, AnaplanUnavailable

@@ -6,8 +6,8 @@ import pytest
 import requests
 from anaplan_unit_support import FakeClock, settings
 
-from d365_anaplan.anaplan.auth import TokenManager, refresh_lock_seconds
 from d365_anaplan.anaplan.client import AnaplanClient
+from d365_anaplan.anaplan.token_manager import TokenManager, refresh_lock_seconds
 from d365_anaplan.anaplan.tokens import CachedToken, InMemoryTokenCache
 from d365_anaplan.config import ConnectionConfig
 from d365_anaplan.http import VerifiedSession
