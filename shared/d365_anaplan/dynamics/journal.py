@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -42,136 +41,30 @@ from d365_anaplan.dynamics.batch import (
     encode_batch,
 )
 from d365_anaplan.dynamics.dimensions import DimensionFormat
+from d365_anaplan.dynamics.journal_readback import JournalReadback
+from d365_anaplan.dynamics.journal_records import (
+    BUDGET_HEADERS,
+    BUDGET_LINES,
+    CURRENCY_CODE,
+    HEADERS,
+    LINES,
+    TEXT_MAX,
+    VOUCHER_MAX,
+    EntryHeader,
+    JournalLineInput,
+    JournalWriteResult,
+    LineError,
+    check_amount,
+)
 from d365_anaplan.dynamics.odata import ODataClient, Query, dumps_exact, parse_error
 from d365_anaplan.dynamics.reader import DynamicsReader
 from d365_anaplan.errors import (
     BadInputData,
     DynamicsBadResponse,
     DynamicsUnavailable,
-    DynamicsValidationError,
 )
 
 log = logging.getLogger(__name__)
-
-HEADERS = "LedgerJournalHeaders"
-LINES = "LedgerJournalLines"
-BUDGET_HEADERS = "BudgetRegisterEntryHeaders"
-BUDGET_LINES = "BudgetRegisterEntryLines"
-TEXT_MAX = 60
-VOUCHER_MAX = 20
-MAX_DECIMALS = 6  # amount EDTs can be extended to at most 6 decimals (§7)
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-_KEY_PREFIX = "AP"
-HELD_NUMBERS_IN_FILTER = 40  # read-back filters name our entries up to this many, else the window only
-OFFSET_MEMO = "Anaplan offset"  # line texts of balancing lines start with it (left out of read-backs)
-
-
-@dataclass(frozen=True)
-class JournalLineInput:
-    """One line to write; ``amount`` is signed (debit positive, credit negative)."""
-
-    account: str
-    dimensions: Mapping[str, str]
-    trans_date: date
-    amount: Decimal
-    voucher: str
-    currency: str | None = None
-    text: str = ""
-    offset_account: str | None = None
-    offset_dimensions: Mapping[str, str] = field(default_factory=dict)
-    source: str = ""  # where the line came from (e.g. "plan.csv line 12"), for error messages
-
-
-@dataclass(frozen=True)
-class LineError:
-    line_key: str
-    voucher: str
-    message: str
-    source: str = ""
-
-
-@dataclass(frozen=True)
-class EntryHeader:
-    """What identifies and describes one journal or budget register entry."""
-
-    key: str  # idempotency key; the description starts with it
-    description: str  # readable header text (<= 60), e.g. "APK3QZ-7F2M9XAB Budget FY2025 2025-01..03 run ..."
-    journal_name: str | None = None  # ledger journals
-    budget_model: str | None = None  # budget register
-    budget_code: str | None = None
-
-
-@dataclass(frozen=True)
-class HeldLine:
-    """A line this connector holds in F&O, in ledger sign (debit/expense positive, credit/revenue negative)."""
-
-    company: str
-    number: str  # JournalBatchNumber or EntryNumber
-    account: str
-    dimensions: Mapping[str, str]
-    period: date  # first day of the line's month
-    amount: Decimal
-    memo: str
-
-
-@dataclass(frozen=True)
-class EntryStatus:
-    company: str
-    number: str
-    description: str
-    status: str  # budget register: Draft/Completed; ledger journal: Posted/Unposted
-    workflow_status: str = ""
-
-    @property
-    def pending(self) -> bool:
-        return self.status in ("Draft", "Unposted")
-
-
-@dataclass
-class JournalWriteResult:
-    company: str
-    idempotency_key: str
-    journal_batch_number: str
-    resumed: bool = False
-    already_posted: bool = False
-    lines_written: int = 0
-    lines_skipped: int = 0  # already present from an earlier attempt
-    lines_planned: int = 0  # dry run: lines validated and built, not sent
-    vouchers_written: int = 0
-    vouchers_failed: int = 0
-    batches: int = 0
-    errors: list[LineError] = field(default_factory=list)
-    status: str = ""  # budget register: the entry's Status (Draft until completed in F&O)
-
-    def raise_for_errors(self) -> None:
-        if self.errors:
-            first = self.errors[0]
-            raise DynamicsValidationError(
-                f"{self.journal_batch_number or 'journal'} ({self.company}): {len(self.errors)} line(s) rejected by F&O; "
-                f"first: line {first.line_key} voucher {first.voucher}{' (' + first.source + ')' if first.source else ''}: {first.message}"
-            )
-
-
-def idempotency_key(*parts: str) -> str:
-    """A deterministic key (``AP`` + 18 hex digits) for a journal: e.g. (connection, run id, company, journal name)."""
-    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:18].upper()
-    return _KEY_PREFIX + digest
-
-
-def _check_amount(value: object, what: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, Decimal | int):
-        raise BadInputData(
-            f"{what}: amount {value!r} must be a Decimal (got {type(value).__name__}); floats and text are refused"
-        )
-    amount = Decimal(value)
-    if not amount.is_finite():
-        raise BadInputData(f"{what}: amount {value!r} is not a finite number")
-    exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > MAX_DECIMALS:
-        raise BadInputData(f"{what}: amount {amount} has more than {MAX_DECIMALS} decimals")
-    if amount == 0:
-        raise BadInputData(f"{what}: amount is zero; F&O journal lines need a debit or a credit")
-    return amount
 
 
 @dataclass(frozen=True)
@@ -182,7 +75,7 @@ class _Prepared:
     source: str
 
 
-class JournalWriter:
+class JournalWriter(JournalReadback):
     """Writes ledger journals and budget register entries for one environment."""
 
     def __init__(
@@ -219,7 +112,7 @@ class JournalWriter:
         unknown: list[str] = []
         for i, line in enumerate(lines, start=1):
             what = line.source or f"journal line {i}"
-            amount = _check_amount(line.amount, what)
+            amount = check_amount(line.amount, what)
             if not isinstance(line.trans_date, date):
                 raise BadInputData(f"{what}: trans_date {line.trans_date!r} is not a date")
             voucher = (line.voucher or "").strip()
@@ -228,7 +121,7 @@ class JournalWriter:
                     f"{what}: voucher {line.voucher!r} must be 1-{VOUCHER_MAX} printable characters"
                 )
             currency = (line.currency or self.settings.currency_code).strip().upper()
-            if not _CURRENCY.match(currency):
+            if not CURRENCY_CODE.match(currency):
                 raise BadInputData(f"{what}: currency {line.currency!r} is not a 3-letter ISO code")
             if not isinstance(line.account, str) or not line.account.strip():
                 raise BadInputData(f"{what}: the main account is empty")
@@ -554,9 +447,9 @@ class JournalWriter:
         seen: Counter[str] = Counter()
         for i, line in enumerate(lines, start=1):
             what = line.source or f"budget line {i}"
-            amount = _check_amount(line.amount, what)
+            amount = check_amount(line.amount, what)
             currency = (line.currency or self.settings.currency_code).strip().upper()
-            if not _CURRENCY.match(currency):
+            if not CURRENCY_CODE.match(currency):
                 raise BadInputData(f"{what}: currency {line.currency!r} is not a 3-letter ISO code")
             if self.known_accounts is not None and line.account.strip() not in self.known_accounts:
                 raise BadInputData(f"{what}: main account {line.account!r} is unknown in F&O")
@@ -618,157 +511,3 @@ class JournalWriter:
         present = self._existing_line_keys(BUDGET_LINES, company, "EntryNumber", number, "Comment")
         self._write_lines(result, BUDGET_LINES, vouchers, present)
         return result
-
-    # -- what F&O holds from this connector ----------------------------------------------------------------
-
-    def _our_headers(self, company: str, tag: str) -> dict[str, dict[str, Any]]:
-        if self.settings.target == "budget_register":
-            entity, number, text = BUDGET_HEADERS, "EntryNumber", "ReasonComment"
-            select: tuple[str, ...] = (
-                number,
-                text,
-                "Status",
-                "WorkflowStatus",
-                "BudgetModelId",
-                "BudgetCode",
-            )
-        else:
-            entity, number, text = HEADERS, "JournalBatchNumber", "Description"
-            select = (number, text, "IsPosted", "PostingLayer")
-        flt = F.and_(F.eq("dataAreaId", company.lower()), F.startswith(text, f"{tag}-"))
-        return {
-            str(r[number]): r
-            for r in self.client.iter_rows(Query(entity, filter=flt, select=select))
-            if str(r.get(text) or "").startswith(f"{tag}-")
-        }
-
-    def entries(self, company: str, tag: str) -> list[EntryStatus]:
-        """Every journal / budget register entry of one export tag in ``company`` with its status."""
-        out = []
-        for number, r in sorted(self._our_headers(company, tag).items()):
-            if self.settings.target == "budget_register":
-                status, wf, text = (
-                    str(r.get("Status") or ""),
-                    str(r.get("WorkflowStatus") or ""),
-                    "ReasonComment",
-                )
-            else:
-                status, wf, text = ("Posted" if r.get("IsPosted") == "Yes" else "Unposted"), "", "Description"
-            out.append(EntryStatus(company.upper(), number, str(r.get(text) or ""), status, wf))
-        return out
-
-    def held(self, company: str, tag: str, first: date, last: date) -> list[HeldLine]:
-        """Lines of this connector (entries whose description starts with ``tag``) dated in the months
-        ``first``..``last``, read back from F&O, in ledger sign. Offset lines are left out."""
-        company = company.strip().upper()
-        headers = self._our_headers(company, tag)
-        if not headers:
-            return []
-        start = first.replace(day=1)
-        end = date(last.year + (last.month == 12), last.month % 12 + 1, 1)
-        budget = self.settings.target == "budget_register"
-        if budget:
-            fmt = self.reader.budget_format()
-            names = ("EntryNumber", "DimensionDisplayValue", "EntryDate", "TransactionCurrencyAmount",
-                     "AmountType", "Comment")  # fmt: skip
-            date_field, entity = "EntryDate", BUDGET_LINES
-        else:
-            fmt = self.reader.ledger_format()
-            names = ("JournalBatchNumber", "AccountDisplayValue", "TransDate", "DebitAmount", "CreditAmount",
-                     "Text")  # fmt: skip
-            date_field, entity = "TransDate", LINES
-        conditions = [F.eq("dataAreaId", company.lower()), F.ge(date_field, start), F.lt(date_field, end)]
-        if len(headers) <= HELD_NUMBERS_IN_FILTER:  # narrow to our entries while the filter stays short
-            conditions.append(F.any_of(names[0], sorted(headers)))
-        flt = F.and_(*conditions)
-        out = []
-        for row in self.client.iter_rows(Query(entity, filter=flt, select=names)):
-            number = str(row.get(names[0]) or "")
-            if number not in headers:
-                continue
-            memo = str(row.get(names[5]) or "")
-            text = memo.split(" ", 1)[1] if " " in memo else ""
-            if text.startswith(OFFSET_MEMO):
-                continue
-            what = f"{entity} {number} line {memo[:14]!r}"
-            account, dims = fmt.parse_value(str(row.get(names[1]) or ""), what=what)
-            when = date.fromisoformat(str(row[names[2]])[:10]).replace(day=1)
-            if budget:
-                amount = Decimal(str(row.get(names[3]) or 0))
-                if (
-                    row.get("AmountType") == "Revenue"
-                    and self.settings.budget_revenue_read_sign == "as_entered"
-                ):
-                    amount = -amount
-            else:
-                amount = Decimal(str(row.get(names[3]) or 0)) - Decimal(str(row.get(names[4]) or 0))
-            out.append(HeldLine(company, number, account, dims, when, amount, text))
-        return out
-
-    # -- setup the targets need (read by `check`) ----------------------------------------------------------
-
-    def journal_name_layers(self) -> dict[tuple[str, str], str]:
-        """(company, journal name) -> the journal name's ``PostingLayer``."""
-        q = Query("JournalNames", filter=F.any_of("dataAreaId", [c.lower() for c in self.reader.companies]),
-                  select=("dataAreaId", "Name", "PostingLayer"))  # fmt: skip
-        return {
-            (str(r.get("dataAreaId") or "").upper(), str(r.get("Name") or "")): str(
-                r.get("PostingLayer") or ""
-            )
-            for r in self.client.iter_rows(q)
-        }
-
-    def budget_models(self) -> set[tuple[str, str]]:
-        """(company, budget model) pairs of ``BudgetModels``."""
-        q = Query("BudgetModels", filter=F.any_of("dataAreaId", [c.lower() for c in self.reader.companies]),
-                  select=("dataAreaId", "BudgetModel"))  # fmt: skip
-        return {
-            (str(r.get("dataAreaId") or "").upper(), str(r.get("BudgetModel") or ""))
-            for r in self.client.iter_rows(q)
-        }
-
-    def budget_codes(self) -> dict[tuple[str, str], tuple[str, str]]:
-        """(company, budget code) -> (``BudgetTransactionType``, ``WorkflowId``)."""
-        q = Query("BudgetCodes", filter=F.any_of("dataAreaId", [c.lower() for c in self.reader.companies]),
-                  select=("dataAreaId", "BudgetCode", "BudgetTransactionType", "WorkflowId"))  # fmt: skip
-        return {
-            (str(r.get("dataAreaId") or "").upper(), str(r.get("BudgetCode") or "")): (
-                str(r.get("BudgetTransactionType") or ""), str(r.get("WorkflowId") or ""),
-            )
-            for r in self.client.iter_rows(q)
-        }  # fmt: skip
-
-    def observed_revenue_sign(self, company: str, tag: str) -> tuple[str, str] | None:
-        """How ``BudgetRegisterEntryLines`` shows revenue, found by comparing one of this connector's revenue
-        lines with the stored value in ``BudgetTransactionLineBiEntities`` (stored sign-flipped, A2 #1-2):
-        ``("as_entered" | "stored", what was compared)``, or None when no revenue line exists yet."""
-        headers = self._our_headers(company, tag)
-        if not headers:
-            return None
-        flt = F.and_(
-            F.eq("dataAreaId", company.lower()),
-            F.eq("AmountType", F.EnumValue("BudgetType", "Revenue")),
-            F.any_of("EntryNumber", sorted(headers)[:20]),
-        )
-        select = ("EntryNumber", "EntryDate", "TransactionCurrencyAmount")
-        line = next(iter(self.client.iter_rows(Query(BUDGET_LINES, filter=flt, select=select, top=1))), None)
-        if line is None:
-            return None
-        number, amount = str(line["EntryNumber"]), Decimal(str(line["TransactionCurrencyAmount"]))
-        raw_heads = list(self.client.iter_rows(Query(
-            "BudgetTransactionHeaderBiEntities", filter=F.eq("TransactionNumber", number), select=("SourceKey",),
-            cross_company=False,
-        )))  # fmt: skip
-        for head in raw_heads:
-            raw = self.client.iter_rows(Query(
-                "BudgetTransactionLineBiEntities",
-                filter=F.and_(F.eq("BudgetTransactionHeader", int(head["SourceKey"])),
-                              F.eq("BudgetType", F.EnumValue("BudgetType", "Revenue"))),
-                select=("TransactionCurrencyAmount",), cross_company=False,
-            ))  # fmt: skip
-            for r in raw:
-                stored = Decimal(str(r["TransactionCurrencyAmount"]))
-                if abs(stored) == abs(amount) and amount != 0:
-                    what = f"entry {number}: entity {amount}, stored {stored}"
-                    return ("stored" if stored == amount else "as_entered"), what
-        return None

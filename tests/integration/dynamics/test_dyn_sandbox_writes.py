@@ -14,7 +14,7 @@ import yaml
 
 from d365_anaplan.config import parse_connection
 from d365_anaplan.dynamics.client import DynamicsConnection
-from d365_anaplan.dynamics.journal import EntryHeader, JournalLineInput, idempotency_key
+from d365_anaplan.dynamics.journal_records import EntryHeader, JournalLineInput, idempotency_key
 from d365_anaplan.errors import DynamicsValidationError
 from devkit.sandbox.dynamics import budget as fo_budget
 from devkit.sandbox.dynamics.cli import RunningSandbox

@@ -15,7 +15,8 @@ from dyn_support import DATA, make_client
 
 from d365_anaplan.config import JournalSettings
 from d365_anaplan.dynamics.dimensions import DimensionFormat
-from d365_anaplan.dynamics.journal import JournalLineInput, JournalWriter
+from d365_anaplan.dynamics.journal import JournalWriter
+from d365_anaplan.dynamics.journal_records import JournalLineInput
 from d365_anaplan.dynamics.reader import DynamicsReader
 from d365_anaplan.errors import BadInputData, DynamicsBadResponse
 
