@@ -191,7 +191,7 @@ def _raise(exc: BaseException) -> str:
 
 def check_dynamics(cfg: Any, report: Report) -> None:
     from d365_anaplan.dynamics.client import connect
-    from d365_anaplan.dynamics.odata import Query
+    from d365_anaplan.dynamics.odata_shapes import Query
     from d365_anaplan.secrets import SecretResolver
 
     sysname = "F&O"

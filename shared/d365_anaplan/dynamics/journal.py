@@ -56,7 +56,8 @@ from d365_anaplan.dynamics.journal_records import (
     LineError,
     check_amount,
 )
-from d365_anaplan.dynamics.odata import ODataClient, Query, dumps_exact, parse_error
+from d365_anaplan.dynamics.odata import ODataClient
+from d365_anaplan.dynamics.odata_shapes import Query, dumps_exact, parse_error
 from d365_anaplan.dynamics.reader import DynamicsReader
 from d365_anaplan.errors import (
     BadInputData,

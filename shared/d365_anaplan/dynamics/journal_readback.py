@@ -20,7 +20,8 @@ from d365_anaplan.dynamics.journal_records import (
     EntryStatus,
     HeldLine,
 )
-from d365_anaplan.dynamics.odata import ODataClient, Query
+from d365_anaplan.dynamics.odata import ODataClient
+from d365_anaplan.dynamics.odata_shapes import Query
 from d365_anaplan.dynamics.reader import DynamicsReader
 
 

@@ -20,7 +20,8 @@ from datetime import date, timedelta
 from typing import Any
 
 from d365_anaplan.dynamics import filters as F
-from d365_anaplan.dynamics.odata import ODataClient, Query
+from d365_anaplan.dynamics.odata import ODataClient
+from d365_anaplan.dynamics.odata_shapes import Query
 from d365_anaplan.errors import DynamicsBadResponse, DynamicsRouteUnavailable
 
 LEDGERS_SET = "Ledgers"

@@ -28,7 +28,8 @@ from d365_anaplan.dynamics import filters as F
 from d365_anaplan.dynamics.dimensions import DimensionFormat, delimiter_from_enum, split_by_structure
 from d365_anaplan.dynamics.ledgers import FiscalPeriodInfo, LedgerBooks, LedgerInfo
 from d365_anaplan.dynamics.metadata import ServiceMetadata, parse_metadata
-from d365_anaplan.dynamics.odata import Continuation, ODataClient, Query
+from d365_anaplan.dynamics.odata import ODataClient
+from d365_anaplan.dynamics.odata_shapes import Continuation, Query
 from d365_anaplan.errors import BadInputData, ConfigError, DynamicsBadResponse, DynamicsRouteUnavailable
 from d365_anaplan.flows.records import DimensionValue, GLLine, MainAccount
 

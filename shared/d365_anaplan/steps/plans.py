@@ -18,7 +18,7 @@ from typing import Any
 
 from d365_anaplan.config import PlanExport
 from d365_anaplan.dynamics.journal_records import EntryHeader, JournalLineInput
-from d365_anaplan.dynamics.odata import Query
+from d365_anaplan.dynamics.odata_shapes import Query
 from d365_anaplan.errors import AlignmentFailed, BadInputData, DynamicsValidationError, ReconciliationFailed
 from d365_anaplan.flows.alignment import ACCOUNT, check_alignment, references_from_plans
 from d365_anaplan.flows.calendar import fiscal_horizon, parse_period, period_key

@@ -7,7 +7,8 @@ from typing import Any
 
 import requests
 
-from d365_anaplan.dynamics.odata import ODataClient, dumps_exact
+from d365_anaplan.dynamics.odata import ODataClient
+from d365_anaplan.dynamics.odata_shapes import dumps_exact
 
 ENV = "https://contoso.operations.dynamics.com"
 DATA = f"{ENV}/data"

@@ -19,7 +19,7 @@ from d365_anaplan.config import JournalSettings
 from d365_anaplan.dynamics.batch import Operation, boundary_of, decode_batch, encode_batch, split_multipart
 from d365_anaplan.dynamics.journal import JournalWriter
 from d365_anaplan.dynamics.journal_records import EntryHeader, JournalLineInput, idempotency_key
-from d365_anaplan.dynamics.odata import dumps_exact
+from d365_anaplan.dynamics.odata_shapes import dumps_exact
 from d365_anaplan.dynamics.reader import DynamicsReader
 from d365_anaplan.errors import BadInputData, DynamicsUnavailable, DynamicsValidationError
 

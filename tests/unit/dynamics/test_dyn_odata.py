@@ -11,7 +11,7 @@ import requests
 import responses
 from dyn_support import DATA, fo_error_body, make_client, page
 
-from d365_anaplan.dynamics.odata import Continuation, Query, dumps_exact, parse_error
+from d365_anaplan.dynamics.odata_shapes import Continuation, Query, dumps_exact, parse_error
 from d365_anaplan.errors import (
     BadInputData,
     DynamicsAuthError,
