@@ -15,7 +15,7 @@ SAM := $(TOOLS)/sam/bin/sam
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv tools config-table lint typecheck unit pytest cfn statelint checkov sam-validate test demo bench bench-anaplan bench-dynamics clean
+.PHONY: help venv tools config-table lint typecheck unit pytest pytest-devkit cfn statelint checkov sam-validate test demo bench bench-anaplan bench-dynamics clean
 
 help:
 	@echo "make demo   - run both flows on local sandboxes (creates the venv first)"
@@ -61,8 +61,12 @@ typecheck: venv
 	@for f in functions/*/app.py; do $(VENV)/bin/mypy --strict --follow-imports=silent $$f || exit 1; done
 	$(VENV)/bin/mypy --follow-imports=silent --ignore-missing-imports devkit
 
+# the deployed code's tests; the dev kit's own (engine, sandboxes, CLI) run in pytest-devkit
 pytest: venv
-	$(VENV)/bin/pytest -q -n 2 --dist loadfile
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile --ignore=tests/devkit --ignore=tests/cli
+
+pytest-devkit: venv
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile tests/devkit tests/cli
 
 cfn: venv
 	$(VENV)/bin/cfn-lint template.yaml
@@ -80,7 +84,7 @@ checkov: $(CHECKOV)
 sam-validate: $(SAM)
 	$(SAM) validate --lint --region $(AWS_DEFAULT_REGION) -t template.yaml
 
-test: lint typecheck cfn statelint checkov sam-validate pytest
+test: lint typecheck cfn statelint checkov sam-validate pytest pytest-devkit
 
 demo: venv
 	$(VENV)/bin/d365-anaplan demo

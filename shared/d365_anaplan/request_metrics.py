@@ -37,8 +37,9 @@ def emit(connection: str, system: str, counts: ResponseCounts) -> None:
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "D365Anaplan")
     dims = {"connection": connection, "system": system}
     for name, value in (("HttpRequests", counts.requests), ("HttpThrottled", counts.throttled)):
-        with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=namespace,
-                           default_dimensions=dims):  # fmt: skip
+        with single_metric(
+            name=name, unit=MetricUnit.Count, value=value, namespace=namespace, default_dimensions=dims
+        ):
             pass
 
 

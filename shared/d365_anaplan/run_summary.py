@@ -149,16 +149,23 @@ def emit_metrics(summary: RunSummary, metrics: Any) -> None:
     for currency, amount in sorted(summary.net_by_currency.items()):  # its own metric: one per currency
         # in whole cents, exactly (a metric value is a float: money never passes through one)
         cents = int(amount.scaleb(2).to_integral_value(rounding=ROUND_HALF_UP))
-        with single_metric(name="NetAmountCents", unit=MetricUnit.NoUnit, value=cents, namespace=namespace,
-                           default_dimensions={"connection": summary.connection, "flow": summary.flow}) as one:  # fmt: skip
+        with single_metric(
+            name="NetAmountCents",
+            unit=MetricUnit.NoUnit,
+            value=cents,
+            namespace=namespace,
+            default_dimensions={"connection": summary.connection, "flow": summary.flow},
+        ) as one:
             one.add_dimension(name="currency", value=currency)
 
 
 def publish(summary: RunSummary, *, s3: Any, bucket: str, sns: Any, topic_arn: str | None) -> dict[str, Any]:
     """Write the run report beside the run's staged files and send the readable summary."""
     keys = {}
-    for name, body, ctype in (("summary.json", json.dumps(summary.to_json(), indent=2), "application/json"),
-                              ("summary.txt", summary.text() + "\n", "text/plain; charset=utf-8")):  # fmt: skip
+    for name, body, ctype in (
+        ("summary.json", json.dumps(summary.to_json(), indent=2), "application/json"),
+        ("summary.txt", summary.text() + "\n", "text/plain; charset=utf-8"),
+    ):
         key = run_key(summary.connection, summary.run_id, "report", name)
         s3.put_object(Bucket=bucket, Key=key, Body=body.encode("utf-8"), ContentType=ctype)
         keys[name] = key

@@ -120,8 +120,19 @@ def disable(scheduler: Any, group: str, name: str) -> str:
         return "absent"
     if have.get("State") == "DISABLED":
         return "unchanged"
-    keep = ("Name", "GroupName", "Description", "ScheduleExpression", "ScheduleExpressionTimezone",
-            "FlexibleTimeWindow", "Target", "StartDate", "EndDate", "KmsKeyArn", "ActionAfterCompletion")  # fmt: skip
+    keep = (
+        "Name",
+        "GroupName",
+        "Description",
+        "ScheduleExpression",
+        "ScheduleExpressionTimezone",
+        "FlexibleTimeWindow",
+        "Target",
+        "StartDate",
+        "EndDate",
+        "KmsKeyArn",
+        "ActionAfterCompletion",
+    )
     request = {k: have[k] for k in keep if have.get(k) is not None}
     scheduler.update_schedule(**request, State="DISABLED")
     return "disabled"
@@ -145,16 +156,25 @@ def sync_object(
     if name in targets.skip:
         return {"key": key, "connection": name, "ignored": "scheduled by the stack's own parameters"}
     if deleted:
-        return {"key": key, "connection": name,
-                "schedules": {schedule_name(name, f): disable(scheduler, targets.group, schedule_name(name, f))
-                              for f in FLOWS}}  # fmt: skip
+        return {
+            "key": key,
+            "connection": name,
+            "schedules": {
+                schedule_name(name, f): disable(scheduler, targets.group, schedule_name(name, f))
+                for f in FLOWS
+            },
+        }
     source = f"s3://{bucket}/{key}"
     connections = parse_connections(_read(s3, bucket, key), aws=True, source=source)
     if [c.name for c in connections] != [name]:
-        raise ConfigError([f"name: the file holds {[c.name for c in connections]}, not {name!r} (its file name)"],
-                          source)  # fmt: skip
-    return {"key": key, "connection": name,
-            "schedules": {n: apply(scheduler, want) for n, want in desired(connections[0], targets).items()}}  # fmt: skip
+        raise ConfigError(
+            [f"name: the file holds {[c.name for c in connections]}, not {name!r} (its file name)"], source
+        )
+    return {
+        "key": key,
+        "connection": name,
+        "schedules": {n: apply(scheduler, want) for n, want in desired(connections[0], targets).items()},
+    }
 
 
 def sync_all(scheduler: Any, s3: Any, targets: ScheduleTargets, *, bucket: str) -> dict[str, Any]:
@@ -182,10 +202,15 @@ def sync_all(scheduler: Any, s3: Any, targets: ScheduleTargets, *, bucket: str) 
             if marker.get("IsLatest") and name and name not in present and name not in targets.skip:
                 gone.add(name)
     results.extend(
-        {"connection": name,
-         "schedules": {schedule_name(name, f): disable(scheduler, targets.group, schedule_name(name, f)) for f in FLOWS}}
+        {
+            "connection": name,
+            "schedules": {
+                schedule_name(name, f): disable(scheduler, targets.group, schedule_name(name, f))
+                for f in FLOWS
+            },
+        }
         for name in sorted(gone)
-    )  # fmt: skip
+    )
     return {"synced": results, "problems": problems}
 
 

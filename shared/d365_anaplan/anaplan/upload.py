@@ -152,9 +152,14 @@ def upload_file(
     base = f"{model_path}/files/{file_id}"
     if len(first) < size and len(first) < SINGLE_SHOT_LIMIT:
         transport.send(
-            "PUT", base, call=f"PUT {base}", obj=obj, expected=(200, 204),
-            data=first, headers={"Content-Type": "application/octet-stream"},
-        )  # fmt: skip
+            "PUT",
+            base,
+            call=f"PUT {base}",
+            obj=obj,
+            expected=(200, 204),
+            data=first,
+            headers={"Content-Type": "application/octet-stream"},
+        )
         return UploadResult(
             file_id=file_id, chunks=1, bytes_read=len(first), bytes_sent=len(first), single_shot=True
         )
@@ -173,9 +178,14 @@ def upload_file(
         packed = gzip.compress(chunk, compresslevel=compress_level, mtime=0)
         path = f"{base}/chunks/{index}"
         transport.send(
-            "PUT", path, call=f"PUT {path}", obj=f"{obj} chunk {index}", expected=(200, 204),
-            data=packed, headers={"Content-Type": "application/x-gzip"},
-        )  # fmt: skip
+            "PUT",
+            path,
+            call=f"PUT {path}",
+            obj=f"{obj} chunk {index}",
+            expected=(200, 204),
+            data=packed,
+            headers={"Content-Type": "application/x-gzip"},
+        )
         count, read, sent = count + 1, read + len(chunk), sent + len(packed)
         del packed, chunk
     complete = {**file_meta, "id": file_id, "chunkCount": count}

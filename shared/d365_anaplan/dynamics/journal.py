@@ -231,14 +231,23 @@ class JournalWriter(JournalReadback):
             raise BadInputData(f"{header.key} ({company}): no lines to write")
         if self.settings.target == "budget_register":
             return self.write_budget_register(
-                company, lines, key=header.key, description=header.description,
-                model=header.budget_model, code=header.budget_code,
-                default_date=min(line.trans_date for line in lines), dry_run=dry_run,
-            )  # fmt: skip
+                company,
+                lines,
+                key=header.key,
+                description=header.description,
+                model=header.budget_model,
+                code=header.budget_code,
+                default_date=min(line.trans_date for line in lines),
+                dry_run=dry_run,
+            )
         return self.write_ledger_journal(
-            company, lines, key=header.key, journal_name=header.journal_name, description=header.description,
+            company,
+            lines,
+            key=header.key,
+            journal_name=header.journal_name,
+            description=header.description,
             dry_run=dry_run,
-        )  # fmt: skip
+        )
 
     # -- ledger journal -------------------------------------------------------------------------------------
 

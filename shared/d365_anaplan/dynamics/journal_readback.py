@@ -81,13 +81,25 @@ class JournalReadback:
         budget = self.settings.target == "budget_register"
         if budget:
             fmt = self.reader.budget_format()
-            names = ("EntryNumber", "DimensionDisplayValue", "EntryDate", "TransactionCurrencyAmount",
-                     "AmountType", "Comment")  # fmt: skip
+            names = (
+                "EntryNumber",
+                "DimensionDisplayValue",
+                "EntryDate",
+                "TransactionCurrencyAmount",
+                "AmountType",
+                "Comment",
+            )
             date_field, entity = "EntryDate", BUDGET_LINES
         else:
             fmt = self.reader.ledger_format()
-            names = ("JournalBatchNumber", "AccountDisplayValue", "TransDate", "DebitAmount", "CreditAmount",
-                     "Text")  # fmt: skip
+            names = (
+                "JournalBatchNumber",
+                "AccountDisplayValue",
+                "TransDate",
+                "DebitAmount",
+                "CreditAmount",
+                "Text",
+            )
             date_field, entity = "TransDate", LINES
         conditions = [F.eq("dataAreaId", company.lower()), F.ge(date_field, start), F.lt(date_field, end)]
         if len(headers) <= HELD_NUMBERS_IN_FILTER:  # narrow to our entries while the filter stays short
@@ -121,8 +133,11 @@ class JournalReadback:
 
     def journal_name_layers(self) -> dict[tuple[str, str], str]:
         """(company, journal name) -> the journal name's ``PostingLayer``."""
-        q = Query("JournalNames", filter=F.any_of("dataAreaId", [c.lower() for c in self.reader.companies]),
-                  select=("dataAreaId", "Name", "PostingLayer"))  # fmt: skip
+        q = Query(
+            "JournalNames",
+            filter=F.any_of("dataAreaId", [c.lower() for c in self.reader.companies]),
+            select=("dataAreaId", "Name", "PostingLayer"),
+        )
         return {
             (str(r.get("dataAreaId") or "").upper(), str(r.get("Name") or "")): str(
                 r.get("PostingLayer") or ""
@@ -132,8 +147,11 @@ class JournalReadback:
 
     def budget_models(self) -> set[tuple[str, str]]:
         """(company, budget model) pairs of ``BudgetModels``."""
-        q = Query("BudgetModels", filter=F.any_of("dataAreaId", [c.lower() for c in self.reader.companies]),
-                  select=("dataAreaId", "BudgetModel"))  # fmt: skip
+        q = Query(
+            "BudgetModels",
+            filter=F.any_of("dataAreaId", [c.lower() for c in self.reader.companies]),
+            select=("dataAreaId", "BudgetModel"),
+        )
         return {
             (str(r.get("dataAreaId") or "").upper(), str(r.get("BudgetModel") or ""))
             for r in self.client.iter_rows(q)
@@ -141,14 +159,18 @@ class JournalReadback:
 
     def budget_codes(self) -> dict[tuple[str, str], tuple[str, str]]:
         """(company, budget code) -> (``BudgetTransactionType``, ``WorkflowId``)."""
-        q = Query("BudgetCodes", filter=F.any_of("dataAreaId", [c.lower() for c in self.reader.companies]),
-                  select=("dataAreaId", "BudgetCode", "BudgetTransactionType", "WorkflowId"))  # fmt: skip
+        q = Query(
+            "BudgetCodes",
+            filter=F.any_of("dataAreaId", [c.lower() for c in self.reader.companies]),
+            select=("dataAreaId", "BudgetCode", "BudgetTransactionType", "WorkflowId"),
+        )
         return {
             (str(r.get("dataAreaId") or "").upper(), str(r.get("BudgetCode") or "")): (
-                str(r.get("BudgetTransactionType") or ""), str(r.get("WorkflowId") or ""),
+                str(r.get("BudgetTransactionType") or ""),
+                str(r.get("WorkflowId") or ""),
             )
             for r in self.client.iter_rows(q)
-        }  # fmt: skip
+        }
 
     def observed_revenue_sign(self, company: str, tag: str) -> tuple[str, str] | None:
         """How ``BudgetRegisterEntryLines`` shows revenue, found by comparing one of this connector's revenue
@@ -167,17 +189,28 @@ class JournalReadback:
         if line is None:
             return None
         number, amount = str(line["EntryNumber"]), Decimal(str(line["TransactionCurrencyAmount"]))
-        raw_heads = list(self.client.iter_rows(Query(
-            "BudgetTransactionHeaderBiEntities", filter=F.eq("TransactionNumber", number), select=("SourceKey",),
-            cross_company=False,
-        )))  # fmt: skip
+        raw_heads = list(
+            self.client.iter_rows(
+                Query(
+                    "BudgetTransactionHeaderBiEntities",
+                    filter=F.eq("TransactionNumber", number),
+                    select=("SourceKey",),
+                    cross_company=False,
+                )
+            )
+        )
         for head in raw_heads:
-            raw = self.client.iter_rows(Query(
-                "BudgetTransactionLineBiEntities",
-                filter=F.and_(F.eq("BudgetTransactionHeader", int(head["SourceKey"])),
-                              F.eq("BudgetType", F.EnumValue("BudgetType", "Revenue"))),
-                select=("TransactionCurrencyAmount",), cross_company=False,
-            ))  # fmt: skip
+            raw = self.client.iter_rows(
+                Query(
+                    "BudgetTransactionLineBiEntities",
+                    filter=F.and_(
+                        F.eq("BudgetTransactionHeader", int(head["SourceKey"])),
+                        F.eq("BudgetType", F.EnumValue("BudgetType", "Revenue")),
+                    ),
+                    select=("TransactionCurrencyAmount",),
+                    cross_company=False,
+                )
+            )
             for r in raw:
                 stored = Decimal(str(r["TransactionCurrencyAmount"]))
                 if abs(stored) == abs(amount) and amount != 0:

@@ -120,9 +120,13 @@ class LedgerBooks:
                 raise DynamicsBadResponse(f"{what}: LedgerRecId is not an integer ({recid!r})")
             company = _str(row, "LegalEntityId", what).upper()
             ledgers[company] = LedgerInfo(
-                company, _str(row, "Name", what), recid, _str(row, "FiscalCalendar", what),
-                _str(row, "AccountingCurrency", what).upper(), _str(row, "ReportingCurrency", what).upper(),
-            )  # fmt: skip
+                company,
+                _str(row, "Name", what),
+                recid,
+                _str(row, "FiscalCalendar", what),
+                _str(row, "AccountingCurrency", what).upper(),
+                _str(row, "ReportingCurrency", what).upper(),
+            )
         missing = [c for c in wanted if c not in ledgers]
         if missing:
             raise DynamicsRouteUnavailable(
@@ -146,9 +150,11 @@ class LedgerBooks:
                 if not isinstance(key, int) or isinstance(key, bool):
                     raise DynamicsBadResponse(f"{what}: SourceKey is not an integer")
                 by_recid[key] = (
-                    _str(row, "Name", what), _str(row, "Type", what),
-                    _date(row, "StartDate", what), _date(row, "EndDate", what),
-                )  # fmt: skip
+                    _str(row, "Name", what),
+                    _str(row, "Type", what),
+                    _date(row, "StartDate", what),
+                    _date(row, "EndDate", what),
+                )
         return cls(ledgers, periods, by_recid)
 
     # -- look-ups -------------------------------------------------------------------------------------------
@@ -236,8 +242,15 @@ def _read_periods(client: ODataClient, calendar: str) -> list[FiscalPeriodInfo]:
         kind = _str(row, "Type", what)
         if kind not in PERIOD_TYPES:
             raise DynamicsBadResponse(f"{what}: Type {kind!r} is not one of {list(PERIOD_TYPES)}")
-        raw.append((_str(row, "FiscalYear", what), _str(row, "PeriodName", what), kind,
-                    _date(row, "StartDate", what), _date(row, "EndDate", what)))  # fmt: skip
+        raw.append(
+            (
+                _str(row, "FiscalYear", what),
+                _str(row, "PeriodName", what),
+                kind,
+                _date(row, "StartDate", what),
+                _date(row, "EndDate", what),
+            )
+        )
     out: list[FiscalPeriodInfo] = []
     for year in sorted({r[0] for r in raw}):
         in_year = sorted((r for r in raw if r[0] == year), key=lambda r: (r[3], PERIOD_TYPES.index(r[2])))

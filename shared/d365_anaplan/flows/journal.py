@@ -181,9 +181,16 @@ class Delta:
         return self.approved - self.held
 
     def to_json(self) -> dict[str, Any]:
-        return {"company": self.company, "account": self.account, "dimensions": dict(self.dimensions),
-                "period": period_key(self.period), "held": str(self.held), "approved": str(self.approved),
-                "difference": str(self.amount), "revision": self.revision}  # fmt: skip
+        return {
+            "company": self.company,
+            "account": self.account,
+            "dimensions": dict(self.dimensions),
+            "period": period_key(self.period),
+            "held": str(self.held),
+            "approved": str(self.approved),
+            "difference": str(self.amount),
+            "revision": self.revision,
+        }
 
 
 def plan_deltas(
@@ -353,10 +360,12 @@ def budget_target(
     code = export.budget_code or settings.budget_code
     revision = export.revision_budget_code or settings.revision_budget_code
     if not model or not code:
-        raise ConfigError([
-            f"export {export.export_action!r}: target 'budget_register' needs a budget model and a budget code "
-            f"(dynamics.journal.budget_model/budget_code or the export's own; fiscal year {fiscal_year})"
-        ])  # fmt: skip
+        raise ConfigError(
+            [
+                f"export {export.export_action!r}: target 'budget_register' needs a budget model and a budget code "
+                f"(dynamics.journal.budget_model/budget_code or the export's own; fiscal year {fiscal_year})"
+            ]
+        )
     return model, code, revision
 
 
@@ -393,11 +402,13 @@ def build_entries(
         else:
             model, code, revision_code = budget_target(settings, export, fy)
             if d.revision and not revision_code:
-                raise ConfigError([
-                    f"export {export.export_action!r}: {d.company} {d.account} {period_key(d.period)} changes after "
-                    "its first load; set dynamics.journal.revision_budget_code (a budget code of type Revision) "
-                    "or the export's revision_budget_code"
-                ])  # fmt: skip
+                raise ConfigError(
+                    [
+                        f"export {export.export_action!r}: {d.company} {d.account} {period_key(d.period)} changes after "
+                        "its first load; set dynamics.journal.revision_budget_code (a budget code of type Revision) "
+                        "or the export's revision_budget_code"
+                    ]
+                )
             use = revision_code if d.revision and revision_code else code
             gkey = (d.company, fy, use, d.revision)
             targets[gkey] = (model, use)
@@ -410,11 +421,18 @@ def build_entries(
         key = entry_key(tag, run_id, company, fy, group_code)
         entry_model, budget_code = targets[gkey]
         journal = Journal(
-            company=company, key=key,
-            description=entry_description(key, export.version, year, first, last, run_id, export.export_action),
-            journal_name=journal_name, period_from=first, period_to=last, budget_model=entry_model,
-            budget_code=budget_code, revision=revision,
-        )  # fmt: skip
+            company=company,
+            key=key,
+            description=entry_description(
+                key, export.version, year, first, last, run_id, export.export_action
+            ),
+            journal_name=journal_name,
+            period_from=first,
+            period_to=last,
+            budget_model=entry_model,
+            budget_code=budget_code,
+            revision=revision,
+        )
         currency = settings.currency_for(company)
         by_period: dict[date, list[JournalLine]] = {}
         for d in items:
@@ -427,13 +445,20 @@ def build_entries(
             source = f"row {d.source_line}" if d.source_line else "removed"
             by_period.setdefault(d.period, []).append(
                 JournalLine(
-                    company=company, voucher="", trans_date=day, account=d.account, dimensions=dict(d.dimensions),
-                    account_display_value=display, debit=amount if amount > 0 else Decimal(0),
-                    credit=-amount if amount < 0 else Decimal(0), currency=currency,
+                    company=company,
+                    voucher="",
+                    trans_date=day,
+                    account=d.account,
+                    dimensions=dict(d.dimensions),
+                    account_display_value=display,
+                    debit=amount if amount > 0 else Decimal(0),
+                    credit=-amount if amount < 0 else Decimal(0),
+                    currency=currency,
                     line_key=line_key(key, company, d.account, d.dimensions, d.period, amount),
-                    source_line=d.source_line, memo=f"Anaplan {export.version} {period_key(d.period)} {source}",
+                    source_line=d.source_line,
+                    memo=f"Anaplan {export.version} {period_key(d.period)} {source}",
                 )
-            )  # fmt: skip
+            )
         stem = key.split("-", 1)[1]
         for period in sorted(by_period):
             lines = sorted(by_period[period], key=lambda x: (x.account_display_value, x.line_key))

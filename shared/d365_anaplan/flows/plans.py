@@ -327,15 +327,33 @@ class PlanExportReader:
                 for d in self.dimensions
             }
             if p.layout == "long":
-                cells = [(record[col[p.period_column]], p.period_column, record[col[p.amount_column]],
-                          p.amount_column)]  # fmt: skip
+                cells = [
+                    (
+                        record[col[p.period_column]],
+                        p.period_column,
+                        record[col[p.amount_column]],
+                        p.amount_column,
+                    )
+                ]
             else:  # one cell per period column; a blank cell holds nothing
                 cells = [
                     (name, name, record[i], name) for name, i in self._period_columns if record[i].strip()
                 ]
             for label, period_field, text, amount_field in cells:
-                row = self._cell(where, line, seen, company, account, dims, version, label, period_field,
-                                 text, amount_field, fiscal_start)  # fmt: skip
+                row = self._cell(
+                    where,
+                    line,
+                    seen,
+                    company,
+                    account,
+                    dims,
+                    version,
+                    label,
+                    period_field,
+                    text,
+                    amount_field,
+                    fiscal_start,
+                )
                 if row is not None:
                     yield row
 

@@ -89,9 +89,18 @@ class PlanState:
         def items() -> Iterator[Item]:
             for key, amount in sorted(cells.items()):
                 company, account, dims, period = key
-                yield to_item({
-                    "pk": pk, "sk": _sk(key), "company": company, "account": account, "dimensions": dict(dims),
-                    "period": f"{period:%Y-%m}", "amount": amount, "run_id": run_id, "updated_at": now,
-                })  # fmt: skip
+                yield to_item(
+                    {
+                        "pk": pk,
+                        "sk": _sk(key),
+                        "company": company,
+                        "account": account,
+                        "dimensions": dict(dims),
+                        "period": f"{period:%Y-%m}",
+                        "amount": amount,
+                        "run_id": run_id,
+                        "updated_at": now,
+                    }
+                )
 
         return put_all(self.client, self.table_name, items())

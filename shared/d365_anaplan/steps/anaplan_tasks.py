@@ -74,16 +74,31 @@ def start_action(
     """Start import/export/process ``action`` once per (run, step)."""
     now = datetime.now(UTC).isoformat()
     if dry_run:
-        ref = TaskRef(kind=kind, action=action, action_id="", task_id="", step=step, started_at=now,
-                      state="COMPLETE", terminal=True, dry_run=True)  # fmt: skip
+        ref = TaskRef(
+            kind=kind,
+            action=action,
+            action_id="",
+            task_id="",
+            step=step,
+            started_at=now,
+            state="COMPLETE",
+            terminal=True,
+            dry_run=True,
+        )
         ctx.ledger.record_step(ctx.run_id, step, "DRY_RUN", {"action": action, "kind": kind})
         return ref.model_dump()
     pending = None
     for earlier in ctx.ledger.steps(ctx.run_id):
         if earlier.step == step and earlier.detail.get("task_id"):
             d = earlier.detail
-            return TaskRef(kind=kind, action=action, action_id=str(d["action_id"]), task_id=str(d["task_id"]),
-                           step=step, started_at=str(d["started_at"])).model_dump()  # fmt: skip
+            return TaskRef(
+                kind=kind,
+                action=action,
+                action_id=str(d["action_id"]),
+                task_id=str(d["task_id"]),
+                step=step,
+                started_at=str(d["started_at"]),
+            ).model_dump()
         if earlier.step == step and earlier.status == "STARTING":
             pending = earlier.detail
     hold_lease(ctx, lease, f"{step}: start {kind[:-1]} {action!r}")
@@ -95,20 +110,31 @@ def start_action(
         known = {str(t) for t in pending.get("known_task_ids") or []}
         newest = int(pending.get("newest_task_ms") or 0)
         adopted = sorted(
-            (t for t in _tasks_of(ctx, kind, action_id)
-             if str(t.get("taskId")) not in known and int(t.get("creationTime") or newest + 1) > newest),
+            (
+                t
+                for t in _tasks_of(ctx, kind, action_id)
+                if str(t.get("taskId")) not in known and int(t.get("creationTime") or newest + 1) > newest
+            ),
             key=lambda t: int(t.get("creationTime") or 0),
-        )  # fmt: skip
+        )
         if adopted:
             task_id = str(adopted[0]["taskId"])
             return _started(ctx, step, kind, action, action_id, task_id, now, adopted=True)
     else:
         existing = _tasks_of(ctx, kind, action_id)
-        ctx.ledger.record_step(ctx.run_id, step, "STARTING", {
-            "action": action, "kind": kind, "action_id": action_id, "requested_at": now,
-            "newest_task_ms": max((int(t.get("creationTime") or 0) for t in existing), default=0),
-            "known_task_ids": [str(t.get("taskId")) for t in existing][:500],
-        })  # fmt: skip
+        ctx.ledger.record_step(
+            ctx.run_id,
+            step,
+            "STARTING",
+            {
+                "action": action,
+                "kind": kind,
+                "action_id": action_id,
+                "requested_at": now,
+                "newest_task_ms": max((int(t.get("creationTime") or 0) for t in existing), default=0),
+                "known_task_ids": [str(t.get("taskId")) for t in existing][:500],
+            },
+        )
     task_id = client.start_task(kind, action_id)
     return _started(ctx, step, kind, action, action_id, task_id, now)
 
@@ -127,13 +153,30 @@ def _tasks_of(ctx: StepContext, kind: Kind, action_id: str) -> list[dict[str, An
     return ctx.anaplan.list_tasks(kind, action_id)
 
 
-def _started(ctx: StepContext, step: str, kind: Kind, action: str, action_id: str, task_id: str, now: str,
-             *, adopted: bool = False) -> dict[str, Any]:  # fmt: skip
+def _started(
+    ctx: StepContext,
+    step: str,
+    kind: Kind,
+    action: str,
+    action_id: str,
+    task_id: str,
+    now: str,
+    *,
+    adopted: bool = False,
+) -> dict[str, Any]:
     ctx.ledger.record_step(
-        ctx.run_id, step, "STARTED",
-        {"action": action, "kind": kind, "action_id": action_id, "task_id": task_id, "started_at": now,
-         "adopted": adopted},
-    )  # fmt: skip
+        ctx.run_id,
+        step,
+        "STARTED",
+        {
+            "action": action,
+            "kind": kind,
+            "action_id": action_id,
+            "task_id": task_id,
+            "started_at": now,
+            "adopted": adopted,
+        },
+    )
     ctx.ledger.record_task(ctx.run_id, kind, action_id, task_id, "NOT_STARTED", {"action": action})
     return TaskRef(
         kind=kind, action=action, action_id=action_id, task_id=task_id, step=step, started_at=now
@@ -160,8 +203,14 @@ def check_task(
     check = ctx.anaplan.check_task(task.kind, task.action_id, task.task_id, elapsed_seconds=elapsed)
     if not check.terminal:
         if elapsed > MAX_POLL_SECONDS:
-            ctx.ledger.record_task(ctx.run_id, task.kind, task.action_id, task.task_id, check.state,
-                                   {"action": task.action, "polls": task.polls + 1, "timed_out": True})  # fmt: skip
+            ctx.ledger.record_task(
+                ctx.run_id,
+                task.kind,
+                task.action_id,
+                task.task_id,
+                check.state,
+                {"action": task.action, "polls": task.polls + 1, "timed_out": True},
+            )
             raise AnaplanPollTimeout(
                 f"{task.kind[:-1]} {task.action!r} task {task.task_id}: still {check.state} after {int(elapsed)} s; "
                 "it keeps running in Anaplan — cancel it there or wait, then replay"
@@ -184,8 +233,9 @@ def check_task(
         with S3StreamWriter(ctx.s3, bucket, dump_key) as out:
             ctx.anaplan.download_dump(task.action_id, task.task_id, out)
         assert out.result is not None
-        ctx.ledger.record_file(ctx.run_id, task.step, bucket, dump_key, out.result.bytes, out.result.rows,
-                               out.result.sha256)  # fmt: skip
+        ctx.ledger.record_file(
+            ctx.run_id, task.step, bucket, dump_key, out.result.bytes, out.result.rows, out.result.sha256
+        )
     for object_id in check.dump_object_ids if task.kind == "processes" else []:
         key = ctx.key("dumps", f"{task.step}-{task.task_id}-{object_id}.csv")
         with S3StreamWriter(ctx.s3, bucket, key) as out:
@@ -193,19 +243,39 @@ def check_task(
         dump_key = dump_key or key
     counts = check.counts.model_dump()
     ctx.ledger.record_task(
-        ctx.run_id, task.kind, task.action_id, task.task_id, check.state,
-        {"action": task.action, "outcome": str(check.outcome), "counts": counts, "polls": task.polls + 1,
-         "message": check.message},
+        ctx.run_id,
+        task.kind,
+        task.action_id,
+        task.task_id,
+        check.state,
+        {
+            "action": task.action,
+            "outcome": str(check.outcome),
+            "counts": counts,
+            "polls": task.polls + 1,
+            "message": check.message,
+        },
         dump_key,
-    )  # fmt: skip
+    )
     failed = check.outcome in (Outcome.FAILED, Outcome.CANCELLED) or (strict and check.counts.failed > 0)
     # The step's item keeps what its start recorded (a redrive still follows the task) and says how it ended.
     at_start = next((st.detail for st in ctx.ledger.steps(ctx.run_id) if st.step == task.step), {})
     ctx.ledger.record_step(
-        ctx.run_id, task.step, "FAILED" if failed else "SUCCEEDED",
-        {**at_start, "action": task.action, "kind": task.kind, "action_id": task.action_id, "task_id": task.task_id,
-         "started_at": task.started_at, "outcome": str(check.outcome), "counts": counts, "dump_key": dump_key},
-    )  # fmt: skip
+        ctx.run_id,
+        task.step,
+        "FAILED" if failed else "SUCCEEDED",
+        {
+            **at_start,
+            "action": task.action,
+            "kind": task.kind,
+            "action_id": task.action_id,
+            "task_id": task.task_id,
+            "started_at": task.started_at,
+            "outcome": str(check.outcome),
+            "counts": counts,
+            "dump_key": dump_key,
+        },
+    )
     if failed:
         where = f"; failure dump at s3://{bucket}/{dump_key}" if dump_key else ""
         raise AnaplanTaskFailed(
@@ -220,10 +290,18 @@ def check_task(
         with S3StreamWriter(ctx.s3, bucket, download_key) as out:
             ctx.anaplan.download_file(task.action_id, out)
         assert out.result is not None
-        ctx.ledger.record_file(ctx.run_id, task.step, bucket, download_key, out.result.bytes, out.result.rows,
-                               out.result.sha256)  # fmt: skip
+        ctx.ledger.record_file(
+            ctx.run_id, task.step, bucket, download_key, out.result.bytes, out.result.rows, out.result.sha256
+        )
         out_key = download_key
     return task.model_copy(
-        update={"polls": task.polls + 1, "state": check.state, "terminal": True, "outcome": str(check.outcome),
-                "counts": counts, "dump_key": dump_key, "file_key": out_key}
-    ).model_dump()  # fmt: skip
+        update={
+            "polls": task.polls + 1,
+            "state": check.state,
+            "terminal": True,
+            "outcome": str(check.outcome),
+            "counts": counts,
+            "dump_key": dump_key,
+            "file_key": out_key,
+        }
+    ).model_dump()

@@ -81,11 +81,17 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
         data = iter_chunks(ctx.s3, ctx.env.staging_bucket, str(item["file_key"]), chunk_size=1024 * 1024)
         spread = m.plans.rounding == "largest_remainder"
         parsed = parse_plan_export(
-            data, export=export, plans=m.plans, dimensions=dims, companies=cfg.dynamics.companies,
-            calendar=cfg.close_calendar, period_format=export.period_format or m.actuals.period_format, latest=horizon,
+            data,
+            export=export,
+            plans=m.plans,
+            dimensions=dims,
+            companies=cfg.dynamics.companies,
+            calendar=cfg.close_calendar,
+            period_format=export.period_format or m.actuals.period_format,
+            latest=horizon,
             periods=set(months),
             decimals=SPREAD_DECIMALS if spread else 2,
-        )  # fmt: skip
+        )
         rows = round_largest_remainder(list(parsed)) if spread else list(parsed)
         if m.plans.sign == "natural":
             if types is None:
@@ -136,58 +142,117 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
                 sums[k] = sums.get(k, Decimal(0)) + h.amount
             kept = state.load(ctx.connection, tag, company, first, last)
             drift.extend(
-                {"export": name, "company": k[0], "account": k[1], "period": period_key(k[3]),
-                 "ledger": str(kept.get(k, Decimal(0))), "fo": str(sums.get(k, Decimal(0)))}
+                {
+                    "export": name,
+                    "company": k[0],
+                    "account": k[1],
+                    "period": period_key(k[3]),
+                    "ledger": str(kept.get(k, Decimal(0))),
+                    "fo": str(sums.get(k, Decimal(0))),
+                }
                 for k in sorted(set(kept) | set(sums))
                 if kept.get(k, Decimal(0)) != sums.get(k, Decimal(0))
-            )  # fmt: skip
+            )
         deltas, approved = plan_deltas(rows, held, months)
         differences += [{**d.to_json(), "export": name, "version": export.version} for d in deltas]
         plan = build_entries(
-            deltas, connection=ctx.connection, run_id=ctx.run_id, export=export, settings=settings,
-            segment_order=fmt.segments, delimiter=fmt.delimiter,
+            deltas,
+            connection=ctx.connection,
+            run_id=ctx.run_id,
+            export=export,
+            settings=settings,
+            segment_order=fmt.segments,
+            delimiter=fmt.delimiter,
             fiscal_year_start_month=cfg.close_calendar.fiscal_year_start_month,
-        )  # fmt: skip
-        totals.append({"export": name, "version": export.version, "tag": tag,
-                       "cells": [[c, a, dict(d), p.isoformat(), str(v)] for (c, a, d, p), v in approved.items()]})  # fmt: skip
+        )
+        totals.append(
+            {
+                "export": name,
+                "version": export.version,
+                "tag": tag,
+                "cells": [[c, a, dict(d), p.isoformat(), str(v)] for (c, a, d, p), v in approved.items()],
+            }
+        )
         for journal in plan.journals:
             journals.append({**journal.to_json(), "export": name})
             for n, lines_ in enumerate(batch_lines(journal, size)):
                 key = ctx.key("plans", f"{journal.key}-{n:04d}.jsonl")
                 body = "".join(
-                    json.dumps({**line.to_json(), "account": line.account, "dimensions": dict(line.dimensions),
-                                "amount": str(line.amount)}) + "\n"
+                    json.dumps(
+                        {
+                            **line.to_json(),
+                            "account": line.account,
+                            "dimensions": dict(line.dimensions),
+                            "amount": str(line.amount),
+                        }
+                    )
+                    + "\n"
                     for line in lines_
-                )  # fmt: skip
+                )
                 ctx.s3.put_object(Bucket=ctx.env.staging_bucket, Key=key, Body=body.encode("utf-8"))
-                batches.append({"company": journal.company, "journal_key": journal.key, "journal_name": journal.journal_name,
-                                "description": journal.description, "budget_model": journal.budget_model,
-                                "budget_code": journal.budget_code, "key": key, "lines": len(lines_)})  # fmt: skip
+                batches.append(
+                    {
+                        "company": journal.company,
+                        "journal_key": journal.key,
+                        "journal_name": journal.journal_name,
+                        "description": journal.description,
+                        "budget_model": journal.budget_model,
+                        "budget_code": journal.budget_code,
+                        "key": key,
+                        "lines": len(lines_),
+                    }
+                )
     totals_key = ctx.key("plans", "approved_totals.json")
-    _put_json(ctx, totals_key, {"exports": totals, "first": first.isoformat(), "last": last.isoformat(),
-                                "journals": journals})  # fmt: skip
-    summary = {"cells": len(differences), "revisions": sum(1 for d in differences if d["revision"]),
-               "shown": differences[:SHOWN_DIFFERENCES]}  # fmt: skip
-    ctx.ledger.record_step(ctx.run_id, "PlanJournals", "SUCCEEDED",
-                           {"journals": journals, "batches": len(batches), "differences": summary,
-                            "state_drift": {"cells": len(drift), "shown": drift[:SHOWN_DIFFERENCES]}})  # fmt: skip
+    _put_json(
+        ctx,
+        totals_key,
+        {"exports": totals, "first": first.isoformat(), "last": last.isoformat(), "journals": journals},
+    )
+    summary = {
+        "cells": len(differences),
+        "revisions": sum(1 for d in differences if d["revision"]),
+        "shown": differences[:SHOWN_DIFFERENCES],
+    }
+    ctx.ledger.record_step(
+        ctx.run_id,
+        "PlanJournals",
+        "SUCCEEDED",
+        {
+            "journals": journals,
+            "batches": len(batches),
+            "differences": summary,
+            "state_drift": {"cells": len(drift), "shown": drift[:SHOWN_DIFFERENCES]},
+        },
+    )
     for j in journals:
         ctx.ledger.record_journal(
             ctx.run_id, j["key"], "PLANNED", None, {k: v for k, v in j.items() if k != "key"}
         )
-    return {"batches": batches, "totals_key": totals_key, "journals": len(journals),
-            "rows": sum(len(r) for r in all_rows.values()), "differences": summary}  # fmt: skip
+    return {
+        "batches": batches,
+        "totals_key": totals_key,
+        "journals": len(journals),
+        "rows": sum(len(r) for r in all_rows.values()),
+        "differences": summary,
+    }
 
 
 def line_input(d: dict[str, Any]) -> JournalLineInput:
     """A journal line to write, from its staged (or ledger-kept) payload."""
     return JournalLineInput(
-        account=str(d["account"]), dimensions=dict(d["dimensions"]), trans_date=date.fromisoformat(str(d["trans_date"])),
-        amount=Decimal(str(d["amount"])), voucher=str(d["voucher"]), currency=str(d["currency"]),
+        account=str(d["account"]),
+        dimensions=dict(d["dimensions"]),
+        trans_date=date.fromisoformat(str(d["trans_date"])),
+        amount=Decimal(str(d["amount"])),
+        voucher=str(d["voucher"]),
+        currency=str(d["currency"]),
         text=str(d.get("memo") or d["text"]),
-        source=f"plan line {d['source_line']}" if d.get("source_line")
-        else f"offset {d['text']}" if d.get("offset") else f"removed cell {d['text']}",
-    )  # fmt: skip
+        source=f"plan line {d['source_line']}"
+        if d.get("source_line")
+        else f"offset {d['text']}"
+        if d.get("offset")
+        else f"removed cell {d['text']}",
+    )
 
 
 def _refuse_suspended_accounts(ctx: StepContext, all_rows: dict[str, list[PlanRow]]) -> None:
@@ -227,9 +292,12 @@ def _line_inputs(ctx: StepContext, key: str) -> Iterator[tuple[JournalLineInput,
 def entry_header(batch: dict[str, Any]) -> EntryHeader:
     """The header of a batch's journal / budget register entry (as staged by :func:`plan_journals`)."""
     return EntryHeader(
-        key=str(batch["journal_key"]), description=str(batch.get("description") or f"Anaplan {batch['journal_key']}"),
-        journal_name=batch.get("journal_name"), budget_model=batch.get("budget_model"), budget_code=batch.get("budget_code"),
-    )  # fmt: skip
+        key=str(batch["journal_key"]),
+        description=str(batch.get("description") or f"Anaplan {batch['journal_key']}"),
+        journal_name=batch.get("journal_name"),
+        budget_model=batch.get("budget_model"),
+        budget_code=batch.get("budget_code"),
+    )
 
 
 def write_journal_batch(ctx: StepContext, batch: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
@@ -247,10 +315,21 @@ def write_journal_batch(ctx: StepContext, batch: dict[str, Any], *, dry_run: boo
         planned = ctx.dynamics.writer.write(
             str(batch["company"]), [p[0] for p in pairs], header, dry_run=True
         )
-        ctx.ledger.record_step(ctx.run_id, f"WriteJournalBatch:{journal_key}", "DRY_RUN",
-                               {"lines": planned.lines_planned, "description": header.description})  # fmt: skip
-        return {"journal_key": journal_key, "company": batch["company"], "journal_batch_number": None, "written": 0,
-                "skipped": 0, "rejected": 0, "dry_run": True}  # fmt: skip
+        ctx.ledger.record_step(
+            ctx.run_id,
+            f"WriteJournalBatch:{journal_key}",
+            "DRY_RUN",
+            {"lines": planned.lines_planned, "description": header.description},
+        )
+        return {
+            "journal_key": journal_key,
+            "company": batch["company"],
+            "journal_batch_number": None,
+            "written": 0,
+            "skipped": 0,
+            "rejected": 0,
+            "dry_run": True,
+        }
     result = ctx.dynamics.writer.write(str(batch["company"]), [p[0] for p in pairs], header)
     errors = {e.source: e for e in result.errors}
     entries = []
@@ -258,27 +337,49 @@ def write_journal_batch(ctx: StepContext, batch: dict[str, Any], *, dry_run: boo
         err = errors.get(line.source)
         entries.append(
             JournalLineEntry(
-                journal_key=journal_key, line_key=str(payload["text"]), status="FAILED" if err else "WRITTEN",
+                journal_key=journal_key,
+                line_key=str(payload["text"]),
+                status="FAILED" if err else "WRITTEN",
                 fo_ids=None if err else {"journal_batch_number": result.journal_batch_number},
-                error=err.message if err else None, payload={**payload, "header": _header_json(header)},
+                error=err.message if err else None,
+                payload={**payload, "header": _header_json(header)},
             )
-        )  # fmt: skip
+        )
     ctx.ledger.record_journal_lines(ctx.run_id, entries)
     ctx.ledger.record_journal(
-        ctx.run_id, journal_key, "FAILED" if result.errors else "WRITTEN", result.journal_batch_number,
-        {"written": result.lines_written, "skipped": result.lines_skipped, "rejected": len(result.errors),
-         "resumed": result.resumed, "already_posted": result.already_posted, **_header_json(header)},
-    )  # fmt: skip
+        ctx.run_id,
+        journal_key,
+        "FAILED" if result.errors else "WRITTEN",
+        result.journal_batch_number,
+        {
+            "written": result.lines_written,
+            "skipped": result.lines_skipped,
+            "rejected": len(result.errors),
+            "resumed": result.resumed,
+            "already_posted": result.already_posted,
+            **_header_json(header),
+        },
+    )
     # Rejected vouchers do not stop the other batches: every batch is tried, so one run shows every line F&O
     # refuses. Reconciliation fails the run naming them (see reconcile_plan).
-    return {"journal_key": journal_key, "company": result.company, "journal_batch_number": result.journal_batch_number,
-            "written": result.lines_written, "skipped": result.lines_skipped, "rejected": len(result.errors),
-            "dry_run": False}  # fmt: skip
+    return {
+        "journal_key": journal_key,
+        "company": result.company,
+        "journal_batch_number": result.journal_batch_number,
+        "written": result.lines_written,
+        "skipped": result.lines_skipped,
+        "rejected": len(result.errors),
+        "dry_run": False,
+    }
 
 
 def _header_json(header: EntryHeader) -> dict[str, Any]:
-    return {"description": header.description, "journal_name": header.journal_name,
-            "budget_model": header.budget_model, "budget_code": header.budget_code}  # fmt: skip
+    return {
+        "description": header.description,
+        "journal_name": header.journal_name,
+        "budget_model": header.budget_model,
+        "budget_code": header.budget_code,
+    }
 
 
 def reconcile_plan(ctx: StepContext, totals_key: str, written: list[dict[str, Any]]) -> dict[str, Any]:
@@ -315,23 +416,37 @@ def reconcile_plan(ctx: StepContext, totals_key: str, written: list[dict[str, An
                 key = cell_key(h.company, h.account, h.dimensions, h.period)
                 fo_items.append((f"{h.company} {version}", _account_text(key), h.period, h.amount))
                 cells.setdefault(key, Decimal(0))  # a cell that left the plan: F&O holds its reversal
-            pending += [{"company": e.company, "number": e.number, "status": e.status, "description": e.description}
-                        for e in writer.entries(company, tag) if e.pending]  # fmt: skip
-    result = reconcile(plan_items, fo_items, tolerance=ctx.cfg.reconciliation_tolerance, left_name="Anaplan",
-                       right_name="F&O")  # fmt: skip
+            pending += [
+                {"company": e.company, "number": e.number, "status": e.status, "description": e.description}
+                for e in writer.entries(company, tag)
+                if e.pending
+            ]
+    result = reconcile(
+        plan_items,
+        fo_items,
+        tolerance=ctx.cfg.reconciliation_tolerance,
+        left_name="Anaplan",
+        right_name="F&O",
+    )
     detail = {**result.to_json(), "pending_completion": pending[:50], "pending_count": len(pending)}
     ctx.ledger.record_step(ctx.run_id, "ReconcilePlan", "SUCCEEDED" if result.ok else "FAILED", detail)
     if not result.ok:
         hint = ""
         if ctx.cfg.dynamics.journal.target == "budget_register":
-            hint = (" (if only revenue accounts differ, with the sign reversed, check "
-                    "dynamics.journal.budget_revenue_read_sign against how BudgetRegisterEntryLines shows revenue)")  # fmt: skip
+            hint = (
+                " (if only revenue accounts differ, with the sign reversed, check "
+                "dynamics.journal.budget_revenue_read_sign against how BudgetRegisterEntryLines shows revenue)"
+            )
         raise ReconciliationFailed(result.to_text() + hint)
     state = PlanState(ctx.env.ledger_table)
     for tag, cells in cells_by_export.items():
         state.save(ctx.connection, tag, cells, ctx.run_id)
-    return {"ok": True, "total": str(result.left_total), "matched": result.matched_accounts,
-            "pending_completion": len(pending)}  # fmt: skip
+    return {
+        "ok": True,
+        "total": str(result.left_total),
+        "matched": result.matched_accounts,
+        "pending_completion": len(pending),
+    }
 
 
 def _account_text(key: tuple[str, str, tuple[tuple[str, str], ...], date]) -> str:

@@ -106,14 +106,26 @@ def replay_failed_lines(ctx: StepContext, original: str, *, dry_run: bool = Fals
     problems: list[str] = []
     for journal_key, lines in sorted(by_journal.items()):
         detail = journals[journal_key].detail if journal_key in journals else {}
-        header = entry_header({**detail, **dict(lines[0].payload.get("header") or {}), "journal_key": journal_key,
-                               "journal_name": str(detail.get("journal_name") or ctx.cfg.dynamics.journal.journal_name)})  # fmt: skip
+        header = entry_header(
+            {
+                **detail,
+                **dict(lines[0].payload.get("header") or {}),
+                "journal_key": journal_key,
+                "journal_name": str(detail.get("journal_name") or ctx.cfg.dynamics.journal.journal_name),
+            }
+        )
         company = str(lines[0].payload["company"])
         inputs = [line_input(line.payload) for line in lines]
         if dry_run:  # the same writer validates and builds the lines, and sends nothing
             planned = ctx.dynamics.writer.write(company, inputs, header, dry_run=True)
-            summary["journals"].append({"journal_key": journal_key, "company": company,
-                                        "lines": planned.lines_planned, "description": header.description})  # fmt: skip
+            summary["journals"].append(
+                {
+                    "journal_key": journal_key,
+                    "company": company,
+                    "lines": planned.lines_planned,
+                    "description": header.description,
+                }
+            )
             continue
         # The same writer entry point as the flow: the configured target, the same entry resumed by its key.
         result = ctx.dynamics.writer.write(company, inputs, header)
@@ -130,11 +142,23 @@ def replay_failed_lines(ctx: StepContext, original: str, *, dry_run: bool = Fals
                 )
         ctx.ledger.record_journal_lines(ctx.run_id, mine)
         ctx.ledger.record_journal_lines(original, theirs)
-        ctx.ledger.record_journal(ctx.run_id, journal_key, "FAILED" if errors else "WRITTEN", result.journal_batch_number,
-                                  {"replay_of": original, "written": result.lines_written, "skipped": result.lines_skipped})  # fmt: skip
+        ctx.ledger.record_journal(
+            ctx.run_id,
+            journal_key,
+            "FAILED" if errors else "WRITTEN",
+            result.journal_batch_number,
+            {"replay_of": original, "written": result.lines_written, "skipped": result.lines_skipped},
+        )
         summary["written"] += result.lines_written
-        summary["journals"].append({"journal_key": journal_key, "company": company, "lines": len(inputs),
-                                    "journal_batch_number": result.journal_batch_number, "rejected": len(errors)})  # fmt: skip
+        summary["journals"].append(
+            {
+                "journal_key": journal_key,
+                "company": company,
+                "lines": len(inputs),
+                "journal_batch_number": result.journal_batch_number,
+                "rejected": len(errors),
+            }
+        )
         if errors:
             problems.append(
                 f"{journal_key}: {len(errors)} line(s) rejected again; first: {next(iter(errors.values()))}"

@@ -37,8 +37,9 @@ class RunRequest(BaseModel):
     failed_lines_only: bool = False  # plans: write again only the lines F&O rejected in run ``replay_of``
 
 
-def open_run(ledger: RunLedger, *, connection: str, flow: Flow, execution: str, run_id: str,
-             request: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def open_run(
+    ledger: RunLedger, *, connection: str, flow: Flow, execution: str, run_id: str, request: dict[str, Any]
+) -> dict[str, Any]:
     req = RunRequest.model_validate(request)
     if req.failed_lines_only and (flow != "plans" or not req.replay_of):
         raise BadInputData("failed_lines_only: needs replay_of naming a plans run, on the plans flow")
@@ -98,12 +99,23 @@ def record_window(
     first = (periods or {}).get("from")
     last = (periods or {}).get("to")
     try:
-        gate = close_gate(cfg.close_calendar, connection=connection, flow=flow, now=now or datetime.now(UTC),
-                          first=first, last=last, watermarks=Watermarks(ledger.table_name, client=ledger.client))  # fmt: skip
+        gate = close_gate(
+            cfg.close_calendar,
+            connection=connection,
+            flow=flow,
+            now=now or datetime.now(UTC),
+            first=first,
+            last=last,
+            watermarks=Watermarks(ledger.table_name, client=ledger.client),
+        )
     except BadInputData:
         return None
-    window = {**(gate["window"] or {"from": None, "to": None}), "reason": gate["reason"],
-              "months": len(gate["periods"]), "dry_run": dry_run}  # fmt: skip
+    window = {
+        **(gate["window"] or {"from": None, "to": None}),
+        "reason": gate["reason"],
+        "months": len(gate["periods"]),
+        "dry_run": dry_run,
+    }
     ledger.record_step(run_id, "PeriodWindow", "SUCCEEDED", window)
     return window
 
