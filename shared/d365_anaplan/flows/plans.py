@@ -376,34 +376,8 @@ class PlanExportReader:
             )
 
 
-def parse_plan_export(
-    data: Iterable[bytes],
-    *,
-    export: PlanExport,
-    plans: PlansMapping,
-    dimensions: Sequence[DimensionMapping],
-    companies: Collection[str],
-    calendar: CloseCalendar,
-    period_format: str,
-    latest: date | None = None,
-    periods: Collection[date] | None = None,
-    decimals: int = 2,
-    allow_empty: bool = False,
-) -> PlanExportReader:
-    """Build a streaming reader: ``for row in reader: ...`` then ``reader.counters``. Nothing is read yet."""
-    return PlanExportReader(
-        data,
-        export=export,
-        plans=plans,
-        dimensions=dimensions,
-        companies=companies,
-        calendar=calendar,
-        period_format=period_format,
-        latest=latest,
-        periods=periods,
-        decimals=decimals,
-        allow_empty=allow_empty,
-    )
+parse_plan_export = PlanExportReader
+"""Build a streaming reader: ``for row in reader: ...`` then ``reader.counters``. Nothing is read yet."""
 
 
 # Anaplan holds doubles (about 15-16 significant digits, anaplan-shapes.md §4): spread values arrive as e.g.

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, Self, cast
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
@@ -147,6 +147,31 @@ class LazyClient[C]:
 
                     self._client = cast(C, boto3.client(self._service))
         return self._client
+
+
+class LedgerTable:
+    """What every writer of the ledger table shares: its name, a lazy DynamoDB client, a clock.
+
+    ``from_env`` builds one on the table named by env ``LEDGER_TABLE``; ``clock`` must return timezone-aware
+    datetimes (tests inject a fixed clock)."""
+
+    def __init__(
+        self, table_name: str, *, client: DynamoDBClient | None = None, clock: Clock | None = None
+    ) -> None:
+        if not isinstance(table_name, str) or not table_name:
+            raise ValueError(f"table_name must be a non-empty string, got {table_name!r}")
+        self.table_name = table_name
+        self._client = LazyClient["DynamoDBClient"]("dynamodb", client)
+        self._clock = clock or utc_now
+
+    @classmethod
+    def from_env(cls, *, client: DynamoDBClient | None = None, clock: Clock | None = None) -> Self:
+        """On the table named by env ``LEDGER_TABLE``."""
+        return cls(ledger_table_from_env(), client=client, clock=clock)
+
+    @property
+    def client(self) -> DynamoDBClient:
+        return self._client.get()
 
 
 TRANSACT_MAX = 100  # items per TransactWriteItems request (the DynamoDB limit)

@@ -9,17 +9,19 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
-from d365_anaplan.ledger._dynamo import parse_iso, plain
+from d365_anaplan.ledger._dynamo import from_epoch, parse_iso, plain
 from d365_anaplan.ledger.models import (
     AuditEvent,
     FileRecord,
     JournalLineRecord,
     JournalRecord,
+    Lease,
     RecordKind,
     RunRecord,
     RunStatus,
     StepRecord,
     TaskRecord,
+    Watermark,
 )
 
 _KIND_ORDER: dict[str, int] = {"RUN": 0, "STEP": 1, "FILE": 2, "TASK": 3, "JOURNAL": 4, "LINE": 5}
@@ -143,3 +145,28 @@ def events(items: Iterable[Mapping[str, Any]]) -> list[AuditEvent]:
             )
     events.sort(key=lambda e: (e.at, _KIND_ORDER.get(e.kind, 9), e.key))
     return events
+
+
+def lease_record(item: Mapping[str, Any]) -> Lease:
+    displaced_at = item.get("displaced_expired_at")
+    return Lease(
+        model_key=str(item["model_key"]),
+        owner=str(item["owner"]),
+        acquired_at=parse_iso(str(item["acquired_at"])),
+        expires_at=from_epoch(item["expires_at"]),
+        version=int(item["version"]),
+        displaced_owner=None if item.get("displaced_owner") is None else str(item["displaced_owner"]),
+        displaced_expired_at=None if displaced_at is None else parse_iso(str(displaced_at)),
+    )
+
+
+def watermark_record(item: Mapping[str, Any]) -> Watermark:
+    previous = item.get("previous_value")
+    return Watermark(
+        connection=str(item["connection"]),
+        flow=str(item["flow"]),
+        value=str(item["value"]),
+        run_id=str(item["run_id"]),
+        advanced_at=parse_iso(str(item["advanced_at"])),
+        previous_value=None if previous is None else str(previous),
+    )

@@ -38,7 +38,7 @@ from botocore.exceptions import ClientError
 from d365_anaplan.errors import LeaseLost, ModelLeaseHeld
 from d365_anaplan.ledger._dynamo import (
     Clock,
-    LazyClient,
+    LedgerTable,
     cancellation_codes,
     epoch,
     epoch_seconds,
@@ -46,14 +46,13 @@ from d365_anaplan.ledger._dynamo import (
     from_epoch,
     from_item,
     iso,
-    ledger_table_from_env,
     parse_iso,
     query_all,
     to_attr,
     to_item,
-    utc_now,
 )
 from d365_anaplan.ledger._expr import Update
+from d365_anaplan.ledger.codec import lease_record
 from d365_anaplan.ledger.keys import lease_key, lease_pk, owner_pk, pointer_key
 from d365_anaplan.ledger.models import Lease
 
@@ -95,7 +94,7 @@ def lease_ttl_seconds(execution_timeout_seconds: int) -> int:
     return execution_timeout_seconds
 
 
-class ModelLease:
+class ModelLease(LedgerTable):
     """Per-model leases in the ledger table (env ``LEDGER_TABLE``)."""
 
     def __init__(
@@ -106,28 +105,15 @@ class ModelLease:
         clock: Clock | None = None,
         max_attempts: int = 5,
     ) -> None:
-        if not table_name:
-            raise ValueError("table_name must be a non-empty string")
-        self.table_name = table_name
-        self._client = LazyClient["DynamoDBClient"]("dynamodb", client)
-        self._clock = clock or utc_now
+        super().__init__(table_name, client=client, clock=clock)
         self.max_attempts = max_attempts
-
-    @classmethod
-    def from_env(cls, *, client: DynamoDBClient | None = None, clock: Clock | None = None) -> ModelLease:
-        """On the table named by env ``LEDGER_TABLE``."""
-        return cls(ledger_table_from_env(), client=client, clock=clock)
-
-    @property
-    def client(self) -> DynamoDBClient:
-        return self._client.get()
 
     # --- reading ------------------------------------------------------------------------------------------
 
     def get(self, model_key: str) -> Lease | None:
         """The lease item as stored (it may be expired: compare ``expires_at`` with the time)."""
         raw = self._read(model_key)
-        return None if raw is None else _lease(raw)
+        return None if raw is None else lease_record(raw)
 
     def _read(self, model_key: str) -> dict[str, Any] | None:
         response = self.client.get_item(
@@ -236,7 +222,7 @@ class ModelLease:
             ):
                 return None  # someone changed the lease since we read it: read again
             raise
-        return _lease(from_item(to_item(item)))
+        return lease_record(from_item(to_item(item)))
 
     def renew(self, model_key: str, owner: str, ttl_seconds: int) -> Lease:
         """Prove ``owner`` still holds the lease and extend it to now + ``ttl_seconds``, in one conditional
@@ -282,7 +268,7 @@ class ModelLease:
         self.client.update_item(
             TableName=self.table_name, Key=pointer_key(owner, model_key), **pointer.args()
         )
-        return _lease(from_item(response["Attributes"]))
+        return lease_record(from_item(response["Attributes"]))
 
     def release(self, model_key: str, owner: str) -> bool:
         """Give the lease up. True if this call released it; False if ``owner`` did not hold it.
@@ -344,17 +330,4 @@ def _held(model_key: str, owner: str, holder: Mapping[str, Any]) -> ModelLeaseHe
     return ModelLeaseHeld(
         f"Anaplan model {model_key}: lease held by {holder['owner']} until {holder['expires_at_iso']} "
         f"(requested by {owner})"
-    )
-
-
-def _lease(item: Mapping[str, Any]) -> Lease:
-    displaced_at = item.get("displaced_expired_at")
-    return Lease(
-        model_key=str(item["model_key"]),
-        owner=str(item["owner"]),
-        acquired_at=parse_iso(str(item["acquired_at"])),
-        expires_at=from_epoch(item["expires_at"]),
-        version=int(item["version"]),
-        displaced_owner=None if item.get("displaced_owner") is None else str(item["displaced_owner"]),
-        displaced_expired_at=None if displaced_at is None else parse_iso(str(displaced_at)),
     )

@@ -19,10 +19,10 @@ from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from d365_anaplan.ledger._dynamo import Clock, Item, LazyClient, iso, put_all, query_all, to_item, utc_now
+from d365_anaplan.ledger._dynamo import Item, LedgerTable, iso, put_all, query_all, to_item
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 CellKey = tuple[str, str, tuple[tuple[str, str], ...], date]  # company, account, dimension values, period
 
@@ -41,21 +41,8 @@ def _sk(key: CellKey) -> str:
     return f"CELL#{company}#{period:%Y-%m}#{account}#{dim_text}"
 
 
-class PlanState:
+class PlanState(LedgerTable):
     """The approved-plan cells this connector has reconciled in F&O (ledger table, env ``LEDGER_TABLE``)."""
-
-    def __init__(
-        self, table_name: str, *, client: DynamoDBClient | None = None, clock: Clock | None = None
-    ) -> None:
-        if not table_name:
-            raise ValueError("table_name must be a non-empty string")
-        self.table_name = table_name
-        self._client = LazyClient["DynamoDBClient"]("dynamodb", client)
-        self._clock = clock or utc_now
-
-    @property
-    def client(self) -> DynamoDBClient:
-        return self._client.get()
 
     def load(
         self, connection: str, tag: str, company: str, first: date, last: date

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from botocore.exceptions import ClientError
 
 from d365_anaplan.errors import LedgerConflict, RecordNotFound
 from d365_anaplan.ledger._dynamo import (
     Clock,
-    LazyClient,
+    LedgerTable,
     epoch_seconds,
     error_code,
     from_item,
@@ -23,7 +23,6 @@ from d365_anaplan.ledger._dynamo import (
     ledger_table_from_env,
     to_attr,
     to_item,
-    utc_now,
 )
 from d365_anaplan.ledger._expr import Update
 from d365_anaplan.ledger.codec import digest, run_record
@@ -44,7 +43,7 @@ def require(value: str, name: str) -> str:
     return value
 
 
-class RunTable:
+class RunTable(LedgerTable):
     """Runs in the ledger table (env ``LEDGER_TABLE`` in Lambda).
 
     ``retention_days`` (default: keep forever) sets the ``ttl`` attribute on every item written so DynamoDB
@@ -59,27 +58,21 @@ class RunTable:
         clock: Clock | None = None,
         retention_days: int | None = None,
     ) -> None:
-        self.table_name = require(table_name, "table_name")
-        self._client: LazyClient[DynamoDBClient] = LazyClient("dynamodb", client)
-        self._clock = clock or utc_now
+        super().__init__(require(table_name, "table_name"), client=client, clock=clock)
         self.retention_days = retention_days
 
     @classmethod
-    def from_env[T: RunTable](
-        cls: type[T],
+    def from_env(
+        cls,
         *,
         client: DynamoDBClient | None = None,
         clock: Clock | None = None,
         retention_days: int | None = None,
-    ) -> T:
+    ) -> Self:
         """On the table named by env ``LEDGER_TABLE``."""
         return cls(ledger_table_from_env(), client=client, clock=clock, retention_days=retention_days)
 
     # --- plumbing -------------------------------------------------------------------------------------
-
-    @property
-    def client(self) -> DynamoDBClient:
-        return self._client.get()
 
     def _now(self) -> datetime:
         return self._clock()

@@ -31,13 +31,13 @@ from d365_anaplan.errors import ConfigError
 from d365_anaplan.ledger._dynamo import (
     Clock,
     LazyClient,
+    LedgerTable,
     epoch,
     epoch_seconds,
     error_code,
     iso,
     ledger_table_from_env,
     to_attr,
-    utc_now,
 )
 from d365_anaplan.ledger._expr import Update
 
@@ -64,7 +64,7 @@ def encryption_context(key: str) -> dict[str, str]:
     return {"purpose": "anaplan-token", "connection": connection_of(key), "cache_key": key}
 
 
-class DynamoDBTokenCache:
+class DynamoDBTokenCache(LedgerTable):
     """:class:`TokenCache` on DynamoDB; values encrypted directly with KMS (tokens are far below its 4 KiB limit)."""
 
     def __init__(
@@ -76,13 +76,9 @@ class DynamoDBTokenCache:
         kms_key_id: str | None = None,
         clock: Clock | None = None,
     ) -> None:
-        if not table_name:
-            raise ValueError("table_name must be a non-empty string")
-        self.table_name = table_name
-        self._client = LazyClient["DynamoDBClient"]("dynamodb", client)
+        super().__init__(table_name, client=client, clock=clock)
         self._kms = LazyClient["KMSClient"]("kms", kms_client)
         self._kms_key_id = kms_key_id
-        self._clock = clock or utc_now
 
     @classmethod
     def from_env(
@@ -94,10 +90,6 @@ class DynamoDBTokenCache:
     ) -> DynamoDBTokenCache:
         """On the table named by env ``LEDGER_TABLE``, encrypting under env ``KMS_KEY_ID``."""
         return cls(ledger_table_from_env(), client=client, kms_client=kms_client, clock=clock)
-
-    @property
-    def client(self) -> DynamoDBClient:
-        return self._client.get()
 
     @property
     def kms_key_id(self) -> str:

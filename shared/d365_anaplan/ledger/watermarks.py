@@ -21,15 +21,13 @@ from botocore.exceptions import ClientError
 
 from d365_anaplan.ledger._dynamo import (
     Clock,
-    LazyClient,
+    LedgerTable,
     error_code,
     from_item,
     iso,
-    ledger_table_from_env,
-    parse_iso,
-    utc_now,
 )
 from d365_anaplan.ledger._expr import Update
+from d365_anaplan.ledger.codec import watermark_record
 from d365_anaplan.ledger.keys import watermark_key
 from d365_anaplan.ledger.models import Watermark
 
@@ -39,7 +37,7 @@ if TYPE_CHECKING:
 HISTORY_LENGTH = 20
 
 
-class Watermarks:
+class Watermarks(LedgerTable):
     """Per-(connection, flow) watermarks in the ledger table (env ``LEDGER_TABLE``)."""
 
     def __init__(
@@ -50,28 +48,15 @@ class Watermarks:
         clock: Clock | None = None,
         history_length: int = HISTORY_LENGTH,
     ) -> None:
-        if not table_name:
-            raise ValueError("table_name must be a non-empty string")
-        self.table_name = table_name
+        super().__init__(table_name, client=client, clock=clock)
         self.history_length = max(history_length, 1)
-        self._client = LazyClient["DynamoDBClient"]("dynamodb", client)
-        self._clock = clock or utc_now
-
-    @classmethod
-    def from_env(cls, *, client: DynamoDBClient | None = None, clock: Clock | None = None) -> Watermarks:
-        """On the table named by env ``LEDGER_TABLE``."""
-        return cls(ledger_table_from_env(), client=client, clock=clock)
-
-    @property
-    def client(self) -> DynamoDBClient:
-        return self._client.get()
 
     def get(self, connection: str, flow: str) -> Watermark | None:
         response = self.client.get_item(
             TableName=self.table_name, Key=watermark_key(connection, flow), ConsistentRead=True
         )
         item = response.get("Item")
-        return None if not item else _watermark(from_item(item))
+        return None if not item else watermark_record(from_item(item))
 
     def advance(self, connection: str, flow: str, value: str, run_id: str) -> bool:
         """Move the watermark forward to ``value``; True if it moved, False if it was already >= value."""
@@ -135,15 +120,3 @@ class Watermarks:
         if extra > 0:
             u = Update().remove_list_heads("history", extra)
             self.client.update_item(TableName=self.table_name, Key=dict(key), **u.args())
-
-
-def _watermark(item: Mapping[str, Any]) -> Watermark:
-    previous = item.get("previous_value")
-    return Watermark(
-        connection=str(item["connection"]),
-        flow=str(item["flow"]),
-        value=str(item["value"]),
-        run_id=str(item["run_id"]),
-        advanced_at=parse_iso(str(item["advanced_at"])),
-        previous_value=None if previous is None else str(previous),
-    )
