@@ -203,13 +203,8 @@ def check_task(
     check = ctx.anaplan.check_task(task.kind, task.action_id, task.task_id, elapsed_seconds=elapsed)
     if not check.terminal:
         if elapsed > MAX_POLL_SECONDS:
-            ctx.ledger.record_task(
-                ctx.run_id,
-                task.kind,
-                task.action_id,
-                task.task_id,
-                check.state,
-                {"action": task.action, "polls": task.polls + 1, "timed_out": True},
+            _record_task(
+                ctx, task, check.state, {"action": task.action, "polls": task.polls + 1, "timed_out": True}
             )
             raise AnaplanPollTimeout(
                 f"{task.kind[:-1]} {task.action!r} task {task.task_id}: still {check.state} after {int(elapsed)} s; "
@@ -242,11 +237,9 @@ def check_task(
             ctx.anaplan.download_process_dump(task.action_id, task.task_id, object_id, out)
         dump_key = dump_key or key
     counts = check.counts.model_dump()
-    ctx.ledger.record_task(
-        ctx.run_id,
-        task.kind,
-        task.action_id,
-        task.task_id,
+    _record_task(
+        ctx,
+        task,
         check.state,
         {
             "action": task.action,
@@ -305,3 +298,10 @@ def check_task(
             "file_key": out_key,
         }
     ).model_dump()
+
+
+def _record_task(
+    ctx: StepContext, task: TaskRef, state: str, result: dict[str, Any], dump_key: str | None = None
+) -> None:
+    """The task's item in the ledger: its latest state and what this poll learned."""
+    ctx.ledger.record_task(ctx.run_id, task.kind, task.action_id, task.task_id, state, result, dump_key)
