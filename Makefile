@@ -71,11 +71,7 @@ pytest-devkit: venv
 cfn: venv
 	$(VENV)/bin/cfn-lint template.yaml
 
-state# the README's configuration table, from the Field descriptions of shared/d365_anaplan/config.py
-config-table: venv
-	$(VENV)/bin/python -m devkit.config_table
-
-lint: venv
+statelint: venv
 	@for f in statemachine/*.asl.json; do echo "statelint $$f"; $(VENV)/bin/statelint --ignore=URI $$f || exit 1; done
 
 checkov: $(CHECKOV)
