@@ -20,9 +20,13 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from d365_anaplan.staging import run_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
 
 
 @dataclass
@@ -159,7 +163,9 @@ def emit_metrics(summary: RunSummary, metrics: Any) -> None:
             one.add_dimension(name="currency", value=currency)
 
 
-def publish(summary: RunSummary, *, s3: Any, bucket: str, sns: Any, topic_arn: str | None) -> dict[str, Any]:
+def publish(
+    summary: RunSummary, *, s3: S3Client, bucket: str, sns: SNSClient, topic_arn: str | None
+) -> dict[str, Any]:
     """Write the run report beside the run's staged files and send the readable summary."""
     keys = {}
     for name, body, ctype in (

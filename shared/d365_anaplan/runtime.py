@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
 from d365_anaplan.config import ConnectionConfig, parse_connections
 from d365_anaplan.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 _CACHE_SECONDS = 60
 _cache: dict[tuple[str, str, str], tuple[float, ConnectionConfig]] = {}
@@ -46,7 +49,7 @@ def settings() -> Settings:
     )
 
 
-def s3() -> Any:
+def s3() -> S3Client:
     import boto3
 
     return boto3.client("s3")

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from d365_anaplan.config import ConnectionConfig, parse_connections
 from d365_anaplan.errors import ConfigError
 from d365_anaplan.vocabulary import FLOWS
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_scheduler import EventBridgeSchedulerClient
 
 SUFFIX = ".yaml"
 
@@ -91,14 +95,14 @@ def desired(cfg: ConnectionConfig, targets: ScheduleTargets) -> dict[str, dict[s
 FLOWS_IDLE_EXPRESSION = "rate(1 day)"
 
 
-def _existing(scheduler: Any, group: str, name: str) -> dict[str, Any] | None:
+def _existing(scheduler: EventBridgeSchedulerClient, group: str, name: str) -> dict[str, Any] | None:
     try:
         return dict(scheduler.get_schedule(Name=name, GroupName=group))
     except scheduler.exceptions.ResourceNotFoundException:
         return None
 
 
-def apply(scheduler: Any, want: dict[str, Any]) -> str:
+def apply(scheduler: EventBridgeSchedulerClient, want: dict[str, Any]) -> str:
     """Create or update one schedule; returns what happened (created, updated, unchanged)."""
     have = _existing(scheduler, want["GroupName"], want["Name"])
     if have is None:
@@ -113,7 +117,7 @@ def apply(scheduler: Any, want: dict[str, Any]) -> str:
     return "updated"
 
 
-def disable(scheduler: Any, group: str, name: str) -> str:
+def disable(scheduler: EventBridgeSchedulerClient, group: str, name: str) -> str:
     """Disable a schedule (UpdateSchedule needs the whole definition, so it is read first)."""
     have = _existing(scheduler, group, name)
     if have is None:
@@ -138,7 +142,7 @@ def disable(scheduler: Any, group: str, name: str) -> str:
     return "disabled"
 
 
-def _read(s3: Any, bucket: str, key: str) -> str:
+def _read(s3: S3Client, bucket: str, key: str) -> str:
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     try:
         return str(body.read().decode("utf-8"))
@@ -147,7 +151,13 @@ def _read(s3: Any, bucket: str, key: str) -> str:
 
 
 def sync_object(
-    scheduler: Any, s3: Any, targets: ScheduleTargets, *, bucket: str, key: str, deleted: bool
+    scheduler: EventBridgeSchedulerClient,
+    s3: S3Client,
+    targets: ScheduleTargets,
+    *,
+    bucket: str,
+    key: str,
+    deleted: bool,
 ) -> dict[str, Any]:
     """Bring the schedules of the connection stored at ``key`` in step with it (see the module text)."""
     name = connection_of(key, targets.prefix)
@@ -177,7 +187,9 @@ def sync_object(
     }
 
 
-def sync_all(scheduler: Any, s3: Any, targets: ScheduleTargets, *, bucket: str) -> dict[str, Any]:
+def sync_all(
+    scheduler: EventBridgeSchedulerClient, s3: S3Client, targets: ScheduleTargets, *, bucket: str
+) -> dict[str, Any]:
     """Every connection YAML in the bucket; the schedules of connections whose YAML was deleted disabled."""
     results: list[dict[str, Any]] = []
     problems: list[str] = []
@@ -196,8 +208,8 @@ def sync_all(scheduler: Any, s3: Any, targets: ScheduleTargets, *, bucket: str) 
     # Connections whose file was deleted (the bucket is versioned: a delete leaves a marker), in case their
     # delete event never arrived. No ListSchedules: it cannot be scoped to the stack's group in IAM.
     gone: set[str] = set()
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=targets.prefix):
-        for marker in page.get("DeleteMarkers", []):
+    for versions in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=targets.prefix):
+        for marker in versions.get("DeleteMarkers", []):
             name = connection_of(str(marker["Key"]), targets.prefix)
             if marker.get("IsLatest") and name and name not in present and name not in targets.skip:
                 gone.add(name)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from d365_anaplan.config import Secret
 from d365_anaplan.errors import SecretUnavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
 
 
 def _arn_region(ref: str) -> str | None:
@@ -22,7 +25,7 @@ def _arn_region(ref: str) -> str | None:
     return (parts[3] or None) if len(parts) > 6 and parts[0] == "arn" else None
 
 
-def _secrets_client(ref: str = "") -> Any:
+def _secrets_client(ref: str = "") -> SecretsManagerClient:
     """A Secrets Manager client in the region the ARN names (the AWS settings' region otherwise)."""
     import boto3
     from botocore.exceptions import NoRegionError

@@ -15,9 +15,13 @@ import hashlib
 import re
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 MIN_PART = 5 * 1024 * 1024  # S3's minimum part size (all parts but the last)
 DEFAULT_PART = 8 * 1024 * 1024
@@ -48,7 +52,7 @@ def run_key(connection: str, run_id: str, step: str, name: str) -> str:
     return "/".join(["runs", _segment(connection), _segment(run_id), _segment(step), _segment(name)])
 
 
-def s3_client() -> Any:
+def s3_client() -> S3Client:
     """A boto3 S3 client, created lazily (never at import time, so moto can intercept it)."""
     import boto3
 
@@ -66,7 +70,7 @@ class S3StreamWriter:
 
     def __init__(
         self,
-        s3: Any,
+        s3: S3Client,
         bucket: str,
         key: str,
         *,
@@ -83,7 +87,7 @@ class S3StreamWriter:
         self._content_type = content_type
         self._metadata = metadata or {}
         self._buffer = bytearray()
-        self._parts: list[dict[str, Any]] = []
+        self._parts: list[CompletedPartTypeDef] = []
         self._upload_id: str | None = None
         self._sha = hashlib.sha256()
         self._bytes = 0
@@ -173,7 +177,7 @@ class S3StreamWriter:
             self.abort()
 
 
-def iter_chunks(s3: Any, bucket: str, key: str, chunk_size: int = DEFAULT_PART) -> Iterator[bytes]:
+def iter_chunks(s3: S3Client, bucket: str, key: str, chunk_size: int = DEFAULT_PART) -> Iterator[bytes]:
     """Yield the object's bytes in pieces of ``chunk_size`` (the last may be shorter), one ranged GET each."""
     size = int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
     start = 0
@@ -187,7 +191,7 @@ def iter_chunks(s3: Any, bucket: str, key: str, chunk_size: int = DEFAULT_PART) 
         start = end + 1
 
 
-def iter_lines(s3: Any, bucket: str, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+def iter_lines(s3: S3Client, bucket: str, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
     """Yield the object's lines (with their line endings) as bytes, streaming."""
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     try:
@@ -210,7 +214,7 @@ def manifest_key(key: str) -> str:
     return f"{key}.manifest.json"
 
 
-def staged_file(s3: Any, bucket: str, key: str) -> StagedFile | None:
+def staged_file(s3: S3Client, bucket: str, key: str) -> StagedFile | None:
     """Describe a file staged earlier by :class:`S3StreamWriter` (``None`` if it was never completed)."""
     try:
         body = s3.get_object(Bucket=bucket, Key=manifest_key(key))["Body"]
