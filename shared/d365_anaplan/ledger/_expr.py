@@ -1,4 +1,5 @@
-"""The one way the ledger writes an ``UpdateItem`` (and the conditions of a ``Put``/``Delete``).
+"""The one way the ledger writes an ``UpdateItem`` (and the conditions of a ``Put``/``Delete``, the key condition of
+a ``Query``).
 
 An :class:`Update` collects ``SET`` and ``REMOVE`` actions on attribute names; placeholders
 (``#n0``, ``:v0`` ...) are allocated here, one per attribute name and one per value, so no caller writes an
@@ -122,3 +123,28 @@ class Update:
         if self._values:
             out["ExpressionAttributeValues"] = dict(self._values)
         return out
+
+
+def key_condition(
+    pk: str,
+    *,
+    pk_attr: str = "pk",
+    sk_attr: str = "sk",
+    prefix: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> dict[str, Any]:
+    """The key condition of a ``Query`` (``KeyConditionExpression`` and its placeholders): the partition ``pk``,
+    and the sort key beginning with ``prefix``, or ``BETWEEN since AND until``, ``>= since`` or ``< until``."""
+    q = Update()
+    condition = f"{q.name(pk_attr)} = {q.value(pk)}"
+    if prefix is not None:
+        condition += f" AND begins_with({q.name(sk_attr)}, {q.value(prefix)})"
+    elif since is not None and until is not None:
+        condition += f" AND {q.name(sk_attr)} BETWEEN {q.value(since)} AND {q.value(until)}"
+    elif since is not None:
+        condition += f" AND {q.name(sk_attr)} >= {q.value(since)}"
+    elif until is not None:
+        condition += f" AND {q.name(sk_attr)} < {q.value(until)}"
+    args = q.condition_args()
+    return {"KeyConditionExpression": condition, **args}

@@ -20,8 +20,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from d365_anaplan.errors import RecordNotFound
-from d365_anaplan.ledger._dynamo import Item, error_code, from_item, iso, put_all, query_all, to_attr, to_item
-from d365_anaplan.ledger._expr import Update
+from d365_anaplan.ledger._dynamo import Item, error_code, from_item, iso, put_all, query_all, to_item
+from d365_anaplan.ledger._expr import Update, key_condition
 from d365_anaplan.ledger.codec import (
     digest,
     events,
@@ -270,21 +270,8 @@ class RunLedger(RunTable):
     # --- reading ----------------------------------------------------------------------------------------------
 
     def _items(self, run_id: str, prefix: str | None = None) -> list[dict[str, Any]]:
-        names = {"#pk": "pk"}
-        values: dict[str, Any] = {":pk": to_attr(run_pk(run_id))}
-        condition = "#pk = :pk"
-        if prefix is not None:
-            names["#sk"] = "sk"
-            values[":prefix"] = to_attr(prefix)
-            condition += " AND begins_with(#sk, :prefix)"
-        return query_all(
-            self.client,
-            TableName=self.table_name,
-            KeyConditionExpression=condition,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-            ConsistentRead=True,
-        )
+        keys = key_condition(run_pk(run_id), prefix=prefix)
+        return query_all(self.client, TableName=self.table_name, ConsistentRead=True, **keys)
 
     def run_items(self, run_id: str) -> list[AuditEvent]:
         """Every event of the run (all items, all pages), oldest first: the run's timeline."""

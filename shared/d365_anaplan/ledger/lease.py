@@ -48,10 +48,9 @@ from d365_anaplan.ledger._dynamo import (
     iso,
     parse_iso,
     query_all,
-    to_attr,
     to_item,
 )
-from d365_anaplan.ledger._expr import Update
+from d365_anaplan.ledger._expr import Update, key_condition
 from d365_anaplan.ledger.codec import lease_record
 from d365_anaplan.ledger.keys import lease_key, lease_pk, owner_pk, pointer_key
 from d365_anaplan.ledger.models import Lease
@@ -306,9 +305,7 @@ class ModelLease(LedgerTable):
         pointers = query_all(
             self.client,
             TableName=self.table_name,
-            KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
-            ExpressionAttributeNames={"#pk": "pk", "#sk": "sk"},
-            ExpressionAttributeValues={":pk": to_attr(owner_pk(owner)), ":prefix": to_attr("LEASE#")},
+            **key_condition(owner_pk(owner), prefix=lease_pk("")),
             ConsistentRead=True,
         )
         released: list[str] = []

@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from d365_anaplan.ledger._dynamo import Item, LedgerTable, iso, put_all, query_all, to_item
+from d365_anaplan.ledger._expr import key_condition
 
 if TYPE_CHECKING:
     pass
@@ -51,12 +52,11 @@ class PlanState(LedgerTable):
         items = query_all(
             self.client,
             TableName=self.table_name,
-            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
-            ExpressionAttributeValues={
-                ":pk": {"S": _pk(connection, tag)},
-                ":lo": {"S": f"CELL#{company}#{first:%Y-%m}#"},
-                ":hi": {"S": f"CELL#{company}#{last:%Y-%m}#\uffff"},
-            },
+            **key_condition(
+                _pk(connection, tag),
+                since=f"CELL#{company}#{first:%Y-%m}#",
+                until=f"CELL#{company}#{last:%Y-%m}#\uffff",
+            ),
             ConsistentRead=True,
         )
         out: dict[CellKey, Decimal] = {}

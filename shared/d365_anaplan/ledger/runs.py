@@ -21,10 +21,9 @@ from d365_anaplan.ledger._dynamo import (
     from_item,
     iso,
     ledger_table_from_env,
-    to_attr,
     to_item,
 )
-from d365_anaplan.ledger._expr import Update
+from d365_anaplan.ledger._expr import Update, key_condition
 from d365_anaplan.ledger.codec import digest, run_record
 from d365_anaplan.ledger.keys import GSI_BY_CONNECTION, connection_pk, run_pk
 from d365_anaplan.ledger.models import FinalStatus, RunRecord
@@ -132,12 +131,10 @@ class RunTable(LedgerTable):
             "events": [{"at": stamp, "status": "RUNNING", "event": "started", "trigger": trigger}],
             "ttl": self._ttl(now),
         }
+        new = Update()
+        new.where(f"attribute_not_exists({new.name('pk')})")
         try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=to_item(item),
-                ConditionExpression="attribute_not_exists(pk)",
-            )
+            self.client.put_item(TableName=self.table_name, Item=to_item(item), **new.condition_args())
             return run_record(from_item(to_item(item)))
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
@@ -243,28 +240,15 @@ class RunTable(LedgerTable):
         limit: int | None = None,
     ) -> list[RunRecord]:
         """Runs of a connection started in ``[since, until)`` (GSI ``by-connection``; eventually consistent)."""
-        names = {"#pk": "gsi1pk"}
-        values: dict[str, Any] = {":pk": to_attr(connection_pk(connection))}
-        condition = "#pk = :pk"
-        if since is not None or until is not None:
-            names["#sk"] = "gsi1sk"
-        if since is not None and until is not None:
-            condition += " AND #sk BETWEEN :since AND :until"
-            values[":since"] = to_attr(iso(since))
-            values[":until"] = to_attr(iso(until))
-        elif since is not None:
-            condition += " AND #sk >= :since"
-            values[":since"] = to_attr(iso(since))
-        elif until is not None:
-            condition += " AND #sk < :until"
-            values[":until"] = to_attr(iso(until))
+        stamps = {
+            "since": None if since is None else iso(since),
+            "until": None if until is None else iso(until),
+        }
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "IndexName": GSI_BY_CONNECTION,
-            "KeyConditionExpression": condition,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
             "ScanIndexForward": not newest_first,
+            **key_condition(connection_pk(connection), pk_attr="gsi1pk", sk_attr="gsi1sk", **stamps),
         }
         runs: list[RunRecord] = []
         while True:
