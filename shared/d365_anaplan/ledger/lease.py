@@ -49,6 +49,7 @@ from d365_anaplan.ledger._dynamo import (
     parse_iso,
     query_all,
     to_item,
+    utc_now,
 )
 from d365_anaplan.ledger._expr import Update, key_condition
 from d365_anaplan.ledger.codec import lease_record
@@ -104,7 +105,7 @@ class ModelLease(LedgerTable):
         clock: Clock | None = None,
         max_attempts: int = 5,
     ) -> None:
-        super().__init__(table_name, client=client, clock=clock)
+        super().__init__(table_name, client=client, clock=clock or utc_now)  # module-level: tests shift it
         self.max_attempts = max_attempts
 
     # --- reading ------------------------------------------------------------------------------------------
