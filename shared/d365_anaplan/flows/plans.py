@@ -48,6 +48,9 @@ from d365_anaplan.flows.calendar import check_in_fiscal_calendar
 from d365_anaplan.flows.money import parse_amount
 from d365_anaplan.flows.periods import parse_period_label, validate_period_format
 from d365_anaplan.flows.records import PlanRow
+from d365_anaplan.flows.sign import NATURAL_CREDIT_TYPES as NATURAL_CREDIT_TYPES  # re-exported
+from d365_anaplan.flows.sign import NATURAL_DEBIT_TYPES as NATURAL_DEBIT_TYPES  # re-exported
+from d365_anaplan.flows.sign import flip_sign
 from d365_anaplan.flows.textsafe import check_code
 
 _BOM = "\ufeff"
@@ -419,26 +422,14 @@ def round_largest_remainder(rows: Sequence[PlanRow], decimals: int = 2) -> list[
     return out
 
 
-NATURAL_CREDIT_TYPES = frozenset({"Revenue", "Liability", "Equity"})  # positive in natural sign
-NATURAL_DEBIT_TYPES = frozenset({"Expense", "Asset"})
-
-
 def to_ledger_sign(rows: Sequence[PlanRow], account_types: dict[str, str], *, source: str) -> list[PlanRow]:
     """Plan amounts in natural sign (revenue, liability and equity positive) turned into ledger sign (debit
     positive, credit negative) by the F&O main account type (``account_types``: account -> MainAccountType,
-    keys upper case). An account whose type does not say which side it is on (ProfitAndLoss, BalanceSheet,
-    Blank, ...) is refused: its sign cannot be known. Unknown accounts pass unchanged (alignment names them).
-    """
+    keys upper case); see :func:`~d365_anaplan.flows.sign.flip_sign`."""
     out = []
     for r in rows:
         kind = account_types.get(r.account.upper())
-        if kind is None or kind in NATURAL_DEBIT_TYPES:
-            out.append(r)
-        elif kind in NATURAL_CREDIT_TYPES:
-            out.append(r.model_copy(update={"amount": -r.amount if r.amount != 0 else r.amount}))
-        else:
-            raise BadInputData(
-                f"{source} line {r.line_number}: account {r.account!r} has main account type {kind!r}; "
-                "mapping.plans.sign natural needs Revenue, Expense, Asset, Liability or Equity to know its sign"
-            )
+        amount = flip_sign(r.amount, r.account, kind, where=f"{source} line {r.line_number}",
+                           setting="mapping.plans.sign")  # fmt: skip
+        out.append(r if amount is r.amount else r.model_copy(update={"amount": amount}))
     return out
