@@ -14,19 +14,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # F&O enum DimensionLedgerAccountType (MainAccounts.MainAccountType, dynamics-fo.md section 2).
-MAIN_ACCOUNT_TYPES = (
-    "Blank",
-    "ProfitAndLoss",
-    "Revenue",
-    "Expense",
-    "BalanceSheet",
-    "Asset",
-    "Liability",
-    "Equity",
-    "Total",
-    "Reporting",
-    "Common_CN",
-)
 MainAccountTypeName = Literal[
     "Blank",
     "ProfitAndLoss",

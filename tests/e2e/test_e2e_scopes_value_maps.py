@@ -22,15 +22,15 @@ from typing import Any
 
 import pytest
 from e2e_support import (
-    ACTUAL,
     PERIODS,
+    anaplan_actuals,
     assert_failed_cleanly,
     clear_actuals,
     clear_journals,
+    expected_actuals,
     expected_plan_cells,
     fo_plan_cells,
     journal_counts,
-    label,
     manual,
 )
 
@@ -137,33 +137,14 @@ def _check(cfg: dict[str, Any], tmp_path: Path, cost_centres: dict[str, str]) ->
 
 
 def _expected_actuals(stack: Stack) -> dict[tuple[str, ...], Decimal]:
-    """Posted GL of the window in scope, per Anaplan cell: companies and cost centres through the maps
-    (merged cost centres summed), blanks as the blank member; from the F&O generator's own lines."""
-    gl = stack.dynamics.app.gl
-    sums: dict[tuple[str, ...], int] = defaultdict(int)
-    for v in range(gl.voucher_count):
-        head = gl.voucher(v)
-        d = head.accounting_date
-        if f"{d.year:04d}-{d.month:02d}" not in PERIODS:
-            continue
-        for line in gl.voucher_lines(v):
-            if not _in_scope(line.account):
-                continue
-            key = (ENTITY[head.company], line.account.account, line.business_unit or BLANK,
-                   COST_CENTRE[line.cost_center] if line.cost_center else BLANK, line.department or BLANK,
-                   label(d.year, d.month), ACTUAL)  # fmt: skip
-            sums[key] += line.cents
-    return {k: Decimal(c).scaleb(-2) for k, c in sums.items() if c != 0}
-
-
-def _anaplan_actuals(stack: Stack) -> dict[tuple[str, ...], Decimal]:
-    labels = {label(int(p[:4]), int(p[5:])) for p in PERIODS}
-    out: dict[tuple[str, ...], Decimal] = {}
-    for key, values in stack.anaplan.app.module_cells("GL Actuals").items():
-        amount = values.get("Amount")
-        if key[-2] in labels and key[-1] == ACTUAL and isinstance(amount, Decimal) and amount != 0:
-            out[key] = amount
-    return out
+    """Posted GL of the window in scope, per Anaplan cell: companies and cost centres through the maps the
+    test states (merged cost centres summed); from the F&O generator's own lines (``expected_actuals``)."""
+    sums: dict[tuple[str, ...], Decimal] = defaultdict(Decimal)
+    for (company, account, bu, cc, dep, period, version), amount in expected_actuals(stack).items():
+        seeded_account = fo_seed.main_account(account)
+        if seeded_account is not None and _in_scope(seeded_account):
+            sums[(ENTITY[company], account, bu, COST_CENTRE.get(cc, cc), dep, period, version)] += amount
+    return {k: v for k, v in sums.items() if v != 0}
 
 
 def test_check_passes_and_actuals_load_in_scope_merged_to_the_cent(
@@ -182,7 +163,7 @@ def test_check_passes_and_actuals_load_in_scope_merged_to_the_cent(
     assert result.status == "SUCCEEDED", (result.error, result.task_failures())
 
     expected = _expected_actuals(stack)
-    held = _anaplan_actuals(stack)
+    held = anaplan_actuals(stack)
     assert expected and len({k[3] for k in expected}) > 1, "the window must hold merged cost centres"
     assert held == expected
     members = stack.anaplan.app.seed.lists
@@ -246,7 +227,7 @@ def test_a_cost_centre_neither_mapped_nor_in_the_list_fails_check_and_the_run_al
     problem = row.detail.removeprefix("BadInputData: ")
     assert_failed_cleanly(engine, stack, result, "BadInputData", problem, row.remedy)
     assert "StartActualsImport" not in result.states_entered()
-    assert _anaplan_actuals(stack) == {}
+    assert anaplan_actuals(stack) == {}
 
 
 def test_a_plan_row_outside_the_plans_scope_is_refused_with_one_line(
