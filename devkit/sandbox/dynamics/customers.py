@@ -99,6 +99,8 @@ NORTHWIND = Customer(
     suspended_accounts=frozenset({"1050"}),
 )
 
+CUSTOMERS = {"northwind": NORTHWIND}  # ``d365-anaplan sandbox dynamics --customer NAME``
+
 
 @contextmanager
 def seeded(customer: Customer) -> Iterator[Customer]:
