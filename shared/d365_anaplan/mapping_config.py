@@ -142,6 +142,9 @@ class ValueMapConfig(BaseModel):
             raise ValueError(f"{value!r} is not a file path or object key")
         if any(part == ".." for part in text.split("/")):
             raise ValueError(f"{value!r}: '..' is not allowed in a map file path")
+        if text.startswith(("/", "~")) or ":" in text:
+            raise ValueError(f"{value!r}: a map file path is relative (to the configuration file, or a key in "
+                             "the config bucket)")  # fmt: skip
         return text
 
     @model_validator(mode="after")

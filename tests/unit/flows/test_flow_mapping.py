@@ -265,6 +265,9 @@ def test_hostile_csv_is_refused_with_one_line(text: str, message: str) -> None:
 def test_csv_path_may_not_climb_out_of_its_folder() -> None:
     with pytest.raises(ValidationError, match=r"'\.\.' is not allowed"):
         ValueMapConfig(csv="../secrets/map.csv")
+    for path in ("/etc/passwd", "~/map.csv", "C:/maps/x.csv", "s3://other-bucket/map.csv"):
+        with pytest.raises(ValidationError, match="a map file path is relative"):
+            ValueMapConfig(csv=path)
 
 
 # --- the configuration round trip --------------------------------------------------------------------------

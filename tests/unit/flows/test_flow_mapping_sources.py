@@ -116,3 +116,44 @@ def test_coverage_of_a_list_the_connector_does_not_load() -> None:
         ],
     )
     assert coverage_problems(loaded, load_value_maps(loaded, MapSource()), members, {}) == []
+
+
+class _Lists:
+    """The one Anaplan call the value-map findings make: the members of a list."""
+
+    def __init__(self, members: dict[str, list[str]]) -> None:
+        self.members = members
+
+    def list_items(self, name: str) -> list[Any]:
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(code=c, name=c) for c in self.members[name]]
+
+
+def test_pre_check_findings_and_the_remedy_the_run_prints() -> None:
+    from d365_anaplan.steps.preflight import _value_maps
+    from devkit.commands.remedies import for_failure
+
+    cfg = _cfg(value_maps={"company": {"values": {"1000": "US-OPS"}, "unmapped": "fail"}})
+    (only,) = _value_maps(cfg, _Lists({}), None, MapSource())  # type: ignore[arg-type]
+    assert not only.ok and only.detail.startswith(
+        "dynamics.companies: company '2000' is not in mapping.value_maps.company"
+    )
+    assert for_failure("BadInputData", only.detail, cfg) == steps_mapping.VALUE_MAP_REMEDY == only.remedy
+
+    cfg = _cfg(value_maps={"CostCenter": {"values": {"CC100": "SHARED", "CC200": "SHARED", "CC300": "GONE"}}})
+    found = {
+        f.name: f for f in _value_maps(cfg, _Lists({"Cost Centres": ["SHARED", "NONE"]}), None, MapSource())
+    }  # type: ignore[arg-type]
+    assert found["value maps"].ok
+    assert found["value map 'CostCenter' (members)"].detail == (
+        "mapping.value_maps.CostCenter: member(s) ['GONE'] are not in the Anaplan list 'Cost Centres'"
+    )
+    assert (
+        "the reverse of Anaplan member 'SHARED' is ambiguous" in found["value maps reversed for plans"].detail
+    )
+    plans_only = {f.name for f in _value_maps(cfg, _Lists({}), "plans", MapSource())}  # type: ignore[arg-type]
+    assert plans_only == {"value maps", "value maps reversed for plans"}, "no list is read for plans"
+    assert for_failure(
+        "BadInputData", "export 'B' line 2: account '1' is outside mapping.scopes.plans", cfg
+    ) == (steps_mapping.SCOPE_REMEDY)
