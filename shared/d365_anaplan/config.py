@@ -32,6 +32,7 @@ from pydantic import (
 
 from d365_anaplan.errors import ConfigError
 from d365_anaplan.http import DEFAULT_MAX_RESPONSE_BYTES
+from d365_anaplan.mapping_config import Scopes, ValueMapConfig, value_map_key_problems
 from d365_anaplan.urls import UrlProblem, parse_allowed_host, parse_base_url
 from d365_anaplan.urls import allowed as allowed_origin
 
@@ -611,6 +612,13 @@ class ActualsMapping(BaseModel):
     description_column: str = Field(
         default="Description", description="grain `line` only: column of the line description"
     )
+    sign: Literal["ledger", "natural"] = Field(
+        default="ledger",
+        description=(
+            "`ledger`: amounts written debit positive, credit negative; `natural`: revenue, liability and "
+            "equity written positive (by the F&O main account type, as `mapping.plans.sign`)"
+        ),
+    )
 
 
 class PlanExport(BaseModel):
@@ -698,7 +706,7 @@ class PlansMapping(BaseModel):
             "`ledger`: exports hold debit positive, credit negative; `natural`: revenue, liability "
             "and equity are exported positive and are turned into ledger sign by the F&O main account"
             " type before anything is written (an account typed only ProfitAndLoss/BalanceSheet/Blank"
-            " is refused: its side is unknown). Actuals are always written in ledger sign"
+            " is refused: its side is unknown); actuals have their own `mapping.actuals.sign`"
         ),
     )
     dimensions: list[str] | None = Field(
@@ -725,6 +733,21 @@ class Mappings(BaseModel):
     )
     actuals: ActualsMapping = Field(default=ActualsMapping(), description="the actuals import file")
     plans: PlansMapping = Field(default=PlansMapping(), description="the approved-plan exports")
+    scopes: Scopes = Field(default_factory=Scopes, description="which main accounts each flow touches")
+    value_maps: dict[str, ValueMapConfig] = Field(
+        default_factory=dict,
+        description=(
+            "F&O code → Anaplan member maps, keyed `company`, `account` or a dimension name of "
+            "`mapping.dimensions`"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _value_map_keys(self) -> Mappings:
+        problems = value_map_key_problems(list(self.value_maps), [d.name for d in self.dimensions])
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
 
 class CloseCalendar(BaseModel):
