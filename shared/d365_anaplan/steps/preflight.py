@@ -224,9 +224,14 @@ def require(cfg: ConnectionConfig, client: AnaplanClient, flow: Flow) -> list[Fi
     return findings
 
 
-def metadata_precheck(ctx: StepContext, flow: Flow) -> dict[str, Any]:
-    """Raise the first failure's error (its message lists every failure with its remedy); record what passed."""
+def metadata_precheck(ctx: StepContext, flow: Flow, accept_drift: bool = False) -> dict[str, Any]:
+    """Raise the first failure's error (its message lists every failure with its remedy); then compare the
+    metadata fingerprint with the last successful run's (``MetadataDrift`` unless ``accept_drift``) and keep
+    it for this run's close; record what passed."""
+    from d365_anaplan.steps.drift import check_drift
+
     findings = require(ctx.cfg, ctx.anaplan, flow)
+    accepted = check_drift(ctx, flow, accept_drift)
     ctx.ledger.record_step(ctx.run_id, "MetadataPrecheck", "SUCCEEDED",
-                           {"flow": flow, "checked": [f.name for f in findings]})  # fmt: skip
+                           {"flow": flow, "checked": [f.name for f in findings], "accepted_drift": accepted})  # fmt: skip
     return {"checked": len(findings)}
