@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from d365_anaplan.config import ConnectionConfig, parse_connection
 from d365_anaplan.flows.drift import MAX_MEMBERS, columns_change, diff, digest, fingerprint, list_entry
 
 ACTUALS = ["Company", "Account", "BusinessUnit", "CostCenter", "Period", "Version", "Amount"]
@@ -83,3 +86,39 @@ def test_many_changes_are_shortened() -> None:
 
 def test_columns_change_is_empty_for_equal_columns() -> None:
     assert columns_change(["A", "B"], ["A", "B"]) == ""
+
+
+# --- the verdict on a connection's lists (steps/drift.py): members the actuals flow loads itself ----------
+
+
+def _cfg() -> ConnectionConfig:
+    return parse_connection({
+        "name": "contoso",
+        "dynamics": {"environment_url": "https://contoso.operations.dynamics.com", "tenant_id": "t",
+                     "client_id": "c", "client_secret": "s", "companies": ["USMF"]},
+        "anaplan": {"workspace_id": "w", "model_id": "m",
+                    "auth": {"mode": "basic", "username": "u@contoso.com", "password": "p"}},
+        "mapping": {"accounts": {"import_action": "Load Accounts", "list_name": "Accounts"},
+                    "dimensions": [{"name": "CostCenter", "column": "CostCenter", "list_import": "Load Cost Centres",
+                                    "list_name": "Cost Centres"},
+                                   {"name": "Department", "column": "Department", "list_name": "Departments"}]},
+    })  # fmt: skip
+
+
+def _lists(centres: list[str], departments: list[str]) -> dict[str, Any]:
+    return fingerprint({}, {}, {"Cost Centres": centres, "Departments": departments})
+
+
+def test_members_the_flow_loads_itself_are_no_drift_but_removed_ones_are() -> None:
+    from d365_anaplan.steps.drift import verdict
+
+    cfg = _cfg()
+    stored = {"fingerprint": _lists(["CC100"], ["D1"]), "run_id": "run-1"}
+    assert verdict(cfg, "actuals", stored, _lists(["CC100", "CC200"], ["D1"])) == []
+    assert verdict(cfg, "actuals", stored, _lists(["CC200"], ["D1"])) == [
+        "list 'Cost Centres': 1 member added: CC200, 1 removed: CC100"
+    ]
+    assert verdict(cfg, "actuals", stored, _lists(["CC100"], ["D1", "D2"])) == [
+        "list 'Departments': 1 member added: D2"
+    ], "a list the flow does not load: an added member is drift"
+    assert verdict(cfg, "actuals", None, _lists([], [])) == [], "the first run compares nothing"
