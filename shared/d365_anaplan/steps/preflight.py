@@ -204,7 +204,9 @@ def _readback(cfg: ConnectionConfig, client: AnaplanClient) -> list[Finding]:
 
 def preflight(cfg: ConnectionConfig, client: AnaplanClient, flow: Flow | None = None) -> list[Finding]:
     """Every metadata verdict for ``flow`` (both flows when None), in the order ``check`` prints them."""
-    findings: list[Finding] = []
+    from d365_anaplan.steps.model_calendar import calendar_finding
+
+    findings: list[Finding] = [calendar_finding(cfg, client)]  # both flows label periods by the fiscal year
     if flow in (None, "actuals"):
         findings += _imports(cfg, client)
         findings += _lists(cfg, client)
