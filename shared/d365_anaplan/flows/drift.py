@@ -72,16 +72,9 @@ def columns_change(old: Sequence[str], new: Sequence[str]) -> str:
     """``added 'Currency', removed 'Version'`` or ``order changed: [...] -> [...]``; empty when equal."""
     if list(old) == list(new):
         return ""
-    added = [c for c in new if c not in old]
-    removed = [c for c in old if c not in new]
-    parts = []
-    if added:
-        parts.append(f"added {_names(added)}")
-    if removed:
-        parts.append(f"removed {_names(removed)}")
-    if not parts:
-        parts.append(f"order changed: {list(old)} -> {list(new)}")
-    return ", ".join(parts)
+    changes = (("added", [c for c in new if c not in old]), ("removed", [c for c in old if c not in new]))
+    parts = [f"{verb} {_names(columns)}" for verb, columns in changes if columns]
+    return ", ".join(parts) or f"order changed: {list(old)} -> {list(new)}"
 
 
 def _members_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:

@@ -18,14 +18,12 @@ from typing import Any
 
 from d365_anaplan.flows.drift import Fingerprint, digest
 from d365_anaplan.ledger._dynamo import (
-    Clock,
-    LazyClient,
+    TableItems,
     epoch_seconds,
     from_item,
     iso,
     put_all,
     to_item,
-    utc_now,
 )
 
 STAGED_DAYS = 30  # a staged fingerprint outlives the 14-day redrive window
@@ -38,19 +36,8 @@ def drift_pk(connection: str, flow: str) -> str:
     return f"DRIFT#{connection}#{flow}"
 
 
-class Fingerprints:
+class Fingerprints(TableItems):
     """The metadata fingerprint per (connection, flow) in the ledger table (env ``LEDGER_TABLE``)."""
-
-    def __init__(self, table_name: str, *, client: Any = None, clock: Clock | None = None) -> None:
-        if not table_name:
-            raise ValueError("table_name must be a non-empty string")
-        self.table_name = table_name
-        self._client = LazyClient("dynamodb", client)
-        self._clock = clock or utc_now
-
-    @property
-    def client(self) -> Any:
-        return self._client.get()
 
     def _get(self, connection: str, flow: str, sk: str) -> dict[str, Any] | None:
         response = self.client.get_item(
