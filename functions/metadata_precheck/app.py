@@ -13,6 +13,7 @@ from d365_anaplan.vocabulary import Flow
 
 class PrecheckEvent(StepEvent):
     flow: Flow
+    accept_drift: bool = False  # the run accepts changed metadata and records the new fingerprint
 
 
 class PrecheckOutput(StepOutput):
@@ -21,7 +22,7 @@ class PrecheckOutput(StepOutput):
 
 @step(PrecheckEvent, PrecheckOutput)
 def lambda_handler(ctx: StepContext, ev: PrecheckEvent) -> dict[str, Any]:
-    return metadata_precheck(ctx, ev.flow)
+    return metadata_precheck(ctx, ev.flow, ev.accept_drift)
 
 
 EVENT_MODEL = PrecheckEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)

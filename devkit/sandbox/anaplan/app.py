@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from devkit.sandbox.anaplan.calendar import ModelCalendar, model_calendar
 from devkit.sandbox.anaplan.model_details import ModelFacts, model_view
 from devkit.sandbox.anaplan.seed import (
     ExportDef,
@@ -290,6 +291,7 @@ class AnaplanSandbox:
         self.certificate_skew_s = certificate_skew_s
         self.clock = clock
         self.model_state = "UNLOCKED"  # ARCHIVED -> 422, LOCKED -> 423 on writes
+        self.calendar = ModelCalendar()  # GET …/modelCalendar (devkit/sandbox/anaplan/calendar.py)
         self.faults = Faults()
         self.counters: Counter[str] = Counter()
         self.bucket = _Bucket(rate_limit_per_minute, clock) if rate_limit_per_minute else None
@@ -841,6 +843,14 @@ class AnaplanSandbox:
     def _r_model(self, req: Request) -> Response:
         details = req.query_value("modelDetails") == "true"
         return self._ok(req, "model", {"model": self._model_view(details=details, single=True)})
+
+    def _r_model_calendar(self, req: Request) -> Response:
+        tok = self._bearer(req, ("AnaplanAuthToken", "Bearer"))
+        status, payload = model_calendar(self.calendar, tok.user if tok else None, self.clock)
+        if status != 200:
+            return self._error(req, status, "Forbidden")
+        return Response.json(200, {"meta": {"schema": "https://api.anaplan.com/2/0/objects/modelCalendar"},
+                                   "status": {"code": 200, "message": "Success"}, **payload})  # fmt: skip
 
     def _r_status(self, req: Request) -> Response:
         running = next((t for t in self._tasks.values() if t.state == "IN_PROGRESS"), None)
@@ -1512,6 +1522,7 @@ _ROUTES.extend(
     for method, pattern, name in [
         ("GET", "", "model"),
         ("GET", "/status", "status"),
+        ("GET", "/modelCalendar", "model_calendar"),
         ("GET", "/imports/?", "imports"),
         ("GET", f"/imports/{_ID}", "import"),
         ("GET", "/exports/?", "exports"),

@@ -19,6 +19,7 @@ from d365_anaplan.anaplan.limits import RateLimiter
 from d365_anaplan.anaplan.models import (
     ExportInfo,
     FileInfo,
+    FiscalYear,
     ImportInfo,
     ImportMetadata,
     ListInfo,
@@ -226,6 +227,17 @@ class AnaplanClient:
         return self.transport.parse(
             ModelStatus, body.get("requestStatus") or {}, f"GET {path}", f"model {self.model_id}"
         )
+
+    def fiscal_year(self) -> FiscalYear | None:
+        """``GET …/modelCalendar``: the model's current fiscal year; None when its calendar has none (Weeks:
+        General). Needs the Workspace Administrator role: a 403 raises AnaplanAuthError."""
+        path = f"{self.model_path}/modelCalendar"
+        body = self.transport.json("GET", path, call=f"GET {path}", obj=f"model {self.model_id}")
+        calendar = body.get("modelCalendar") or {}
+        found = calendar.get("fiscalYear") if isinstance(calendar, dict) else None
+        if not found:
+            return None
+        return self.transport.parse(FiscalYear, found, f"GET {path}", f"model {self.model_id}")
 
     def list_items(self, list_name_or_id: str) -> list[ListItem]:
         """Members of a list (transactional API), resolved by list name."""
