@@ -163,6 +163,7 @@ def host_problems(
     allowed: list[str],
     *,
     aws: bool = False,
+    package_blob_host: str | None = None,
 ) -> list[str]:
     """One line per endpoint that does not parse strictly or is not on a known host (unless allowed).
 
@@ -202,6 +203,15 @@ def host_problems(
         )
     for field, url in anaplan_urls.items():
         endpoints.append((f"anaplan.{field}", url, is_anaplan_host, "is not under anaplan.com"))
+    if package_blob_host is not None:  # never built in: the storage account must be allowed explicitly
+        endpoints.append(
+            (
+                "dynamics.package.blob_host",
+                package_blob_host,
+                lambda _host: False,
+                "is the F&O package blob host; it must be allowed explicitly",
+            )
+        )
     for field, url, builtin, what in endpoints:
         try:
             origin = parse_base_url(url).origin
@@ -308,6 +318,36 @@ class JournalSettings(BaseModel):
         return self.currency_codes.get(company.upper(), self.currency_code)
 
 
+class PackageSettings(BaseModel):
+    """The data-management (DMF) package route (dynamics-fo.md §4.3): GL exports, large budget imports."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The data project (definitionGroupId) exporting "General journal account entry" in full (no change
+    # tracking: an incremental export would miss lines). Created in F&O first; one legal entity per call.
+    export_project: str | None = None
+    # The file of the entity inside the package (the other members are Manifest.xml and PackageHeader.xml).
+    export_entity: str = "General journal account entry"
+    # Origin of the storage account F&O hands out SAS URLs on (https://<account>.blob.core.windows.net);
+    # never built in: allow it explicitly (security.allowed_hosts / stack parameter AllowedHosts).
+    blob_host: str | None = None
+    # "auto": the package route when the window's $count reaches this many lines.
+    package_threshold_lines: int = Field(default=300_000, ge=1)
+    # Dates in the package CSV other than ISO: the order of d/m/y in slash dates (the data format's culture).
+    slash_dates: Literal["mdy", "dmy"] = "mdy"
+    poll_seconds: int = Field(default=15, ge=1, le=600)  # first Wait; the interval grows to 5 minutes
+    max_wait_seconds: int = Field(default=4 * 3600, ge=60, le=24 * 3600)
+    max_package_bytes: int = Field(default=20 * 1024**3, ge=1024)
+    # Budget register entries: the data project importing "Budget account entries" (set-based processing).
+    import_project: str | None = None
+    import_entity: str = "Budget account entries"
+
+    @field_validator("blob_host")
+    @classmethod
+    def _normalise_blob_host(cls, value: str | None) -> str | None:
+        return None if value is None else _normalised(value, keep_path=False)
+
+
 class DynamicsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -323,6 +363,9 @@ class DynamicsSettings(BaseModel):
     gl_route: Literal["auto", "published", "bi"] = "auto"
     published_gl_entity_set: str = "GeneralJournalAccountEntries"
     journal: JournalSettings = JournalSettings()
+    # How posted GL travels: OData pages, a DMF package, or the package above package_threshold_lines.
+    gl_transport: Literal["odata", "package", "auto"] = "odata"
+    package: PackageSettings = PackageSettings()
 
     @field_validator("environment_url", "authority_host")
     @classmethod
@@ -342,6 +385,21 @@ class DynamicsSettings(BaseModel):
     def _one_credential(self) -> DynamicsSettings:
         if (self.client_secret is None) == (self.certificate is None):
             raise ValueError("set exactly one of dynamics.client_secret or dynamics.certificate")
+        return self
+
+    @model_validator(mode="after")
+    def _package_route(self) -> DynamicsSettings:
+        if self.gl_transport != "odata":
+            missing = [
+                f"dynamics.package.{f}"
+                for f in ("export_project", "blob_host")
+                if not getattr(self.package, f)
+            ]
+            if missing:
+                raise ValueError(
+                    f"dynamics.gl_transport: {self.gl_transport} needs {' and '.join(missing)} (the F&O data "
+                    "project exporting General journal account entry, and the storage host of its package URLs)"
+                )
         return self
 
     @property
@@ -757,6 +815,7 @@ class ConnectionConfig(BaseModel):
             {f: getattr(self.anaplan, f) for f in ("auth_url", "api_url", "oauth_url")},
             self.security.allowed_hosts,
             aws=bool(context.get("aws")),
+            package_blob_host=self.dynamics.package.blob_host,
         )
         if problems:
             raise ValueError("\n".join(problems))
