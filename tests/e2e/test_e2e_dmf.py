@@ -29,7 +29,12 @@ def package_connection(stack: Stack, transport: str = "package", **package: Any)
     cfg["dynamics"] = {
         **cfg["dynamics"],
         "gl_transport": transport,
-        "package": {"export_project": DEFAULT_EXPORT_PROJECT, "blob_host": blob.base_url, "poll_seconds": 1, **package},
+        "package": {
+            "export_project": DEFAULT_EXPORT_PROJECT,
+            "blob_host": blob.base_url,
+            "poll_seconds": 1,
+            **package,
+        },
     }
     cfg["security"] = {"allowed_hosts": [*cfg["security"]["allowed_hosts"], blob.authority]}
     return cfg
@@ -48,7 +53,8 @@ def waits_of(engine: LocalEngine, result: Any) -> int:
     return sum(
         1
         for e in engine.history(result.arn)
-        if e.get("type") == "WaitStateEntered" and e.get("stateEnteredEventDetails", {}).get("name") == "WaitGLPackage"
+        if e.get("type") == "WaitStateEntered"
+        and e.get("stateEnteredEventDetails", {}).get("name") == "WaitGLPackage"
     )
 
 
@@ -91,16 +97,25 @@ def test_auto_uses_the_package_above_the_threshold_and_odata_below(engine: Local
     assert_actuals_match(stack)
 
 
-def test_a_failed_export_fails_the_run_with_fo_s_message_and_is_not_retried(engine: LocalEngine, stack: Stack) -> None:
+def test_a_failed_export_fails_the_run_with_fo_s_message_and_is_not_retried(
+    engine: LocalEngine, stack: Stack
+) -> None:
     app = stack.dynamics.app
     install(engine, package_connection(stack))
     app.packages.fail_next_export = "Results. Field 'Ledger account' validation failed"
     exports = app.packages.counters["ExportToPackage"]
     result = run(engine)
     assert_failed_cleanly(
-        engine, stack, result, "DynamicsPackageFailed", "ended Failed", "Field 'Ledger account' validation failed"
+        engine,
+        stack,
+        result,
+        "DynamicsPackageFailed",
+        "ended Failed",
+        "Field 'Ledger account' validation failed",
     )
-    assert app.packages.counters["ExportToPackage"] - exports <= len(stack.connection()["dynamics"]["companies"])
+    assert app.packages.counters["ExportToPackage"] - exports <= len(
+        stack.connection()["dynamics"]["companies"]
+    )
 
 
 def test_an_expired_package_url_is_requested_again_once(engine: LocalEngine, stack: Stack) -> None:
@@ -108,17 +123,25 @@ def test_an_expired_package_url_is_requested_again_once(engine: LocalEngine, sta
     install(engine, package_connection(stack))
     clear_actuals(stack)
     app.packages.expire_next_urls = 1
+    urls, refused = app.packages.counters["GetExportedPackageUrl"], app.blob_store.counters["GET blob"]
     result = run(engine)
     assert result.status == "SUCCEEDED", (result.error, result.cause, result.task_failures())
     assert_actuals_match(stack)
+    companies = len(stack.connection()["dynamics"]["companies"])
+    assert app.packages.counters["GetExportedPackageUrl"] - urls == companies + 1, (
+        "one fresh URL for the refused one"
+    )
+    assert app.blob_store.counters["GET blob"] - refused == companies + 1
 
 
 def test_a_url_expired_twice_fails_clearly(engine: LocalEngine, stack: Stack) -> None:
     app = stack.dynamics.app
     install(engine, package_connection(stack))
-    app.packages.expire_next_urls = 2
+    app.packages.expire_next_urls = 100  # every URL handed out is already expired
     try:
         result = run(engine)
     finally:
         app.packages.expire_next_urls = 0
-    assert_failed_cleanly(engine, stack, result, "DynamicsPackageUrlExpired", "refused the SAS URL", "fresh URL")
+    assert_failed_cleanly(
+        engine, stack, result, "DynamicsPackageUrlExpired", "refused the SAS URL", "fresh URL"
+    )
