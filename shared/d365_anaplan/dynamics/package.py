@@ -61,6 +61,7 @@ class S3RangeFile(io.RawIOBase):
         self.size = int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
         self.pos = 0
         self.requests = 0
+        self.fetched = 0  # bytes read from S3
 
     def readable(self) -> bool:
         return True
@@ -87,6 +88,7 @@ class S3RangeFile(io.RawIOBase):
             b[n : n + len(chunk)] = chunk
             n += len(chunk)
         self.pos += n
+        self.fetched += n
         return n
 
 
