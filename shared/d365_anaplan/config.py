@@ -319,7 +319,7 @@ class JournalSettings(BaseModel):
 
 
 class PackageSettings(BaseModel):
-    """The data-management (DMF) package route (dynamics-fo.md §4.3): GL exports, large budget imports."""
+    """The data-management (DMF) package route for posted GL (dynamics-fo.md §4.3)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -338,9 +338,6 @@ class PackageSettings(BaseModel):
     poll_seconds: int = Field(default=15, ge=1, le=600)  # first Wait; the interval grows to 5 minutes
     max_wait_seconds: int = Field(default=4 * 3600, ge=60, le=24 * 3600)
     max_package_bytes: int = Field(default=20 * 1024**3, ge=1024)
-    # Budget register entries: the data project importing "Budget account entries" (set-based processing).
-    import_project: str | None = None
-    import_entity: str = "Budget account entries"
 
     @field_validator("blob_host")
     @classmethod

@@ -5,7 +5,7 @@ The zip is read where it lies: :class:`S3RangeFile` is a seekable file whose rea
 :mod:`zipfile` finds the central directory at the end of the object and then decompresses the entity's
 CSV as a stream; neither the package nor the CSV is ever held whole. :func:`entity_rows` yields the CSV's
 rows keyed by the entity's field names (DMF writes staging names in upper case: ``ACCOUNTINGDATE`` ->
-``AccountingDate``), dates as ISO text. The package writer for imports is :func:`write_package`.
+``AccountingDate``), dates as ISO text.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from typing import Any, Literal
-from xml.sax.saxutils import escape
 
 from d365_anaplan.errors import DynamicsBadResponse
 
@@ -172,57 +171,3 @@ def columns_of(zf: zipfile.ZipFile, entity: str, fields: Iterable[str] = GL_FIEL
     with zf.open(member) as raw:
         header = next(csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")), [])
     return frozenset(by_upper[h.strip().upper()] for h in header if h.strip().upper() in by_upper)
-
-
-# --- writing (imports) ----------------------------------------------------------------------------------
-
-
-def write_package(
-    out: Any,
-    *,
-    project: str,
-    entity: str,
-    columns: list[str],
-    rows: Iterable[list[str]],
-) -> int:
-    """A package of one entity into the binary file ``out``: Manifest.xml, PackageHeader.xml and
-    ``<entity>.csv`` (upper-case staging names, UTF-8); the number of data rows."""
-    count = 0
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(MANIFEST, manifest_xml(project, entity))
-        zf.writestr(PACKAGE_HEADER, package_header_xml(project))
-        with zf.open(f"{entity}.csv", "w") as raw:
-            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-            w = csv.writer(text, lineterminator="\r\n")
-            w.writerow([c.upper() for c in columns])
-            for row in rows:
-                w.writerow(row)
-                count += 1
-            text.flush()
-            text.detach()
-    return count
-
-
-def manifest_xml(project: str, entity: str) -> str:
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>\n'
-        '<DataManagementPackageManifest xmlns:i="http://www.w3.org/2001/XMLSchema-instance" '
-        'xmlns="http://schemas.datacontract.org/2004/07/Microsoft.Dynamics.AX.Framework.Tools.DataManagement.Serialization">'
-        f"<DefinitionGroupName>{escape(project)}</DefinitionGroupName>"
-        "<PackageEntityList><DataManagementPackageEntityData>"
-        f"<EntityName>{escape(entity)}</EntityName><SourceFormat>CSV-Unicode</SourceFormat>"
-        "</DataManagementPackageEntityData></PackageEntityList>"
-        "</DataManagementPackageManifest>\n"
-    )
-
-
-def package_header_xml(project: str) -> str:
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>\n'
-        '<DataManagementPackageHeader xmlns:i="http://www.w3.org/2001/XMLSchema-instance" '
-        'xmlns="http://schemas.datacontract.org/2004/07/Microsoft.Dynamics.AX.Framework.Tools.DataManagement.Serialization">'
-        f"<Description>{escape(project)}</Description><ManifestType>"
-        "Microsoft.Dynamics.AX.Framework.Tools.DataManagement.Serialization.DataManagementPackageManifest"
-        "</ManifestType><PackageType>DefinitionGroup</PackageType><PackageVersion>2</PackageVersion>"
-        "</DataManagementPackageHeader>\n"
-    )
