@@ -57,7 +57,7 @@ def test_the_package_streams_into_s3_with_no_credential_sent(s3: Any) -> None:
 def test_a_url_on_another_host_is_never_requested(s3: Any) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
         mocked.get("https://evil.example.com/x", body=b"")
-        with pytest.raises(UnsafeDestination, match="not on dynamics.package.blob_host"):
+        with pytest.raises(UnsafeDestination, match=r"not on dynamics\.package\.blob_host"):
             transfer().download_to_s3("https://evil.example.com/x?sig=1", s3, BUCKET, "k", what="package")
         assert not mocked.calls
 
