@@ -291,6 +291,9 @@ class JournalSettings(BaseModel):
     # Per legal entity, e.g. {DEMF: EUR}: plan values are in each company's accounting currency.
     currency_codes: dict[str, str] = Field(default_factory=dict)
     lines_per_batch: int = Field(default=1000, ge=1, le=5000)
+    # Budget register entries with more lines than this go through a "Budget account entries" package import
+    # (set-based) when dynamics.package.import_project is set.
+    package_threshold_lines: int = Field(default=3000, ge=1)
 
     # Ledger journals only: main account (or full ledger display value) of one balancing line per voucher.
     offset_account: str | None = None
@@ -319,7 +322,7 @@ class JournalSettings(BaseModel):
 
 
 class PackageSettings(BaseModel):
-    """The data-management (DMF) package route for posted GL (dynamics-fo.md §4.3)."""
+    """The data-management (DMF) package route (dynamics-fo.md §4.3): GL exports, large budget imports."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -338,6 +341,9 @@ class PackageSettings(BaseModel):
     poll_seconds: int = Field(default=15, ge=1, le=600)  # first Wait; the interval grows to 5 minutes
     max_wait_seconds: int = Field(default=4 * 3600, ge=60, le=24 * 3600)
     max_package_bytes: int = Field(default=20 * 1024**3, ge=1024)
+    # Plans: the data project importing "Budget account entries" with set-based processing (large entries).
+    import_project: str | None = None
+    import_entity: str = "Budget account entries"
 
     @field_validator("blob_host")
     @classmethod
@@ -397,6 +403,11 @@ class DynamicsSettings(BaseModel):
                     f"dynamics.gl_transport: {self.gl_transport} needs {' and '.join(missing)} (the F&O data "
                     "project exporting General journal account entry, and the storage host of its package URLs)"
                 )
+        if self.package.import_project and not self.package.blob_host:
+            raise ValueError(
+                "dynamics.package.import_project needs dynamics.package.blob_host (the storage host of the "
+                "upload URLs F&O hands out)"
+            )
         return self
 
     @property

@@ -84,7 +84,7 @@ def action_value(payload: Any, what: str, *, json_string: bool = False) -> Any:
 
 
 class PackageApi:
-    """The package export actions of one environment (``definitionGroupId`` is the data project's name)."""
+    """The package actions of one environment (``definitionGroupId`` is the data project's name)."""
 
     def __init__(self, client: ODataClient) -> None:
         self.client = client
@@ -136,6 +136,34 @@ class PackageApi:
             raise DynamicsBadResponse(f"{what}: no https package URL returned")
         return value
 
+    def azure_write_url(self, unique_file_name: str) -> str:
+        """The SAS URL to upload a package to (``value`` is a JSON text of BlobId and BlobUrl)."""
+        what = f"GetAzureWriteUrl {unique_file_name}"
+        value = action_value(
+            self._call("GetAzureWriteUrl", {"uniqueFileName": unique_file_name}, what), what, json_string=True
+        )
+        if not isinstance(value, dict) or not isinstance(value.get("BlobUrl"), str):
+            raise DynamicsBadResponse(f"{what}: no BlobUrl returned")
+        return str(value["BlobUrl"])
+
+    def import_from_package(
+        self, package_url: str, project: str, execution_id: str, legal_entity: str
+    ) -> str:
+        """Start an import that also runs staging to target (``execute``); ``overwrite`` false (§F)."""
+        what = f"ImportFromPackage {project!r} for {legal_entity}"
+        body = {
+            "packageUrl": package_url,
+            "definitionGroupId": project,
+            "executionId": execution_id,
+            "execute": True,
+            "overwrite": False,
+            "legalEntityId": legal_entity,
+        }
+        value = action_value(self._call("ImportFromPackage", body, what), what)
+        if not isinstance(value, str) or not value:
+            raise DynamicsBadResponse(f"{what}: no execution id returned")
+        return value
+
 
 # --- blob storage ---------------------------------------------------------------------------------------
 
@@ -169,7 +197,7 @@ class _ChunkReader(io.RawIOBase):
 
 
 class BlobTransfer:
-    """Downloads of packages on SAS URLs of the one configured blob host."""
+    """Downloads and uploads of packages on SAS URLs of the one configured blob host."""
 
     def __init__(self, blob_host: str, *, ca_bundle: str | None, timeout: float, max_bytes: int) -> None:
         self.origin = parse_base_url(blob_host).origin
@@ -225,6 +253,19 @@ class BlobTransfer:
             raise DynamicsUnavailable(f"{where}: download interrupted ({type(exc).__name__})") from None
         log.info("%s: %d bytes staged at s3://%s/%s", where, reader.total, bucket, key)
         return reader.total
+
+    def upload(self, url: str, body: Any, length: int, *, what: str) -> None:
+        """Put Blob from a file object, with ``x-ms-blob-type: BlockBlob`` (which Put Blob requires)."""
+        self._check(url, what)
+        where = f"{what} ({redacted(url)})"
+        headers = {"x-ms-blob-type": "BlockBlob", "x-ms-version": "2021-08-06",
+                   "Content-Type": "application/zip", "Content-Length": str(length)}  # fmt: skip
+        try:
+            resp = self.session.put(url, data=body, headers=headers)
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise DynamicsUnavailable(f"{where}: {type(exc).__name__}") from None
+        self._answer(resp, where)
+        resp.close()
 
 
 def _xml_text(body: str, tag: str) -> str:

@@ -177,6 +177,10 @@ class _Prepared:
     source: str
 
 
+# (result, line bodies by line key, line keys the entry already holds): sends the missing lines instead of OData
+LinesSender = Callable[["JournalWriteResult", dict[str, list[_Prepared]], set[str]], None]
+
+
 class JournalWriter:
     """Writes ledger journals and budget register entries for one environment."""
 
@@ -322,7 +326,13 @@ class JournalWriter:
     # -- entry point -----------------------------------------------------------------------------------------
 
     def write(
-        self, company: str, lines: Sequence[JournalLineInput], header: EntryHeader, *, dry_run: bool = False
+        self,
+        company: str,
+        lines: Sequence[JournalLineInput],
+        header: EntryHeader,
+        *,
+        dry_run: bool = False,
+        lines_via: LinesSender | None = None,
     ) -> JournalWriteResult:
         """The one way plan values are written (flow, replay of rejected lines, dry runs): to the configured
         target (``dynamics.journal.target``), creating or resuming the entry ``header.key`` names and writing
@@ -334,7 +344,7 @@ class JournalWriter:
             return self.write_budget_register(
                 company, lines, key=header.key, description=header.description,
                 model=header.budget_model, code=header.budget_code,
-                default_date=min(line.trans_date for line in lines), dry_run=dry_run,
+                default_date=min(line.trans_date for line in lines), dry_run=dry_run, lines_via=lines_via,
             )  # fmt: skip
         return self.write_ledger_journal(
             company, lines, key=header.key, journal_name=header.journal_name, description=header.description,
@@ -531,6 +541,7 @@ class JournalWriter:
         model: str | None = None,
         code: str | None = None,
         dry_run: bool = False,
+        lines_via: LinesSender | None = None,
     ) -> JournalWriteResult:
         """Budget register entry (header + lines) keyed like a journal. ``lines`` carry ledger-signed
         amounts; each is written with the ``AmountType`` of its main account and revenue sign-flipped
@@ -611,7 +622,10 @@ class JournalWriter:
             for p in lst:
                 p.body["EntryNumber"] = number
         present = self._existing_line_keys(BUDGET_LINES, company, "EntryNumber", number, "Comment")
-        self._write_lines(result, BUDGET_LINES, vouchers, present)
+        if lines_via is not None:  # another transport sends the lines (a data-management package)
+            lines_via(result, vouchers, present)
+        else:
+            self._write_lines(result, BUDGET_LINES, vouchers, present)
         return result
 
     # -- what F&O holds from this connector ----------------------------------------------------------------

@@ -5,7 +5,7 @@ The zip is read where it lies: :class:`S3RangeFile` is a seekable file whose rea
 :mod:`zipfile` finds the central directory at the end of the object and then decompresses the entity's
 CSV as a stream; neither the package nor the CSV is ever held whole. :func:`entity_rows` yields the CSV's
 rows keyed by the entity's field names (DMF writes staging names in upper case: ``ACCOUNTINGDATE`` ->
-``AccountingDate``), dates as ISO text.
+``AccountingDate``), dates as ISO text. :func:`write_package` builds the package of an import.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from typing import Any, Literal
+from xml.sax.saxutils import escape
 
 from d365_anaplan.errors import DynamicsBadResponse
 
@@ -171,3 +172,38 @@ def columns_of(zf: zipfile.ZipFile, entity: str, fields: Iterable[str] = GL_FIEL
     with zf.open(member) as raw:
         header = next(csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")), [])
     return frozenset(by_upper[h.strip().upper()] for h in header if h.strip().upper() in by_upper)
+
+
+# --- writing (imports) ----------------------------------------------------------------------------------
+
+
+def write_package(
+    out: Any, *, project: str, entity: str, columns: list[str], rows: Iterable[list[str]]
+) -> int:
+    """A package of one entity into the binary file ``out``: ``Manifest.xml``, ``PackageHeader.xml`` and
+    ``<entity>.csv`` (staging names in upper case, UTF-8, ISO dates); the number of data rows."""
+    count = 0
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(MANIFEST, _xml("DataManagementPackageManifest",
+                                   f"<DefinitionGroupName>{escape(project)}</DefinitionGroupName><PackageEntityList>"
+                                   f"<DataManagementPackageEntityData><EntityName>{escape(entity)}</EntityName>"
+                                   "<SourceFormat>CSV-Unicode</SourceFormat></DataManagementPackageEntityData>"
+                                   "</PackageEntityList>"))  # fmt: skip
+        zf.writestr(PACKAGE_HEADER, _xml("DataManagementPackageHeader",
+                                         f"<Description>{escape(project)}</Description><PackageType>DefinitionGroup"
+                                         "</PackageType><PackageVersion>2</PackageVersion>"))  # fmt: skip
+        with zf.open(f"{entity}.csv", "w") as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            w = csv.writer(text, lineterminator="\r\n")
+            w.writerow([c.upper() for c in columns])
+            for row in rows:
+                w.writerow(row)
+                count += 1
+            text.flush()
+            text.detach()
+    return count
+
+
+def _xml(root: str, inner: str) -> str:
+    ns = "http://schemas.datacontract.org/2004/07/Microsoft.Dynamics.AX.Framework.Tools.DataManagement.Serialization"
+    return f'<?xml version="1.0" encoding="utf-8"?>\n<{root} xmlns="{ns}">{inner}</{root}>\n'

@@ -50,12 +50,12 @@ def is_package_token(token: str | None) -> bool:
     return token is not None and token.startswith(TOKEN_PREFIX)
 
 
-def _encode(state: dict[str, Any]) -> str:
+def encode_token(state: dict[str, Any]) -> str:
     raw = json.dumps(state, separators=(",", ":"), sort_keys=True).encode("utf-8")
     return TOKEN_PREFIX + base64.urlsafe_b64encode(raw).decode("ascii")
 
 
-def _decode(token: str) -> dict[str, Any]:
+def decode_token(token: str) -> dict[str, Any]:
     try:
         state = json.loads(base64.urlsafe_b64decode(token[len(TOKEN_PREFIX) :].encode("ascii")))
     except (ValueError, UnicodeError):
@@ -78,16 +78,16 @@ def use_package(ctx: StepContext, reader: DynamicsReader, lo: date, hi: date) ->
     return transport == "package"
 
 
-def _clients(ctx: StepContext) -> tuple[PackageApi, BlobTransfer]:
+def blob_transfer(ctx: StepContext) -> BlobTransfer:
+    """The connection's only way to the package blob host."""
     d = ctx.cfg.dynamics
     assert d.package.blob_host is not None  # checked with the configuration
-    blob = BlobTransfer(
+    return BlobTransfer(
         d.package.blob_host,
         ca_bundle=ctx.cfg.tls.ca_bundle,
         timeout=d.timeout_seconds,
         max_bytes=d.package.max_package_bytes,
     )
-    return PackageApi(ctx.dynamics.client), blob
 
 
 def _execution_id(ctx: StepContext, company: str, n: int) -> str:
@@ -105,10 +105,10 @@ def extract_gl_package(
     token: str | None,
 ) -> dict[str, Any]:
     """One step of the package route for ``company`` and the AccountingDate window [lo, hi)."""
-    api, blob = _clients(ctx)
+    api, blob = PackageApi(ctx.dynamics.client), blob_transfer(ctx)
     opts = ctx.cfg.dynamics.package
     window = [lo.isoformat(), hi.isoformat()]
-    state = _decode(token) if token else None
+    state = decode_token(token) if token else None
     if state is not None and (state.get("company") != company or state.get("window") != window):
         raise BadInputData("continuation token: it belongs to another company or window")
     if state is None:
@@ -153,7 +153,7 @@ def _start(ctx: StepContext, api: PackageApi, company: str, window: list[str]) -
 def _pending(ctx: StepContext, company: str, part: int, state: dict[str, Any]) -> dict[str, Any]:
     wait = next_wait(ctx.cfg.dynamics.package.poll_seconds, state["polls"])
     state = {**state, "polls": state["polls"] + 1}
-    return {"company": company, "part": part, "continuation": _encode(state), "more": True,
+    return {"company": company, "part": part, "continuation": encode_token(state), "more": True,
             "pending": True, "wait": wait, "lines": 0, "key": None}  # fmt: skip
 
 
@@ -225,6 +225,6 @@ def _read(
          "more": more, "window": [lo.isoformat(), hi.isoformat()], "transport": "package",
          "execution_id": state["id"], "rows_read": done}, attempt=part + 1,
     )  # fmt: skip
-    token = _encode({**state, "rows": done}) if more else None
+    token = encode_token({**state, "rows": done}) if more else None
     return {"company": company, "part": part + 1, "continuation": token, "more": more,
             "pending": False, "wait": 0, "lines": staged.rows, "key": key}  # fmt: skip
