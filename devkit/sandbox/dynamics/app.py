@@ -227,7 +227,12 @@ class DynamicsSandbox:
         self.posting_log: list[str] = []
         self._created: list[tuple[str, tuple[str, str], Row]] | None = None
         self.blob_store = dmf.BlobStore(clock)  # the package API's storage host (dmf.py)
-        self.packages = dmf.PackageService(self._package_rows, list(seed.COMPANIES), self.blob_store)
+        self.packages = dmf.PackageService(
+            self._package_rows,
+            list(seed.COMPANIES),
+            self.blob_store,
+            lambda c, rows: budget.import_rows(self, c, rows),
+        )
 
     # -- binding ------------------------------------------------------------------------------------------
 

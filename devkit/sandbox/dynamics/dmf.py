@@ -11,6 +11,11 @@ Microsoft.Dynamics.DataEntities.<Action>``), answers wrapped in ``value``:
 * ``GetExportedPackageUrl``: empty until the package exists, then a SAS URL on the blob host (another host
   than the environment) that expires after ``url_ttl`` seconds (``expire_next_urls`` hands out expired ones).
 * ``GetExecutionErrors``: a JSON text of the error messages.
+* ``GetAzureWriteUrl``: ``value`` is a JSON *text* of BlobId and a writable SAS BlobUrl (Put Blob needs
+  ``x-ms-blob-type: BlockBlob``); ``ImportFromPackage`` (packageUrl, definitionGroupId, executionId, execute,
+  overwrite, legalEntityId) runs like an export, then puts the package's "Budget account entries" rows into the
+  budget register through the same checks as OData line creation (``fail_next_import`` fails it); rows refused
+  make it PartiallySucceeded (or Failed when none landed), with their errors.
 
 The blob host (:class:`BlobStore`) answers a GET with a valid, unexpired SAS with the blob; an expired SAS
 is 403 ``AuthenticationFailed``, a wrong signature too; a request carrying an ``Authorization`` header is
@@ -31,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from devkit.sandbox.server import Request, Response
 
@@ -40,6 +45,8 @@ from .entities import EntityDef
 ACTION_SET = "DataManagementDefinitionGroups"
 GL_ENTITY = "General journal account entry"
 DEFAULT_EXPORT_PROJECT = "AnaplanGLExport"
+BUDGET_ENTITY = "Budget account entries"
+DEFAULT_IMPORT_PROJECT = "AnaplanBudgetImport"
 _GL_COLUMNS = (
     "JournalNumber", "Voucher", "AccountingDate", "PostingLayer", "LedgerAccount", "AccountDisplayValue",
     "TransactionCurrencyCode", "TransactionCurrencyAmount", "AccountingCurrencyAmount", "ReportingCurrencyAmount",
@@ -79,12 +86,13 @@ class Execution:
     execution_id: str
     project: str
     company: str
-    kind: str  # "export"
+    kind: str  # "export" | "import"
     status: str = "NotRun"
     polls_left: int = 2
     fail: str | None = None
     blob: str = ""
     errors: list[str] = field(default_factory=list)
+    imported: int = 0
 
 
 class BlobStore:
@@ -135,7 +143,13 @@ class BlobStore:
         if datetime.strptime(expiry, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) <= now:
             return _blob_error(403, "AuthenticationFailed", "Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature.",
                                f"Signed expiry time [{expiry}] has to be after current time [{now:%a, %d %b %Y %H:%M:%S GMT}]")  # fmt: skip
-        name = req.path.removeprefix("/dmf/")
+        name = unquote(req.path.removeprefix("/dmf/"))
+        if req.method == "PUT" and "w" in permissions:
+            if req.header("x-ms-blob-type") != "BlockBlob":
+                return _blob_error(400, "MissingRequiredHeader", "An HTTP header that's mandatory for this request is not specified.", "x-ms-blob-type")  # fmt: skip
+            self.blobs[name] = req.body
+            self.counters["bytes stored"] += len(req.body)
+            return Response(201, b"", {"ETag": f'"{hashlib.sha256(req.body).hexdigest()[:16]}"'})
         if req.method == "GET" and "r" in permissions:
             data = self.blobs.get(name)
             if data is None:
@@ -151,16 +165,25 @@ class PackageService:
     """The package actions of the sandbox environment (``gl_rows(company)`` gives the entity's rows)."""
 
     def __init__(
-        self, gl_rows: Callable[[str], list[dict[str, Any]]], companies: list[str], blob: BlobStore
+        self,
+        gl_rows: Callable[[str], list[dict[str, Any]]],
+        companies: list[str],
+        blob: BlobStore,
+        importer: Callable[[str, list[dict[str, str]]], list[str]],
     ) -> None:
         self.gl_rows = gl_rows
+        self.importer = importer  # (company, rows keyed by column) -> one error text per refused row
         self.companies = {c.upper() for c in companies}
         self.blob = blob
-        self.projects: dict[str, str] = {DEFAULT_EXPORT_PROJECT: GL_ENTITY}
+        self.projects: dict[str, str] = {
+            DEFAULT_EXPORT_PROJECT: GL_ENTITY,
+            DEFAULT_IMPORT_PROJECT: BUDGET_ENTITY,
+        }
         self.executions: dict[str, Execution] = {}
         self.polls = 2  # GetExecutionSummaryStatus calls answered Executing before the package exists
         self.url_ttl = 3600.0
         self.fail_next_export: str | None = None  # fault: the next export fails with this message
+        self.fail_next_import: str | None = None  # fault: the next import fails with this message
         self.expire_next_urls = 0  # fault: the next n package URLs are already expired
         self.counters: Counter[str] = Counter()
 
@@ -205,7 +228,57 @@ class PackageService:
                 self._finish(ex)
         return _value(answer)
 
+    def _GetAzureWriteUrl(self, body: dict[str, Any]) -> Response:
+        name = self._text(body, "uniqueFileName") or f"{secrets.token_hex(8)}.zip"
+        blob_id = "{" + secrets.token_hex(16) + "}"
+        url = self.blob.sas_url(f"upload/{blob_id}/{name}", self.url_ttl, "rw")
+        return _value(json.dumps({"BlobId": blob_id, "BlobUrl": url}))  # a JSON text inside value (§F)
+
+    def _ImportFromPackage(self, body: dict[str, Any]) -> Response:
+        project = self._text(body, "definitionGroupId")
+        company = self._text(body, "legalEntityId").upper()
+        execution_id = self._text(body, "executionId") or f"{project}-{secrets.token_hex(6)}"
+        if project not in self.projects:
+            return _error(500, f"Data project '{project}' was not found.")
+        if company not in self.companies:
+            return _error(500, f"Company '{company}' does not exist.")
+        if execution_id in self.executions:
+            return _error(500, f"Execution '{execution_id}' already exists.")
+        parts = urlsplit(self._text(body, "packageUrl"))
+        if f"{parts.scheme}://{parts.netloc}" != self.blob.base_url or not parts.path.startswith("/dmf/"):
+            return _error(500, "The package URL is not a blob of this environment's storage.")
+        blob = unquote(parts.path.removeprefix("/dmf/"))
+        fail, self.fail_next_import = self.fail_next_import, None
+        self.executions[execution_id] = Execution(execution_id, project, company, "import", polls_left=self.polls,
+                                                  fail=fail, blob=blob)  # fmt: skip
+        return _value(execution_id)
+
+    def _finish_import(self, ex: Execution) -> None:
+        data = self.blob.blobs.get(ex.blob)
+        if ex.fail is not None or data is None:
+            ex.status = "Failed"
+            ex.errors = [f"{self.projects[ex.project]}: {ex.fail or 'the package was not uploaded'}"]
+            return
+        try:
+            zf = zipfile.ZipFile(io.BytesIO(data))
+            names = {n.lower(): n for n in zf.namelist()}
+            member = names.get(f"{self.projects[ex.project].lower()}.csv")
+            if "manifest.xml" not in names or "packageheader.xml" not in names or member is None:
+                raise ValueError("the package needs Manifest.xml, PackageHeader.xml and the entity's file")
+            reader = csv.reader(io.StringIO(zf.read(member).decode("utf-8-sig")))
+            header = next(reader)
+            rows = [dict(zip(header, values, strict=True)) for values in reader if values]
+        except (ValueError, zipfile.BadZipFile, StopIteration) as exc:
+            ex.status, ex.errors = "Failed", [f"The package could not be read: {exc}"]
+            return
+        ex.errors = self.importer(ex.company, rows)
+        ex.imported = len(rows) - len(ex.errors)
+        ex.status = "Succeeded" if not ex.errors else "PartiallySucceeded" if ex.imported else "Failed"
+
     def _finish(self, ex: Execution) -> None:
+        if ex.kind == "import":
+            self._finish_import(ex)
+            return
         if ex.fail is not None:
             ex.status = "Failed"
             ex.errors = [f"{GL_ENTITY}: {ex.fail}"]
