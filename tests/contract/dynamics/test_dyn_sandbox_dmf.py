@@ -14,13 +14,16 @@ import pytest
 import requests
 
 from d365_anaplan.http import VerifiedSession
+from devkit.sandbox.dynamics import seed
 from devkit.sandbox.dynamics.app import SandboxConfig
 from devkit.sandbox.dynamics.cli import RunningSandbox, start
-from devkit.sandbox.dynamics.dmf import DEFAULT_EXPORT_PROJECT
+from devkit.sandbox.dynamics.dmf import DEFAULT_EXPORT_PROJECT, DEFAULT_IMPORT_PROJECT
 from devkit.sandbox.dynamics.testing import raw_token
 
 pytestmark = pytest.mark.integration
 ACTION = "DataManagementDefinitionGroups/Microsoft.Dynamics.DataEntities."
+IMPORT_COLUMNS = ["ENTRYNUMBER", "LEGALENTITYID", "BUDGETMODELID", "BUDGETCODE", "DIMENSIONDISPLAYVALUE", "ENTRYDATE",
+                  "CURRENCYCODE", "TRANSACTIONCURRENCYAMOUNT", "AMOUNTTYPE", "COMMENT"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +47,12 @@ def blob(sb: RunningSandbox) -> requests.Session:
 
 def call(http: requests.Session, sb: RunningSandbox, action: str, body: dict[str, Any]) -> requests.Response:
     return http.post(f"{sb.app.environment_url}/data/{ACTION}{action}", json=body)
+
+
+def call_post(http: requests.Session, sb: RunningSandbox, entity: str, body: dict[str, Any]) -> Any:
+    resp = http.post(f"{sb.app.environment_url}/data/{entity}", json=body)
+    assert resp.status_code == 201, resp.text
+    return resp.json()
 
 
 def value(resp: requests.Response) -> Any:
@@ -141,3 +150,47 @@ def test_an_unknown_project_is_refused_and_actions_need_the_token(
     assert resp.status_code == 500 and "nope" in resp.json()["error"]["innererror"]["message"]
     anonymous = VerifiedSession(ca_bundle=sb.ca_bundle, timeout=30)
     assert call(anonymous, sb, "GetExecutionSummaryStatus", {"executionId": "c-1"}).status_code == 401
+
+
+def test_an_import_uploads_to_a_write_url_and_lands_rows_through_the_line_checks(
+    http: requests.Session, blob: requests.Session, sb: RunningSandbox
+) -> None:
+    """§F: GetAzureWriteUrl's value is a JSON text (BlobId, BlobUrl); Put Blob needs x-ms-blob-type:
+    BlockBlob; ImportFromPackage runs as a job; refused rows make it PartiallySucceeded with their errors."""
+    app = sb.app
+    header = call_post(http, sb, "BudgetRegisterEntryHeaders", {"dataAreaId": "usmf", "LegalEntityId": "usmf",
+                       "BudgetModelId": "FY2025", "BudgetCode": "Original", "DefaultDate": "2025-01-01T12:00:00Z"})  # fmt: skip
+    number = header["EntryNumber"]
+    raw = value(call(http, sb, "GetAzureWriteUrl", {"uniqueFileName": "budget.zip"}))
+    assert isinstance(raw, str)
+    url = json.loads(raw)["BlobUrl"]
+    account = next(a for a in seed.MAIN_ACCOUNTS if a.account_type == "Expense").account
+    good = [
+        number,
+        "usmf",
+        "FY2025",
+        "Original",
+        f"{account}--OU_3566-",
+        "2025-01-01",
+        "USD",
+        "100.00",
+        "Expense",
+        "k1",
+    ]
+    bad = [number, "usmf", "FY2025", "Original", "999999", "2025-01-01", "USD", "5.00", "Expense", "k2"]
+    package = io.BytesIO()
+    with zipfile.ZipFile(package, "w") as zf:
+        zf.writestr("Manifest.xml", "<m/>")
+        zf.writestr("PackageHeader.xml", "<h/>")
+        text = io.StringIO()
+        csv.writer(text).writerows([IMPORT_COLUMNS, good, bad])
+        zf.writestr("Budget account entries.csv", text.getvalue())
+    assert blob.put(url, data=package.getvalue()).status_code == 400, "Put Blob needs x-ms-blob-type"
+    assert blob.put(url, data=package.getvalue(), headers={"x-ms-blob-type": "BlockBlob"}).status_code == 201
+    body = {"packageUrl": url, "definitionGroupId": DEFAULT_IMPORT_PROJECT, "executionId": "i-1", "execute": True,
+            "overwrite": False, "legalEntityId": "USMF"}  # fmt: skip
+    assert value(call(http, sb, "ImportFromPackage", body)) == "i-1"
+    assert run_to_end(http, sb, "i-1")[-1] == "PartiallySucceeded"
+    errors = json.loads(value(call(http, sb, "GetExecutionErrors", {"executionId": "i-1"})))
+    assert len(errors) == 1 and "Line 3" in errors[0]
+    assert [line["Comment"] for line in app.budget_lines[("USMF", number)]] == ["k1"]

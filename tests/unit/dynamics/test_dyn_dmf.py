@@ -4,6 +4,7 @@ no other host, no redirect), the package streamed into S3."""
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -81,3 +82,13 @@ def test_a_package_past_the_size_cap_is_refused_while_streaming(s3: Any) -> None
             transfer(max_bytes=4096).download_to_s3(SAS, s3, BUCKET, "k", what="package")
     listed = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
     assert not listed, "nothing half-written"
+
+
+def test_a_package_is_put_as_a_block_blob_with_the_sas_only() -> None:
+    with responses.RequestsMock() as mocked:
+        mocked.put(SAS.split("?")[0], status=201)
+        transfer().upload(SAS, io.BytesIO(b"PK\x05\x06" + bytes(18)), 22, what="package")
+        sent = mocked.calls[0].request
+    assert sent.headers["x-ms-blob-type"] == "BlockBlob" and "Authorization" not in sent.headers
+    with pytest.raises(UnsafeDestination):
+        transfer().upload("https://evil.example.com/x?sig=1", io.BytesIO(b""), 0, what="package")
