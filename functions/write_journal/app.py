@@ -36,9 +36,9 @@ class WriteOutput(StepOutput):
     written: int
     skipped: int
     rejected: int
-    pending: bool = False  # a package import is running: Wait ``wait`` seconds, then call again
-    wait: int = 0
-    continuation: str | None = None
+    pending: bool  # a package import is running: Wait ``wait`` seconds, then call again
+    wait: int
+    continuation: str | None
 
 
 @step(WriteEvent, WriteOutput)

@@ -256,7 +256,7 @@ def write_journal_batch(
         ctx.ledger.record_step(ctx.run_id, f"WriteJournal:{journal_key}", "DRY_RUN",
                                {"lines": planned.lines_planned, "description": header.description})  # fmt: skip
         return {"journal_key": journal_key, "company": batch["company"], "journal_batch_number": None, "written": 0,
-                "skipped": 0, "rejected": 0, "dry_run": True}  # fmt: skip
+                "skipped": 0, "rejected": 0, "dry_run": True, "pending": False, "wait": 0, "continuation": None}  # fmt: skip
     if batch.get("transport") == "package":  # a large budget register entry: package import (plan_package.py)
         outcome = write_budget_package(
             ctx, str(batch["company"]), [p[0] for p in pairs], header, continuation
