@@ -199,7 +199,8 @@ class PackageService:
         value = body.get(name)
         return value if isinstance(value, str) else ""
 
-    def _ExportToPackage(self, body: dict[str, Any]) -> Response:
+    def _job(self, body: dict[str, Any], *, again: bool = False) -> tuple[str, str, str] | Response:
+        """(project, company, execution id) of a new job, or F&O's error."""
         project = self._text(body, "definitionGroupId")
         company = self._text(body, "legalEntityId").upper()
         execution_id = self._text(body, "executionId") or f"{project}-{secrets.token_hex(6)}"
@@ -207,8 +208,15 @@ class PackageService:
             return _error(500, f"Data project '{project}' was not found.")
         if company not in self.companies:
             return _error(500, f"Company '{company}' does not exist.")
-        if execution_id in self.executions and not body.get("reExecute"):
+        if execution_id in self.executions and not again:
             return _error(500, f"Execution '{execution_id}' already exists.")
+        return project, company, execution_id
+
+    def _ExportToPackage(self, body: dict[str, Any]) -> Response:
+        job = self._job(body, again=bool(body.get("reExecute")))
+        if isinstance(job, Response):
+            return job
+        project, company, execution_id = job
         fail, self.fail_next_export = self.fail_next_export, None
         self.executions[execution_id] = Execution(
             execution_id, project, company, "export", polls_left=self.polls, fail=fail
@@ -235,15 +243,10 @@ class PackageService:
         return _value(json.dumps({"BlobId": blob_id, "BlobUrl": url}))  # a JSON text inside value (§F)
 
     def _ImportFromPackage(self, body: dict[str, Any]) -> Response:
-        project = self._text(body, "definitionGroupId")
-        company = self._text(body, "legalEntityId").upper()
-        execution_id = self._text(body, "executionId") or f"{project}-{secrets.token_hex(6)}"
-        if project not in self.projects:
-            return _error(500, f"Data project '{project}' was not found.")
-        if company not in self.companies:
-            return _error(500, f"Company '{company}' does not exist.")
-        if execution_id in self.executions:
-            return _error(500, f"Execution '{execution_id}' already exists.")
+        job = self._job(body)
+        if isinstance(job, Response):
+            return job
+        project, company, execution_id = job
         parts = urlsplit(self._text(body, "packageUrl"))
         if f"{parts.scheme}://{parts.netloc}" != self.blob.base_url or not parts.path.startswith("/dmf/"):
             return _error(500, "The package URL is not a blob of this environment's storage.")

@@ -92,19 +92,24 @@ class PackageApi:
     def _call(self, action: str, body: dict[str, Any], what: str) -> Any:
         return self.client.action(f"{_ACTION}{action}", body, what=what)
 
-    def export_to_package(self, project: str, package_name: str, execution_id: str, legal_entity: str) -> str:
-        what = f"ExportToPackage {project!r} for {legal_entity}"
+    def _start(self, action: str, project: str, execution_id: str, legal_entity: str, **extra: Any) -> str:
+        """Start a job of the data project for one legal entity; the execution id F&O returns."""
+        what = f"{action} {project!r} for {legal_entity}"
         body = {
             "definitionGroupId": project,
-            "packageName": package_name,
             "executionId": execution_id,
-            "reExecute": False,
             "legalEntityId": legal_entity,
+            **extra,
         }
-        value = action_value(self._call("ExportToPackage", body, what), what)
+        value = action_value(self._call(action, body, what), what)
         if not isinstance(value, str) or not value:
             raise DynamicsBadResponse(f"{what}: no execution id returned")
         return value
+
+    def export_to_package(self, project: str, package_name: str, execution_id: str, legal_entity: str) -> str:
+        return self._start(
+            "ExportToPackage", project, execution_id, legal_entity, packageName=package_name, reExecute=False
+        )
 
     def status(self, execution_id: str) -> ExecutionStatus:
         what = f"GetExecutionSummaryStatus {execution_id}"
@@ -150,19 +155,10 @@ class PackageApi:
         self, package_url: str, project: str, execution_id: str, legal_entity: str
     ) -> str:
         """Start an import that also runs staging to target (``execute``); ``overwrite`` false (§F)."""
-        what = f"ImportFromPackage {project!r} for {legal_entity}"
-        body = {
-            "packageUrl": package_url,
-            "definitionGroupId": project,
-            "executionId": execution_id,
-            "execute": True,
-            "overwrite": False,
-            "legalEntityId": legal_entity,
-        }
-        value = action_value(self._call("ImportFromPackage", body, what), what)
-        if not isinstance(value, str) or not value:
-            raise DynamicsBadResponse(f"{what}: no execution id returned")
-        return value
+        return self._start(
+            "ImportFromPackage", project, execution_id, legal_entity, packageUrl=package_url, execute=True,
+            overwrite=False,
+        )  # fmt: skip
 
 
 # --- blob storage ---------------------------------------------------------------------------------------

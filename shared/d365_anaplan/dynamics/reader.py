@@ -740,16 +740,7 @@ class DynamicsReader:
                     if owner is None:
                         continue
                     company = owner
-                ledger = books.ledger(company)
-                d = parse_date(row, "AccountingDate", what)
-                period = self._period(company, d, row.get("FiscalCalendarPeriod"), what)
-                yield _make_line(
-                    self, company, account, dims, d, parse_amount(row, amount_field, what),
-                    self._amount_currency(ledger, row, what), row, what, period,
-                    voucher=_text(row, "Voucher", what, required=False),
-                    description=_text(row, "Description", what, required=False),
-                    source_id=_text(row, "GeneralJournalAccountEntryRecId", what, required=False),
-                )  # fmt: skip
+                yield self._entity_line(company, account, dims, row, what, amount_field)
             if page.next_link and self.client.should_stop():
                 result.continuation = Continuation(page.next_link, state).encode()
                 result.stopped_early = True
@@ -904,16 +895,28 @@ class DynamicsReader:
                 company = _text(row, "DataArea", w).upper()
             if company not in self.companies:
                 continue
-            ledger = books.ledger(company)
-            d = parse_date(row, "AccountingDate", w)
-            period = self._period(company, d, row.get("FiscalCalendarPeriod"), w)
-            yield _make_line(
-                self, company, account, dims, d, parse_amount(row, amount_field, w),
-                self._amount_currency(ledger, row, w), row, w, period,
-                voucher=_text(row, "Voucher", w, required=False),
-                description=_text(row, "Description", w, required=False),
-                source_id=_text(row, "GeneralJournalAccountEntryRecId", w, required=False),
-            )  # fmt: skip
+            yield self._entity_line(company, account, dims, row, w, amount_field)
+
+    def _entity_line(
+        self,
+        company: str,
+        account: str,
+        dims: dict[str, str],
+        row: dict[str, Any],
+        what: str,
+        amount_field: str,
+    ) -> GLLine:
+        """A line of the general journal account entry entity (published on OData, or in a package)."""
+        ledger = self.books().ledger(company)
+        d = parse_date(row, "AccountingDate", what)
+        period = self._period(company, d, row.get("FiscalCalendarPeriod"), what)
+        return _make_line(
+            self, company, account, dims, d, parse_amount(row, amount_field, what),
+            self._amount_currency(ledger, row, what), row, what, period,
+            voucher=_text(row, "Voucher", what, required=False),
+            description=_text(row, "Description", what, required=False),
+            source_id=_text(row, "GeneralJournalAccountEntryRecId", what, required=False),
+        )  # fmt: skip
 
     def _bi_lines(self, headers: dict[int, _Header], fmt: DimensionFormat) -> Iterator[GLLine]:
         keys = sorted(headers)

@@ -130,7 +130,7 @@ def extract_gl_package(
             )
         _download(ctx, api, blob, state)
         state = {**state, "phase": "read", "rows": 0}
-    return _read(ctx, reader, company, lo, hi, part, state)
+    return _read(ctx, reader, part, state)
 
 
 def _start(ctx: StepContext, api: PackageApi, company: str, window: list[str]) -> dict[str, Any]:
@@ -178,15 +178,10 @@ def _download(ctx: StepContext, api: PackageApi, blob: BlobTransfer, state: dict
         return
 
 
-def _read(
-    ctx: StepContext,
-    reader: DynamicsReader,
-    company: str,
-    lo: date,
-    hi: date,
-    part: int,
-    state: dict[str, Any],
-) -> dict[str, Any]:
+def _read(ctx: StepContext, reader: DynamicsReader, part: int, state: dict[str, Any]) -> dict[str, Any]:
+    """One part of the staged package's lines (the company and window of ``state``)."""
+    company = state["company"]
+    lo, hi = (date.fromisoformat(d) for d in state["window"])
     opts = ctx.cfg.dynamics.package
     key = ctx.key("gl", f"{company}-{part:05d}.jsonl")
     done = int(state["rows"])

@@ -18,7 +18,7 @@ from devkit.sandbox.dynamics import seed
 from devkit.sandbox.dynamics.app import SandboxConfig
 from devkit.sandbox.dynamics.cli import RunningSandbox, start
 from devkit.sandbox.dynamics.dmf import DEFAULT_EXPORT_PROJECT, DEFAULT_IMPORT_PROJECT
-from devkit.sandbox.dynamics.testing import raw_token
+from devkit.sandbox.dynamics.testing import authorised_session
 
 pytestmark = pytest.mark.integration
 ACTION = "DataManagementDefinitionGroups/Microsoft.Dynamics.DataEntities."
@@ -35,9 +35,7 @@ def sb() -> Iterator[RunningSandbox]:
 
 @pytest.fixture(scope="module")
 def http(sb: RunningSandbox) -> requests.Session:
-    s = VerifiedSession(ca_bundle=sb.ca_bundle, timeout=30)
-    s.headers["Authorization"] = f"Bearer {raw_token(sb)}"
-    return s
+    return authorised_session(sb)
 
 
 @pytest.fixture

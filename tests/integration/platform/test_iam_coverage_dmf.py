@@ -7,11 +7,9 @@ register entry through a package import."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
-from unittest import mock
 
 import pytest
-from test_iam_coverage import CHECKED, Recorder, allowed, function_statements, requests_of, role_arn
+from test_iam_coverage import Recorder, disallowed_calls, recording
 
 from devkit.engine import LocalEngine
 from devkit.sandbox.dynamics.dmf import DEFAULT_EXPORT_PROJECT, DEFAULT_IMPORT_PROJECT
@@ -22,15 +20,6 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def recorded() -> Iterator[tuple[LocalEngine, Recorder, Stack]]:
-    from botocore.client import BaseClient
-
-    rec = Recorder()
-    original = BaseClient._make_api_call
-
-    def make_api_call(client: Any, operation: str, params: dict[str, Any]) -> Any:
-        rec.record(client.meta.service_model.service_name, operation, params)
-        return original(client, operation, params)
-
     with running(gl_lines=120, months=3) as stack, LocalEngine(wait_scale=0.0) as engine:
         cfg = stack.connection()
         blob = stack.dynamics.app.blob_store
@@ -40,9 +29,7 @@ def recorded() -> Iterator[tuple[LocalEngine, Recorder, Stack]]:
                                       "blob_host": blob.base_url, "poll_seconds": 1}  # fmt: skip
         cfg["security"] = {"allowed_hosts": [*cfg["security"]["allowed_hosts"], blob.authority]}
         engine.install_connection(cfg)
-        for lid in engine.template.of_type("AWS::Serverless::Function"):
-            engine.wrappers[lid] = rec.wrap(lid)
-        with mock.patch.object(BaseClient, "_make_api_call", make_api_call):
+        with recording(engine) as rec:
             manual = {
                 "connection": "demo",
                 "trigger": "manual",
@@ -60,16 +47,7 @@ def test_every_call_of_the_package_routes_is_allowed_by_the_template(
     recorded: tuple[LocalEngine, Recorder, Stack],
 ) -> None:
     engine, rec, _ = recorded
-    problems: set[str] = set()
-    for lid, calls in rec.calls.items():
-        statements = function_statements(engine, lid)
-        principal = role_arn(engine, lid)
-        for service, operation, params in calls:
-            if service not in CHECKED:
-                continue
-            for req in requests_of(engine, service, operation, params):
-                if not allowed(statements, req, principal):
-                    problems.add(f"{lid}: {req.action} on {req.resource}: not allowed by its role")
+    problems = disallowed_calls(engine, rec)
     assert not problems, "\n".join(sorted(problems))
     extract = [op for s, op, _ in rec.calls.get("ExtractGLFunction", []) if s == "s3"]
     assert "GetObject" in extract or "HeadObject" in extract, "the staged package was read back"

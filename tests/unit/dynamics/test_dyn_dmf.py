@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 import responses
-from moto import mock_aws
 
 from d365_anaplan.dynamics.dmf import BlobTransfer, ExecutionStatus, PackageUrlRefused, action_value
 from d365_anaplan.errors import DynamicsBadResponse, RedirectRefused, ResponseTooLarge, UnsafeDestination
@@ -19,14 +16,6 @@ from d365_anaplan.errors import DynamicsBadResponse, RedirectRefused, ResponseTo
 BUCKET = "staging"
 HOST = "https://fostore.blob.core.windows.net"
 SAS = f"{HOST}/dmf/exec-1/pkg.zip?sv=2021-08-06&sr=b&sp=r&se=2030-01-01T00%3A00%3A00Z&sig=abc"
-
-
-@pytest.fixture
-def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 def transfer(max_bytes: int = 64 * 1024 * 1024) -> BlobTransfer:

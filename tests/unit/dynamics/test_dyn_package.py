@@ -5,26 +5,15 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from d365_anaplan.dynamics.package import S3RangeFile, entity_member, entity_rows, open_package
 from d365_anaplan.errors import DynamicsBadResponse
 
 BUCKET = "staging"
 ENTITY = "General journal account entry"
-
-
-@pytest.fixture
-def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 def package(members: dict[str, bytes], *, stored: bool = False) -> bytes:
