@@ -26,6 +26,7 @@ import requests
 from boto3.s3.transfer import TransferConfig
 
 from d365_anaplan.errors import (
+    DynamicsAuthError,
     DynamicsBadResponse,
     DynamicsError,
     DynamicsUnavailable,
@@ -120,6 +121,16 @@ class PackageApi:
             return ExecutionStatus(str(value))
         except ValueError:
             raise DynamicsBadResponse(f"{what}: unknown status {str(value)[:40]!r}") from None
+
+    def known_status(self, execution_id: str) -> ExecutionStatus:
+        """:meth:`status` of an id that may never have been used: F&O's answer for one is UNCONFIRMED (the
+        documented ``Unknown``, or an error), both read as Unknown; an authorisation failure still raises."""
+        try:
+            return self.status(execution_id)
+        except DynamicsAuthError:
+            raise
+        except DynamicsError:
+            return ExecutionStatus.UNKNOWN
 
     def errors(self, execution_id: str) -> list[str]:
         """``GetExecutionErrors``: a JSON list of messages (also accepted as a JSON text of one)."""

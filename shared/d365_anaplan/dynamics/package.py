@@ -150,7 +150,7 @@ def entity_rows(
         except StopIteration:
             return
         columns = [by_upper.get(h.strip().upper()) for h in header]
-        for number, values in enumerate(reader, start=2):
+        for number, values in _numbered(reader, member):
             if not values:
                 continue
             if len(values) != len(columns):
@@ -163,6 +163,20 @@ def entity_rows(
                     row[f] = _iso_date(row[f], slash_dates, f"package {member} line {number} field {f}")
             row["_line"] = number
             yield row
+
+
+def _numbered(reader: Iterator[list[str]], member: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, values) of the data rows; a row the csv module cannot read is named, not raised raw."""
+    number = 1
+    while True:
+        number += 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise DynamicsBadResponse(f"package {member} line {number}: not CSV ({str(exc)[:80]})") from None
+        yield number, values
 
 
 def columns_of(zf: zipfile.ZipFile, entity: str, fields: Iterable[str] = GL_FIELDS) -> frozenset[str]:

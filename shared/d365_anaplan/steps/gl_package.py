@@ -138,7 +138,7 @@ def _start(ctx: StepContext, api: PackageApi, company: str, window: list[str]) -
     assert opts.export_project is not None
     for n in range(1, _MAX_EXPORTS + 1):
         execution_id = _execution_id(ctx, company, n)
-        status = api.status(execution_id)
+        status = api.known_status(execution_id)
         if status is ExecutionStatus.UNKNOWN:  # never started: start it
             api.export_to_package(opts.export_project, f"{execution_id}.zip", execution_id, company)
         elif status.failed:

@@ -91,7 +91,7 @@ def write_budget_package(
             got.result.lines_skipped = got.skipped
             return PackageOutcome(result=got.result)
         execution_id = _execution_id(ctx, header.key)
-        if api.status(execution_id) is ExecutionStatus.UNKNOWN:
+        if api.known_status(execution_id) is ExecutionStatus.UNKNOWN:
             _import(ctx, api, company, header, got, execution_id)
         state: dict[str, Any] = {"v": 1, "id": execution_id, "journal": header.key, "number": got.result.journal_batch_number,
                  "sent": len(got.missing), "skipped": got.skipped, "started": time.time(), "polls": 0}  # fmt: skip

@@ -9,9 +9,22 @@ from typing import Any
 
 import pytest
 import responses
+from dyn_support import DATA, NS, fo_error_body, make_client
 
-from d365_anaplan.dynamics.dmf import BlobTransfer, ExecutionStatus, PackageUrlRefused, action_value
-from d365_anaplan.errors import DynamicsBadResponse, RedirectRefused, ResponseTooLarge, UnsafeDestination
+from d365_anaplan.dynamics.dmf import (
+    BlobTransfer,
+    ExecutionStatus,
+    PackageApi,
+    PackageUrlRefused,
+    action_value,
+)
+from d365_anaplan.errors import (
+    DynamicsAuthError,
+    DynamicsBadResponse,
+    RedirectRefused,
+    ResponseTooLarge,
+    UnsafeDestination,
+)
 
 BUCKET = "staging"
 HOST = "https://fostore.blob.core.windows.net"
@@ -81,3 +94,19 @@ def test_a_package_is_put_as_a_block_blob_with_the_sas_only() -> None:
     assert sent.headers["x-ms-blob-type"] == "BlockBlob" and "Authorization" not in sent.headers
     with pytest.raises(UnsafeDestination):
         transfer().upload("https://evil.example.com/x?sig=1", io.BytesIO(b""), 0, what="package")
+
+
+@responses.activate
+def test_an_unused_execution_id_reads_as_unknown_whether_fo_says_so_or_errs() -> None:
+    """UNCONFIRMED which one F&O does for an id it never saw: both are Unknown; a 401 is still an error."""
+    client, _, _ = make_client()
+    api = PackageApi(client)
+    url = f"{DATA}/DataManagementDefinitionGroups/{NS}.GetExecutionSummaryStatus"
+    responses.post(url, json={"value": "Unknown"})
+    responses.post(url, status=500, body=fo_error_body("Execution id x was not found", "X.ErrorException"))
+    responses.post(url, status=401)
+    responses.post(url, status=401)
+    assert api.known_status("x") is ExecutionStatus.UNKNOWN
+    assert api.known_status("x") is ExecutionStatus.UNKNOWN
+    with pytest.raises(DynamicsAuthError):
+        api.known_status("x")

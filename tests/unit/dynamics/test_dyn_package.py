@@ -74,3 +74,17 @@ def test_ragged_rows_other_formats_and_non_zips_are_refused(s3: Any) -> None:
     s3.put_object(Bucket=BUCKET, Key="junk.zip", Body=b"not a zip at all" * 100)
     with pytest.raises(DynamicsBadResponse, match="not a zip"), open_package(s3, BUCKET, "junk.zip"):
         pass
+
+
+def test_a_field_past_the_csv_limit_is_named_not_raised_raw(s3: Any) -> None:
+    huge = "x" * 200_000  # past the csv module's field size limit
+    s3.put_object(
+        Bucket=BUCKET,
+        Key="huge.zip",
+        Body=package({f"{ENTITY}.csv": gl_csv([f'V1,2025-01-31,1,usmf,"{huge}"\r\n'])}),
+    )
+    with (
+        open_package(s3, BUCKET, "huge.zip") as zf,
+        pytest.raises(DynamicsBadResponse, match="line 2: not CSV"),
+    ):
+        list(entity_rows(zf, ENTITY))
