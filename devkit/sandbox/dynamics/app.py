@@ -882,6 +882,8 @@ class DynamicsSandbox:
             raise QueryError(
                 f"The sandbox serves {defn.set_name} in key order only; $orderby={q['$orderby']} is not supported."
             )
+        elif q.get("$orderby", "").split()[-1:] == ["desc"]:  # descending key order: the scan, reversed
+            rows = [r for _, r in self._gl_scan(defn.set_name, node, 0)][::-1]
         materialised = rows
         needed = frozenset(select) | _props_of(node) if select is not None else None
 
