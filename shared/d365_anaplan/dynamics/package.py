@@ -165,18 +165,19 @@ def entity_rows(
             yield row
 
 
-def _numbered(reader: Iterator[list[str]], member: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number, values) of the data rows; a row the csv module cannot read is named, not raised raw."""
-    number = 1
+def _numbered(reader: Any, member: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number of the record's end, values) of a ``csv.reader``'s data rows; a row the csv module cannot
+    read is named, not raised raw."""
     while True:
-        number += 1
         try:
             values = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            raise DynamicsBadResponse(f"package {member} line {number}: not CSV ({str(exc)[:80]})") from None
-        yield number, values
+            raise DynamicsBadResponse(
+                f"package {member} line {reader.line_num}: not CSV ({str(exc)[:80]})"
+            ) from None
+        yield reader.line_num, values
 
 
 def columns_of(zf: zipfile.ZipFile, entity: str, fields: Iterable[str] = GL_FIELDS) -> frozenset[str]:
