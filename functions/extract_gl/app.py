@@ -24,6 +24,8 @@ class ExtractGLOutput(StepOutput):
     continuation: str | None
     more: bool
     lines: int
+    pending: bool  # a package export is running: Wait ``wait`` seconds, then call again
+    wait: int
 
 
 @step(ExtractGLEvent, ExtractGLOutput)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -21,10 +21,12 @@ class Batch(BaseModel):
     budget_code: str | None = None
     key: str
     lines: int = Field(ge=1)
+    transport: Literal["odata", "package"] = "odata"  # package: a "Budget account entries" import
 
 
 class WriteEvent(StepEvent):
     batch: Batch
+    continuation: str | None = None  # package import still running (from the previous call)
 
 
 class WriteOutput(StepOutput):
@@ -34,11 +36,14 @@ class WriteOutput(StepOutput):
     written: int
     skipped: int
     rejected: int
+    pending: bool  # a package import is running: Wait ``wait`` seconds, then call again
+    wait: int
+    continuation: str | None
 
 
 @step(WriteEvent, WriteOutput)
 def lambda_handler(ctx: StepContext, ev: WriteEvent) -> dict[str, Any]:
-    out = write_journal_batch(ctx, ev.batch.model_dump(), dry_run=ev.dry_run)
+    out = write_journal_batch(ctx, ev.batch.model_dump(), dry_run=ev.dry_run, continuation=ev.continuation)
     metrics.add_metric(name="JournalLinesWritten", unit="Count", value=out["written"])
     return out
 

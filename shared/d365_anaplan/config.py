@@ -164,6 +164,7 @@ def host_problems(
     allowed: list[str],
     *,
     aws: bool = False,
+    package_blob_host: str | None = None,
 ) -> list[str]:
     """One line per endpoint that does not parse strictly or is not on a known host (unless allowed).
 
@@ -203,6 +204,15 @@ def host_problems(
         )
     for field, url in anaplan_urls.items():
         endpoints.append((f"anaplan.{field}", url, is_anaplan_host, "is not under anaplan.com"))
+    if package_blob_host is not None:  # never built in: the storage account must be allowed explicitly
+        endpoints.append(
+            (
+                "dynamics.package.blob_host",
+                package_blob_host,
+                lambda _host: False,
+                "is the F&O package blob host; it must be allowed explicitly",
+            )
+        )
     for field, url, builtin, what in endpoints:
         try:
             origin = parse_base_url(url).origin
@@ -319,6 +329,14 @@ class JournalSettings(BaseModel):
     lines_per_batch: int = Field(
         default=1000, ge=1, le=5000, description="lines per `$batch` (≤ 5,000 operations)"
     )
+    package_threshold_lines: int = Field(
+        default=3000,
+        ge=1,
+        description=(
+            'budget register entries with more lines than this go through a "Budget account entries" '
+            "package import (set-based) when `dynamics.package.import_project` is set"
+        ),
+    )
 
     offset_account: str | None = Field(
         default=None,
@@ -349,6 +367,71 @@ class JournalSettings(BaseModel):
     def currency_for(self, company: str) -> str:
         """The currency plan lines of ``company`` are written in."""
         return self.currency_codes.get(company.upper(), self.currency_code)
+
+
+class PackageSettings(BaseModel):
+    """The data-management (DMF) package route (dynamics-fo.md §4.3): GL exports, large budget imports."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    export_project: str | None = Field(
+        default=None,
+        description=(
+            'the data project (definitionGroupId) exporting "General journal account entry" in full (no'
+            " change tracking: an incremental export would miss lines); created in F&O first; one legal "
+            "entity per call"
+        ),
+    )
+    export_entity: str = Field(
+        default="General journal account entry",
+        description="the entity's file inside the package (beside Manifest.xml and PackageHeader.xml)",
+    )
+    blob_host: str | None = Field(
+        default=None,
+        description=(
+            "origin of the storage account F&O hands out SAS URLs on (`https://<account>.blob.core."
+            "windows.net`); never built in: allow it explicitly (`security.allowed_hosts` / stack "
+            "parameter `AllowedHosts`); no credential is ever sent to it"
+        ),
+    )
+    package_threshold_lines: int = Field(
+        default=300_000,
+        ge=1,
+        description="`gl_transport: auto`: the package route when the window's `$count` reaches this many lines",
+    )
+    slash_dates: Literal["mdy", "dmy"] = Field(
+        default="mdy", description="order of day/month/year in slash dates of the package CSV (its culture)"
+    )
+    poll_seconds: int = Field(
+        default=15,
+        ge=1,
+        le=600,
+        description="first Wait between status polls; the interval grows to 5 minutes",
+    )
+    max_wait_seconds: int = Field(
+        default=4 * 3600,
+        ge=60,
+        le=24 * 3600,
+        description="an export or import still running after this fails",
+    )
+    max_package_bytes: int = Field(
+        default=20 * 1024**3, ge=1024, description="largest package downloaded (streamed into S3)"
+    )
+    import_project: str | None = Field(
+        default=None,
+        description=(
+            'plans: the data project importing "Budget account entries" with set-based processing '
+            "(large entries)"
+        ),
+    )
+    import_entity: str = Field(
+        default="Budget account entries", description="the entity's file inside an import package"
+    )
+
+    @field_validator("blob_host")
+    @classmethod
+    def _normalise_blob_host(cls, value: str | None) -> str | None:
+        return None if value is None else _normalised(value, keep_path=False)
 
 
 class DynamicsSettings(BaseModel):
@@ -403,6 +486,16 @@ class DynamicsSettings(BaseModel):
     journal: JournalSettings = Field(
         default=JournalSettings(), description="where approved plan values land in F&O"
     )
+    gl_transport: Literal["odata", "package", "auto"] = Field(
+        default="odata",
+        description=(
+            "how posted GL travels: `odata` pages, a data-management `package` export, or `auto` (the "
+            "package above `dynamics.package.package_threshold_lines`, counted with `$count`)"
+        ),
+    )
+    package: PackageSettings = Field(
+        default=PackageSettings(), description="the data-management package route (exports and imports)"
+    )
 
     @field_validator("environment_url", "authority_host")
     @classmethod
@@ -422,6 +515,26 @@ class DynamicsSettings(BaseModel):
     def _one_credential(self) -> DynamicsSettings:
         if (self.client_secret is None) == (self.certificate is None):
             raise ValueError("set exactly one of dynamics.client_secret or dynamics.certificate")
+        return self
+
+    @model_validator(mode="after")
+    def _package_route(self) -> DynamicsSettings:
+        if self.gl_transport != "odata":
+            missing = [
+                f"dynamics.package.{f}"
+                for f in ("export_project", "blob_host")
+                if not getattr(self.package, f)
+            ]
+            if missing:
+                raise ValueError(
+                    f"dynamics.gl_transport: {self.gl_transport} needs {' and '.join(missing)} (the F&O data "
+                    "project exporting General journal account entry, and the storage host of its package URLs)"
+                )
+        if self.package.import_project and not self.package.blob_host:
+            raise ValueError(
+                "dynamics.package.import_project needs dynamics.package.blob_host (the storage host of the "
+                "upload URLs F&O hands out)"
+            )
         return self
 
     @property
@@ -1149,6 +1262,7 @@ class ConnectionConfig(BaseModel):
             {f: getattr(self.anaplan, f) for f in ("auth_url", "api_url", "oauth_url")},
             self.security.allowed_hosts,
             aws=bool(context.get("aws")),
+            package_blob_host=self.dynamics.package.blob_host,
         )
         if problems:
             raise ValueError("\n".join(problems))

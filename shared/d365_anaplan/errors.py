@@ -146,6 +146,19 @@ class DynamicsBadResponse(DynamicsError):
     next link to another host); the message names the request and what was wrong."""
 
 
+class DynamicsPackageFailed(DynamicsError):
+    """A data-management package job ended Failed, PartiallySucceeded or Canceled (F&O's messages included);
+    not retried: the job's errors need a person."""
+
+
+class DynamicsPackageUrlExpired(DynamicsError):
+    """The package's blob URL was refused (SAS expired) again after a fresh URL was requested."""
+
+
+class DynamicsPackageTimeout(DynamicsError):
+    """A data-management package job was still running when the configured wait ran out."""
+
+
 class DynamicsThrottled(Transient):
     """HTTP 429 persisted past the in-call retries (Retry-After honoured)."""
 

@@ -22,7 +22,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -216,8 +216,11 @@ class VerifiedSession(requests.Session):
         *,
         destinations: Destinations | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        stream_bodies: bool = False,
     ) -> None:
         super().__init__()
+        # True: bodies are left unread for the caller to stream through iter_bounded (large downloads)
+        self.stream_bodies = stream_bodies
         self.trust_env = False  # REQUESTS_CA_BUNDLE etc. must not override the configured trust
         self.verify = trust_store(ca_bundle)
         self.default_timeout = timeout
@@ -281,8 +284,36 @@ class VerifiedSession(requests.Session):
                 f"{request.method} {redacted(str(request.url))}: HTTP {resp.status_code} redirect to {target}; "
                 "redirects are never followed (configure the final URL)"
             )
-        self._read_bounded(resp, request)
+        if self.stream_bodies and 200 <= resp.status_code < 300:
+            self._check_declared(resp, request)
+        else:
+            self._read_bounded(resp, request)
         return resp
+
+    def _check_declared(self, resp: requests.Response, request: requests.PreparedRequest) -> None:
+        declared = resp.headers.get("Content-Length", "")
+        if request.method != "HEAD" and declared.isdigit() and int(declared) > self.max_response_bytes:
+            resp.close()
+            raise ResponseTooLarge(
+                f"{request.method} {redacted(str(request.url))}: the response declares {int(declared):,} bytes, "
+                f"more than {self.max_response_bytes:,}; refused"
+            )
+
+    def iter_bounded(self, resp: requests.Response, piece: int = _READ_PIECE) -> Iterator[bytes]:
+        """The body of a streamed response (``stream_bodies``) piece by piece, stopped past
+        ``max_response_bytes`` with :class:`~d365_anaplan.errors.ResponseTooLarge`."""
+        total = 0
+        try:
+            for chunk in resp.iter_content(piece):
+                total += len(chunk)
+                if total > self.max_response_bytes:
+                    raise ResponseTooLarge(
+                        f"{resp.request.method} {redacted(str(resp.request.url))}: the response is larger than "
+                        f"{self.max_response_bytes:,} bytes; refused"
+                    )
+                yield chunk
+        finally:
+            resp.close()
 
     def _read_bounded(self, resp: requests.Response, request: requests.PreparedRequest) -> None:
         limit = self.max_response_bytes

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 from devkit.sandbox.server import Request, Response
 
 from . import books as books_mod
-from . import budget, seed
+from . import budget, dmf, seed
 from .entities import ENUMS, NS, EntityDef, csdl, entity_defs
 from .entra import Entra, EntraApp
 from .main_accounts import main_account_posting
@@ -195,6 +195,7 @@ class DynamicsSandbox:
         )
         budget.install_enums()
         self.defs.update(budget.entity_defs())
+        self.defs[dmf.ACTION_SET] = dmf.ENTITY_DEF
         self.metadata_xml = csdl(self.defs)
         self.gl = seed.GLGenerator(
             total_lines=cfg.gl_lines, months=cfg.months, start=cfg.start, seed=cfg.gl_seed
@@ -225,11 +226,19 @@ class DynamicsSandbox:
         }
         self.posting_log: list[str] = []
         self._created: list[tuple[str, tuple[str, str], Row]] | None = None
+        self.blob_store = dmf.BlobStore(clock)  # the package API's storage host (dmf.py)
+        self.packages = dmf.PackageService(
+            self._package_rows,
+            list(seed.COMPANIES),
+            self.blob_store,
+            lambda c, rows: budget.import_rows(self, c, rows),
+        )
 
     # -- binding ------------------------------------------------------------------------------------------
 
     def bind(self, base_url: str) -> DynamicsSandbox:
         self._base_url = base_url.rstrip("/")
+        self.blob_store.bind("https://localhost:" + self._base_url.rsplit(":", 1)[1])  # another host
         return self
 
     @property
@@ -479,6 +488,12 @@ class DynamicsSandbox:
             out.append(row)
         return out
 
+    def _package_rows(self, company: str) -> list[Row]:
+        """Every posted line of ``company`` as the "General journal account entry" entity has it."""
+        wanted = [v for v in range(self.gl.voucher_count) if self.gl.voucher(v).company == company]
+        wanted += [sv.index for sv in self.books.snapshot() if sv.company == company]
+        return [self._published_row(r) for v in wanted for r in self._line_rows(v)]
+
     @staticmethod
     def _published_row(r: Row) -> Row:
         return {
@@ -570,6 +585,9 @@ class DynamicsSandbox:
     # -- HTTP entry point -------------------------------------------------------------------------------------
 
     def handle(self, req: Request) -> Response:
+        if self.blob_store.handles(req):
+            with self.lock:
+                return self.blob_store.handle(req)
         with self.lock:
             self.counters[f"{req.method} {self._route_name(req.path)}"] += 1
             fault = self._take_fault(req)
@@ -864,6 +882,8 @@ class DynamicsSandbox:
             raise QueryError(
                 f"The sandbox serves {defn.set_name} in key order only; $orderby={q['$orderby']} is not supported."
             )
+        elif q.get("$orderby", "").split()[-1:] == ["desc"]:  # descending key order: the scan, reversed
+            rows = [r for _, r in self._gl_scan(defn.set_name, node, 0)][::-1]
         materialised = rows
         needed = frozenset(select) | _props_of(node) if select is not None else None
 
@@ -1192,6 +1212,10 @@ class DynamicsSandbox:
     def _action(self, defn: EntityDef, action: str, req: Request) -> Response:
         if req.method != "POST":
             raise HttpError(fo_error(405, "Actions are invoked with POST.", action, ODATA_EXC))
+        if defn.set_name == dmf.ACTION_SET:
+            body = self._json_body_any(req)
+            with self.lock:
+                return self.packages.action(action, body)
         if defn.set_name != "BatchJobs" or action != "SetBatchJobToWaiting":
             raise HttpError(
                 fo_error(404, f"The action '{action}' is not bound to '{defn.set_name}'.", action, ODATA_EXC)

@@ -391,3 +391,42 @@ def stored_amount(row: Row) -> Decimal:
     """The amount as the table stores it (revenue sign-flipped, A2 #1): the ledger sign of the line."""
     amount = Decimal(row["TransactionCurrencyAmount"])
     return -amount if row["AmountType"] == "Revenue" else amount
+
+
+def import_rows(sb: DynamicsSandbox, company: str, rows: list[dict[str, str]]) -> list[str]:
+    """A "Budget account entries" package import (set-based): each row of the flat entity becomes a line of
+    its entry through the checks of :func:`create_line`; one error text per refused row."""
+    from .app import HttpError, WriteError
+
+    errors = []
+    for n, raw in enumerate(rows, start=2):
+        row = {k.strip().upper(): v for k, v in raw.items()}
+        try:
+            amount = Decimal(row.get("TRANSACTIONCURRENCYAMOUNT", ""))
+        except ArithmeticError:
+            errors.append(f"Line {n}: the value in field 'Amount' is not a number.")
+            continue
+        body: Row = {
+            "dataAreaId": (row.get("LEGALENTITYID") or company).lower(),
+            "EntryNumber": row.get("ENTRYNUMBER", ""),
+            "DimensionDisplayValue": row.get("DIMENSIONDISPLAYVALUE", ""),
+            "EntryDate": f"{row.get('ENTRYDATE', '')[:10]}T12:00:00Z",
+            "CurrencyCode": row.get("CURRENCYCODE", ""),
+            "TransactionCurrencyAmount": amount,
+            "AmountType": row.get("AMOUNTTYPE", ""),
+            "Comment": row.get("COMMENT", ""),
+        }
+        header = sb.budget_headers.get((str(body["dataAreaId"]).upper(), str(body["EntryNumber"])))
+        model_code = (row.get("BUDGETMODELID"), row.get("BUDGETCODE"))
+        if header is not None and (header["BudgetModelId"], header["BudgetCode"]) != model_code:
+            errors.append(
+                f"Line {n}: budget model/code {model_code} differ from entry {body['EntryNumber']}."
+            )
+            continue
+        try:
+            create_line(sb, body)
+        except WriteError as exc:
+            errors.append(f"Line {n}: {exc.message}")
+        except HttpError:
+            errors.append(f"Line {n}: a value does not have the field's type.")
+    return errors

@@ -43,3 +43,10 @@ def raw_token(sb: RunningSandbox, *, scope: str | None = None, secret: str | Non
     )
     resp.raise_for_status()
     return str(resp.json()["access_token"])
+
+
+def authorised_session(sb: RunningSandbox) -> VerifiedSession:
+    """A raw session carrying a sandbox token (no msal, no client), for conformance tests."""
+    session = VerifiedSession(ca_bundle=sb.ca_bundle, timeout=30)
+    session.headers["Authorization"] = f"Bearer {raw_token(sb)}"
+    return session

@@ -76,6 +76,10 @@ class _Prepared:
     source: str
 
 
+# (result, line bodies by line key, line keys the entry already holds): sends the missing lines instead of OData
+LinesSender = Callable[["JournalWriteResult", dict[str, list[_Prepared]], set[str]], None]
+
+
 class JournalWriter(JournalReadback):
     """Writes ledger journals and budget register entries for one environment."""
 
@@ -221,7 +225,13 @@ class JournalWriter(JournalReadback):
     # -- entry point -----------------------------------------------------------------------------------------
 
     def write(
-        self, company: str, lines: Sequence[JournalLineInput], header: EntryHeader, *, dry_run: bool = False
+        self,
+        company: str,
+        lines: Sequence[JournalLineInput],
+        header: EntryHeader,
+        *,
+        dry_run: bool = False,
+        lines_via: LinesSender | None = None,
     ) -> JournalWriteResult:
         """The one way plan values are written (flow, replay of rejected lines, dry runs): to the configured
         target (``dynamics.journal.target``), creating or resuming the entry ``header.key`` names and writing
@@ -239,6 +249,7 @@ class JournalWriter(JournalReadback):
                 code=header.budget_code,
                 default_date=min(line.trans_date for line in lines),
                 dry_run=dry_run,
+                lines_via=lines_via,
             )
         return self.write_ledger_journal(
             company,
@@ -439,6 +450,7 @@ class JournalWriter(JournalReadback):
         model: str | None = None,
         code: str | None = None,
         dry_run: bool = False,
+        lines_via: LinesSender | None = None,
     ) -> JournalWriteResult:
         """Budget register entry (header + lines) keyed like a journal. ``lines`` carry ledger-signed
         amounts; each is written with the ``AmountType`` of its main account and revenue sign-flipped
@@ -519,5 +531,8 @@ class JournalWriter(JournalReadback):
             for p in lst:
                 p.body["EntryNumber"] = number
         present = self._existing_line_keys(BUDGET_LINES, company, "EntryNumber", number, "Comment")
-        self._write_lines(result, BUDGET_LINES, vouchers, present)
+        if lines_via is not None:  # another transport sends the lines (a data-management package)
+            lines_via(result, vouchers, present)
+        else:
+            self._write_lines(result, BUDGET_LINES, vouchers, present)
         return result

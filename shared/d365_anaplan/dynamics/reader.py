@@ -740,16 +740,7 @@ class DynamicsReader:
                     if owner is None:
                         continue
                     company = owner
-                ledger = books.ledger(company)
-                d = parse_date(row, "AccountingDate", what)
-                period = self._period(company, d, row.get("FiscalCalendarPeriod"), what)
-                yield _make_line(
-                    self, company, account, dims, d, parse_amount(row, amount_field, what),
-                    self._amount_currency(ledger, row, what), row, what, period,
-                    voucher=_text(row, "Voucher", what, required=False),
-                    description=_text(row, "Description", what, required=False),
-                    source_id=_text(row, "GeneralJournalAccountEntryRecId", what, required=False),
-                )  # fmt: skip
+                yield self._entity_line(company, account, dims, row, what, amount_field)
             if page.next_link and self.client.should_stop():
                 result.continuation = Continuation(page.next_link, state).encode()
                 result.stopped_early = True
@@ -796,6 +787,136 @@ class DynamicsReader:
                 result.continuation = Continuation(page.next_link, state).encode()
                 result.stopped_early = True
                 return
+
+    # -- data-management packages -------------------------------------------------------------------------
+
+    def count_gl_lines(self, start: date, end: date) -> int:
+        """``$count`` of the posted lines of the window for the configured companies (to choose the transport).
+
+        On the BI route lines carry no date: the lines of the window's header key range are counted (an
+        upper bound when other companies' entries interleave)."""
+        if end <= start:
+            return 0
+        disc = self.discover()
+        books = self.books()
+        window = F.between("AccountingDate", start, end)
+        if disc.route is GLRoute.PUBLISHED:
+            info = disc.metadata.entity_sets[disc.gl_entity_set]
+            if "LedgerName" in info.properties:
+                who = F.any_of("LedgerName", [books.ledger(c).name for c in self.companies])
+            else:
+                field = next((f for f in _PUBLISHED_COMPANY_FIELDS if f in info.properties), "dataAreaId")
+                who = self._company_filter(field)
+            return self._count(disc.gl_entity_set, F.and_(window, who))
+        flt = F.and_(window, F.any_of("Ledger", [books.ledger(c).recid for c in self.companies]))
+        keys = []
+        for order in ("SourceKey", "SourceKey desc"):
+            rows = list(
+                self.client.iter_rows(
+                    Query(HEADER_SET, filter=flt, select=("SourceKey",), orderby=order, top=1)
+                )
+            )
+            if not rows:
+                return 0
+            keys.append(rows[0].get("SourceKey"))
+        lo, hi = keys
+        if not isinstance(lo, int) or not isinstance(hi, int):
+            raise DynamicsBadResponse(f"{HEADER_SET}: SourceKey is not an integer")
+        return self._count(LINE_SET, F.and_(F.ge("GeneralJournalEntry", lo), F.le("GeneralJournalEntry", hi)))
+
+    def _count(self, entity_set: str, flt: str) -> int:
+        what = f"GET {entity_set}/$count"
+        value = self.client.get_json(
+            f"{entity_set}/$count", what=what, params=Query(entity_set, filter=flt).params()
+        )
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise DynamicsBadResponse(f"{what}: not a count ({str(value)[:40]!r})")
+        return value
+
+    def package_lines(
+        self, rows: Iterable[dict[str, Any]], columns: frozenset[str], start: date, end: date, what: str
+    ) -> Iterator[GLLine]:
+        """The posted lines of a "General journal account entry" package (rows from
+        :func:`~d365_anaplan.dynamics.package.entity_rows`) for ``start <= AccountingDate < end``, filtered
+        and attributed as the OData routes do (companies, posting layers, budget entries left out)."""
+        opts = self.options
+        books = self.books()
+        amount_field = AMOUNT_FIELDS[opts.currency]
+        display_field = next((f for f in _PUBLISHED_DISPLAY_FIELDS if f in columns), None)
+        company_field = next((f for f in ("DataArea", "LedgerName") if f in columns), None)
+        missing = [
+            name
+            for name, present in (
+                ("AccountingDate", "AccountingDate" in columns),
+                (amount_field, amount_field in columns),
+                ("AccountDisplayValue or LedgerAccount", display_field is not None),
+                ("DataArea or LedgerName", company_field is not None),
+            )
+            if not present
+        ]
+        if "PostingLayer" not in columns and opts.posting_layers != ["Current"]:
+            missing.append("PostingLayer")
+        if missing:
+            raise DynamicsRouteUnavailable(
+                f"{what}: the package lacks {', '.join(missing)}; add them to the data project's mapping"
+            )
+        assert display_field is not None and company_field is not None
+        named = DIMENSION_JSON in columns
+        fmt = self.ledger_format()
+        lo, hi = start.isoformat(), end.isoformat()
+
+        def wanted(source: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+            for row in source:
+                day = str(row.get("AccountingDate", ""))[:10]
+                if not lo <= day < hi:
+                    continue
+                if "PostingLayer" in row and row["PostingLayer"] not in opts.posting_layers:
+                    continue
+                if opts.exclude_budget_entries and "Budget" in (
+                    row.get("JournalCategory"),
+                    row.get("PostingType"),
+                ):
+                    continue
+                recid = row.get("FiscalCalendarPeriod")
+                if isinstance(recid, str):
+                    row["FiscalCalendarPeriod"] = int(recid) if recid.isdigit() else None
+                yield row
+
+        def what_of(row: dict[str, Any]) -> str:
+            return f"{what} line {row.get('_line')}"
+
+        for row, w, account, dims in self._split_lines(wanted(rows), display_field, named, fmt, what_of):
+            if company_field == "LedgerName":
+                owner = books.company_of_ledger_name(_text(row, "LedgerName", w))
+                if owner is None:
+                    continue
+                company = owner
+            else:
+                company = _text(row, "DataArea", w).upper()
+            if company not in self.companies:
+                continue
+            yield self._entity_line(company, account, dims, row, w, amount_field)
+
+    def _entity_line(
+        self,
+        company: str,
+        account: str,
+        dims: dict[str, str],
+        row: dict[str, Any],
+        what: str,
+        amount_field: str,
+    ) -> GLLine:
+        """A line of the general journal account entry entity (published on OData, or in a package)."""
+        ledger = self.books().ledger(company)
+        d = parse_date(row, "AccountingDate", what)
+        period = self._period(company, d, row.get("FiscalCalendarPeriod"), what)
+        return _make_line(
+            self, company, account, dims, d, parse_amount(row, amount_field, what),
+            self._amount_currency(ledger, row, what), row, what, period,
+            voucher=_text(row, "Voucher", what, required=False),
+            description=_text(row, "Description", what, required=False),
+            source_id=_text(row, "GeneralJournalAccountEntryRecId", what, required=False),
+        )  # fmt: skip
 
     def _bi_lines(self, headers: dict[int, _Header], fmt: DimensionFormat) -> Iterator[GLLine]:
         keys = sorted(headers)

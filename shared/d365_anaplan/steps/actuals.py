@@ -43,6 +43,7 @@ from d365_anaplan.flows.records import GLLine
 from d365_anaplan.flows.textsafe import check_code, csv_writer, neutralise_text
 from d365_anaplan.staging import S3StreamWriter, StagedFile, iter_lines
 from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.gl_package import extract_gl_package, is_package_token, use_package
 from d365_anaplan.steps.lease import LeaseRef, hold_lease
 from d365_anaplan.steps.mapping import (
     account_types,
@@ -208,6 +209,10 @@ def extract_gl(
         lo, hi = reader.balances_window(company, start, end)
     else:
         lo, hi = reader.window(company, start, end)  # whole fiscal periods for fiscal-period companies
+    if hi > lo and (
+        is_package_token(continuation) or (continuation is None and use_package(ctx, reader, lo, hi))
+    ):
+        return extract_gl_package(ctx, reader, company, lo, hi, part, continuation)
     read = reader.gl_lines(lo, hi, continuation=continuation) if hi > lo else None
     key = ctx.key("gl", f"{company}-{part:05d}.jsonl")
     by_currency: dict[str, Decimal] = {}
@@ -228,7 +233,7 @@ def extract_gl(
          "more": more, "window": [lo.isoformat(), hi.isoformat()]}, attempt=part + 1,
     )  # fmt: skip
     return {"company": company, "part": part + 1, "continuation": token, "more": more,
-            "lines": staged.rows, "key": key}  # fmt: skip
+            "pending": False, "wait": 0, "lines": staged.rows, "key": key}  # fmt: skip
 
 
 def _reader(ctx: StepContext, companies: list[str], gl_route: str | None = None) -> DynamicsReader:

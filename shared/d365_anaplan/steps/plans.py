@@ -37,6 +37,7 @@ from d365_anaplan.ledger.plan_state import PlanState
 from d365_anaplan.staging import iter_chunks, iter_lines
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.mapping import step_value_maps
+from d365_anaplan.steps.plan_package import by_package, write_budget_package
 
 SHOWN_DIFFERENCES = 20  # differences listed in the step detail and the run output (all are counted)
 
@@ -180,7 +181,9 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
         )
         for journal in plan.journals:
             journals.append({**journal.to_json(), "export": name})
-            for n, lines_ in enumerate(batch_lines(journal, size)):
+            count = sum(len(v.lines) for v in journal.vouchers)
+            transport = "package" if by_package(ctx, count) else "odata"  # a package carries the whole entry
+            for n, lines_ in enumerate(batch_lines(journal, count if transport == "package" else size)):
                 key = ctx.key("plans", f"{journal.key}-{n:04d}.jsonl")
                 body = "".join(
                     json.dumps(
@@ -205,6 +208,7 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
                         "budget_code": journal.budget_code,
                         "key": key,
                         "lines": len(lines_),
+                        "transport": transport,
                     }
                 )
     totals_key = ctx.key("plans", "approved_totals.json")
@@ -323,7 +327,9 @@ def entry_header(batch: dict[str, Any]) -> EntryHeader:
     )
 
 
-def write_journal_batch(ctx: StepContext, batch: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+def write_journal_batch(
+    ctx: StepContext, batch: dict[str, Any], *, dry_run: bool = False, continuation: str | None = None
+) -> dict[str, Any]:
     """Create or resume the batch's journal / budget register entry and write its lines (lines already in
     F&O are skipped), through the one writer entry point (:meth:`JournalWriter.write`).
 
@@ -338,22 +344,22 @@ def write_journal_batch(ctx: StepContext, batch: dict[str, Any], *, dry_run: boo
         planned = ctx.dynamics.writer.write(
             str(batch["company"]), [p[0] for p in pairs], header, dry_run=True
         )
-        ctx.ledger.record_step(
-            ctx.run_id,
-            f"WriteJournalBatch:{journal_key}",
-            "DRY_RUN",
-            {"lines": planned.lines_planned, "description": header.description},
+        ctx.ledger.record_step(ctx.run_id, f"WriteJournalBatch:{journal_key}", "DRY_RUN",
+                               {"lines": planned.lines_planned, "description": header.description})  # fmt: skip
+        return {"journal_key": journal_key, "company": batch["company"], "journal_batch_number": None, "written": 0,
+                "skipped": 0, "rejected": 0, "dry_run": True, "pending": False, "wait": 0, "continuation": None}  # fmt: skip
+    if batch.get("transport") == "package":  # a large budget register entry: package import (plan_package.py)
+        outcome = write_budget_package(
+            ctx, str(batch["company"]), [p[0] for p in pairs], header, continuation
         )
-        return {
-            "journal_key": journal_key,
-            "company": batch["company"],
-            "journal_batch_number": None,
-            "written": 0,
-            "skipped": 0,
-            "rejected": 0,
-            "dry_run": True,
-        }
-    result = ctx.dynamics.writer.write(str(batch["company"]), [p[0] for p in pairs], header)
+        if outcome.pending is not None:
+            return {"journal_key": journal_key, "company": batch["company"], "dry_run": False,
+                    "journal_batch_number": outcome.pending["number"], "written": 0, "skipped": 0, "rejected": 0,
+                    "pending": True, "wait": outcome.pending["wait"], "continuation": outcome.pending["continuation"]}  # fmt: skip
+        assert outcome.result is not None
+        result = outcome.result
+    else:
+        result = ctx.dynamics.writer.write(str(batch["company"]), [p[0] for p in pairs], header)
     errors = {e.source: e for e in result.errors}
     entries = []
     for line, payload in pairs:
@@ -385,15 +391,9 @@ def write_journal_batch(ctx: StepContext, batch: dict[str, Any], *, dry_run: boo
     )
     # Rejected vouchers do not stop the other batches: every batch is tried, so one run shows every line F&O
     # refuses. Reconciliation fails the run naming them (see reconcile_plan).
-    return {
-        "journal_key": journal_key,
-        "company": result.company,
-        "journal_batch_number": result.journal_batch_number,
-        "written": result.lines_written,
-        "skipped": result.lines_skipped,
-        "rejected": len(result.errors),
-        "dry_run": False,
-    }
+    return {"journal_key": journal_key, "company": result.company, "journal_batch_number": result.journal_batch_number,
+            "written": result.lines_written, "skipped": result.lines_skipped, "rejected": len(result.errors),
+            "dry_run": False, "pending": False, "wait": 0, "continuation": None}  # fmt: skip
 
 
 def _header_json(header: EntryHeader) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import fnmatch
 import re
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
@@ -211,8 +212,9 @@ def stack() -> Iterator[Stack]:
         yield st
 
 
-@pytest.fixture(scope="module")
-def recorded(stack: Stack) -> Iterator[tuple[LocalEngine, Recorder]]:
+@contextmanager
+def recording(engine: LocalEngine) -> Iterator[Recorder]:
+    """Every AWS call of every function of ``engine`` recorded while the block runs."""
     from botocore.client import BaseClient
 
     rec = Recorder()
@@ -222,11 +224,17 @@ def recorded(stack: Stack) -> Iterator[tuple[LocalEngine, Recorder]]:
         rec.record(client.meta.service_model.service_name, operation, params)
         return original(client, operation, params)
 
+    for lid in engine.template.of_type("AWS::Serverless::Function"):
+        engine.wrappers[lid] = rec.wrap(lid)
+    with mock.patch.object(BaseClient, "_make_api_call", make_api_call):
+        yield rec
+
+
+@pytest.fixture(scope="module")
+def recorded(stack: Stack) -> Iterator[tuple[LocalEngine, Recorder]]:
     with LocalEngine(wait_scale=0.0) as engine:
         engine.install_connection(stack.connection())
-        for lid in engine.template.of_type("AWS::Serverless::Function"):
-            engine.wrappers[lid] = rec.wrap(lid)
-        with mock.patch.object(BaseClient, "_make_api_call", make_api_call):
+        with recording(engine) as rec:
             manual = {
                 "connection": "demo",
                 "trigger": "manual",
@@ -353,6 +361,12 @@ def test_every_call_of_every_function_is_allowed_by_the_template(
     recorded: tuple[LocalEngine, Recorder],
 ) -> None:
     engine, rec = recorded
+    problems = disallowed_calls(engine, rec)
+    assert not problems, "\n".join(sorted(problems))
+
+
+def disallowed_calls(engine: LocalEngine, rec: Recorder) -> set[str]:
+    """One line per recorded call that a function's role, the key policy or a secret's policy refuses."""
     problems: set[str] = set()
     for lid, calls in rec.calls.items():
         statements = function_statements(engine, lid)
@@ -375,7 +389,7 @@ def test_every_call_of_every_function_is_allowed_by_the_template(
                     )
                 ):
                     problems.add(f"{where}: denied by the secret's resource policy")
-    assert not problems, "\n".join(sorted(problems))
+    return problems
 
 
 def test_the_run_exercised_every_function_and_the_token_cache(recorded: tuple[LocalEngine, Recorder]) -> None:

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from d365_anaplan.staging import MIN_PART, S3StreamWriter, iter_chunks, iter_lines, run_key, staged_file
 
 BUCKET = "staging"
-
-
-@pytest.fixture
-def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 def test_run_key_layout_and_unsafe_segments() -> None:
