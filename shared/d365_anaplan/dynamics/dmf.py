@@ -35,7 +35,7 @@ from d365_anaplan.errors import (
 from d365_anaplan.http import Destinations, VerifiedSession
 from d365_anaplan.urls import UrlProblem, origin_of, parse_base_url, redacted
 
-from .odata import ODataClient
+from d365_anaplan.dynamics.odata import ODataClient
 
 log = logging.getLogger(__name__)
 

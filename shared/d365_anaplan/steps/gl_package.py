@@ -207,15 +207,14 @@ def _read(ctx: StepContext, reader: DynamicsReader, part: int, state: dict[str, 
                 break
     staged = out.result
     assert staged is not None
-    step = f"ExtractGL:{company}"
     ctx.ledger.record_file(
-        ctx.run_id, step, staged.bucket, staged.key, staged.bytes, staged.rows, staged.sha256
+        ctx.run_id, f"ExtractGL:{company}", staged.bucket, staged.key, staged.bytes, staged.rows, staged.sha256
     )
     total = (
         str(next(iter(by_currency.values()))) if len(by_currency) == 1 else ("0" if not by_currency else None)
     )
     ctx.ledger.record_step(
-        ctx.run_id, step, "SUCCEEDED" if not more else "PARTIAL",
+        ctx.run_id, f"ExtractGL:{company}", "SUCCEEDED" if not more else "PARTIAL",
         {"part": part, "lines": staged.rows, "total": total, "by_currency": {c: str(v) for c, v in by_currency.items()},
          "more": more, "window": [lo.isoformat(), hi.isoformat()], "transport": "package",
          "execution_id": state["id"], "rows_read": done}, attempt=part + 1,
