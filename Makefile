@@ -64,7 +64,7 @@ cfn: venv
 	$(VENV)/bin/cfn-lint template.yaml
 
 statelint: venv
-	@for f in statemachine/*.asl.json; do echo "statelint $$f"; $(VENV)/bin/statelint --ignore=URI $$f || exit 1; done
+	@for f in statemachine/*.asl.json; do echo "statelint $$f"; $(VENV)/bin/python -m devkit.asl_lint --ignore=URI $$f || exit 1; done
 
 checkov: $(CHECKOV)
 	$(CHECKOV) -f template.yaml --framework cloudformation --compact --quiet --skip-download

@@ -323,6 +323,11 @@ class DynamicsSettings(BaseModel):
     gl_route: Literal["auto", "published", "bi"] = "auto"
     published_gl_entity_set: str = "GeneralJournalAccountEntries"
     journal: JournalSettings = JournalSettings()
+    # GL extraction fan-out (company x period items): at most this many workers read F&O at once (each has
+    # one request in flight); from ``distributed_map_items`` items on, the flow reads them from an S3
+    # manifest with a Distributed Map instead of an inline Map.
+    max_concurrency: int = Field(default=4, ge=1, le=40)
+    distributed_map_items: int = Field(default=40, ge=1, le=10_000)
 
     @field_validator("environment_url", "authority_host")
     @classmethod

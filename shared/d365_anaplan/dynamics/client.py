@@ -13,7 +13,7 @@ from d365_anaplan.secrets import SecretResolver
 
 from .auth import TokenProvider, credential_from_settings, provider_for
 from .journal import JournalWriter
-from .odata import ODataClient
+from .odata import ODataClient, Throttle
 from .reader import DynamicsReader
 
 
@@ -34,8 +34,10 @@ def connect(
     sleep: Callable[[float], None] = time.sleep,
     session: VerifiedSession | None = None,
     reuse_tokens: bool = True,
+    throttle: Throttle | None = None,
 ) -> DynamicsConnection:
-    """Build the F&O side of a connection (``remaining_time``: seconds left in this Lambda invocation)."""
+    """Build the F&O side of a connection (``remaining_time``: seconds left in this Lambda invocation;
+    ``throttle``: the environment's shared throttle record, see ``ledger/throttle.py``)."""
     d = cfg.dynamics
     if session is not None:
         restrict_to(session, cfg)
@@ -52,7 +54,13 @@ def connect(
             authority_host=d.authority_host,
         )
     client = ODataClient(
-        d.environment_url, tokens, sess, page_size=d.page_size, sleep=sleep, remaining_time=remaining_time
+        d.environment_url,
+        tokens,
+        sess,
+        page_size=d.page_size,
+        sleep=sleep,
+        remaining_time=remaining_time,
+        throttle=throttle,
     )
     reader = DynamicsReader(
         client,

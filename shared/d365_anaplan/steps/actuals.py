@@ -164,10 +164,21 @@ def window_dates(periods: list[str]) -> tuple[date, date]:
     return first, add_months(last, 1)
 
 
+def gl_step(company: str, slice_: str) -> str:
+    """The ledger step name of one extraction item: ``ExtractGL:<company>:<yyyy-mm>``."""
+    return f"ExtractGL:{company}:{slice_}"
+
+
 def extract_gl(
-    ctx: StepContext, company: str, periods: list[str], part: int, continuation: str | None
+    ctx: StepContext,
+    company: str,
+    window: tuple[date, date],
+    slice_: str,
+    part: int,
+    continuation: str | None,
 ) -> dict[str, Any]:
-    """One resumable slice of a company's posted GL for the run's periods, as a staged JSON-lines part.
+    """One resumable slice of a company's posted GL in ``window`` (one item of the extraction plan, see
+    ``steps/fanout.py``), as a staged JSON-lines part.
 
     Stops at a page boundary before the Lambda's time runs out and returns ``continuation``; the state
     machine calls again with ``part + 1`` until ``more`` is false.
@@ -177,28 +188,27 @@ def extract_gl(
         raise BadInputData(
             f"company {company!r} is not one of dynamics.companies {ctx.cfg.dynamics.companies}"
         )
-    start, end = window_dates(periods)
+    lo, hi = window
+    if hi < lo:
+        raise BadInputData(f"ExtractGL {company} {slice_}: window end {hi} is before its start {lo}")
     reader = _reader(ctx, [company])
-    if ctx.cfg.ledger.balance_sheet == "balances":  # from the fiscal year's opening period on
-        lo, hi = reader.balances_window(company, start, end)
-    else:
-        lo, hi = reader.window(company, start, end)  # whole fiscal periods for fiscal-period companies
     read = reader.gl_lines(lo, hi, continuation=continuation) if hi > lo else None
-    key = ctx.key("gl", f"{company}-{part:05d}.jsonl")
+    key = ctx.key("gl", f"{company}-{slice_}-{part:05d}.jsonl")
+    step = gl_step(company, slice_)
     by_currency: dict[str, Decimal] = {}
     with S3StreamWriter(ctx.s3, ctx.env.staging_bucket, key, content_type="application/x-ndjson") as out:
         for line in read or ():
             cur = line.amount_currency or line.currency
             by_currency[cur] = by_currency.get(cur, Decimal(0)) + line.amount
             out.write_text(line.model_dump_json() + "\n")
-    staged = _record(ctx, f"ExtractGL:{company}", out.result)
+    staged = _record(ctx, step, out.result)
     token = read.continuation if read is not None else None
     more = token is not None
     total = (
         str(next(iter(by_currency.values()))) if len(by_currency) == 1 else ("0" if not by_currency else None)
     )
     ctx.ledger.record_step(
-        ctx.run_id, f"ExtractGL:{company}", "SUCCEEDED" if not more else "PARTIAL",
+        ctx.run_id, step, "SUCCEEDED" if not more else "PARTIAL",
         {"part": part, "lines": staged.rows, "total": total, "by_currency": {c: str(v) for c, v in by_currency.items()},
          "more": more, "window": [lo.isoformat(), hi.isoformat()]}, attempt=part + 1,
     )  # fmt: skip
