@@ -22,12 +22,16 @@ pytestmark = pytest.mark.integration
 def run_flow(stack: Stack, **dynamics: Any) -> tuple[Any, LocalEngine]:
     clear_actuals(stack)
     stack.dynamics.app.in_flight.reset()
+    stack.dynamics.app.in_flight.latency = 0.03  # F&O is slow: parallel requests overlap at the server
     stack.anaplan.app.counters["max_actions_in_flight"] = 0
     with LocalEngine(wait_scale=0.0) as engine:
         cfg = stack.connection()
         cfg["dynamics"] = {**cfg["dynamics"], "page_size": 15, **dynamics}
         engine.install_connection(cfg)
-        result = engine.run("ActualsFlow", manual(), timeout=300)
+        try:
+            result = engine.run("ActualsFlow", manual(), timeout=300)
+        finally:
+            stack.dynamics.app.in_flight.latency = 0.0
         assert result.status == "SUCCEEDED", (result.error, result.cause, result.task_failures())
         return result, engine
 
@@ -42,7 +46,7 @@ def test_inline_fanout_stays_within_the_configured_concurrency_and_serialises_an
     assert "ExtractGL" in entered and "ExtractGLDistributed" not in entered
     assert items(result) == 2 * 3, "one item per company and month"
     assert engine.invocations["ExtractGLFunction"] >= items(result)
-    assert 1 <= stack.dynamics.app.in_flight.peak <= 2, stack.dynamics.app.in_flight.peak
+    assert stack.dynamics.app.in_flight.peak == 2, "two workers read at once, never more"
     assert stack.anaplan.app.counters["max_actions_in_flight"] == 1, "one Anaplan action at a time"
     assert_actuals_match(stack)
 
@@ -53,7 +57,7 @@ def test_distributed_map_reads_the_manifest_and_stays_within_the_concurrency(sta
     assert "ExtractGLDistributed" in entered and "ExtractGL" not in entered
     manifest = result.output["extract"]["manifest"]
     assert manifest.endswith("/extract/items.json") and result.output["extract"]["items"] == []
-    assert 1 <= stack.dynamics.app.in_flight.peak <= 3, stack.dynamics.app.in_flight.peak
+    assert 2 <= stack.dynamics.app.in_flight.peak <= 3, stack.dynamics.app.in_flight.peak
     assert stack.anaplan.app.counters["max_actions_in_flight"] == 1
     assert_actuals_match(stack)
 

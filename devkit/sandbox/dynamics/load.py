@@ -1,7 +1,9 @@
 """Load the F&O sandbox observes and imposes: requests in flight, and environment-wide resource pressure.
 
 * :class:`InFlight` counts ``/data`` requests being served at once (from arrival until the last byte of the
-  body is produced, bodies being lazy) and keeps the peak: what a client's concurrency really is.
+  body is produced, bodies being lazy) and keeps the peak: what a client's concurrency really is. With
+  ``latency`` each request takes that long at least (real F&O is far slower than a local server), so
+  requests a client sends in parallel do overlap here.
 * :class:`Pressure` is resource-based throttling as dynamics-fo.md §4.1 describes it: it belongs to the
   environment, not to a caller, and "continuing heavy traffic makes Retry-After grow". Once armed, after
   ``after`` more ``/data`` requests whose path holds ``path_contains`` the environment is under pressure for ``seconds``; every request arriving
@@ -27,6 +29,7 @@ class InFlight:
         self.now = 0
         self.peak = 0
         self.total = 0
+        self.latency = 0.0
 
     def enter(self) -> None:
         with self._lock:
@@ -47,6 +50,8 @@ class InFlight:
         """``produce()`` counted in flight until its body has been produced."""
         self.enter()
         try:
+            if self.latency > 0:
+                time.sleep(self.latency)
             resp = produce()
         except BaseException:
             self.leave()
