@@ -15,7 +15,7 @@ SAM := $(TOOLS)/sam/bin/sam
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv tools lint typecheck unit pytest cfn statelint checkov sam-validate test demo bench bench-anaplan bench-dynamics clean
+.PHONY: help venv tools lint typecheck unit pytest cfn statelint checkov sam-validate test demo bench bench-anaplan bench-dynamics bench-e2e clean
 
 help:
 	@echo "make demo   - run both flows on local sandboxes (creates the venv first)"
@@ -77,13 +77,17 @@ test: lint typecheck cfn statelint checkov sam-validate pytest
 demo: venv
 	$(VENV)/bin/d365-anaplan demo
 
-bench: bench-anaplan bench-dynamics
+bench: bench-anaplan bench-dynamics bench-e2e
 
 bench-anaplan: venv
 	$(VENV)/bin/python -m devkit.bench anaplan
 
 bench-dynamics: venv
 	$(VENV)/bin/python -m devkit.bench dynamics
+
+# the actuals flow end to end for 1,000,000 GL lines on the local engine (a few minutes; not part of `make test`)
+bench-e2e: venv
+	$(VENV)/bin/python -m devkit.bench e2e
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache .aws-sam

@@ -19,15 +19,15 @@ INPUT_TYPE = EnumStrField("InputType", ["CSV", "JSON", "JSONL", "MANIFEST", "PAR
 CSV_HEADER_LOCATION = EnumStrField("CSVHeaderLocation", ["FIRST_ROW", "GIVEN"])
 
 
-class _ReaderConfig(map_state.ReaderConfig):
+class _ReaderConfig(map_state.ReaderConfig):  # type: ignore[misc]
     @property
     def optional_fields(self) -> list[Field]:
         return [*super().optional_fields, INPUT_TYPE, CSV_HEADER_LOCATION]
 
 
 def main(argv: list[str] | None = None) -> int:
-    map_state.ReaderConfig = _ReaderConfig  # type: ignore[misc]
-    return cli.main(argv)
+    map_state.ReaderConfig = _ReaderConfig
+    return int(cli.main(argv))
 
 
 if __name__ == "__main__":

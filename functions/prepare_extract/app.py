@@ -30,4 +30,6 @@ def lambda_handler(ctx: StepContext, ev: PrepareExtractEvent) -> dict[str, Any]:
 
 
 EVENT_MODEL = PrepareExtractEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)
-OUTPUT_MODEL = PrepareExtractOutput  # what lambda_handler returns at least (tests/contract/test_asl_pinned.py)
+OUTPUT_MODEL = (
+    PrepareExtractOutput  # what lambda_handler returns at least (tests/contract/test_asl_pinned.py)
+)

@@ -70,7 +70,7 @@ def test_a_429_seen_by_one_worker_holds_the_others(stack: Stack) -> None:
     workers = 3
     pressure = stack.dynamics.app.press(after=workers * 2, seconds=1.0, path_contains="/data/GeneralJournal")
     try:
-        result, engine = run_flow(stack, max_concurrency=workers)
+        run_flow(stack, max_concurrency=workers)
     finally:
         stack.dynamics.app.pressure = None
     assert pressure.until is not None, "the environment came under pressure during the extraction"

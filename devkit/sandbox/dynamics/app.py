@@ -29,9 +29,9 @@ from devkit.sandbox.server import Request, Response
 
 from . import books as books_mod
 from . import budget, seed
-from .load import InFlight, Pressure
 from .entities import ENUMS, NS, EntityDef, csdl, entity_defs
 from .entra import Entra, EntraApp
+from .load import InFlight, Pressure
 from .main_accounts import main_account_posting
 from .query import Node, QueryError, bounds, compile_filter, parse_filter
 

@@ -45,7 +45,9 @@ def extract_items(ctx: StepContext, periods: list[str]) -> list[dict[str, str]]:
         else:
             lo, hi = reader.window(company, start, end)
         for a, b in month_slices(lo, hi):
-            items.append({"company": company, "slice": f"{a:%Y-%m}", "start": a.isoformat(), "end": b.isoformat()})
+            items.append(
+                {"company": company, "slice": f"{a:%Y-%m}", "start": a.isoformat(), "end": b.isoformat()}
+            )
     return items
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from itertools import pairwise
 
 from d365_anaplan.steps.fanout import month_slices
 
@@ -22,7 +23,7 @@ def test_slices_cover_the_window_once() -> None:
     slices = month_slices(lo, hi)
     assert len(slices) == 12
     assert slices[0][0] == lo and slices[-1][1] == hi
-    assert all(a[1] == b[0] for a, b in zip(slices, slices[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in pairwise(slices))
 
 
 def test_an_empty_window_is_one_empty_item() -> None:

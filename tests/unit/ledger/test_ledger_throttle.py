@@ -38,7 +38,9 @@ def test_a_shorter_wait_never_shortens_a_longer_one(dynamodb: Any, table: str) -
     assert t.pause_seconds() == 60.0
     t.throttled(90)
     assert t.pause_seconds() == 90.0
-    item = dynamodb.get_item(TableName=LEDGER_TABLE, Key={"pk": {"S": throttle_pk("env.example")}, "sk": {"S": "THROTTLE"}})["Item"]
+    item = dynamodb.get_item(
+        TableName=LEDGER_TABLE, Key={"pk": {"S": throttle_pk("env.example")}, "sk": {"S": "THROTTLE"}}
+    )["Item"]
     assert item["hits"]["N"] == "2", "the reports that moved the wait"
     assert int(item["ttl"]["N"]) > clock.now + 90
 
