@@ -89,6 +89,14 @@ def start_sandbox(lines: int, months: int, publish: bool) -> tuple[subprocess.Po
     raise SystemExit("the sandbox did not start: " + "".join(text))
 
 
+def stop_sandbox(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 class NullSink:
     """Counts bytes, rows and a SHA-256 like S3StreamWriter but keeps nothing."""
 
@@ -258,11 +266,7 @@ def run(lines: int, months: int, route: str, sink: str = "s3") -> int:
                 return 1
         print_reader_ratio(conn, date(start_year, 1, 1), end, 10_000)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_sandbox(proc)
     return 0
 
 

@@ -27,7 +27,6 @@ import copy
 import json
 import math
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -38,7 +37,7 @@ from datetime import date
 from typing import Any
 from unittest import mock
 
-from devkit.bench_dynamics import print_reader_ratio, rss_mb, start_sandbox
+from devkit.bench_dynamics import print_reader_ratio, rss_mb, start_sandbox, stop_sandbox
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -284,11 +283,7 @@ def run(lines: int, months: int, concurrency: int, distributed_from: int | None)
     finally:
         meters.stop.set()
         ana.stop()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_sandbox(proc)
     return 0
 
 
