@@ -15,7 +15,7 @@ SAM := $(TOOLS)/sam/bin/sam
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv tools config-table lint typecheck unit pytest pytest-devkit cfn statelint checkov sam-validate test demo bench bench-anaplan bench-dynamics clean
+.PHONY: help venv tools config-table lint typecheck unit pytest pytest-devkit cfn statelint checkov sam-validate test demo bench bench-anaplan bench-dynamics bench-e2e clean
 
 help:
 	@echo "make demo   - run both flows on local sandboxes (creates the venv first)"
@@ -72,7 +72,7 @@ cfn: venv
 	$(VENV)/bin/cfn-lint template.yaml
 
 statelint: venv
-	@for f in statemachine/*.asl.json; do echo "statelint $$f"; $(VENV)/bin/statelint --ignore=URI $$f || exit 1; done
+	@for f in statemachine/*.asl.json; do echo "statelint $$f"; $(VENV)/bin/python -m devkit.asl_lint --ignore=URI $$f || exit 1; done
 
 checkov: $(CHECKOV)
 	$(CHECKOV) -f template.yaml --framework cloudformation --compact --quiet --skip-download
@@ -85,13 +85,17 @@ test: lint typecheck cfn statelint checkov sam-validate pytest pytest-devkit
 demo: venv
 	$(VENV)/bin/d365-anaplan demo
 
-bench: bench-anaplan bench-dynamics
+bench: bench-anaplan bench-dynamics bench-e2e
 
 bench-anaplan: venv
 	$(VENV)/bin/python -m devkit.bench anaplan
 
 bench-dynamics: venv
 	$(VENV)/bin/python -m devkit.bench dynamics
+
+# the actuals flow end to end for 1,000,000 GL lines on the local engine (a few minutes; not part of `make test`)
+bench-e2e: venv
+	$(VENV)/bin/python -m devkit.bench e2e
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache .aws-sam

@@ -1,11 +1,15 @@
-"""``python -m devkit.bench anaplan|dynamics [options]``: run one benchmark (figures printed)."""
+"""``python -m devkit.bench anaplan|dynamics|e2e [options]``: run one benchmark (figures printed)."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHMARKS = {"anaplan": "devkit.bench_anaplan", "dynamics": "devkit.bench_dynamics"}
+BENCHMARKS = {
+    "anaplan": "devkit.bench_anaplan",
+    "dynamics": "devkit.bench_dynamics",
+    "e2e": "devkit.bench_e2e",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

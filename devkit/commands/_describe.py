@@ -62,7 +62,7 @@ def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> Ru
         if step.step == "PeriodWindow" and d.get("from"):
             facts.window = (str(d.get("from")), str(d.get("to")), str(d.get("reason", "")))
         elif step.step.startswith("ExtractGL:"):
-            company = step.step.split(":", 1)[1]
+            company = step.step.split(":")[1]  # ExtractGL:<company>:<month>
             acc = gl.setdefault(company, [0, Decimal(0)])
             acc[0] += int(d.get("lines", 0))
             acc[1] += Decimal(str(d.get("total") or "0"))  # None: several currencies (see by_currency)

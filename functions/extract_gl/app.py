@@ -1,7 +1,9 @@
-"""One resumable slice of a legal entity's posted GL, staged as JSON lines (the ASL loops while ``more``)."""
+"""One resumable slice of one extraction item (a company's posted GL in one month of its window), staged as
+JSON lines (the ASL loops while ``more``)."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from pydantic import Field
@@ -14,7 +16,9 @@ from d365_anaplan.steps.handler import StepEvent, StepOutput, step
 
 class ExtractGLEvent(StepEvent):
     company: str
-    periods: list[str] = Field(min_length=1)
+    slice: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}(\.\.[0-9]{4}-[0-9]{2})?$")  # a month, or a whole window
+    start: date
+    end: date
     part: int = Field(default=0, ge=0)
     continuation: str | None = None
 
@@ -30,7 +34,7 @@ class ExtractGLOutput(StepOutput):
 
 @step(ExtractGLEvent, ExtractGLOutput)
 def lambda_handler(ctx: StepContext, ev: ExtractGLEvent) -> dict[str, Any]:
-    out = extract_gl(ctx, ev.company, ev.periods, ev.part, ev.continuation)
+    out = extract_gl(ctx, ev.company, (ev.start, ev.end), ev.slice, ev.part, ev.continuation)
     metrics.add_metric(name="GLLinesStaged", unit="Count", value=out["lines"])
     return out
 

@@ -496,6 +496,24 @@ class DynamicsSettings(BaseModel):
     package: PackageSettings = Field(
         default=PackageSettings(), description="the data-management package route (exports and imports)"
     )
+    max_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=40,
+        description=(
+            "GL extraction fan-out (company × month items): at most this many workers read F&O at once "
+            "(each has one request in flight; a 429 seen by one holds them all)"
+        ),
+    )
+    distributed_map_items: int = Field(
+        default=40,
+        ge=1,
+        le=10_000,
+        description=(
+            "from this many extraction items on, the flow reads them from an S3 manifest with a "
+            "Distributed Map instead of an inline Map"
+        ),
+    )
 
     @field_validator("environment_url", "authority_host")
     @classmethod

@@ -102,7 +102,7 @@ def summarise(ledger: Any, run_id: str, currency_for: Callable[[str], str]) -> R
             if d.get("from"):
                 out.periods = f"{d['from']}..{d['to']}"
         elif step.step.startswith("ExtractGL:"):
-            company = step.step.split(":", 1)[1]
+            company = step.step.split(":")[1]  # ExtractGL:<company>:<month>
             out.gl_lines += int(d.get("lines", 0))
             currency = currency_for(company)
             net[currency] = net.get(currency, Decimal(0)) + Decimal(str(d.get("total", "0")))

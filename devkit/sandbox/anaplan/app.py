@@ -1183,6 +1183,9 @@ class AnaplanSandbox:
         task = SandboxTask(uuid.uuid4().hex.upper(), kind, action_id, self.clock())
         with self._lock:
             self._tasks[task.id] = task
+            # actions of this model not finished when this one starts, itself included (Anaplan locks the model)
+            unfinished = sum(1 for t in self._tasks.values() if t.state in ("NOT_STARTED", "IN_PROGRESS"))
+            self.counters["max_actions_in_flight"] = max(self.counters["max_actions_in_flight"], unfinished)
         with self._queue_cv:
             self._queue.append(task)
             self._queue_cv.notify_all()

@@ -31,6 +31,7 @@ from . import books as books_mod
 from . import budget, dmf, seed
 from .entities import ENUMS, NS, EntityDef, csdl, entity_defs
 from .entra import Entra, EntraApp
+from .load import InFlight, Pressure
 from .main_accounts import main_account_posting
 from .query import Node, QueryError, bounds, compile_filter, parse_filter
 
@@ -187,6 +188,8 @@ class DynamicsSandbox:
         self.counters: Counter[str] = Counter()
         self.faults: list[Fault] = []
         self._load: deque[float] = deque()
+        self.in_flight = InFlight()  # /data requests served at once (load.py)
+        self.pressure: Pressure | None = None  # environment-wide resource pressure, armed by tests
         self.defs = entity_defs(
             publish_gl_entity=cfg.publish_gl_entity,
             integration_key=cfg.integration_key,
@@ -610,19 +613,36 @@ class DynamicsSandbox:
         if self.entra.handles(req):
             return self.entra.handle(req)
         if req.path == "/data" or req.path.startswith("/data/"):
-            throttled = self._load_check()
-            if throttled is not None:
-                return throttled
-            denied = self._authorize(req)
-            if denied is not None:
-                return denied
-            try:
-                return self._data(req)
-            except HttpError as exc:
-                return exc.response
-            except QueryError as exc:
-                return query_error(str(exc))
+            return self.in_flight.serve(lambda: self._data_request(req))
         return Response.json(404, {"error": {"code": "NotFound", "message": f"No route for {req.path}"}})
+
+    def press(self, *, after: int, seconds: float, path_contains: str = "/data/") -> Pressure:
+        """Put the environment under resource pressure after ``after`` more /data requests (load.py)."""
+        self.pressure = Pressure(after=after, seconds=seconds, path_contains=path_contains)
+        return self.pressure
+
+    def _data_request(self, req: Request) -> Response:
+        wait = self.pressure.check(req.path) if self.pressure is not None else None
+        if wait is not None:
+            with self.lock:
+                self.counters["429"] += 1
+            return Response(
+                429,
+                dumps({"error": {"code": "", "message": RESOURCE_429}}),
+                {**ODATA_HEADERS, "Retry-After": str(wait)},
+            )
+        throttled = self._load_check()
+        if throttled is not None:
+            return throttled
+        denied = self._authorize(req)
+        if denied is not None:
+            return denied
+        try:
+            return self._data(req)
+        except HttpError as exc:
+            return exc.response
+        except QueryError as exc:
+            return query_error(str(exc))
 
     @staticmethod
     def _route_name(path: str) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from d365_anaplan.config import ConnectionConfig
 from d365_anaplan.dynamics.auth import TokenProvider, credential_from_settings, provider_for
 from d365_anaplan.dynamics.journal import JournalWriter
-from d365_anaplan.dynamics.odata import ODataClient
+from d365_anaplan.dynamics.odata import ODataClient, Throttle
 from d365_anaplan.dynamics.reader import DynamicsReader
 from d365_anaplan.http import VerifiedSession, restrict_to, session_for
 from d365_anaplan.secrets import SecretResolver
@@ -33,8 +33,10 @@ def connect(
     sleep: Callable[[float], None] = time.sleep,
     session: VerifiedSession | None = None,
     reuse_tokens: bool = True,
+    throttle: Throttle | None = None,
 ) -> DynamicsConnection:
-    """Build the F&O side of a connection (``remaining_time``: seconds left in this Lambda invocation)."""
+    """Build the F&O side of a connection (``remaining_time``: seconds left in this Lambda invocation;
+    ``throttle``: the environment's shared throttle record, see ``ledger/throttle.py``)."""
     d = cfg.dynamics
     if session is not None:
         restrict_to(session, cfg)
@@ -51,7 +53,13 @@ def connect(
             authority_host=d.authority_host,
         )
     client = ODataClient(
-        d.environment_url, tokens, sess, page_size=d.page_size, sleep=sleep, remaining_time=remaining_time
+        d.environment_url,
+        tokens,
+        sess,
+        page_size=d.page_size,
+        sleep=sleep,
+        remaining_time=remaining_time,
+        throttle=throttle,
     )
     reader = DynamicsReader(
         client,

@@ -25,6 +25,7 @@ from typing import Any
 import requests
 from boto3.s3.transfer import TransferConfig
 
+from d365_anaplan.dynamics.odata import ODataClient
 from d365_anaplan.errors import (
     DynamicsAuthError,
     DynamicsBadResponse,
@@ -34,8 +35,6 @@ from d365_anaplan.errors import (
 )
 from d365_anaplan.http import Destinations, VerifiedSession
 from d365_anaplan.urls import UrlProblem, origin_of, parse_base_url, redacted
-
-from d365_anaplan.dynamics.odata import ODataClient
 
 log = logging.getLogger(__name__)
 

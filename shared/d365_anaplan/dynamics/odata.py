@@ -59,6 +59,14 @@ class Tokens(Protocol):
     def invalidate(self) -> None: ...
 
 
+class Throttle(Protocol):
+    """The environment's throttle shared by every worker (``d365_anaplan.ledger.throttle.SharedThrottle``)."""
+
+    def pause_seconds(self) -> float: ...
+
+    def throttled(self, retry_after: float) -> None: ...
+
+
 # --- retry plumbing ------------------------------------------------------------------------------------
 
 
@@ -87,6 +95,7 @@ class ODataClient:
         sleep: Callable[[float], None] = time.sleep,
         remaining_time: Callable[[], float] | None = None,
         safety_seconds: float = 30.0,
+        throttle: Throttle | None = None,
     ) -> None:
         self.environment_url = environment_url.rstrip("/").lower()
         self._origin = origin_of(self.environment_url)
@@ -103,6 +112,8 @@ class ODataClient:
         self.safety_seconds = safety_seconds
         self.requests_made = 0
         self.retries = 0
+        self.throttle = throttle
+        self.throttle_pauses = 0  # requests held back because another worker was told to wait
 
     # -- URLs ---------------------------------------------------------------------------------------------
 
@@ -234,6 +245,7 @@ class ODataClient:
         if json_body is not None:
             body = dumps_exact(json_body).encode("utf-8")
             h.setdefault("Content-Type", "application/json; charset=utf-8")
+        self._honour_shared_throttle(what)
         self.requests_made += 1
         try:
             resp = self.session.request(method, url, headers=h, data=body)
@@ -251,6 +263,8 @@ class ODataClient:
         if status in ok:
             return resp
         if status == 429:
+            if self.throttle is not None:  # every worker of the environment waits, not only this one
+                self.throttle.throttled(min(_retry_after(resp) or DEFAULT_RETRY_AFTER, self.max_retry_after))
             raise Retryable(
                 "throttled",
                 f"HTTP 429 {parse_error(status, resp.content).text()[:160]}",
@@ -289,6 +303,21 @@ class ODataClient:
                 f"{what}: F&O rejected the request (HTTP {status}): {err.text()[:1000]}"
             )
         raise DynamicsError(f"{what}: F&O answered HTTP {status}: {err.text()[:500]}")
+
+    def _honour_shared_throttle(self, what: str) -> None:
+        """Wait while the environment has asked any worker of this connection to wait (a 429 elsewhere)."""
+        if self.throttle is None:
+            return
+        pause = self.throttle.pause_seconds()
+        if pause <= 0:
+            return
+        if self.remaining_time is not None and self.remaining_time() - pause < self.safety_seconds:
+            raise DynamicsThrottled(
+                f"{what}: F&O asked this connection's workers to wait {pause:.0f} s; not enough time left in "
+                "this invocation to wait"
+            )
+        self.throttle_pauses += 1
+        self.sleep(pause)
 
     # -- reads ------------------------------------------------------------------------------------------------
 

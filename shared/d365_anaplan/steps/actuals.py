@@ -43,7 +43,7 @@ from d365_anaplan.flows.records import GLLine
 from d365_anaplan.flows.textsafe import check_code, csv_writer, neutralise_text
 from d365_anaplan.staging import S3StreamWriter, StagedFile, iter_lines
 from d365_anaplan.steps.context import StepContext
-from d365_anaplan.steps.gl_package import extract_gl_package, is_package_token, use_package
+from d365_anaplan.steps.gl_package import extract_gl_package, gl_step, is_package_token, use_package
 from d365_anaplan.steps.lease import LeaseRef, hold_lease
 from d365_anaplan.steps.mapping import (
     account_types,
@@ -191,9 +191,15 @@ def window_dates(periods: list[str]) -> tuple[date, date]:
 
 
 def extract_gl(
-    ctx: StepContext, company: str, periods: list[str], part: int, continuation: str | None
+    ctx: StepContext,
+    company: str,
+    window: tuple[date, date],
+    slice_: str,
+    part: int,
+    continuation: str | None,
 ) -> dict[str, Any]:
-    """One resumable slice of a company's posted GL for the run's periods, as a staged JSON-lines part.
+    """One resumable slice of a company's posted GL in ``window`` (one item of the extraction plan, see
+    ``steps/fanout.py``), as a staged JSON-lines part.
 
     Stops at a page boundary before the Lambda's time runs out and returns ``continuation``; the state
     machine calls again with ``part + 1`` until ``more`` is false.
@@ -203,32 +209,31 @@ def extract_gl(
         raise BadInputData(
             f"company {company!r} is not one of dynamics.companies {ctx.cfg.dynamics.companies}"
         )
-    start, end = window_dates(periods)
-    reader = _reader(ctx, [company])
-    if ctx.cfg.ledger.balance_sheet == "balances":  # from the fiscal year's opening period on
-        lo, hi = reader.balances_window(company, start, end)
-    else:
-        lo, hi = reader.window(company, start, end)  # whole fiscal periods for fiscal-period companies
+    lo, hi = window
+    if hi < lo:
+        raise BadInputData(f"ExtractGL {company} {slice_}: window end {hi} is before its start {lo}")
+    reader = company_reader(ctx, [company])
     if hi > lo and (
         is_package_token(continuation) or (continuation is None and use_package(ctx, reader, lo, hi))
     ):
-        return extract_gl_package(ctx, reader, company, lo, hi, part, continuation)
+        return extract_gl_package(ctx, reader, company, lo, hi, slice_, part, continuation)
     read = reader.gl_lines(lo, hi, continuation=continuation) if hi > lo else None
-    key = ctx.key("gl", f"{company}-{part:05d}.jsonl")
+    key = ctx.key("gl", f"{company}-{slice_}-{part:05d}.jsonl")
+    step = gl_step(company, slice_)
     by_currency: dict[str, Decimal] = {}
     with S3StreamWriter(ctx.s3, ctx.env.staging_bucket, key, content_type="application/x-ndjson") as out:
         for line in read or ():
             cur = line.amount_currency or line.currency
             by_currency[cur] = by_currency.get(cur, Decimal(0)) + line.amount
             out.write_text(line.model_dump_json() + "\n")
-    staged = _record(ctx, f"ExtractGL:{company}", out.result)
+    staged = _record(ctx, step, out.result)
     token = read.continuation if read is not None else None
     more = token is not None
     total = (
         str(next(iter(by_currency.values()))) if len(by_currency) == 1 else ("0" if not by_currency else None)
     )
     ctx.ledger.record_step(
-        ctx.run_id, f"ExtractGL:{company}", "SUCCEEDED" if not more else "PARTIAL",
+        ctx.run_id, step, "SUCCEEDED" if not more else "PARTIAL",
         {"part": part, "lines": staged.rows, "total": total, "by_currency": {c: str(v) for c, v in by_currency.items()},
          "more": more, "window": [lo.isoformat(), hi.isoformat()]}, attempt=part + 1,
     )  # fmt: skip
@@ -236,7 +241,7 @@ def extract_gl(
             "pending": False, "wait": 0, "lines": staged.rows, "key": key}  # fmt: skip
 
 
-def _reader(ctx: StepContext, companies: list[str], gl_route: str | None = None) -> DynamicsReader:
+def company_reader(ctx: StepContext, companies: list[str], gl_route: str | None = None) -> DynamicsReader:
     route = gl_route or ctx.cfg.dynamics.gl_route
     assert route in ("auto", "published", "bi")
     return DynamicsReader(
@@ -425,12 +430,12 @@ def _second_path(
 ) -> tuple[str, dict[tuple[str, str, str, date], Decimal]]:
     """Totals read again through the GL route the run did not use (both must be published)."""
     start, end = window_dates(periods)
-    used = _reader(ctx, list(ctx.cfg.dynamics.companies)).discover().route.value
+    used = company_reader(ctx, list(ctx.cfg.dynamics.companies)).discover().route.value
     other = "bi" if used == "published" else "published"
     out: dict[tuple[str, str, str, date], Decimal] = {}
     index = 0
     for company in ctx.cfg.dynamics.companies:
-        reader = _reader(ctx, [company], other)
+        reader = company_reader(ctx, [company], other)
         lo, hi = reader.window(company, start, end)
         if hi <= lo:
             continue

@@ -74,7 +74,15 @@ class StepContext:
     @cached_property
     def dynamics(self) -> DynamicsConnection:
         from d365_anaplan.dynamics.client import connect
+        from d365_anaplan.ledger.throttle import SharedThrottle
+        from d365_anaplan.urls import parse_base_url
 
-        conn = connect(self.cfg, self.resolver, remaining_time=lambda: self.remaining_ms() / 1000)
+        host = parse_base_url(self.cfg.dynamics.environment_url).authority  # host[:port], one per environment
+        conn = connect(
+            self.cfg,
+            self.resolver,
+            remaining_time=lambda: self.remaining_ms() / 1000,
+            throttle=SharedThrottle(self.env.ledger_table, host),
+        )
         self.responses["dynamics"] = count_responses(conn.session)
         return conn

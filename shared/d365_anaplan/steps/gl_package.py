@@ -95,16 +95,23 @@ def _execution_id(ctx: StepContext, company: str, n: int) -> str:
     return f"anaplan-gl-{company.lower()}-{digest}-{n}"
 
 
+def gl_step(company: str, slice_: str) -> str:
+    """The ledger step name of one extraction item: ``ExtractGL:<company>:<slice>``."""
+    return f"ExtractGL:{company}:{slice_}"
+
+
 def extract_gl_package(
     ctx: StepContext,
     reader: DynamicsReader,
     company: str,
     lo: date,
     hi: date,
+    slice_: str,
     part: int,
     token: str | None,
 ) -> dict[str, Any]:
-    """One step of the package route for ``company`` and the AccountingDate window [lo, hi)."""
+    """One step of the package route for ``company`` and the AccountingDate window [lo, hi) of the extraction
+    item ``slice_`` (items of one company share the run's export of that company)."""
     api, blob = PackageApi(ctx.dynamics.client), blob_transfer(ctx)
     opts = ctx.cfg.dynamics.package
     window = [lo.isoformat(), hi.isoformat()]
@@ -112,7 +119,7 @@ def extract_gl_package(
     if state is not None and (state.get("company") != company or state.get("window") != window):
         raise BadInputData("continuation token: it belongs to another company or window")
     if state is None:
-        state = _start(ctx, api, company, window)
+        state = {**_start(ctx, api, company, window), "slice": slice_}
     if state["phase"] == "poll":
         status = api.status(state["id"])
         if status in (ExecutionStatus.UNKNOWN, *(s for s in ExecutionStatus if s.running)):
@@ -183,7 +190,8 @@ def _read(ctx: StepContext, reader: DynamicsReader, part: int, state: dict[str, 
     company = state["company"]
     lo, hi = (date.fromisoformat(d) for d in state["window"])
     opts = ctx.cfg.dynamics.package
-    key = ctx.key("gl", f"{company}-{part:05d}.jsonl")
+    slice_ = str(state["slice"])
+    key = ctx.key("gl", f"{company}-{slice_}-{part:05d}.jsonl")
     done = int(state["rows"])
     by_currency: dict[str, Decimal] = {}
     more = False
@@ -208,13 +216,19 @@ def _read(ctx: StepContext, reader: DynamicsReader, part: int, state: dict[str, 
     staged = out.result
     assert staged is not None
     ctx.ledger.record_file(
-        ctx.run_id, f"ExtractGL:{company}", staged.bucket, staged.key, staged.bytes, staged.rows, staged.sha256
+        ctx.run_id,
+        gl_step(company, slice_),
+        staged.bucket,
+        staged.key,
+        staged.bytes,
+        staged.rows,
+        staged.sha256,
     )
     total = (
         str(next(iter(by_currency.values()))) if len(by_currency) == 1 else ("0" if not by_currency else None)
     )
     ctx.ledger.record_step(
-        ctx.run_id, f"ExtractGL:{company}", "SUCCEEDED" if not more else "PARTIAL",
+        ctx.run_id, gl_step(company, slice_), "SUCCEEDED" if not more else "PARTIAL",
         {"part": part, "lines": staged.rows, "total": total, "by_currency": {c: str(v) for c, v in by_currency.items()},
          "more": more, "window": [lo.isoformat(), hi.isoformat()], "transport": "package",
          "execution_id": state["id"], "rows_read": done}, attempt=part + 1,

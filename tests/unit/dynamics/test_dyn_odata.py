@@ -276,3 +276,49 @@ def test_prefetch_keeps_page_order_and_stops_cleanly() -> None:
     assert next(pages).rows == [{"n": 0}]
     pages.close()  # the consumer stops early: at most the one prefetched page was requested
     assert len(responses.calls) <= 2
+
+
+class SharedRecord:
+    """The throttle record as every worker of an environment sees it (ledger/throttle.py in the cloud)."""
+
+    def __init__(self, pause: float = 0.0) -> None:
+        self.pause = pause
+        self.reported: list[float] = []
+        self.reads = 0
+
+    def pause_seconds(self) -> float:
+        self.reads += 1
+        return self.pause
+
+    def throttled(self, retry_after: float) -> None:
+        self.reported.append(retry_after)
+
+
+@responses.activate
+def test_a_429_is_reported_to_the_shared_throttle() -> None:
+    record = SharedRecord()
+    client, _, sleeps = make_client(throttle=record)
+    responses.get(f"{DATA}/X", status=429, headers={"Retry-After": "7"})
+    responses.get(f"{DATA}/X", body=page([{"a": 1}]))
+    assert list(client.iter_rows(Query("X"))) == [{"a": 1}]
+    assert record.reported == [7.0] and sleeps == [7.0]
+    assert record.reads == 2, "read before each request"
+
+
+@responses.activate
+def test_a_worker_waits_while_another_was_told_to_wait() -> None:
+    record = SharedRecord(pause=12.0)
+    client, _, sleeps = make_client(throttle=record)
+    responses.get(f"{DATA}/X", body=page([{"a": 1}]))
+    assert list(client.iter_rows(Query("X"))) == [{"a": 1}]
+    assert sleeps == [12.0] and client.throttle_pauses == 1
+    assert record.reported == [], "it met no 429 itself"
+
+
+@responses.activate
+def test_no_time_left_to_wait_for_the_environment_is_throttled() -> None:
+    record = SharedRecord(pause=120.0)
+    client, _, sleeps = make_client(throttle=record, remaining_time=lambda: 60.0)
+    with pytest.raises(DynamicsThrottled, match="wait 120 s"):
+        list(client.iter_rows(Query("X")))
+    assert sleeps == [] and len(responses.calls) == 0
