@@ -48,9 +48,24 @@ def _base(name: str) -> str:
     return name.split(":", 1)[0]
 
 
+def _name_functions() -> dict[str, str]:
+    """Functions of the layer that build a step name: name -> the f-string's ``<State>:`` prefix."""
+    out: dict[str, str] = {}
+    for path in sorted(LAYER.rglob("*.py")):
+        for fn in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(fn, ast.FunctionDef) and fn.name.endswith("_step") and len(fn.body) >= 1:
+                ret = fn.body[-1]
+                if isinstance(ret, ast.Return) and isinstance(ret.value, ast.JoinedStr):
+                    first = ret.value.values[0]
+                    if isinstance(first, ast.Constant):
+                        out[fn.name] = str(first.value)
+    return out
+
+
 def layer_names() -> list[tuple[str, str]]:
     """(step name, where) for every ``record_step`` call of the layer; ``name`` ``$param`` for a parameter."""
     found: list[tuple[str, str]] = []
+    builders = _name_functions()
     for path in sorted(LAYER.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for fn in ast.walk(tree):
@@ -70,6 +85,10 @@ def layer_names() -> list[tuple[str, str]]:
                     prefix = str(arg.values[0].value)
                     assert prefix.endswith(":"), f"{where}: an f-string step name must be '<State>:{{item}}'"
                     found.append((prefix, where))
+                elif (
+                    isinstance(arg, ast.Call) and isinstance(arg.func, ast.Name) and arg.func.id in builders
+                ):  # a function that builds the name (e.g. gl_step -> "ExtractGL:{company}:{slice}")
+                    found.append((builders[arg.func.id], where))
                 elif _root(arg) in params:  # the step name (or the task ref) of the handler's event
                     found.append((f"${ast.unparse(arg)}", where))
                 else:

@@ -233,7 +233,7 @@ def extract_gl(
         str(next(iter(by_currency.values()))) if len(by_currency) == 1 else ("0" if not by_currency else None)
     )
     ctx.ledger.record_step(
-        ctx.run_id, step, "SUCCEEDED" if not more else "PARTIAL",
+        ctx.run_id, gl_step(company, slice_), "SUCCEEDED" if not more else "PARTIAL",
         {"part": part, "lines": staged.rows, "total": total, "by_currency": {c: str(v) for c, v in by_currency.items()},
          "more": more, "window": [lo.isoformat(), hi.isoformat()]}, attempt=part + 1,
     )  # fmt: skip
