@@ -83,7 +83,9 @@ def validate_period_format(fmt: str, *, setting: str = "mapping.actuals.period_f
     if "{" in _TOKEN.sub("", fmt) or "}" in _TOKEN.sub("", fmt):
         problems.append(f"{setting}: unbalanced brace in {fmt!r}")
     if not _MONTH_TOKENS.intersection(found):
-        problems.append(f"{setting}: {fmt!r} has no month token ({{mm}}, {{m}}, {{mon}}, {{Mon}}, {{MON}}, {{fp}} or {{fpp}})")
+        problems.append(
+            f"{setting}: {fmt!r} has no month token ({{mm}}, {{m}}, {{mon}}, {{Mon}}, {{MON}}, {{fp}} or {{fpp}})"
+        )
     if not _YEAR_TOKENS.intersection(found):
         problems.append(f"{setting}: {fmt!r} has no year token ({{yyyy}}, {{yy}}, {{fy}} or {{fyy}})")
     if problems:
