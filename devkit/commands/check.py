@@ -243,7 +243,9 @@ def stored_fingerprints(state: Path, connection: str) -> Fingerprints | None:
 # --- F&O -----------------------------------------------------------------------------------------------------
 
 
-def check_dynamics(cfg: Any, report: Report) -> None:
+def check_dynamics(cfg: Any, report: Report, fingerprints: Fingerprints | None = None) -> None:
+    """F&O's rows; with ``fingerprints`` (flow -> the last successful run's fingerprint item) the F&O drift
+    rows too."""
     from d365_anaplan.dynamics.client import connect
     from d365_anaplan.dynamics.odata import Query
     from d365_anaplan.secrets import SecretResolver
@@ -339,6 +341,33 @@ def check_dynamics(cfg: Any, report: Report) -> None:
         _attempt(report, sysname, "journal name", "create the journal name (General ledger > Journal setup > Journal "
                  "names, type Daily/Budget) in every company, or set dynamics.journal.journal_name", journal_names)  # fmt: skip
     check_plan_target(cfg, report, conn)
+    if fingerprints is not None:
+        check_fo_drift(cfg, reader, report, fingerprints)
+
+
+def check_fo_drift(cfg: Any, reader: Any, report: Report, fingerprints: Fingerprints) -> None:
+    """The F&O drift verdict each flow's run would reach (its first F&O step): WARN with the run's diff when
+    the integration format or the financial dimensions changed since the flow's last successful run."""
+    from d365_anaplan.steps.drift import REMEDY
+    from d365_anaplan.steps.fo_drift import Flow, fo_verdict, read_fo_fingerprint
+
+    flows: list[Flow] = ["actuals", "plans"] if cfg.mapping.plans.exports else ["actuals"]
+    for flow in flows:
+        stored, name = fingerprints(flow), f"F&O metadata drift ({flow})"
+        try:
+            lines = fo_verdict(stored, read_fo_fingerprint(cfg, reader, flow))
+        except Exception as exc:  # noqa: BLE001 - a read that fails is a row like the others
+            failure = exc
+            _attempt(report, "F&O", name, REMEDY, lambda: _raise(failure))  # noqa: B023 - called at once
+            continue
+        if lines:
+            report.add("F&O", name, WARN, "; ".join(lines), REMEDY)
+        elif stored is None or "fo" not in (stored.get("fingerprint") or {}):
+            report.add(
+                "F&O", name, PASS, "no F&O fingerprint recorded yet (the next successful run records it)"
+            )
+        else:
+            report.add("F&O", name, PASS, f"unchanged since run {stored.get('run_id')}")
 
 
 def check_plan_target(cfg: Any, report: Report, conn: Any) -> None:
@@ -514,10 +543,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = c.load_config(args)
     report = Report()
     print(f"checking connection {cfg.name!r} (read-only)…", flush=True)
+    stored = stored_fingerprints(c.state_dir(args), cfg.name)
     if args.only in (None, "anaplan"):
-        check_anaplan(cfg, report, stored_fingerprints(c.state_dir(args), cfg.name))
+        check_anaplan(cfg, report, stored)
     if args.only in (None, "dynamics"):
-        check_dynamics(cfg, report)
+        check_dynamics(cfg, report, stored)
     rows = [[ch.status, ch.system, ch.name, ch.detail] for ch in report.checks]
     c.table(rows, ["result", "system", "check", "detail"])
     warned = [ch for ch in report.checks if ch.status == WARN]  # drift: the run would stop on it
