@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2e_support import CONNECTION, assert_failed_cleanly, clear_journals, manual
+from e2e_support import assert_failed_cleanly, clear_journals, current_fingerprint, fo_entries, manual
 
 from devkit.commands.check import PASS, WARN, Report, check_dynamics
 from devkit.engine import LocalEngine
@@ -34,19 +34,13 @@ def fo(stack: Stack) -> Iterator[Any]:
         app.static.update(saved)
 
 
-def _fingerprint(engine: LocalEngine, flow: str) -> dict[str, Any] | None:
-    from d365_anaplan.ledger.drift import Fingerprints
-
-    return Fingerprints(engine.environment["LEDGER_TABLE"]).current(CONNECTION, flow)
-
-
 def _check(stack: Stack, engine: LocalEngine) -> dict[str, tuple[str, str, str]]:
     """check's F&O rows with the drift rows against the engine's ledger: name -> (status, detail, remedy)."""
     from d365_anaplan.config import parse_connection
 
     report = Report()
     check_dynamics(
-        parse_connection(copy.deepcopy(stack.connection())), report, lambda f: _fingerprint(engine, f)
+        parse_connection(copy.deepcopy(stack.connection())), report, lambda f: current_fingerprint(engine, f)
     )
     return {ch.name: (ch.status, ch.detail, ch.remedy) for ch in report.checks}
 
@@ -78,7 +72,7 @@ def test_actuals_stop_on_a_changed_ledger_format_before_writing_to_anaplan_and_a
 ) -> None:
     first = engine.run("ActualsFlow", manual(), timeout=300)
     assert first.status == "SUCCEEDED", first.output
-    recorded = _fingerprint(engine, "actuals")
+    recorded = current_fingerprint(engine, "actuals")
     assert recorded is not None
     assert recorded["fingerprint"]["fo"]["formats"]["ledger"] == {
         "name": fo_seed.LEDGER_FORMAT_NAME,
@@ -111,7 +105,7 @@ def test_actuals_stop_on_a_changed_ledger_format_before_writing_to_anaplan_and_a
         s for s in entered if s.startswith(("LoadLists", "UploadList", "PrepareActuals", "Upload"))
     ], entered
     assert _anaplan_state(stack) == before, "nothing written to Anaplan"
-    assert _fingerprint(engine, "actuals")["run_id"] == first.name, "a stopped run records nothing"  # type: ignore[index]
+    assert current_fingerprint(engine, "actuals")["run_id"] == first.name, "a stopped run records nothing"  # type: ignore[index]
 
     # the format is put back and a new financial dimension is added: accepted, the run completes
     with fo.lock:
@@ -123,7 +117,7 @@ def test_actuals_stop_on_a_changed_ledger_format_before_writing_to_anaplan_and_a
     assert_failed_cleanly(engine, stack, again, "MetadataDrift", "F&O financial dimensions: added 'Project'")
     accepted = engine.run("ActualsFlow", {**manual(), "accept_drift": True}, timeout=300)
     assert accepted.status == "SUCCEEDED", accepted.output
-    now = _fingerprint(engine, "actuals")
+    now = current_fingerprint(engine, "actuals")
     assert now is not None and now["run_id"] == accepted.name
     assert "Project" in now["fingerprint"]["fo"]["dimensions"]
     assert "F&O financial dimensions: added 'Project'" in now["accepted"]
@@ -137,7 +131,7 @@ def test_plans_stop_on_a_changed_journal_format_before_writing_to_f_and_o(
     clear_journals(stack)
     first = engine.run("PlansFlow", manual(), timeout=300)
     assert first.status == "SUCCEEDED", first.output
-    recorded = _fingerprint(engine, "plans")
+    recorded = current_fingerprint(engine, "plans")
     assert recorded is not None and "fo" in recorded["fingerprint"]
     (kind,) = recorded["fingerprint"]["fo"]["formats"]
     fmt_type = BUDGET if kind == "budget" else LEDGER
@@ -149,17 +143,12 @@ def test_plans_stop_on_a_changed_journal_format_before_writing_to_f_and_o(
     expected = f"F&O {kind} dimension format {name!r}: segments {segments} -> {swapped}"
     assert _check(stack, engine)["F&O metadata drift (plans)"][:2] == (WARN, expected)
 
-    held = (len(fo.budget_headers), len(fo.budget_lines), len(fo.journal_headers), len(fo.journal_lines))
+    held = fo_entries(stack)
     stopped = engine.run("PlansFlow", manual(), timeout=300)
     assert_failed_cleanly(engine, stack, stopped, "MetadataDrift", expected)
     assert "WriteJournals" not in stopped.states_entered(), "no journal may be written"
-    assert (
-        len(fo.budget_headers),
-        len(fo.budget_lines),
-        len(fo.journal_headers),
-        len(fo.journal_lines),
-    ) == held
-    assert _fingerprint(engine, "plans")["run_id"] == first.name  # type: ignore[index]
+    assert fo_entries(stack) == held, "nothing written to F&O"
+    assert current_fingerprint(engine, "plans")["run_id"] == first.name  # type: ignore[index]
 
     with fo.lock:
         _active(fo, fmt_type)["FinancialDimensionFormat"] = "-".join(segments)
@@ -167,7 +156,7 @@ def test_plans_stop_on_a_changed_journal_format_before_writing_to_f_and_o(
     clear_journals(stack)
     accepted = engine.run("PlansFlow", {**manual(), "accept_drift": True}, timeout=300)
     assert accepted.status == "SUCCEEDED", accepted.output
-    now = _fingerprint(engine, "plans")
+    now = current_fingerprint(engine, "plans")
     assert (
         now is not None
         and now["run_id"] == accepted.name
