@@ -205,25 +205,34 @@ def check_drift(cfg: Any, client: Any, report: Report, fingerprints: Fingerprint
     """The drift verdict each flow's run would reach (issue 12, item 6): WARN with the run's diff when the model
     metadata changed since the flow's last successful run (the run stops with MetadataDrift unless started
     with --accept-drift); the exit code is then 1, as the run would fail."""
-    from d365_anaplan.steps.drift import REMEDY, Flow, read_fingerprint, verdict
+    from d365_anaplan.steps.drift import read_fingerprint, verdict
 
-    flows: list[Flow] = ["actuals", "plans"] if cfg.mapping.plans.exports else ["actuals"]
-    for flow in flows:
-        stored, name = fingerprints(flow), f"metadata drift ({flow})"
+    _drift_rows(cfg, report, "Anaplan", "metadata drift", fingerprints,
+                lambda flow, stored: verdict(cfg, flow, stored, read_fingerprint(cfg, client, flow)))  # fmt: skip
+
+
+def _drift_rows(cfg: Any, report: Report, system: str, title: str, fingerprints: Fingerprints,
+                lines_of: Callable[[Any, dict[str, Any] | None], list[str]], part: str | None = None) -> None:  # fmt: skip
+    """One drift row per flow: WARN with the diff, else PASS (``part``: the fingerprint part compared)."""
+    from d365_anaplan.steps.drift import REMEDY
+
+    for flow in ["actuals", "plans"] if cfg.mapping.plans.exports else ["actuals"]:
+        stored, name = fingerprints(flow), f"{title} ({flow})"
         try:
-            lines = verdict(cfg, flow, stored, read_fingerprint(cfg, client, flow))
+            lines = lines_of(flow, stored)
         except Exception as exc:  # noqa: BLE001 - a read that fails is a row like the others
             failure = exc
-            _attempt(report, "Anaplan", name, REMEDY, lambda: _raise(failure))  # noqa: B023 - called at once
+            _attempt(report, system, name, REMEDY, lambda: _raise(failure))  # noqa: B023 - called at once
             continue
+        recorded = stored is not None and (part is None or part in (stored.get("fingerprint") or {}))
         if lines:
-            report.add("Anaplan", name, WARN, "; ".join(lines), REMEDY)
-        elif stored is None:
+            report.add(system, name, WARN, "; ".join(lines), REMEDY)
+        elif not recorded:
             report.add(
-                "Anaplan", name, PASS, "no fingerprint recorded yet (the first successful run records it)"
+                system, name, PASS, "no fingerprint recorded yet (the first successful run records it)"
             )
         else:
-            report.add("Anaplan", name, PASS, f"unchanged since run {stored.get('run_id')}")
+            report.add(system, name, PASS, f"unchanged since run {stored.get('run_id')}")  # type: ignore[union-attr]
 
 
 def _raise(exc: BaseException) -> str:
@@ -247,7 +256,9 @@ def stored_fingerprints(state: Path, connection: str) -> Fingerprints | None:
 # --- F&O -----------------------------------------------------------------------------------------------------
 
 
-def check_dynamics(cfg: Any, report: Report) -> None:
+def check_dynamics(cfg: Any, report: Report, fingerprints: Fingerprints | None = None) -> None:
+    """F&O's rows; with ``fingerprints`` (flow -> the last successful run's fingerprint item) the F&O drift
+    rows too."""
     from d365_anaplan.dynamics.client import connect
     from d365_anaplan.dynamics.odata_shapes import Query
     from d365_anaplan.secrets import SecretResolver
@@ -344,6 +355,17 @@ def check_dynamics(cfg: Any, report: Report) -> None:
         _attempt(report, sysname, "journal name", "create the journal name (General ledger > Journal setup > Journal "
                  "names, type Daily/Budget) in every company, or set dynamics.journal.journal_name", journal_names)  # fmt: skip
     check_plan_target(cfg, report, conn)
+    if fingerprints is not None:
+        check_fo_drift(cfg, reader, report, fingerprints)
+
+
+def check_fo_drift(cfg: Any, reader: Any, report: Report, fingerprints: Fingerprints) -> None:
+    """The F&O drift verdict each flow's run would reach (its first F&O step): WARN with the run's diff when
+    the integration format or the financial dimensions changed since the flow's last successful run."""
+    from d365_anaplan.steps.fo_drift import PART, fo_verdict, read_fo_fingerprint
+
+    _drift_rows(cfg, report, "F&O", "F&O metadata drift", fingerprints,
+                lambda flow, stored: fo_verdict(stored, read_fo_fingerprint(cfg, reader, flow)), PART)  # fmt: skip
 
 
 def check_plan_target(cfg: Any, report: Report, conn: Any) -> None:
@@ -571,10 +593,11 @@ def run(args: argparse.Namespace) -> int:
     from d365_anaplan.steps.mapping import MapSource
 
     maps = MapSource(base_dir=Path(args.config).resolve().parent)  # CSV maps: relative to the config file
+    stored = stored_fingerprints(c.state_dir(args), cfg.name)
     if args.only in (None, "anaplan"):
-        check_anaplan(cfg, report, maps, stored_fingerprints(c.state_dir(args), cfg.name))
+        check_anaplan(cfg, report, maps, stored)
     if args.only in (None, "dynamics"):
-        check_dynamics(cfg, report)
+        check_dynamics(cfg, report, stored)
     if args.only is None:
         check_mappings(cfg, report, maps)
     rows = [[ch.status, ch.system, ch.name, ch.detail] for ch in report.checks]

@@ -19,6 +19,7 @@ class DownloadedExport(BaseModel):
 class PlanEvent(StepEvent):
     exports: list[DownloadedExport] = Field(min_length=1)
     periods: list[str] = Field(min_length=1)
+    accept_drift: bool = False  # the run accepts changed F&O metadata and records the new fingerprint
 
 
 class PlanOutput(StepOutput):
@@ -31,7 +32,7 @@ class PlanOutput(StepOutput):
 
 @step(PlanEvent, PlanOutput)
 def lambda_handler(ctx: StepContext, ev: PlanEvent) -> dict[str, Any]:
-    return plan_journals(ctx, [e.model_dump() for e in ev.exports], ev.periods)
+    return plan_journals(ctx, [e.model_dump() for e in ev.exports], ev.periods, ev.accept_drift)
 
 
 EVENT_MODEL = PlanEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)

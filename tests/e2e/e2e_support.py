@@ -190,6 +190,13 @@ def assert_plans_match(stack: Stack, periods: Iterable[str] = PERIODS) -> None:
     assert unbalanced_vouchers(stack) == [], "every voucher must balance"
 
 
+def fo_entries(stack: Stack) -> tuple[int, int, int, int]:
+    """How many budget register entries and lines, ledger journals and lines the F&O sandbox holds."""
+    fo = stack.dynamics.app
+    with fo.lock:
+        return len(fo.budget_headers), len(fo.budget_lines), len(fo.journal_headers), len(fo.journal_lines)
+
+
 def clear_journals(stack: Stack) -> None:
     fo = stack.dynamics.app
     with fo.lock:
@@ -216,6 +223,13 @@ def ledger(engine: LocalEngine) -> Any:
     from d365_anaplan.ledger.audit import RunLedger
 
     return RunLedger(engine.environment["LEDGER_TABLE"])
+
+
+def current_fingerprint(engine: LocalEngine, flow: str) -> dict[str, Any] | None:
+    """The metadata fingerprint item of the flow's last successful run in the engine's ledger (drift)."""
+    from d365_anaplan.ledger.drift import Fingerprints
+
+    return Fingerprints(engine.environment["LEDGER_TABLE"]).current(CONNECTION, flow)
 
 
 def forget_fingerprints(engine: LocalEngine) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2e_support import CONNECTION, assert_failed_cleanly, clear_journals, manual
+from e2e_support import assert_failed_cleanly, clear_journals, current_fingerprint, fo_entries, manual
 
 from devkit.commands.check import PASS, WARN, Report, check_anaplan
 from devkit.engine import LocalEngine
@@ -44,19 +44,13 @@ def model(stack: Stack) -> Iterator[Any]:
         centres.members.pop(EXTRA, None)
 
 
-def _fingerprint(engine: LocalEngine, flow: str) -> dict[str, Any] | None:
-    from d365_anaplan.ledger.drift import Fingerprints
-
-    return Fingerprints(engine.environment["LEDGER_TABLE"]).current(CONNECTION, flow)
-
-
 def _check(stack: Stack, engine: LocalEngine) -> dict[str, tuple[str, str, str]]:
     """check's Anaplan rows (with the drift rows against the engine's ledger): name -> (status, detail, remedy)."""
     from d365_anaplan.config import parse_connection
 
     report = Report()
     check_anaplan(
-        parse_connection(copy.deepcopy(stack.connection())), report, lambda f: _fingerprint(engine, f)
+        parse_connection(copy.deepcopy(stack.connection())), report, lambda f: current_fingerprint(engine, f)
     )
     return {ch.name: (ch.status, ch.detail, ch.remedy) for ch in report.checks}
 
@@ -73,11 +67,11 @@ def test_actuals_stop_on_drift_before_reading_anything_and_accept_drift_records_
     engine: LocalEngine, stack: Stack, model: Any
 ) -> None:
     app = stack.anaplan.app
-    assert _fingerprint(engine, "actuals") is None
+    assert current_fingerprint(engine, "actuals") is None
     assert _check(stack, engine)["metadata drift (actuals)"][0] == PASS
     first = engine.run("ActualsFlow", manual(), timeout=300)
     assert first.status == "SUCCEEDED", first.output  # no fingerprint yet: passes and records
-    recorded = _fingerprint(engine, "actuals")
+    recorded = current_fingerprint(engine, "actuals")
     assert recorded is not None and recorded["run_id"] == first.name
     assert EXTRA in recorded["fingerprint"]["lists"]["Cost Centres"]["members"]
     assert _check(stack, engine)["metadata drift (actuals)"] == (
@@ -109,11 +103,11 @@ def test_actuals_stop_on_drift_before_reading_anything_and_accept_drift_records_
         "nothing written to Anaplan"
     )
     assert sum(stack.dynamics.server.requests.values()) == fo_requests, "nothing read from F&O"
-    assert _fingerprint(engine, "actuals")["run_id"] == first.name, "a stopped run records nothing"
+    assert current_fingerprint(engine, "actuals")["run_id"] == first.name, "a stopped run records nothing"  # type: ignore[index]
 
     accepted = engine.run("ActualsFlow", {**manual(), "accept_drift": True}, timeout=300)
     assert accepted.status == "SUCCEEDED", accepted.output
-    now = _fingerprint(engine, "actuals")
+    now = current_fingerprint(engine, "actuals")
     assert now is not None and now["run_id"] == accepted.name and now["previous_run_id"] == first.name
     assert any("order changed" in line for line in now["accepted"]), now["accepted"]
     assert EXTRA not in now["fingerprint"]["lists"]["Cost Centres"]["members"]
@@ -127,11 +121,10 @@ def test_actuals_stop_on_drift_before_reading_anything_and_accept_drift_records_
 def test_plans_stop_on_a_changed_export_layout_before_running_it(
     engine: LocalEngine, stack: Stack, model: Any
 ) -> None:
-    fo = stack.dynamics.app
     clear_journals(stack)
     first = engine.run("PlansFlow", manual(), timeout=300)
     assert first.status == "SUCCEEDED", first.output
-    assert _fingerprint(engine, "plans")["run_id"] == first.name  # type: ignore[index]
+    assert current_fingerprint(engine, "plans")["run_id"] == first.name  # type: ignore[index]
 
     with stack.anaplan.app._lock:  # the export's row columns in another order (still readable by name)
         exp = _export(model, BUDGET)
@@ -139,24 +132,19 @@ def test_plans_stop_on_a_changed_export_layout_before_running_it(
     status, detail, _remedy = _check(stack, engine)["metadata drift (plans)"]
     assert status == WARN and f"export {BUDGET!r} layout: order changed" in detail, (status, detail)
 
-    held = (len(fo.budget_headers), len(fo.budget_lines), len(fo.journal_headers), len(fo.journal_lines))
+    held = fo_entries(stack)
     stopped = engine.run("PlansFlow", manual(), timeout=300)
     assert_failed_cleanly(engine, stack, stopped, "MetadataDrift", detail)
     assert "RunExports" not in stopped.states_entered(), "no export may run"
-    assert (
-        len(fo.budget_headers),
-        len(fo.budget_lines),
-        len(fo.journal_headers),
-        len(fo.journal_lines),
-    ) == held
+    assert fo_entries(stack) == held, "nothing written to F&O"
 
     accepted = engine.run("PlansFlow", {**manual(), "accept_drift": True}, timeout=300)
     assert accepted.status == "SUCCEEDED", accepted.output
-    assert _fingerprint(engine, "plans")["run_id"] == accepted.name  # type: ignore[index]
+    assert current_fingerprint(engine, "plans")["run_id"] == accepted.name  # type: ignore[index]
     assert _check(stack, engine)["metadata drift (plans)"][0] == PASS
 
 
 def test_a_dry_run_records_no_fingerprint(engine: LocalEngine, stack: Stack, model: Any) -> None:
     result = engine.run("ActualsFlow", {**manual(), "dry_run": True}, timeout=300)
     assert result.status == "SUCCEEDED", result.output
-    assert _fingerprint(engine, "actuals") is None
+    assert current_fingerprint(engine, "actuals") is None

@@ -11,7 +11,13 @@ A fingerprint is plain JSON (it is stored in the ledger)::
     {"imports": {"Load GL Actuals": ["Company", "Account", ...]},     # headerNames, in order
      "exports": {"Export Approved Budget": ["Entity", "Account", ...]},  # header row (row columns only
                                                                       #  for time-in-columns layouts)
-     "lists":   {"Cost Centres": {"count": 12, "sha256": "…", "members": ["CC100", …]}}}
+     "lists":   {"Cost Centres": {"count": 12, "sha256": "…", "members": ["CC100", …]}},
+     "fo":      {"formats": {"ledger": {"name": "LedgerFormat", "segments": ["MainAccount", …]}},
+                 "dimensions": ["BusinessUnit", "CostCenter", …]}}
+
+The ``fo`` part (F&O's active integration format(s) the flow relies on and its financial dimension names) is
+read by the first step that runs under the Dynamics role (``steps/fo_drift.py``), before anything is written,
+and added to the fingerprint the run's pre-check staged; :func:`fo_diff` compares it.
 
 Members are kept sorted and in full up to :data:`MAX_MEMBERS` codes (enough for a diff); a longer list keeps
 its count and hash only, and its diff says how many members it has now. Only items present in both
@@ -60,6 +66,11 @@ def digest(fp: Fingerprint) -> str:
     """One hash of a whole fingerprint (stored beside it; equal fingerprints have equal digests)."""
     parts = [f"{s}:{k}:{'|'.join(v)}" for s, _, _ in SECTIONS for k, v in sorted(fp.get(s, {}).items())]
     parts += [f"lists:{k}:{v.get('sha256')}" for k, v in sorted(fp.get("lists", {}).items())]
+    fo = fp.get("fo") or {}
+    parts += [f"fo:{k}:{v.get('name')}:{'|'.join(v.get('segments', []))}"
+              for k, v in sorted(fo.get("formats", {}).items())]  # fmt: skip
+    if "dimensions" in fo:
+        parts.append(f"fo:dimensions:{'|'.join(fo['dimensions'])}")
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
 
 
@@ -109,4 +120,42 @@ def diff(old: Fingerprint, new: Fingerprint) -> list[str]:
         change = _members_change(before_lists[name], after_lists[name])
         if change:
             lines.append(f"list {name!r}: {change}")
+    return lines
+
+
+def fo_entry(formats: Mapping[str, tuple[str, Sequence[str]]], dimensions: Iterable[str]) -> dict[str, Any]:
+    """The F&O part of a fingerprint: ``formats`` kind (``ledger``/``budget``) -> (format name, segments in
+    order), and the financial dimension names (sorted)."""
+    return {
+        "formats": {
+            k: {"name": str(n), "segments": [str(s) for s in segs]} for k, (n, segs) in formats.items()
+        },
+        "dimensions": sorted({str(d) for d in dimensions}),
+    }
+
+
+def fo_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[str]:
+    """One readable line per F&O change (formats, then dimension names); empty when nothing changed or when
+    ``old`` has no F&O part (recorded before F&O fingerprints existed)."""
+    if not old:
+        return []
+    lines = []
+    before, after = old.get("formats", {}), new.get("formats", {})
+    for kind in sorted(set(before) & set(after)):
+        was, now = before[kind], after[kind]
+        if was.get("name") == now.get("name") and list(was.get("segments", [])) == list(
+            now.get("segments", [])
+        ):
+            continue
+        name = repr(was.get("name"))
+        if was.get("name") != now.get("name"):
+            name += f" -> {now.get('name')!r}"
+        lines.append(f"F&O {kind} dimension format {name}: segments {list(was.get('segments', []))} -> "
+                     f"{list(now.get('segments', []))}")  # fmt: skip
+    if "dimensions" in old and "dimensions" in new:
+        had, has = set(old["dimensions"]), set(new["dimensions"])
+        changes = (("added", sorted(has - had)), ("removed", sorted(had - has)))
+        parts = [f"{verb} {_names(names)}" for verb, names in changes if names]
+        if parts:
+            lines.append(f"F&O financial dimensions: {', '.join(parts)}")
     return lines

@@ -15,12 +15,15 @@ token     meaning                                                     March 2025
 {fy}      fiscal year, 4 digits (named by the year it ends in)        2025
 {fyy}     fiscal year, 2 digits (parsed as 20yy)                      25
 {q}       fiscal quarter 1-4                                          3
+{fp}      fiscal period (month of the fiscal year) 1-12               9
+{fpp}     fiscal period, 2 digits                                     09
 ========  ==========================================================  ===============
 
 Examples: ``"{Mon} {yy}"`` -> ``Mar 25`` (Anaplan's default month time-period display), ``"FY{fyy} {Mon}"``
--> ``FY25 Mar``, ``"{yyyy}-{mm}"`` -> ``2025-03``, ``"{MON}{yyyy}"`` -> ``MAR2025``.
+-> ``FY25 Mar``, ``"{yyyy}-{mm}"`` -> ``2025-03``, ``"{MON}{yyyy}"`` -> ``MAR2025``, ``"FY{fyy} P{fpp}"`` ->
+``FY25 P09`` (a fiscal year starting in July; the same {fp}/{fpp} as ``ledger.fiscal_period_format``).
 
-A format must name the month (one of the month tokens) and a year ({yyyy}, {yy}, {fy} or {fyy}); otherwise a
+A format must name the month (one of the month tokens or a fiscal period) and a year ({yyyy}, {yy}, {fy} or {fyy}); otherwise a
 label would not identify a single period. :func:`parse_period_label` is exact: the label must be precisely
 what :func:`format_period` writes for some month (same case, same padding, same literal text).
 """
@@ -33,6 +36,7 @@ from functools import lru_cache
 
 from d365_anaplan.errors import BadInputData, ConfigError
 from d365_anaplan.flows.calendar import (
+    fiscal_month,
     fiscal_quarter,
     fiscal_year,
     month_start,
@@ -41,8 +45,8 @@ from d365_anaplan.flows.calendar import (
 )
 
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-TOKENS = ("yyyy", "yy", "mm", "m", "mon", "Mon", "MON", "fy", "fyy", "q")
-_MONTH_TOKENS = frozenset({"mm", "m", "mon", "Mon", "MON"})
+TOKENS = ("yyyy", "yy", "mm", "m", "mon", "Mon", "MON", "fy", "fyy", "q", "fp", "fpp")
+_MONTH_TOKENS = frozenset({"mm", "m", "mon", "Mon", "MON", "fp", "fpp"})
 _YEAR_TOKENS = frozenset({"yyyy", "yy", "fy", "fyy"})
 _TOKEN = re.compile(r"\{([^{}]*)\}")
 
@@ -57,6 +61,8 @@ _TOKEN_PATTERN: dict[str, str] = {
     "fy": r"[0-9]{4}",
     "fyy": r"[0-9]{2}",
     "q": r"[1-4]",
+    "fp": r"1[0-2]|[1-9]",
+    "fpp": r"0[1-9]|1[0-2]",
 }
 
 
@@ -77,7 +83,9 @@ def validate_period_format(fmt: str, *, setting: str = "mapping.actuals.period_f
     if "{" in _TOKEN.sub("", fmt) or "}" in _TOKEN.sub("", fmt):
         problems.append(f"{setting}: unbalanced brace in {fmt!r}")
     if not _MONTH_TOKENS.intersection(found):
-        problems.append(f"{setting}: {fmt!r} has no month token ({{mm}}, {{m}}, {{mon}}, {{Mon}} or {{MON}})")
+        problems.append(
+            f"{setting}: {fmt!r} has no month token ({{mm}}, {{m}}, {{mon}}, {{Mon}}, {{MON}}, {{fp}} or {{fpp}})"
+        )
     if not _YEAR_TOKENS.intersection(found):
         problems.append(f"{setting}: {fmt!r} has no year token ({{yyyy}}, {{yy}}, {{fy}} or {{fyy}})")
     if problems:
@@ -98,6 +106,8 @@ def _values(d: date, fiscal_start: int) -> dict[str, str]:
         "fy": f"{fy:04d}",
         "fyy": f"{fy % 100:02d}",
         "q": str(fiscal_quarter(d, fiscal_start)),
+        "fp": str(fiscal_month(d, fiscal_start)),
+        "fpp": f"{fiscal_month(d, fiscal_start):02d}",
     }
 
 
@@ -137,7 +147,7 @@ def parse_period_label(label: str, fmt: str, fiscal_start: int = 1) -> date:
         raise BadInputData(problem)
     # A token used twice keeps its last value; the round trip below catches contradictions.
     got = dict(zip(names, match.groups(), strict=True))
-    month = _month_of(got)
+    month = _month_of(got, fiscal_start)
     if "yyyy" in got:
         d = date(int(got["yyyy"]), month, 1)
     elif "yy" in got:
@@ -154,11 +164,14 @@ def parse_period_label(label: str, fmt: str, fiscal_start: int = 1) -> date:
     return d
 
 
-def _month_of(got: dict[str, str]) -> int:
+def _month_of(got: dict[str, str], fiscal_start: int) -> int:
     for name in ("mm", "m"):
         if name in got:
             return int(got[name])
     for name in ("mon", "Mon", "MON"):
         if name in got:
             return MONTHS.index(got[name].lower()) + 1
+    for name in ("fpp", "fp"):
+        if name in got:  # the n-th month of a fiscal year starting in month fiscal_start
+            return (fiscal_start - 1 + int(got[name]) - 1) % 12 + 1
     raise AssertionError("validated formats always have a month token")

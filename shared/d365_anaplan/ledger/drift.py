@@ -62,6 +62,25 @@ class Fingerprints(LedgerTable):
         put_all(self.client, self.table_name, [to_item(item)])
         return value
 
+    def stage_part(self, connection: str, flow: str, run_id: str, part: str, value: Any, *,
+                   accepted: list[str]) -> str | None:  # fmt: skip
+        """Add ``part`` (e.g. the F&O part, read by a later step under another role) to the fingerprint run
+        ``run_id`` staged, with the drift it accepted; returns the new digest. None when the run staged none
+        (a replay skips the pre-check): then nothing is staged, so its close keeps the current fingerprint.
+        A retried step writes the same item again."""
+        staged = self._get(connection, flow, f"RUN#{run_id}")
+        if staged is None:
+            return None
+        fp: Fingerprint = {**dict(staged.get("fingerprint") or {}), part: value}
+        kept = [line for line in staged.get("accepted") or [] if not line.startswith("F&O ")]
+        now = self._clock()
+        value_digest = digest(fp)
+        item = {"pk": drift_pk(connection, flow), "sk": f"RUN#{run_id}", "fingerprint": fp,
+                "digest": value_digest, "run_id": run_id, "recorded_at": iso(now), "accepted": kept + accepted,
+                "ttl": epoch_seconds(now + timedelta(days=STAGED_DAYS))}  # fmt: skip
+        put_all(self.client, self.table_name, [to_item(item)])
+        return value_digest
+
     def promote(self, connection: str, flow: str, run_id: str) -> bool:
         """Make run ``run_id``'s staged fingerprint the current one (False when it staged none)."""
         staged = self._get(connection, flow, f"RUN#{run_id}")

@@ -104,9 +104,15 @@ def _stage_list(
     return {"action": spec.import_action, "key": key, "rows": count}
 
 
-def extract_master_data(ctx: StepContext) -> dict[str, Any]:
+def extract_master_data(ctx: StepContext, accept_drift: bool = False) -> dict[str, Any]:
     """Main accounts (those in the actuals scope), legal entities and the configured dimensions' values, one
-    list file per import, in Anaplan codes (value maps applied; codes merged by a map are written once)."""
+    list file per import, in Anaplan codes (value maps applied; codes merged by a map are written once).
+
+    First the F&O part of drift detection (``steps/fo_drift.py``): this is the first step of the flow under
+    the Dynamics role, before the list and actuals loads write anything to Anaplan."""
+    from d365_anaplan.steps.fo_drift import check_fo_drift
+
+    accepted = check_fo_drift(ctx, "actuals", accept_drift)
     m = ctx.cfg.mapping
     reader = ctx.dynamics.reader
     maps = step_value_maps(ctx)
@@ -173,7 +179,10 @@ def extract_master_data(ctx: StepContext) -> dict[str, Any]:
             )
         )
     ctx.ledger.record_step(
-        ctx.run_id, "ExtractMasterData", "SUCCEEDED", {"imports": imports, "caveats": caveats}
+        ctx.run_id,
+        "ExtractMasterData",
+        "SUCCEEDED",
+        {"imports": imports, "caveats": caveats, "accepted_drift": accepted},
     )
     return {"imports": imports, "caveats": caveats}
 

@@ -61,8 +61,12 @@ def _get_json(ctx: StepContext, key: str) -> Any:
         body.close()
 
 
-def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list[str]) -> dict[str, Any]:
+def plan_journals(
+    ctx: StepContext, exports: list[dict[str, Any]], periods: list[str], accept_drift: bool = False
+) -> dict[str, Any]:
     """Parse and validate every downloaded export, align with F&O, and stage the journals' line batches.
+
+    First the F&O part of drift detection (``steps/fo_drift.py``), before any journal is written.
 
     ``exports`` are ``{"action": <export name>, "file_key": <staged file>}``. Returns the batches the
     state machine writes one by one, and the key of the approved totals used by reconciliation.
@@ -72,6 +76,9 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
     wanted = m.plans.dimensions
     dims = [d for d in m.dimensions if wanted is None or d.name in wanted]
     months = [parse_period(p, field="periods") for p in periods]
+    from d365_anaplan.steps.fo_drift import check_fo_drift
+
+    check_fo_drift(ctx, "plans", accept_drift)
     reader = ctx.dynamics.reader
     budget = cfg.dynamics.journal.target == "budget_register"
     fmt = reader.budget_format() if budget else reader.ledger_format()

@@ -80,3 +80,34 @@ def test_invalid_formats_are_config_errors(fmt: str) -> None:
 
 def test_format_uses_month_of_any_day() -> None:
     assert format_period(date(2025, 3, 31), "{yyyy}-{mm}") == "2025-03"
+
+
+@pytest.mark.parametrize(
+    ("d", "start", "expected"),
+    [
+        (date(2026, 7, 1), 7, "FY27 P01"),  # July opens FY27 (named by the year it ends in)
+        (date(2026, 12, 1), 7, "FY27 P06"),
+        (date(2027, 6, 1), 7, "FY27 P12"),
+        (date(2027, 7, 1), 7, "FY28 P01"),
+        (date(2025, 3, 1), 1, "FY25 P03"),
+        (date(2025, 3, 1), 4, "FY25 P12"),
+    ],
+)
+def test_fiscal_period_token_labels(d: date, start: int, expected: str) -> None:
+    assert format_period(d, "FY{fyy} P{fpp}", start) == expected
+    assert parse_period_label(expected, "FY{fyy} P{fpp}", start) == d
+
+
+@pytest.mark.parametrize("fmt", ["FY{fyy} P{fpp}", "{fy}.{fp}", "P{fp} {yyyy}"])
+@pytest.mark.parametrize("start", [1, 4, 7, 10])
+def test_fiscal_period_round_trip(fmt: str, start: int) -> None:
+    for i in range(36):
+        d = add_months(date(2023, 1, 1), i)
+        assert parse_period_label(format_period(d, fmt, start), fmt, start) == d
+
+
+@pytest.mark.parametrize(("label", "fmt"), [("FY27 P13", "FY{fyy} P{fpp}"), ("FY27 P1", "FY{fyy} P{fpp}"),
+                                            ("FY27 P01", "FY{fyy} P{fp}")])  # fmt: skip
+def test_fiscal_period_token_is_exact(label: str, fmt: str) -> None:
+    with pytest.raises(BadInputData):
+        parse_period_label(label, fmt, 7)

@@ -62,3 +62,23 @@ def test_flows_and_connections_are_separate(store: Fingerprints) -> None:
     assert store.current("other", "actuals") is None
     with pytest.raises(ValueError, match="non-empty"):
         store.current("", "actuals")
+
+
+def test_the_f_and_o_part_joins_the_staged_fingerprint_and_is_promoted_with_it(store: Fingerprints) -> None:
+    fo = {"formats": {"ledger": {"name": "LF", "segments": ["MainAccount"]}}, "dimensions": ["CostCenter"]}
+    store.stage("acme", "actuals", "run-1", FP1, accepted=["list 'Cost Centres': 1 removed: CC900"])
+    value = store.stage_part("acme", "actuals", "run-1", "fo", fo, accepted=["F&O financial dimensions: x"])
+    assert value == digest({**FP1, "fo": fo}) != digest(FP1)
+    again = store.stage_part("acme", "actuals", "run-1", "fo", fo, accepted=["F&O financial dimensions: x"])
+    assert again == value  # a retried step writes the same
+    assert store.promote("acme", "actuals", "run-1")
+    got = store.current("acme", "actuals")
+    assert got is not None
+    assert got["fingerprint"] == {**FP1, "fo": fo}
+    assert got["accepted"] == ["list 'Cost Centres': 1 removed: CC900", "F&O financial dimensions: x"]
+
+
+def test_a_run_that_staged_nothing_stages_no_f_and_o_part(store: Fingerprints) -> None:
+    fo = {"formats": {}, "dimensions": []}
+    assert store.stage_part("acme", "plans", "replay-1", "fo", fo, accepted=[]) is None
+    assert store.promote("acme", "plans", "replay-1") is False
