@@ -980,6 +980,12 @@ class AnaplanSandbox:
             req, "list", "lists", [{"id": lst.id, "name": lst.name} for lst in self.seed.lists.values()]
         )
 
+    def _r_model_calendar(self, req: Request) -> Response:
+        from devkit.sandbox.anaplan.calendar import fiscal_year_body
+
+        body = fiscal_year_body(self.seed.fiscal_year_start_month, self.seed.today)
+        return self._ok(req, "modelCalendar", {"modelCalendar": body})
+
     def _find_list(self, list_id: str) -> ListDef | None:
         return next((lst for lst in self.seed.lists.values() if lst.id == list_id), None)
 
@@ -1523,6 +1529,7 @@ _ROUTES.extend(
         ("GET", "/lists/?", "lists"),
         ("GET", f"/lists/{_ID}/items", "list_items"),
         ("GET", "/modules/?", "modules"),
+        ("GET", "/modelCalendar", "model_calendar"),
         ("POST", f"/files/{_ID}", "file_post"),
         ("PUT", f"/files/{_ID}", "file_put"),
         ("GET", f"/files/{_ID}", "file_get"),

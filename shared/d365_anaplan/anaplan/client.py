@@ -9,6 +9,7 @@ and the file transfer, plus metadata and list members.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, TypeVar, Unpack
 
 import requests
@@ -205,6 +206,37 @@ class AnaplanClient:
 
     def find_list(self, name_or_id: str) -> ListInfo:
         return self._find("lists", ListInfo, name_or_id, "list")
+
+    def import_catalogue(self) -> list[ImportInfo]:
+        """Every import action of the model (``GET …/imports``)."""
+        return self._parse_all("imports", ImportInfo)
+
+    def export_catalogue(self) -> list[ExportInfo]:
+        """Every export action of the model (``GET …/exports``)."""
+        return self._parse_all("exports", ExportInfo)
+
+    def list_catalogue(self) -> list[ListInfo]:
+        """Every list of the model (``GET …/lists``)."""
+        return self._parse_all("lists", ListInfo)
+
+    def _parse_all(self, collection: str, model: type[T]) -> list[T]:
+        call = f"GET {self.model_path}/{collection}"
+        return [self.transport.parse(model, r, call, f"model {self.model_id}") for r in self._catalogue(collection)]
+
+    def fiscal_year_start(self) -> date | None:
+        """First day of the model's current fiscal year (``GET …/modelCalendar``; Workspace Administrator);
+        None when the calendar has no fiscal year (e.g. Weeks: General)."""
+        path = f"{self.model_path}/modelCalendar"
+        body = self.transport.json("GET", path, call=f"GET {path}", obj=f"model {self.model_id}")
+        calendar = body.get("modelCalendar") or {}
+        year = calendar.get("fiscalYear") if isinstance(calendar, dict) else None
+        start = year.get("startDate") if isinstance(year, dict) else None
+        if not isinstance(start, str) or not start:
+            return None
+        try:
+            return date.fromisoformat(start[:10])
+        except ValueError:
+            raise AnaplanError(f"GET {path}: fiscalYear.startDate {start[:40]!r} is not a date") from None
 
     def import_metadata(self, import_id: str) -> ImportMetadata:
         path = f"{self.model_path}/imports/{import_id}"
