@@ -294,6 +294,9 @@ class _Builder:
                         f"list {lst!r} has member {blank!r} for lines without a {dim}")  # fmt: skip
                 self.value_map(dim, lst, [v for v, _d in self.fo.dimension_values.get(dim, [])],
                                dict(self.fo.dimension_values.get(dim, [])), blank)  # fmt: skip
+                if dim in self.maps and entry.pop("list_import", None):
+                    self.pick(f"mapping.dimensions[{dim}].list_import", None, "medium",
+                              f"list {lst!r} holds the model's own members (a value map): F&O's values are not loaded into it")  # fmt: skip
             else:
                 self.unsure(f"mapping.dimensions[{dim}].list_name: no Anaplan list named like {column!r}; "
                             "alignment of its values is not checked")  # fmt: skip
@@ -594,20 +597,51 @@ class _Builder:
                        {c: self.fo.legal_entities.get(c, c) for c in self.fo.companies})  # fmt: skip
 
     def scopes(self, mapping: dict[str, Any]) -> None:
+        """An actuals scope when the model's account list holds only part of F&O's chart: by account type when
+        the members are exactly the accounts of some types, else by ranges of the chart."""
         accounts = mapping.get("accounts", {}).get("list_name")
-        codes = [c for c, _n in self.members(accounts)]
-        types = Counter(self.fo.accounts[c][1] for c in codes if c in self.fo.accounts)
-        if not types:
+        members = {c for c, _n in self.members(accounts)} & set(self.fo.accounts)
+        if not members or members == set(self.fo.accounts):
             return
-        if set(types) <= set(PL_TYPES):
-            if "scopes" not in self.features:
-                self.unsure("the Anaplan account list holds P&L accounts only, and this configuration model has no "
-                            "mapping.scopes: balance-sheet lines will be loaded too")  # fmt: skip
-                return
-            chosen = sorted(types)
-            mapping["scopes"] = {"actuals": {"types": chosen}}
-            self.pick("mapping.scopes.actuals.types", chosen, "high",
-                      f"the {len(codes)} members of list {accounts!r} are all {' or '.join(chosen)} accounts in F&O")  # fmt: skip
+        if "scopes" not in self.features:
+            self.unsure(f"the Anaplan list {accounts!r} holds {len(members)} of F&O's {len(self.fo.accounts)} "
+                        "accounts and this configuration model has no mapping.scopes: every account is loaded")  # fmt: skip
+            return
+        types = sorted({self.fo.accounts[c][1] for c in members})
+        typed = {a for a, (_n, t) in self.fo.accounts.items() if t in types}
+        if typed == members:
+            mapping["scopes"] = {"actuals": {"types": types}}
+            self.pick("mapping.scopes.actuals.types", types, "high",
+                      f"the {len(members)} members of list {accounts!r} are exactly F&O's {' and '.join(types)} accounts")  # fmt: skip
+            return
+        runs = account_runs(sorted(self.fo.accounts, key=_chart_order), members)
+        if len(runs) > 5:
+            self.unsure(f"mapping.scopes: the {len(members)} accounts of list {accounts!r} are {len(runs)} separate "
+                        "ranges of the chart; write the scope by hand")  # fmt: skip
+            return
+        include = [lo if lo == hi else f"{lo}..{hi}" for lo, hi in runs]
+        mapping["scopes"] = {"actuals": {"include": include}}
+        self.pick("mapping.scopes.actuals.include", include, "high" if len(runs) == 1 else "medium",
+                  f"the {len(members)} members of list {accounts!r} are {len(runs)} unbroken range(s) of F&O's chart")  # fmt: skip
+
+
+def _chart_order(account: str) -> tuple[int, int | str]:
+    return (0, int(account)) if account.isdigit() else (1, account)
+
+
+def account_runs(chart: list[str], members: set[str]) -> list[tuple[str, str]]:
+    """The unbroken runs of ``members`` in the ordered ``chart``, as (first, last)."""
+    runs: list[tuple[str, str]] = []
+    current: list[str] = []
+    for account in chart:
+        if account in members:
+            current.append(account)
+        elif current:
+            runs.append((current[0], current[-1]))
+            current = []
+    if current:
+        runs.append((current[0], current[-1]))
+    return runs
 
 
 def config_features() -> set[str]:
