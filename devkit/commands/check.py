@@ -40,6 +40,7 @@ class Report:
     unreachable: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # systems that refused our credentials
     misconfigured: list[str] = field(default_factory=list)  # credential references that did not resolve
+    clients: dict[str, Any] = field(default_factory=dict)  # "anaplan" / "dynamics" once authenticated
 
     def add(self, system: str, name: str, status: str, detail: str = "", remedy: str = "") -> Check:
         item = Check(system, name, status, detail, remedy)
@@ -130,7 +131,7 @@ def _attempt(report: Report, system: str, name: str, remedy: str, fn: Callable[[
 # --- Anaplan -------------------------------------------------------------------------------------------------
 
 
-def check_anaplan(cfg: Any, report: Report) -> None:
+def check_anaplan(cfg: Any, report: Report, maps: Any = None) -> None:
     from d365_anaplan.anaplan.client import AnaplanClient
     from d365_anaplan.secrets import SecretResolver
 
@@ -149,6 +150,7 @@ def check_anaplan(cfg: Any, report: Report) -> None:
         report.add(sysname, "workspace, model, actions", SKIP, "no token")
         return
     client = state["client"]
+    report.clients["anaplan"] = client
     ws_id, model_id = cfg.anaplan.workspace_id, cfg.anaplan.model_id
 
     def workspace() -> str:
@@ -172,7 +174,7 @@ def check_anaplan(cfg: Any, report: Report) -> None:
     # The run's own metadata pre-check (imports vs the files the run writes, exports vs what plans read,
     # lists): the same verdict, message and remedy the run reaches before it reads anything.
     try:
-        findings = preflight(cfg, client)
+        findings = preflight(cfg, client, maps=maps)
     except Exception as exc:  # noqa: BLE001 - an unreachable host or refused call becomes a row
         failure = exc
         _attempt(report, sysname, "imports, exports, lists", "the model's imports, exports and lists could not "
@@ -208,6 +210,7 @@ def check_dynamics(cfg: Any, report: Report) -> None:
         report.add(sysname, "metadata, entities, formats", SKIP, "no token")
         return
     conn = state["conn"]
+    report.clients["dynamics"] = conn
     reader, client = conn.reader, conn.client
 
     def metadata() -> str:
@@ -455,15 +458,69 @@ def _check_ledger(cfg: Any, reader: Any, report: Report, sysname: str) -> None:
              "follow the ledger integration format", sample)  # fmt: skip
 
 
+def check_mappings(cfg: Any, report: Report, maps: Any) -> None:
+    """What needs both systems: the actuals account scope over F&O's main accounts, and value-map coverage of
+    the F&O codes a map passes through (the verdicts the actuals run reaches with the same functions)."""
+    from d365_anaplan.errors import BadInputData, ConfigError
+    from d365_anaplan.steps.mapping import (
+        SCOPE_REMEDY,
+        VALUE_MAP_REMEDY,
+        actuals_scope,
+        coverage_dimensions,
+        coverage_fo_codes,
+        coverage_problems,
+        load_value_maps,
+    )
+
+    m = cfg.mapping
+    conn, client = report.clients.get("dynamics"), report.clients.get("anaplan")
+    if m.scopes.actuals.unrestricted and not coverage_dimensions(cfg):
+        return
+    if conn is None or client is None:
+        report.add("both", "account scope and value-map coverage", SKIP, "needs both systems")
+        return
+
+    def scope() -> str:
+        types = {a.account.upper(): a.account_type for a in conn.reader.main_accounts()}
+        return f"selects {len(actuals_scope(cfg, types).accounts())} of {len(types)} F&O main accounts"
+
+    if not m.scopes.actuals.unrestricted:
+        _attempt(report, "both", "account scope (actuals)", SCOPE_REMEDY, scope)
+    if not coverage_dimensions(cfg):
+        return
+
+    def coverage() -> str:
+        try:
+            vm = load_value_maps(cfg, maps)
+        except ConfigError as exc:
+            raise BadInputData("; ".join(exc.problems)) from None
+        dims = {d.name: d for d in m.dimensions}
+        members = {n: {i.code or i.name for i in client.list_items(str(dims[n].list_name))}
+                   for n in coverage_dimensions(cfg)}  # fmt: skip
+        problems = coverage_problems(cfg, vm, members, coverage_fo_codes(cfg, conn.reader))
+        if problems:
+            raise BadInputData("; ".join(problems))
+        return f"F&O codes of {', '.join(coverage_dimensions(cfg))} reach members of their Anaplan lists"
+
+    _attempt(report, "both", "value-map coverage (F&O codes)", VALUE_MAP_REMEDY, coverage)
+
+
 def run(args: argparse.Namespace) -> int:
     c.quiet_handlers(args.verbose)
     cfg = c.load_config(args)
     report = Report()
     print(f"checking connection {cfg.name!r} (read-only)…", flush=True)
+    from pathlib import Path
+
+    from d365_anaplan.steps.mapping import MapSource
+
+    maps = MapSource(base_dir=Path(args.config).resolve().parent)  # CSV maps: relative to the config file
     if args.only in (None, "anaplan"):
-        check_anaplan(cfg, report)
+        check_anaplan(cfg, report, maps)
     if args.only in (None, "dynamics"):
         check_dynamics(cfg, report)
+    if args.only is None:
+        check_mappings(cfg, report, maps)
     rows = [[ch.status, ch.system, ch.name, ch.detail] for ch in report.checks]
     c.table(rows, ["result", "system", "check", "detail"])
     if report.failed:

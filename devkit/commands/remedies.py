@@ -66,4 +66,8 @@ def for_failure(error: str, message: str, cfg: Any | None) -> str | None:
         return anaplan_auth(cfg) if cfg is not None else "check anaplan.auth"
     if error == "AnaplanNotFound":
         return ANAPLAN_EXPORT if "export" in message.lower() else ANAPLAN_IMPORT
+    if error == "BadInputData" and ("mapping.value_maps" in message or "mapping.scopes" in message):
+        from d365_anaplan.steps.mapping import SCOPE_REMEDY, VALUE_MAP_REMEDY  # the texts `check` prints
+
+        return VALUE_MAP_REMEDY if "mapping.value_maps" in message else SCOPE_REMEDY
     return _BY_ERROR.get(error)

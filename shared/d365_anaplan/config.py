@@ -32,6 +32,7 @@ from pydantic import (
 
 from d365_anaplan.errors import ConfigError
 from d365_anaplan.http import DEFAULT_MAX_RESPONSE_BYTES
+from d365_anaplan.mapping_config import Scopes, ValueMapConfig, value_map_key_problems
 from d365_anaplan.urls import UrlProblem, parse_allowed_host, parse_base_url
 from d365_anaplan.urls import allowed as allowed_origin
 
@@ -454,6 +455,11 @@ class ActualsMapping(BaseModel):
     line_id_column: str = "Line"
     voucher_column: str = "Voucher"
     description_column: str = "Description"
+    sign: Literal["ledger", "natural"] = Field(
+        default="ledger",
+        description="Amounts written: 'ledger' (debit positive, credit negative) or 'natural' (revenue, "
+        "liability and equity positive, by the F&O main account type).",
+    )
 
 
 class PlanExport(BaseModel):
@@ -504,6 +510,18 @@ class Mappings(BaseModel):
     dimensions: list[DimensionMapping] = Field(default_factory=list)
     actuals: ActualsMapping = ActualsMapping()
     plans: PlansMapping = PlansMapping()
+    scopes: Scopes = Field(default_factory=Scopes, description="Which main accounts each flow touches.")
+    value_maps: dict[str, ValueMapConfig] = Field(
+        default_factory=dict,
+        description="F&O code -> Anaplan member maps, keyed 'company', 'account' or a dimension name.",
+    )
+
+    @model_validator(mode="after")
+    def _value_map_keys(self) -> Mappings:
+        problems = value_map_key_problems(list(self.value_maps), [d.name for d in self.dimensions])
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
 
 class CloseCalendar(BaseModel):

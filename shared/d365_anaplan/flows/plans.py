@@ -15,6 +15,8 @@ Rules (every error is BadInputData naming the export, the file line and the fiel
   line it starts on. A record must have as many fields as the header. Blank lines are skipped and counted.
 * Rows whose version is not the export's ``version`` are skipped and counted per version; rows whose
   approval column is not ``approved_value`` are skipped and counted. Only the remaining rows are validated.
+* Value maps (``maps``): company, account and dimension members are reversed to F&O codes first (an
+  ambiguous reverse is refused naming the line; a dimension's blank member becomes a blank segment).
 * Company: must be one of the configured companies (compared upper case; the row carries the upper-case id).
 * Account and dimension values: codes (see :mod:`d365_anaplan.flows.textsafe`); account required, a blank
   dimension value is allowed (blank segment). Surrounding spaces are removed.
@@ -40,7 +42,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from d365_anaplan.config import CloseCalendar, DimensionMapping, PlanExport, PlansMapping
 from d365_anaplan.errors import BadInputData
@@ -48,7 +50,13 @@ from d365_anaplan.flows.calendar import check_in_fiscal_calendar
 from d365_anaplan.flows.money import parse_amount
 from d365_anaplan.flows.periods import parse_period_label, validate_period_format
 from d365_anaplan.flows.records import PlanRow
+from d365_anaplan.flows.sign import NATURAL_CREDIT_TYPES as NATURAL_CREDIT_TYPES  # re-exported
+from d365_anaplan.flows.sign import NATURAL_DEBIT_TYPES as NATURAL_DEBIT_TYPES  # re-exported
+from d365_anaplan.flows.sign import flip_sign
 from d365_anaplan.flows.textsafe import check_code
+
+if TYPE_CHECKING:  # mapping imports the actuals flow, which this module must not need
+    from d365_anaplan.flows.mapping import ValueMaps
 
 _BOM = "\ufeff"
 
@@ -153,8 +161,10 @@ class PlanExportReader:
         periods: Collection[date] | None = None,
         decimals: int = 2,
         allow_empty: bool = False,
+        maps: ValueMaps | None = None,
     ) -> None:
         validate_period_format(period_format)
+        self.maps = maps
         self._data = data
         self.export = export
         self.plans = plans
@@ -311,14 +321,7 @@ class PlanExportReader:
                 c.skipped_unapproved += 1
                 continue
 
-            company = check_code(
-                record[col[p.company_column]].strip(), where=where, field=p.company_column
-            ).upper()
-            if company not in self.companies:
-                raise BadInputData(
-                    f"{where}: field {p.company_column!r} value {company!r} is not a configured company "
-                    f"({', '.join(sorted(self.companies))})"
-                )
+            company = check_code(record[col[p.company_column]].strip(), where=where, field=p.company_column)
             account = check_code(record[col[p.account_column]].strip(), where=where, field=p.account_column)
             dims = {
                 d.name: check_code(
@@ -326,6 +329,14 @@ class PlanExportReader:
                 )
                 for d in self.dimensions
             }
+            if self.maps is not None:  # Anaplan members -> F&O codes (value maps reversed)
+                company, account, dims = self.maps.reverse_codes(company, account, dims, where=where)
+            company = company.upper()
+            if company not in self.companies:
+                raise BadInputData(
+                    f"{where}: field {p.company_column!r} value {company!r} is not a configured company "
+                    f"({', '.join(sorted(self.companies))})"
+                )
             if p.layout == "long":
                 cells = [(record[col[p.period_column]], p.period_column, record[col[p.amount_column]],
                           p.amount_column)]  # fmt: skip
@@ -371,6 +382,7 @@ def parse_plan_export(
     periods: Collection[date] | None = None,
     decimals: int = 2,
     allow_empty: bool = False,
+    maps: ValueMaps | None = None,
 ) -> PlanExportReader:
     """Build a streaming reader: ``for row in reader: ...`` then ``reader.counters``. Nothing is read yet."""
     return PlanExportReader(
@@ -385,6 +397,7 @@ def parse_plan_export(
         periods=periods,
         decimals=decimals,
         allow_empty=allow_empty,
+        maps=maps,
     )
 
 
@@ -419,26 +432,14 @@ def round_largest_remainder(rows: Sequence[PlanRow], decimals: int = 2) -> list[
     return out
 
 
-NATURAL_CREDIT_TYPES = frozenset({"Revenue", "Liability", "Equity"})  # positive in natural sign
-NATURAL_DEBIT_TYPES = frozenset({"Expense", "Asset"})
-
-
 def to_ledger_sign(rows: Sequence[PlanRow], account_types: dict[str, str], *, source: str) -> list[PlanRow]:
     """Plan amounts in natural sign (revenue, liability and equity positive) turned into ledger sign (debit
     positive, credit negative) by the F&O main account type (``account_types``: account -> MainAccountType,
-    keys upper case). An account whose type does not say which side it is on (ProfitAndLoss, BalanceSheet,
-    Blank, ...) is refused: its sign cannot be known. Unknown accounts pass unchanged (alignment names them).
-    """
+    keys upper case); see :func:`~d365_anaplan.flows.sign.flip_sign`."""
     out = []
     for r in rows:
         kind = account_types.get(r.account.upper())
-        if kind is None or kind in NATURAL_DEBIT_TYPES:
-            out.append(r)
-        elif kind in NATURAL_CREDIT_TYPES:
-            out.append(r.model_copy(update={"amount": -r.amount if r.amount != 0 else r.amount}))
-        else:
-            raise BadInputData(
-                f"{source} line {r.line_number}: account {r.account!r} has main account type {kind!r}; "
-                "mapping.plans.sign natural needs Revenue, Expense, Asset, Liability or Equity to know its sign"
-            )
+        amount = flip_sign(r.amount, r.account, kind, where=f"{source} line {r.line_number}",
+                           setting="mapping.plans.sign")  # fmt: skip
+        out.append(r if amount is r.amount else r.model_copy(update={"amount": amount}))
     return out

@@ -35,6 +35,7 @@ from d365_anaplan.flows.alignment import (
     resolve_actuals_alignment,
 )
 from d365_anaplan.flows.calendar import add_months, parse_period, period_key
+from d365_anaplan.flows.mapping import map_actuals_rows
 from d365_anaplan.flows.money import parse_amount
 from d365_anaplan.flows.periods import parse_period_label
 from d365_anaplan.flows.reconcile import reconcile
@@ -43,6 +44,14 @@ from d365_anaplan.flows.textsafe import check_code, csv_writer, neutralise_text
 from d365_anaplan.staging import S3StreamWriter, StagedFile, iter_lines
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.lease import LeaseRef, hold_lease
+from d365_anaplan.steps.mapping import (
+    account_types,
+    actuals_scope,
+    coverage_fo_codes,
+    needs_account_types,
+    require_coverage,
+    step_value_maps,
+)
 from d365_anaplan.steps.preflight import import_headers
 
 
@@ -95,9 +104,13 @@ def _stage_list(
 
 
 def extract_master_data(ctx: StepContext) -> dict[str, Any]:
-    """Main accounts, legal entities and the configured dimensions' values, one list file per import."""
+    """Main accounts (those in the actuals scope), legal entities and the configured dimensions' values, one
+    list file per import, in Anaplan codes (value maps applied; codes merged by a map are written once)."""
     m = ctx.cfg.mapping
     reader = ctx.dynamics.reader
+    maps = step_value_maps(ctx)
+    accounts = list(reader.main_accounts())
+    scope = actuals_scope(ctx.cfg, {a.account.upper(): a.account_type for a in accounts})
     opts = ctx.cfg.ledger
     attributes = [
         (col, attr)
@@ -114,8 +127,13 @@ def extract_master_data(ctx: StepContext) -> dict[str, Any]:
             "accounts.csv",
             m.accounts,
             (
-                (a.account, a.name, *(str(getattr(a, attr)) for _, attr in attributes))
-                for a in reader.main_accounts()
+                (
+                    maps.account.apply(a.account, where=f"MainAccounts {a.account!r}"),
+                    a.name,
+                    *(str(getattr(a, attr)) for _, attr in attributes),
+                )
+                for a in accounts
+                if a.account in scope
             ),
             "MainAccounts",
             [col for col, _ in attributes if col],
@@ -123,7 +141,11 @@ def extract_master_data(ctx: StepContext) -> dict[str, Any]:
     ]
     if m.companies is not None:
         wanted = set(ctx.cfg.dynamics.companies)
-        entities = ((e.company, e.name) for e in reader.legal_entities() if e.company.upper() in wanted)
+        entities = (
+            (maps.company.apply(e.company, where=f"LegalEntities {e.company!r}"), e.name)
+            for e in reader.legal_entities()
+            if e.company.upper() in wanted
+        )
         imports.append(_stage_list(ctx, "companies.csv", m.companies, entities, "LegalEntities"))
     caveats: list[str] = []
     for dim in m.dimensions:
@@ -142,7 +164,10 @@ def extract_master_data(ctx: StepContext) -> dict[str, Any]:
                 ctx,
                 f"{dim.name}.csv",
                 spec,
-                ((v.value, v.description) for v in values.values),
+                (
+                    (maps.get(dim.name).apply(v.value, where=f"{dim.name} value {v.value!r}"), v.description)
+                    for v in values.values
+                ),
                 f"{dim.name} value",
             )
         )
@@ -228,15 +253,12 @@ def _staged_keys(ctx: StepContext, step: str) -> list[str]:
 
 
 def _gl_lines(ctx: StepContext) -> Iterator[GLLine]:
-    """The staged GL of the run, with blank dimension values replaced by the configured blank members."""
-    blanks = {d.name: d.blank_member for d in ctx.cfg.mapping.dimensions if d.blank_member}
+    """The staged GL of the run, in F&O codes (blank dimension values become the configured blank members
+    with the value maps, see :class:`~d365_anaplan.flows.mapping.ValueMaps`)."""
     for key in _staged_keys(ctx, "gl"):
         for raw in iter_lines(ctx.s3, ctx.env.staging_bucket, key):
-            if not raw.strip():
-                continue
-            line = GLLine.model_validate_json(raw)
-            missing = {name: member for name, member in blanks.items() if not line.dimensions.get(name)}
-            yield line.model_copy(update={"dimensions": {**line.dimensions, **missing}}) if missing else line
+            if raw.strip():
+                yield GLLine.model_validate_json(raw)
 
 
 # --- the actuals file --------------------------------------------------------------------------------------
@@ -283,21 +305,33 @@ def prepare_actuals(
     balances = cfg.ledger.balance_sheet == "balances"
     if balances and m.actuals.grain != "monthly":
         raise ConfigError(["ledger.balance_sheet: balances need mapping.actuals.grain: monthly"])
+    maps = step_value_maps(ctx)
+    types = account_types(ctx.dynamics.reader) if needs_account_types(cfg) else {}
+    # Out-of-scope accounts leave before alignment; natural sign by the F&O account; then the value maps.
+    scope = actuals_scope(cfg, types) if not m.scopes.actuals.unrestricted else None
+    natural = types if m.actuals.sign == "natural" else None
+
+    def mapped(source: Iterable[ActualsRow], aggregate: bool) -> Iterator[ActualsRow]:
+        return map_actuals_rows(source, maps, m.dimensions, scope=scope, account_types=natural,
+                                aggregate=aggregate)  # fmt: skip
+
     if m.actuals.grain == "monthly":
         movements = (g for g in _movement_lines(ctx, months) if not g.balance_sheet)
-        rows: list[Any] = aggregate_actuals(movements, **common).rows()
+        fo_rows: list[ActualsRow] = aggregate_actuals(movements, **common).rows()
         if balances:
-            rows += balance_rows(_gl_lines(ctx), dimensions=m.dimensions, periods=months,
-                                 companies=cfg.dynamics.companies, ledger=cfg.ledger)  # fmt: skip
+            fo_rows += balance_rows(_gl_lines(ctx), dimensions=m.dimensions, periods=months,
+                                    companies=cfg.dynamics.companies, ledger=cfg.ledger)  # fmt: skip
+        rows: list[Any] = list(mapped(fo_rows, True))
         refs = collect_references(rows, m.dimensions)
     else:
-        refs = collect_references(line_rows(_gl_lines(ctx), **common), m.dimensions)
+        refs = collect_references(mapped(line_rows(_gl_lines(ctx), **common), False), m.dimensions)
     ctx.ledger.record_step(
         ctx.run_id, "TransformActuals", "SUCCEEDED", {"grain": m.actuals.grain, "periods": periods}
     )
     controls = _control_totals(ctx, periods, common)
     hold_lease(ctx, lease, "PrepareActuals: read the Anaplan lists")
     members, unchecked = _members(ctx)
+    require_coverage(cfg, maps, members, coverage_fo_codes(cfg, ctx.dynamics.reader))  # as `check` does
     for dimension in unchecked:
         refs.values.pop(dimension, None)
     report = check_alignment(refs, members, target="Anaplan")
@@ -310,7 +344,7 @@ def prepare_actuals(
     stale: list[ActualsRow] = []
     with_currency = cfg.ledger.currency_column is not None
     if m.actuals.grain == "line":
-        rows_iter: Iterable[Any] = line_rows(_gl_lines(ctx), **common)
+        rows_iter: Iterable[Any] = mapped(line_rows(_gl_lines(ctx), **common), False)
     else:
         # A cell loaded by an earlier run that F&O no longer has (a line reclassified to another account or
         # dimension value, a reversal) must be set to zero, or Anaplan keeps the old amount.
@@ -643,7 +677,8 @@ def reconcile_actuals(
         places = {(c, lab): p for _cur, c, _a, p, lab, _v in cells if lab}
         currencies = {c: cur for cur, c, _a, _p, _l, _v in cells}
         months = {parse_period(p, field="periods") for p in periods}
-        companies = set(ctx.cfg.dynamics.companies)
+        maps = step_value_maps(ctx)  # the file holds Anaplan entity codes
+        companies = {maps.company.apply(c, where="dynamics.companies") for c in ctx.cfg.dynamics.companies}
         held = [i for i in _anaplan_items(ctx, readback_key, places, currencies, with_dims)
                 if run_month(i[3]) in months and i[1] in companies]  # fmt: skip
         detail["reconciliation"] = {}

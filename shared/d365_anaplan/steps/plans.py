@@ -23,6 +23,7 @@ from d365_anaplan.errors import AlignmentFailed, BadInputData, DynamicsValidatio
 from d365_anaplan.flows.alignment import ACCOUNT, check_alignment, references_from_plans
 from d365_anaplan.flows.calendar import fiscal_horizon, parse_period, period_key
 from d365_anaplan.flows.journal import batch_lines, build_entries, cell_key, export_tag, plan_deltas
+from d365_anaplan.flows.mapping import scope_filter
 from d365_anaplan.flows.plans import (
     SPREAD_DECIMALS,
     parse_plan_export,
@@ -35,6 +36,7 @@ from d365_anaplan.ledger.audit import JournalLineEntry
 from d365_anaplan.ledger.plan_state import PlanState
 from d365_anaplan.staging import iter_chunks, iter_lines
 from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.mapping import step_value_maps
 
 SHOWN_DIFFERENCES = 20  # differences listed in the step detail and the run output (all are counted)
 
@@ -76,6 +78,7 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
     all_rows: dict[str, list[PlanRow]] = {}
     counters: dict[str, Any] = {}
     types: dict[str, str] | None = None  # main account types (natural sign)
+    maps = step_value_maps(ctx)
     for item in exports:
         export = _export(ctx, str(item["action"]))
         data = iter_chunks(ctx.s3, ctx.env.staging_bucket, str(item["file_key"]), chunk_size=1024 * 1024)
@@ -84,7 +87,7 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
             data, export=export, plans=m.plans, dimensions=dims, companies=cfg.dynamics.companies,
             calendar=cfg.close_calendar, period_format=export.period_format or m.actuals.period_format, latest=horizon,
             periods=set(months),
-            decimals=SPREAD_DECIMALS if spread else 2,
+            decimals=SPREAD_DECIMALS if spread else 2, maps=maps,
         )  # fmt: skip
         rows = round_largest_remainder(list(parsed)) if spread else list(parsed)
         if m.plans.sign == "natural":
@@ -93,6 +96,7 @@ def plan_journals(ctx: StepContext, exports: list[dict[str, Any]], periods: list
             rows = to_ledger_sign(rows, types, source=f"export {export.export_action!r}")
         all_rows[export.export_action] = rows
         counters[export.export_action] = parsed.counters.to_json()
+    _refuse_out_of_scope(ctx, all_rows)
     ctx.ledger.record_step(ctx.run_id, "ValidatePlan", "SUCCEEDED", {"exports": counters})
 
     # Alignment: every account and dimension value must exist in F&O (codes compare case-insensitively).
@@ -188,6 +192,24 @@ def line_input(d: dict[str, Any]) -> JournalLineInput:
         source=f"plan line {d['source_line']}" if d.get("source_line")
         else f"offset {d['text']}" if d.get("offset") else f"removed cell {d['text']}",
     )  # fmt: skip
+
+
+def _refuse_out_of_scope(ctx: StepContext, all_rows: dict[str, list[PlanRow]]) -> None:
+    """A plan row on a main account outside the plans scope (``mapping.scopes``) is refused, naming the
+    export line, before anything is written."""
+    m = ctx.cfg.mapping
+    if m.scopes.for_flow("plans").unrestricted:
+        return
+    types = {a.account.upper(): a.account_type for a in ctx.dynamics.reader.main_accounts()}
+    scope = scope_filter(m, "plans", types)
+    for name, rows in all_rows.items():
+        for row in rows:
+            why = scope.reason_out(row.account)
+            if why is not None:
+                raise BadInputData(
+                    f"export {name!r} line {row.line_number}: account {row.account!r} is outside {scope.setting} "
+                    f"({why}); nothing was written to F&O"
+                )
 
 
 def _refuse_suspended_accounts(ctx: StepContext, all_rows: dict[str, list[PlanRow]]) -> None:

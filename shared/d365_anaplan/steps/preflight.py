@@ -8,7 +8,10 @@ Everything the model's metadata can reveal about a run's verdict, decided by the
 * every plan export: its ``headerNames`` (``exportMetadata``) are parsed by the plan export reader the run
   uses, so a missing column fails with the run's message;
 * the actuals read-back export: the columns reconciliation needs;
-* every list the alignment check reads.
+* every list the alignment check reads;
+* the value maps (:mod:`d365_anaplan.steps.mapping`): CSV maps readable and consistent, every mapped member
+  present in the Anaplan lists the connector does not load itself (actuals), every member plans reverse
+  unambiguous (plans).
 
 ``check`` prints one row per :class:`Finding`; a run calls :func:`require` before it reads anything from
 F&O, so a misnamed import or a column the file will not carry stops the run in seconds with the same
@@ -24,9 +27,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from d365_anaplan.anaplan.client import check_header
-from d365_anaplan.errors import AnaplanHeaderMismatch, AnaplanNotFound, BadInputData, ConnectorError
+from d365_anaplan.errors import (
+    AnaplanHeaderMismatch,
+    AnaplanNotFound,
+    BadInputData,
+    ConfigError,
+    ConnectorError,
+)
 from d365_anaplan.flows.actuals import actuals_header
 from d365_anaplan.flows.plans import parse_plan_export
+from d365_anaplan.steps.mapping import (
+    VALUE_MAP_REMEDY,
+    MapSource,
+    coverage_dimensions,
+    coverage_problems,
+    load_value_maps,
+    plan_reverse_problems,
+)
 
 if TYPE_CHECKING:
     from d365_anaplan.anaplan.client import AnaplanClient
@@ -202,8 +219,46 @@ def _readback(cfg: ConnectionConfig, client: AnaplanClient) -> list[Finding]:
     return [_judge(f"export {a.verify_export!r} (actuals read-back)", READBACK_REMEDY, one)]
 
 
-def preflight(cfg: ConnectionConfig, client: AnaplanClient, flow: Flow | None = None) -> list[Finding]:
-    """Every metadata verdict for ``flow`` (both flows when None), in the order ``check`` prints them."""
+def _value_maps(
+    cfg: ConnectionConfig, client: AnaplanClient, flow: Flow | None, source: MapSource | None
+) -> list[Finding]:
+    """The value maps: readable and consistent; mapped members exist in the lists they land in (actuals);
+    every member plans reverse leads to one F&O code (plans)."""
+    if not cfg.mapping.value_maps:
+        return []
+    try:
+        maps = load_value_maps(cfg, source or MapSource())
+    except (BadInputData, ConfigError) as exc:
+        detail = "; ".join(exc.problems) if isinstance(exc, ConfigError) else str(exc)
+        return [Finding("value maps", False, detail, VALUE_MAP_REMEDY, BadInputData)]
+    out = [Finding("value maps", True, ", ".join(f"{n}: {len(maps.get(n).forward)} code(s)"
+                                                 for n in cfg.mapping.value_maps))]  # fmt: skip
+    if flow in (None, "actuals"):
+        dims = {d.name: d for d in cfg.mapping.dimensions}
+        for name in coverage_dimensions(cfg):
+
+            def one(name: str = name) -> str:
+                list_name = str(dims[name].list_name)
+                members = {i.code or i.name for i in client.list_items(list_name)}
+                problems = coverage_problems(cfg, maps, {name: members}, {})
+                if problems:
+                    raise BadInputData("; ".join(problems))
+                return f"every member of mapping.value_maps.{name} is in the list {list_name!r}"
+
+            out.append(_judge(f"value map {name!r} (members)", VALUE_MAP_REMEDY, one))
+    if flow in (None, "plans"):
+        problems = plan_reverse_problems(cfg, maps)
+        out.append(Finding("value maps reversed for plans", not problems,
+                           "; ".join(problems) or "every member leads to one F&O code",
+                           VALUE_MAP_REMEDY if problems else "", BadInputData))  # fmt: skip
+    return out
+
+
+def preflight(
+    cfg: ConnectionConfig, client: AnaplanClient, flow: Flow | None = None, maps: MapSource | None = None
+) -> list[Finding]:
+    """Every metadata verdict for ``flow`` (both flows when None), in the order ``check`` prints them.
+    ``maps``: where CSV value maps are read (default: relative to the working directory)."""
     findings: list[Finding] = []
     if flow in (None, "actuals"):
         findings += _imports(cfg, client)
@@ -211,12 +266,15 @@ def preflight(cfg: ConnectionConfig, client: AnaplanClient, flow: Flow | None = 
         findings += _readback(cfg, client)
     if flow in (None, "plans"):
         findings += _plan_exports(cfg, client)
+    findings += _value_maps(cfg, client, flow, maps)
     return findings
 
 
-def require(cfg: ConnectionConfig, client: AnaplanClient, flow: Flow) -> list[Finding]:
+def require(
+    cfg: ConnectionConfig, client: AnaplanClient, flow: Flow, maps: MapSource | None = None
+) -> list[Finding]:
     """Run the pre-check for ``flow``; raise the first failure's error naming every failure and its remedy."""
-    findings = preflight(cfg, client, flow)
+    findings = preflight(cfg, client, flow, maps)
     failed = [f for f in findings if not f.ok]
     if failed:
         text = "; ".join(f"{f.name}: {f.detail} (remedy: {f.remedy})" for f in failed)
@@ -226,7 +284,7 @@ def require(cfg: ConnectionConfig, client: AnaplanClient, flow: Flow) -> list[Fi
 
 def metadata_precheck(ctx: StepContext, flow: Flow) -> dict[str, Any]:
     """Raise the first failure's error (its message lists every failure with its remedy); record what passed."""
-    findings = require(ctx.cfg, ctx.anaplan, flow)
+    findings = require(ctx.cfg, ctx.anaplan, flow, MapSource(s3=ctx.s3, bucket=ctx.env.config_bucket))
     ctx.ledger.record_step(ctx.run_id, "MetadataPrecheck", "SUCCEEDED",
                            {"flow": flow, "checked": [f.name for f in findings]})  # fmt: skip
     return {"checked": len(findings)}
