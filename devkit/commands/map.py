@@ -85,9 +85,11 @@ def _explain(args: argparse.Namespace) -> int:
     from d365_anaplan.dynamics.client import connect
     from d365_anaplan.flows.calendar import parse_period
     from d365_anaplan.secrets import SecretResolver
+    from d365_anaplan.steps.mapping import MapSource
     from devkit.mapping.explain import explain_actuals, explain_plan_row
 
     cfg = c.load_config(args)
+    source = MapSource(base_dir=Path(args.config).resolve().parent)  # CSV maps: relative to the config file
     resolver = SecretResolver(allow_local=True)
     client = AnaplanClient.from_config(cfg, resolver=resolver, max_attempts=2, sleep=lambda _s: None)
     conn = connect(cfg, resolver, sleep=lambda _s: None, reuse_tokens=False)
@@ -96,12 +98,14 @@ def _explain(args: argparse.Namespace) -> int:
         if not export or not row.isdigit():
             print("map explain: --flow plans needs --line EXPORT:ROW (a 1-based data row)", file=sys.stderr)
             return x.EXIT_USAGE
-        print(explain_plan_row(cfg, conn, client, export, int(row)).text())
+        print(explain_plan_row(cfg, conn, client, export, int(row), source).text())
         return x.EXIT_OK
     if not args.period:
         print("map explain: --flow actuals needs --period YYYY-MM (the month of the line)", file=sys.stderr)
         return x.EXIT_USAGE
-    found = explain_actuals(cfg, conn, client, str(args.line), parse_period(args.period, field="--period"))
+    found = explain_actuals(
+        cfg, conn, client, str(args.line), parse_period(args.period, field="--period"), source
+    )
     if not found:
         print(f"map explain: no GL line or voucher {args.line!r} in {args.period}", file=sys.stderr)
         return x.EXIT_FAILED

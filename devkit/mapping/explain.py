@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from d365_anaplan.anaplan.client import AnaplanClient
     from d365_anaplan.config import ConnectionConfig
     from d365_anaplan.dynamics.client import DynamicsConnection
+    from d365_anaplan.flows.actuals import ActualsRow
     from d365_anaplan.flows.records import GLLine, PlanRow
+    from d365_anaplan.steps.mapping import MapSource
 
 
 @dataclass
@@ -69,10 +71,13 @@ class PlanExplanation:
 
 
 def explain_actuals(cfg: ConnectionConfig, conn: DynamicsConnection, client: AnaplanClient, key: str,
-                    month: date) -> list[ActualsExplanation]:  # fmt: skip
-    """Every GL line of ``month`` whose id (or voucher) is ``key``, and what it becomes."""
+                    month: date, source: MapSource) -> list[ActualsExplanation]:  # fmt: skip
+    """Every GL line of ``month`` whose id (or voucher) is ``key``, and what it becomes (``source``: where
+    CSV value maps are read)."""
     from d365_anaplan.flows.actuals import aggregate_actuals, validate_gl_line, write_actuals_csv
     from d365_anaplan.flows.calendar import month_start
+    from d365_anaplan.flows.mapping import map_actuals_rows
+    from d365_anaplan.steps.mapping import account_types, actuals_scope, load_value_maps, needs_account_types
     from d365_anaplan.steps.preflight import import_headers
 
     m = cfg.mapping
@@ -85,10 +90,17 @@ def explain_actuals(cfg: ConnectionConfig, conn: DynamicsConnection, client: Ana
     common: dict[str, Any] = {"dimensions": m.dimensions, "companies": cfg.dynamics.companies,
                               "periods": {start}, "ledger": cfg.ledger}  # fmt: skip
     balances = cfg.ledger.balance_sheet == "balances"
-    cells = {
-        r.key: r
-        for r in aggregate_actuals((g for g in lines if not (balances and g.balance_sheet)), **common).rows()
-    }
+    maps = load_value_maps(cfg, source)
+    types = account_types(conn.reader) if needs_account_types(cfg) else {}
+    scope = actuals_scope(cfg, types) if not m.scopes.actuals.unrestricted else None
+    natural = types if m.actuals.sign == "natural" else None
+
+    def mapped(rows: list[ActualsRow], aggregate: bool) -> list[ActualsRow]:  # as prepare_actuals maps them
+        return list(map_actuals_rows(rows, maps, m.dimensions, scope=scope, account_types=natural,
+                                     aggregate=aggregate))  # fmt: skip
+
+    movements = (g for g in lines if not (balances and g.balance_sheet))
+    cells = {r.key: r for r in mapped(aggregate_actuals(movements, **common).rows(), True)}
     order = import_headers(client, m.actuals.import_action)
     out = []
     for g in found:
@@ -99,10 +111,16 @@ def explain_actuals(cfg: ConnectionConfig, conn: DynamicsConnection, client: Ana
                 "a balance-sheet line: loaded as part of the period-end balance (ledger.balance_sheet)"
             )
             continue
-        row = validate_gl_line(g, 1, **common)
-        if row is None:
+        fo_row = validate_gl_line(g, 1, **common)
+        if fo_row is None:
             exp.left_out = f"fiscal period type {g.period_type!r} is not in ledger.period_types"
             continue
+        if scope is not None and fo_row.account not in scope:
+            exp.left_out = (
+                f"account {fo_row.account} is outside {scope.setting} ({scope.reason_out(fo_row.account)})"
+            )
+            continue
+        row = mapped([fo_row], False)[0]
         cell = cells.get(row.key)
         exp.cell_amount = cell.amount if cell else row.amount
         exp.cell_lines = cell.line_count if cell else 1
@@ -119,7 +137,7 @@ def explain_actuals(cfg: ConnectionConfig, conn: DynamicsConnection, client: Ana
 
 
 def explain_plan_row(cfg: ConnectionConfig, conn: DynamicsConnection, client: AnaplanClient, export_name: str,
-                     row_number: int) -> PlanExplanation:  # fmt: skip
+                     row_number: int, source: MapSource) -> PlanExplanation:  # fmt: skip
     """What data row ``row_number`` (1-based, after the header) of the export becomes in F&O."""
     from d365_anaplan.errors import ConfigError
     from d365_anaplan.flows.journal import build_entries, plan_deltas
@@ -129,6 +147,7 @@ def explain_plan_row(cfg: ConnectionConfig, conn: DynamicsConnection, client: An
         round_largest_remainder,
         to_ledger_sign,
     )
+    from d365_anaplan.steps.mapping import load_value_maps
 
     m = cfg.mapping
     export = next((e for e in m.plans.exports if export_name in (e.export_action,)), None)
@@ -147,7 +166,8 @@ def explain_plan_row(cfg: ConnectionConfig, conn: DynamicsConnection, client: An
     parsed = parse_plan_export([data], export=export, plans=m.plans, dimensions=dims,
                                companies=cfg.dynamics.companies, calendar=cfg.close_calendar,
                                period_format=export.period_format or m.actuals.period_format,
-                               decimals=SPREAD_DECIMALS if spread else 2)  # fmt: skip
+                               decimals=SPREAD_DECIMALS if spread else 2,
+                               maps=load_value_maps(cfg, source))  # fmt: skip
     rows: list[PlanRow] = round_largest_remainder(list(parsed)) if spread else list(parsed)
     if m.plans.sign == "natural":
         types = {a.account.upper(): a.account_type for a in conn.reader.main_accounts()}
