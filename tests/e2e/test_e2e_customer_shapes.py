@@ -243,7 +243,7 @@ def _budget_export_without_entity(stack: Stack) -> tuple[str, str, str]:
 
 def _cost_centre_member_removed(stack: Stack) -> tuple[str, str, str]:
     stack.anaplan.app.seed.lists["Cost Centres"].members.pop("CC-SUP")
-    return "value-map coverage (F&O codes)", "ActualsFlow", "BadInputData"
+    return "value map 'CostCenter' (members)", "ActualsFlow", "BadInputData"
 
 
 def _actuals_import_without_version(stack: Stack) -> tuple[str, str, str]:
