@@ -224,6 +224,50 @@ def test_propose_then_at_most_two_edits_passes_check_and_runs_both_flows_to_the_
     planned = expected_plans(stack, shape)
     assert planned, "no approved plan in the window: the test would prove nothing"
     assert fo_plans(stack) == planned
+    _explained_as_run(stack, shape, cfg, held, fo_plans(stack), tmp_path)
+
+
+def _explained_as_run(stack: Stack, shape: Shape, cfg: dict[str, Any], held: dict[Cell, Decimal],
+                      fo: dict[PlanKey, Decimal], tmp: Path) -> None:  # fmt: skip
+    """``map explain`` names the cell a GL line went to (with the amount the run loaded there) and the F&O
+    lines an export row became (with the amounts the run wrote)."""
+    from d365_anaplan.anaplan.client import AnaplanClient
+    from d365_anaplan.config import parse_connection
+    from d365_anaplan.dynamics.client import connect
+    from d365_anaplan.secrets import SecretResolver
+    from d365_anaplan.steps.mapping import MapSource
+    from devkit.mapping.explain import explain_actuals, explain_plan_row
+
+    parsed = parse_connection(copy.deepcopy(cfg))
+    resolver = SecretResolver(allow_local=True)
+    conn = connect(parsed, resolver, sleep=lambda _s: None, reuse_tokens=False)
+    client = AnaplanClient.from_config(parsed, resolver=resolver, sleep=lambda _s: None)
+    gl = stack.dynamics.app.gl
+    voucher = next(gl.voucher(v) for v in range(gl.voucher_count)
+                   if any(line.account.account in shape.accounts for line in gl.voucher_lines(v)))  # fmt: skip
+    found = explain_actuals(
+        parsed, conn, client, voucher.voucher, voucher.accounting_date, MapSource(base_dir=tmp)
+    )
+    loaded = [e for e in found if not e.left_out]
+    assert loaded, [e.left_out for e in found]
+    for e in loaded:
+        assert held.get(frozenset(e.cell.items())) == e.cell_amount, (e.cell, e.cell_amount)
+    assert all(e.line.account not in shape.accounts for e in found if e.left_out)
+
+    labels = {label(int(p[:4]), int(p[5:])): p for p in PERIODS}
+    checked = 0
+    for row in range(1, 60):
+        if checked >= 3:
+            break
+        plan = explain_plan_row(parsed, conn, client, "Export Approved Budget", row, MapSource(base_dir=tmp))
+        for line in plan.lines:
+            month = line["trans_date"][:7]
+            if month not in labels.values():
+                continue
+            cc = line["dimensions"].get("CostCenter", "")
+            assert fo[("Budget", line["company"], line["account"], cc, month)] == line["amount"], line
+            checked += 1
+    assert checked, "no explained plan line in the window: the test would prove nothing"
 
 
 # --- check fails exactly where the run would -----------------------------------------------------------------
