@@ -153,6 +153,7 @@ def recorded() -> Iterator[tuple[RunningSandbox, list[requests.Response]]]:
             basic.download_process_dump(process_id, task_id, object_id, io.BytesIO())
         basic.run_export("Export Approved Forecast", io.BytesIO())
         basic.list_items("Cost Centres")
+        basic.fiscal_year_start()
         sbx.app.task_run_delay_s = 2
         import_id, task_id = basic.start_import("Load Accounts")
         basic.cancel_task("imports", import_id, task_id)
@@ -223,6 +224,7 @@ def test_every_sandbox_answer_matches_the_descriptions(
         "POST /workspaces/{}/models/{}/processes/{}/tasks 200",
         "GET /workspaces/{}/models/{}/processes/{}/tasks/{} 200",
         "POST /workspaces/{}/models/{}/exports/{}/tasks 200",
+        "GET /workspaces/{}/models/{}/modelCalendar 200",
     ):
         assert expected in checked, f"{expected} was not exercised: {sorted(checked)}"
 
