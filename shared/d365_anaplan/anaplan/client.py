@@ -221,7 +221,10 @@ class AnaplanClient:
 
     def _parse_all(self, collection: str, model: type[T]) -> list[T]:
         call = f"GET {self.model_path}/{collection}"
-        return [self.transport.parse(model, r, call, f"model {self.model_id}") for r in self._catalogue(collection)]
+        return [
+            self.transport.parse(model, r, call, f"model {self.model_id}")
+            for r in self._catalogue(collection)
+        ]
 
     def fiscal_year_start(self) -> date | None:
         """First day of the model's current fiscal year (``GET …/modelCalendar``; Workspace Administrator);
