@@ -63,17 +63,20 @@ def plan_basis(gl: Any, plan_year: int = 2025) -> dict[tuple[str, str, int], Dec
 
 
 def anaplan_app(*, plan_year: int = 2025, basis: dict[tuple[str, str, int], Decimal] | None = None,
-                **kwargs: Any) -> AnaplanSandbox:  # fmt: skip
-    seed = build_seed(
-        accounts=[(a.account, a.name) for a in fo_seed.MAIN_ACCOUNTS],
-        business_units=[*fo_seed.dimension_values("BusinessUnit"), (BLANK, "No business unit")],
-        cost_centres=[*fo_seed.dimension_values("CostCenter"), (BLANK, "No cost centre")],
-        departments=[*fo_seed.dimension_values("Department"), (BLANK, "No department")],
-        entities=[(c, fo_seed.COMPANY_NAMES[c]) for c in fo_seed.COMPANIES],
-        plan_accounts=plan_accounts(),
-        plan_year=plan_year,
-        plan_basis=basis,
-    )
+                lists: dict[str, Any] | None = None, **kwargs: Any) -> AnaplanSandbox:  # fmt: skip
+    """The model, its lists taken from the F&O seed; ``lists`` replaces some (``build_seed`` arguments such as
+    ``entities`` or ``cost_centres``: a model whose members are not F&O's codes)."""
+    seed = build_seed(**{
+        "accounts": [(a.account, a.name) for a in fo_seed.MAIN_ACCOUNTS],
+        "business_units": [*fo_seed.dimension_values("BusinessUnit"), (BLANK, "No business unit")],
+        "cost_centres": [*fo_seed.dimension_values("CostCenter"), (BLANK, "No cost centre")],
+        "departments": [*fo_seed.dimension_values("Department"), (BLANK, "No department")],
+        "entities": [(c, fo_seed.COMPANY_NAMES[c]) for c in fo_seed.COMPANIES],
+        "plan_accounts": plan_accounts(),
+        "plan_year": plan_year,
+        "plan_basis": basis,
+        **(lists or {}),
+    })  # fmt: skip
     module = seed.modules["GL Actuals"]
     export = ExportDef(
         f"116{len(seed.exports) + 90:09d}", READBACK_EXPORT, module.name, "Actual", list(ACTUALS_COLUMNS)

@@ -14,19 +14,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # F&O enum DimensionLedgerAccountType (MainAccounts.MainAccountType, dynamics-fo.md section 2).
-MAIN_ACCOUNT_TYPES = (
-    "Blank",
-    "ProfitAndLoss",
-    "Revenue",
-    "Expense",
-    "BalanceSheet",
-    "Asset",
-    "Liability",
-    "Equity",
-    "Total",
-    "Reporting",
-    "Common_CN",
-)
 MainAccountTypeName = Literal[
     "Blank",
     "ProfitAndLoss",
@@ -155,6 +142,9 @@ class ValueMapConfig(BaseModel):
             raise ValueError(f"{value!r} is not a file path or object key")
         if any(part == ".." for part in text.split("/")):
             raise ValueError(f"{value!r}: '..' is not allowed in a map file path")
+        if text.startswith(("/", "~")) or ":" in text:
+            raise ValueError(f"{value!r}: a map file path is relative (to the configuration file, or a key in "
+                             "the config bucket)")  # fmt: skip
         return text
 
     @model_validator(mode="after")

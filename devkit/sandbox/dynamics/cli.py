@@ -23,6 +23,7 @@ from devkit.sandbox.tls import SHARED_CA_DIR, PersistentCA, SandboxCA, default_c
 
 from . import books, seed
 from .app import DynamicsSandbox, SandboxConfig
+from .customers import CUSTOMERS, seeded
 
 
 @dataclass
@@ -123,9 +124,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "'sandbox anaplan' uses too: one tls.ca_bundle reaches both)",
     )
     parser.add_argument("--print-config", action="store_true", help="print the connection settings and exit")
+    parser.add_argument(
+        "--customer",
+        choices=("demo", *CUSTOMERS),
+        default="demo",
+        help="whose F&O setup to serve: the demo manufacturer, or another customer's companies, chart of "
+        "accounts and dimension values (devkit/sandbox/dynamics/customers.py)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.customer != "demo":
+        with seeded(CUSTOMERS[args.customer]):
+            return _serve(args)
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
     try:
         start_date = date.fromisoformat(args.start)
     except ValueError:
@@ -142,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         publish_gl_entity=args.publish_gl_entity,
         load_budget=args.load_budget,
         token_lifetime=args.token_lifetime,
+        default_company=seed.DEFAULT_COMPANY,
     )
     sb = start(config, port=args.port, ca=PersistentCA(directory=args.ca_dir or SHARED_CA_DIR))
     try:

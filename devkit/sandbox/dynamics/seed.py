@@ -313,7 +313,7 @@ class GLGenerator:
     def voucher(self, v: int) -> VoucherSeed:
         if not 0 <= v < self.voucher_count:
             raise IndexError(v)
-        company = "DEMF" if v % 5 in (1, 3) else "USMF"
+        company = COMPANIES[1 % len(COMPANIES)] if v % 5 in (1, 3) else COMPANIES[0]  # demo: DEMF, USMF
         return VoucherSeed(
             v, company, self.start + timedelta(days=self._day(v)), self.lines_before(v), LINES_PATTERN[v % 4]
         )

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
 from d365_anaplan.errors import BadInputData
 from d365_anaplan.flows.mapping import ScopeFilter, ValueMaps, parse_map_csv, plan_map_names, scope_filter
 
@@ -45,11 +47,9 @@ class MapSource:
         if self.bucket is not None:
             where = f"s3://{self.bucket}/{name}"
             try:
-                body = self.s3.get_object(Bucket=self.bucket, Key=name, Range=f"bytes=0-{MAX_MAP_BYTES}")[
-                    "Body"
-                ]
-            except Exception as exc:  # noqa: BLE001 - boto3 raises per-service ClientError classes
-                code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+                body = self.s3.get_object(Bucket=self.bucket, Key=name)["Body"]
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "ClientError")
                 raise BadInputData(f"{where}: the value map cannot be read ({code})") from None
             try:
                 return body.read(MAX_MAP_BYTES + 1), where

@@ -231,6 +231,11 @@ def _value_maps(
     except (BadInputData, ConfigError) as exc:
         detail = "; ".join(exc.problems) if isinstance(exc, ConfigError) else str(exc)
         return [Finding("value maps", False, detail, VALUE_MAP_REMEDY, BadInputData)]
+    try:  # every configured company must map (unmapped: fail refuses the rows of one that does not)
+        for company in cfg.dynamics.companies:
+            maps.company.apply(company, where="dynamics.companies")
+    except BadInputData as exc:
+        return [Finding("value maps", False, str(exc), VALUE_MAP_REMEDY, BadInputData)]
     out = [Finding("value maps", True, ", ".join(f"{n}: {len(maps.get(n).forward)} code(s)"
                                                  for n in cfg.mapping.value_maps))]  # fmt: skip
     if flow in (None, "actuals"):

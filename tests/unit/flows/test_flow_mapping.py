@@ -265,6 +265,9 @@ def test_hostile_csv_is_refused_with_one_line(text: str, message: str) -> None:
 def test_csv_path_may_not_climb_out_of_its_folder() -> None:
     with pytest.raises(ValidationError, match=r"'\.\.' is not allowed"):
         ValueMapConfig(csv="../secrets/map.csv")
+    for path in ("/etc/passwd", "~/map.csv", "C:/maps/x.csv", "s3://other-bucket/map.csv"):
+        with pytest.raises(ValidationError, match="a map file path is relative"):
+            ValueMapConfig(csv=path)
 
 
 # --- the configuration round trip --------------------------------------------------------------------------
@@ -292,3 +295,18 @@ def test_aggregate_then_map_equals_mapping_each_line() -> None:
     maps = _maps(CostCenter={"values": {"CC100": "S", "CC200": "S"}})
     (only,) = list(map_actuals_rows(rows, maps, DIMS))
     assert only.amount == sum((g.amount for g in lines), Decimal(0)) and only.line_count == 3
+
+
+def test_natural_sign_for_actuals_flips_credit_nature_accounts_only() -> None:
+    maps = _maps()
+    rows = [_row("USMF", a, "CC1", x) for a, x in (("2100", "-50.00"), ("3100", "-10.00"), ("1100", "60.00"),
+                                                 ("4000", "0.00"))]  # fmt: skip
+    got = {r.account: r.amount for r in map_actuals_rows(rows, maps, DIMS, account_types=TYPES)}
+    assert got == {
+        "2100": Decimal("50.00"),
+        "3100": Decimal("10.00"),
+        "1100": Decimal("60.00"),
+        "4000": Decimal("0.00"),
+    }
+    ledger = {r.account: r.amount for r in map_actuals_rows(rows, maps, DIMS)}
+    assert ledger["2100"] == Decimal("-50.00"), "ledger sign (the default) leaves amounts as F&O holds them"
