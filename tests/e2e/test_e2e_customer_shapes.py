@@ -19,12 +19,13 @@ from typing import Any
 
 import pytest
 from e2e_support import PERIODS, assert_failed_cleanly, clear_journals, label, manual, window_labels
+from e2e_support import expected_actuals as fo_actuals
 
 from d365_anaplan.runtime import clear_caches
 from devkit.commands.check import FAIL, Report, check_anaplan, check_dynamics, check_mappings
 from devkit.engine import LocalEngine
 from devkit.sandbox.customers import SHAPES, Shape, partial_connection, running
-from devkit.stack import BLANK, Stack
+from devkit.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -88,29 +89,19 @@ def _cells(stack: Stack, module: str) -> dict[Cell, dict[str, object]]:
 
 
 def expected_actuals(stack: Stack, shape: Shape) -> dict[Cell, Decimal]:
-    """Posted GL of the window through the model's meaning: accounts of its list, its entity codes, its
-    cost-centre members, blank values on the blank member, its sign; summed per cell."""
-    gl = stack.dynamics.app.gl
-    wanted = set(PERIODS)
-    sums: dict[Cell, int] = defaultdict(int)
-    for v in range(gl.voucher_count):
-        head = gl.voucher(v)
-        d = head.accounting_date
-        if f"{d.year:04d}-{d.month:02d}" not in wanted:
+    """Posted GL of the window (``e2e_support.expected_actuals``: per F&O company, account, dimension values
+    and month) through the model's meaning: accounts of its list, its entity codes, its cost-centre members,
+    its sign; summed per Anaplan cell."""
+    sums: dict[Cell, Decimal] = defaultdict(Decimal)
+    for (company, account, bu, cc, dept, period, version), amount in fo_actuals(stack).items():
+        if account not in shape.accounts:
             continue
-        for line in gl.voucher_lines(v):
-            account = line.account.account
-            if account not in shape.accounts:
-                continue
-            cc = line.cost_center or ""
-            named = {"Entity": shape.company.get(head.company, head.company), "Account": account,
-                     "BusinessUnit": line.business_unit or BLANK,
-                     "CostCenter": shape.cost_centre.get(cc, cc) if cc else BLANK,
-                     "Department": line.department or BLANK, "Period": label(d.year, d.month)}  # fmt: skip
-            if shape.version_column:
-                named["Version"] = "Actual"
-            sums[frozenset(named.items())] += line.cents * shape.sign(account)
-    return {k: Decimal(c).scaleb(-2) for k, c in sums.items() if c != 0}
+        named = {"Entity": shape.company.get(company, company), "Account": account, "BusinessUnit": bu,
+                 "CostCenter": shape.cost_centre.get(cc, cc), "Department": dept, "Period": period}  # fmt: skip
+        if shape.version_column:
+            named["Version"] = version
+        sums[frozenset(named.items())] += amount * shape.sign(account)
+    return {k: v for k, v in sums.items() if v != 0}
 
 
 def anaplan_actuals(stack: Stack) -> dict[Cell, Decimal]:
