@@ -172,7 +172,7 @@ def explain_plan_row(cfg: ConnectionConfig, conn: DynamicsConnection, client: An
     if m.plans.sign == "natural":
         types = {a.account.upper(): a.account_type for a in conn.reader.main_accounts()}
         rows = to_ledger_sign(rows, types, source=f"export {export.export_action!r}")
-    explanation.rows = [r for r in rows if r.line_number == row_number]
+    explanation.rows = [r for r in rows if r.line_number == row_number + 1]  # file lines: the header is 1
     if not explanation.rows:
         return explanation
     budget = cfg.dynamics.journal.target == "budget_register"
