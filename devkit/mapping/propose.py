@@ -498,7 +498,7 @@ class _Builder:
                 acc = row[exp.headers.index(roles["account"])] if "account" in roles else ""
                 if self.fo.accounts.get(acc, ("", ""))[1] in REVENUE_TYPES and amount != 0:
                     revenue_signs.append(1 if amount > 0 else -1)
-            self.budget_target(entry, exp, version)
+            self.budget_target(entry, exp, version, self.fiscal_years(exp, roles, months, fmt, fiscal_start))
             dims_here = [d["name"] for d in dims if d["column"] in exp.headers]
             shared.setdefault("dimensions", set()).add(tuple(dims_here))
             exports.append(entry)
@@ -548,6 +548,27 @@ class _Builder:
             self.unsure("mapping.plans.sign: no revenue account in the sample rows; kept ledger sign")
         mapping["plans"] = out
 
+    def fiscal_years(self, exp: ExportMeta, roles: dict[str, str], months: list[str], fmt: str | None,
+                     fiscal_start: int) -> set[int]:  # fmt: skip
+        """Fiscal years of the export's month columns, or of its sample rows' periods."""
+        from d365_anaplan.errors import BadInputData, ConfigError
+        from d365_anaplan.flows.calendar import fiscal_year
+        from d365_anaplan.flows.periods import parse_period_label
+
+        labels = list(months)
+        if not labels and "period" in roles and exp.sample:
+            at = exp.headers.index(roles["period"])
+            labels = [r[at] for r in exp.sample if len(r) > at]
+        years: set[int] = set()
+        for text in labels:
+            try:
+                years.add(
+                    fiscal_year(parse_period_label(text, fmt or "{Mon} {yy}", fiscal_start), fiscal_start)
+                )
+            except (BadInputData, ConfigError, ValueError):
+                continue
+        return years
+
     def sample_amounts(self, exp: ExportMeta, roles: dict[str, str], months: list[str]
                        ) -> Iterable[tuple[list[str], Decimal]]:  # fmt: skip
         cols = [exp.headers.index(m) for m in months] if months else (
@@ -560,17 +581,28 @@ class _Builder:
                     except InvalidOperation:
                         continue
 
-    def budget_target(self, entry: dict[str, Any], exp: ExportMeta, version: str) -> None:
+    def budget_target(self, entry: dict[str, Any], exp: ExportMeta, version: str, years: set[int]) -> None:
+        """Budget model and codes of an export by name; ``years``: the fiscal years its sample rows cover."""
         journal = self.partial.get("dynamics", {}).get("journal", {}) or {}
         if journal.get("target", "budget_register") != "budget_register" or not self.fo.budget_models:
             return
         models = sorted(((similarity(name or model, version) + (0.01 if version[:2].lower() in model.lower() else 0),
                           model) for model, name in self.fo.budget_models.items()), key=lambda t: (-t[0], t[1]))  # fmt: skip
         score, model = models[0]
+        tied = [m for sc, m in models if sc >= score - 0.05]
+        by_year = {y: m for y in sorted(years) for m in tied
+                   if str(y) in m or str(y) in self.fo.budget_models[m]}  # fmt: skip
+        if len(by_year) > 1:
+            entry["budget_models"] = self.pick(
+                f"mapping.plans.exports[{exp.name}].budget_models", by_year, confidence(score),
+                f"the plan covers fiscal years {sorted(years)}; F&O budget models named like {version!r} per year")  # fmt: skip
+            model = by_year[max(by_year)]
+        model = next(iter(by_year.values())) if len(by_year) == 1 else model
+        why = f" for fiscal year {next(iter(by_year))}" if len(by_year) == 1 else ""
         if model != journal.get("budget_model"):
             entry["budget_model"] = model
         self.pick(f"mapping.plans.exports[{exp.name}].budget_model", model, confidence(score),
-                  f"F&O budget model {model!r} ({self.fo.budget_models[model]!r}) is named most like {version!r}")  # fmt: skip
+                  f"F&O budget model {model!r} ({self.fo.budget_models[model]!r}) is named most like {version!r}{why}")  # fmt: skip
         for kind, key, default in (("OriginalBudget", "budget_code", journal.get("budget_code")),
                                    ("Amendment", "revision_budget_code", journal.get("revision_budget_code"))):  # fmt: skip
             codes = sorted(((similarity(desc or code, version), code) for code, (t, desc) in self.fo.budget_codes.items()

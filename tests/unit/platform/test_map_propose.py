@@ -61,7 +61,7 @@ def _fo() -> FoMeta:
             "Department": [("022", "Accounting"), ("023", "Operations")],
         },
         accounts=accounts,
-        budget_models={"FY2025": "Budget 2025", "FC2025": "Rolling forecast 2025"},
+        budget_models={"FY2025": "Budget 2025", "FY2026": "Budget 2026", "FC2025": "Rolling forecast 2025"},
         budget_codes={
             "Original": ("OriginalBudget", "Original budget"),
             "Revision": ("Amendment", "Budget revision"),
@@ -228,3 +228,18 @@ def test_render_writes_a_reason_per_choice_above_valid_yaml() -> None:
     assert len(comments) >= len([c for c in got.choices if c.setting.startswith("mapping.")])
     assert all(any(f"[{c}]" in line for c in ("high", "medium", "low")) for line in comments)
     assert yaml.safe_load(text) == got.config
+
+
+@pytest.mark.parametrize(
+    ("months", "expected"),
+    [
+        (["Jul 25", "Aug 25"], {"budget_model": "FY2026"}),  # July fiscal year: FY2026 starts in July 2025
+        (["Jun 25", "Jul 25"], {"budget_model": "FY2026", "budget_models": {2025: "FY2025", 2026: "FY2026"}}),
+    ],
+)
+def test_the_budget_model_follows_the_plans_fiscal_years(months: list[str], expected: dict[str, Any]) -> None:
+    ana = _ana()
+    ana.exports[0] = ExportMeta("Export Approved Budget", ["Entity", "Account", *months],
+                                [["US-OPS", "601100", "1.00", "2.00"]])  # fmt: skip
+    export = _proposal(ana).config["mapping"]["plans"]["exports"][0]
+    assert {k: export[k] for k in expected} == expected
