@@ -41,11 +41,14 @@ def _raw(path: Path) -> dict[str, Any]:
     import yaml
 
     from d365_anaplan.config import load_connection
+    from d365_anaplan.errors import ConfigError
 
     load_connection(path)  # one clear line per problem, as every command reports them
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if "connections" in data:
-        raise SystemExit("map propose: give a file with one connection")
+        raise ConfigError(
+            ["connections: map propose drafts one connection; give a file holding one"], str(path)
+        )
     return dict(data)
 
 
