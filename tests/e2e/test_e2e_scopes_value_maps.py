@@ -242,3 +242,15 @@ def test_a_plan_row_outside_the_plans_scope_is_refused_with_one_line(
                                  "(its type Revenue is not one of types ['Expense'])")  # fmt: skip
     assert "nothing was written to F&O" in text and "\n" not in text
     assert journal_counts(stack) == (0, 0)
+
+
+def test_actuals_in_natural_sign_revenue_positive_to_the_cent(engine: LocalEngine, stack: Stack) -> None:
+    cfg = _connection(stack)
+    cfg["mapping"]["actuals"]["sign"] = "natural"
+    clear_actuals(stack)
+    _install(engine, cfg, COST_CENTRE)
+    result = engine.run("ActualsFlow", manual(), timeout=300)
+    assert result.status == "SUCCEEDED", (result.error, result.task_failures())
+    revenue = {a.account for a in fo_seed.MAIN_ACCOUNTS if a.account_type == "Revenue"}
+    expected = {k: -v if k[1] in revenue else v for k, v in _expected_actuals(stack).items()}
+    assert any(k[1] in revenue for k in expected) and anaplan_actuals(stack) == expected

@@ -158,6 +158,13 @@ class ValueMap:
     unmapped: Literal["passthrough", "fail"] = "passthrough"
     reverse_choice: Mapping[str, str] = field(default_factory=dict)
     blank_member: str | None = None
+    by_member: Mapping[str, list[str]] = field(init=False, repr=False)  # member -> F&O codes, sorted
+
+    def __post_init__(self) -> None:
+        index: dict[str, list[str]] = {}
+        for k, v in self.forward.items():
+            index.setdefault(v, []).append(self.codes[k])
+        object.__setattr__(self, "by_member", {m: sorted(c) for m, c in index.items()})
 
     @property
     def setting(self) -> str:
@@ -180,15 +187,14 @@ class ValueMap:
 
     def candidates(self, member: str) -> list[str]:
         """The F&O codes that map to ``member``."""
-        return sorted(self.codes[k] for k, v in self.forward.items() if v == member)
+        return list(self.by_member.get(member, ()))
 
     def ambiguities(self) -> dict[str, list[str]]:
         """Members reached from several F&O codes without a ``reverse`` entry -> their candidates."""
-        targets: dict[str, list[str]] = {}
-        for k, v in self.forward.items():
-            targets.setdefault(v, []).append(self.codes[k])
         return {
-            m: sorted(c) for m, c in sorted(targets.items()) if len(c) > 1 and m not in self.reverse_choice
+            m: list(c)
+            for m, c in sorted(self.by_member.items())
+            if len(c) > 1 and m not in self.reverse_choice
         }
 
     def ambiguity_text(self, member: str, candidates: Sequence[str]) -> str:
