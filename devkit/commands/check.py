@@ -5,9 +5,14 @@ export and list. F&O: a token, ``$metadata`` (which route to posted GL), one pag
 flows read, the active ledger dimension format (does it carry the configured dimensions), the legal entities
 and the journal names plan journals use. Nothing is written anywhere.
 
-Prints a pass/fail table with a remedy for every failure (the same remedies ``run`` prints). Exit codes
-(``devkit.commands.exit_codes``): 0 all pass, 1 some fail, 2 the configuration or a credential reference is
-invalid, 3 a system could not be reached, 4 a system refused our credentials.
+Drift (issue 12, item 6): one row per flow compares the model metadata with the fingerprint the flow's last
+successful run recorded in the local state (``--state-dir``): WARN with the run's diff when it changed (the
+run would stop with MetadataDrift unless started with ``--accept-drift``).
+
+Prints a pass/fail table with a remedy for every failure and warning (the same remedies ``run`` prints). Exit
+codes (``devkit.commands.exit_codes``): 0 all pass, 1 some fail or warn (a drift WARN counts: the run would
+stop), 2 the configuration or a credential reference is invalid, 3 a system could not be reached, 4 a system
+refused our credentials.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from devkit.commands import _common as c
@@ -23,6 +29,8 @@ from devkit.commands import exit_codes as x
 from devkit.commands import remedies
 
 PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"
+
+Fingerprints = Callable[[str], "dict[str, Any] | None"]  # flow -> the last successful run's fingerprint item
 
 
 @dataclass
@@ -56,6 +64,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     c.add_config_args(parser)
     parser.add_argument("--only", choices=("anaplan", "dynamics"), help="check one system only")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the clients' logs")
+    parser.add_argument("--state-dir", dest="state_dir", type=Path, default=None, metavar="DIR",
+                        help="local state whose last successful runs' metadata fingerprints the drift rows "
+                        "compare with (default: the one `run` uses)")  # fmt: skip
     parser.epilog = x.EPILOG
 
 
@@ -131,7 +142,11 @@ def _attempt(report: Report, system: str, name: str, remedy: str, fn: Callable[[
 # --- Anaplan -------------------------------------------------------------------------------------------------
 
 
-def check_anaplan(cfg: Any, report: Report, maps: Any = None) -> None:
+def check_anaplan(
+    cfg: Any, report: Report, maps: Any = None, fingerprints: Fingerprints | None = None
+) -> None:
+    """Anaplan's rows (``maps``: where CSV value maps are read); with ``fingerprints`` (flow -> the last
+    successful run's fingerprint item) the drift rows too."""
     from d365_anaplan.anaplan.client import AnaplanClient
     from d365_anaplan.secrets import SecretResolver
 
@@ -182,10 +197,51 @@ def check_anaplan(cfg: Any, report: Report, maps: Any = None) -> None:
         return
     for found in findings:
         report.add(sysname, found.name, PASS if found.ok else FAIL, found.detail, found.remedy)
+    if fingerprints is not None:
+        check_drift(cfg, client, report, fingerprints)
+
+
+def check_drift(cfg: Any, client: Any, report: Report, fingerprints: Fingerprints) -> None:
+    """The drift verdict each flow's run would reach (issue 12, item 6): WARN with the run's diff when the model
+    metadata changed since the flow's last successful run (the run stops with MetadataDrift unless started
+    with --accept-drift); the exit code is then 1, as the run would fail."""
+    from d365_anaplan.steps.drift import REMEDY, Flow, read_fingerprint, verdict
+
+    flows: list[Flow] = ["actuals", "plans"] if cfg.mapping.plans.exports else ["actuals"]
+    for flow in flows:
+        stored, name = fingerprints(flow), f"metadata drift ({flow})"
+        try:
+            lines = verdict(cfg, flow, stored, read_fingerprint(cfg, client, flow))
+        except Exception as exc:  # noqa: BLE001 - a read that fails is a row like the others
+            failure = exc
+            _attempt(report, "Anaplan", name, REMEDY, lambda: _raise(failure))  # noqa: B023 - called at once
+            continue
+        if lines:
+            report.add("Anaplan", name, WARN, "; ".join(lines), REMEDY)
+        elif stored is None:
+            report.add(
+                "Anaplan", name, PASS, "no fingerprint recorded yet (the first successful run records it)"
+            )
+        else:
+            report.add("Anaplan", name, PASS, f"unchanged since run {stored.get('run_id')}")
 
 
 def _raise(exc: BaseException) -> str:
     raise exc
+
+
+def stored_fingerprints(state: Path, connection: str) -> Fingerprints | None:
+    """The fingerprints the last successful runs recorded in the local state (None without saved state)."""
+    from devkit import local_state
+
+    if not local_state.exists(state):
+        return None
+    from d365_anaplan.ledger.drift import Fingerprints as Store
+
+    with local_state.ledger_tables(state) as names:
+        store = Store(names["LedgerTable"])
+        found = {flow: store.current(connection, flow) for flow in ("actuals", "plans")}
+    return found.get
 
 
 # --- F&O -----------------------------------------------------------------------------------------------------
@@ -516,21 +572,22 @@ def run(args: argparse.Namespace) -> int:
 
     maps = MapSource(base_dir=Path(args.config).resolve().parent)  # CSV maps: relative to the config file
     if args.only in (None, "anaplan"):
-        check_anaplan(cfg, report, maps)
+        check_anaplan(cfg, report, maps, stored_fingerprints(c.state_dir(args), cfg.name))
     if args.only in (None, "dynamics"):
         check_dynamics(cfg, report)
     if args.only is None:
         check_mappings(cfg, report, maps)
     rows = [[ch.status, ch.system, ch.name, ch.detail] for ch in report.checks]
     c.table(rows, ["result", "system", "check", "detail"])
-    if report.failed:
+    warned = [ch for ch in report.checks if ch.status == WARN]  # drift: the run would stop on it
+    if report.failed or warned:
         print("\nremedies:")
-        for ch in report.failed:
+        for ch in report.failed + warned:
             print(f"  - {ch.system} {ch.name}: {ch.remedy}")
     passed = sum(1 for ch in report.checks if ch.status == PASS)
-    print(f"\n{passed} passed, {len(report.failed)} failed, "
+    print(f"\n{passed} passed, {len(report.failed)} failed, {len(warned)} warned, "
           f"{sum(1 for ch in report.checks if ch.status == SKIP)} skipped")  # fmt: skip
-    codes: list[int] = [x.EXIT_FAILED] if report.failed else []
+    codes: list[int] = [x.EXIT_FAILED] if report.failed or warned else []
     for systems, code, what in ((report.misconfigured, x.EXIT_USAGE, "credentials not resolved"),
                                 (report.unreachable, x.EXIT_UNREACHABLE, "unreachable"),
                                 (report.refused, x.EXIT_REFUSED, "credentials refused")):  # fmt: skip

@@ -3,7 +3,7 @@
 | code | meaning |
 |---|---|
 | 0 | success |
-| 1 | the job ran and failed (a failed check, a failed run, a difference) |
+| 1 | the job ran and failed (a failed check, a metadata drift `check` warns of, a failed run, a difference) |
 | 2 | usage or configuration error (including a credential reference that cannot be resolved) |
 | 3 | a system could not be reached (connection refused, DNS, timeout, TLS) |
 | 4 | a system refused our credentials (authentication) |

@@ -39,6 +39,9 @@ _BY_ERROR = {
     "anaplan.model_id to the live model",
     "AlignmentFailed": "create the missing members on the other side (or fix the codes at the source); with "
     "mapping.actuals.unmapped_policy: map they go to the configured unmapped members instead",
+    "MetadataDrift": "the Anaplan model changed since the last successful run (the diff is above); if the "
+    "change is intended, run again with --accept-drift to accept it and record the new fingerprint, otherwise "
+    "ask the model builder to undo it",
     "ReconciliationFailed": "the loaded figures differ from the source: 'd365-anaplan audit RUN' lists every "
     "difference; fix the cause, then replay the run",
     "SSLError": TLS,

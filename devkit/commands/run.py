@@ -37,6 +37,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="stop before anything is written to either system and show what would be",
     )
     parser.add_argument(
+        "--accept-drift",
+        action="store_true",
+        help="accept changed model metadata (import columns, export layouts, list members) since the last "
+        "successful run, and record the new fingerprint (otherwise the run stops with MetadataDrift)",
+    )
+    parser.add_argument(
         "--wait-scale",
         type=float,
         default=0.0,
@@ -82,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         payload["periods"] = periods
     if args.dry_run:
         payload["dry_run"] = True
+    if args.accept_drift:
+        payload["accept_drift"] = True
     return execute(args, cfg, args.flow, payload)
 
 

@@ -28,6 +28,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="stop before anything is written to either system"
     )
+    parser.add_argument(
+        "--accept-drift",
+        action="store_true",
+        help="accept changed model metadata since the last successful run (execution input accept_drift)",
+    )
     parser.add_argument("--no-wait", action="store_true", help="start the execution and return")
     parser.add_argument(
         "--timeout", type=float, default=4 * 3600.0, help="seconds to follow it (default 4 h)"
@@ -49,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         payload["periods"] = periods
     if args.dry_run:
         payload["dry_run"] = True
+    if args.accept_drift:
+        payload["accept_drift"] = True
     return start_and_follow(args, args.flow, payload)
 
 

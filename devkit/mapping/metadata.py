@@ -88,7 +88,8 @@ def read_anaplan(client: AnaplanClient, *, run_exports: bool = True) -> AnaplanM
         items = client.list_items(lst.id)
         meta.lists[lst.name] = [(i.code or i.name, i.name) for i in items[:MEMBER_SAMPLE]]
     try:
-        meta.fiscal_year_start = client.fiscal_year_start()
+        year = client.fiscal_year()
+        meta.fiscal_year_start = year.start_date if year is not None else None
     except AnaplanError as exc:
         meta.notes.append(
             f"model calendar not readable ({type(exc).__name__}); fiscal year start not proposed"

@@ -198,7 +198,7 @@ def build_model(shape: Shape, basis: dict[tuple[str, str, int], Decimal]) -> Mod
         workspace_id="8a868cd985f53e7701860542f59e276e", workspace_name=f"FP&A {shape.name}",
         model_id="A0F1C2D3E4F5061728394A5B6C7D8E9F", model_name=f"Financial plan ({shape.name})",
         lists=lists, modules={m.name: m for m in (actuals, plan)}, imports=imports, exports=exports,
-        processes={}, fiscal_year_start_month=shape.fiscal_year_start_month,
+        processes={},
     )  # fmt: skip
 
 
@@ -237,7 +237,9 @@ def running(name: str, *, gl_lines: int = 400, months: int = 3,
             (lambda: anaplan_app(basis=basis, **kwargs)) if name == "demo"
             else (lambda: AnaplanSandbox(build_model(meaning, basis), **kwargs))
         )  # fmt: skip
-        ana = anaplan_harness.start(app=make())
+        app = make()
+        app.calendar.fiscal_start_month = meaning.fiscal_year_start_month  # the model calendar
+        ana = anaplan_harness.start(app=app)
     except BaseException:
         fo.stop()
         raise

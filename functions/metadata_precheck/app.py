@@ -12,6 +12,7 @@ from d365_anaplan.steps.preflight import metadata_precheck
 
 class PrecheckEvent(StepEvent):
     flow: Literal["actuals", "plans"]
+    accept_drift: bool = False  # the run accepts changed metadata and records the new fingerprint
 
 
 class PrecheckOutput(StepOutput):
@@ -20,7 +21,7 @@ class PrecheckOutput(StepOutput):
 
 @step(PrecheckEvent, PrecheckOutput)
 def lambda_handler(ctx: StepContext, ev: PrecheckEvent) -> dict[str, Any]:
-    return metadata_precheck(ctx, ev.flow)
+    return metadata_precheck(ctx, ev.flow, ev.accept_drift)
 
 
 EVENT_MODEL = PrecheckEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)

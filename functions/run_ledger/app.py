@@ -31,6 +31,7 @@ class OpenRunOutput(StepOutput):
     replay_of: str | None
     failed_lines_only: bool
     exports: list[dict[str, Any]]
+    accept_drift: bool
 
 
 class FinishOutput(StepOutput):

@@ -171,3 +171,9 @@ class ReconciliationFailed(ConnectorError):
 
 class PeriodNotDue(ConnectorError):
     """The close calendar says no period is due (scheduled runs end quietly on this)."""
+
+
+class MetadataDrift(ConnectorError):
+    """The model metadata a run relies on (import columns, export layouts, list members) changed since the last
+    successful run; the message is the diff. Not retried: start the run with ``accept_drift`` once the change is
+    understood (issue 12, item 6)."""

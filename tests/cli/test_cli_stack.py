@@ -103,3 +103,14 @@ def _plan_entries(stack: Any) -> int:
     """Plan entries in F&O, whichever target: ledger journals or budget register entries."""
     fo = stack.dynamics.app
     return len(fo.journal_headers) + len(fo.budget_headers)
+
+
+def test_start_accept_drift_reaches_the_execution_input(deployed: LocalEngine,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    from d365_anaplan.ledger.audit import RunLedger
+
+    code, out = _cli(capsys, "start", "actuals", *STACK, "--connection", "demo", "--from", "2025-01", "--to",
+                     "2025-01", "--dry-run", "--accept-drift", "--quiet")  # fmt: skip
+    assert code == 0, out
+    run = RunLedger(deployed.resource_name("LedgerTable")).get_run(_run_id(out))
+    assert run.detail["request"]["accept_drift"] is True

@@ -218,6 +218,21 @@ def ledger(engine: LocalEngine) -> Any:
     return RunLedger(engine.environment["LEDGER_TABLE"])
 
 
+def forget_fingerprints(engine: LocalEngine) -> None:
+    """Delete the metadata fingerprints recorded so far (drift detection): for files whose tests reshape the
+    sandbox model on purpose and share one engine, so each test starts as a connection's first run does."""
+    import boto3
+
+    table = engine.environment["LEDGER_TABLE"]
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    for flow in ("actuals", "plans"):
+        pk = {"S": f"DRIFT#{CONNECTION}#{flow}"}
+        items = ddb.query(TableName=table, KeyConditionExpression="pk = :pk",
+                          ExpressionAttributeValues={":pk": pk}).get("Items", [])  # fmt: skip
+        for item in items:
+            ddb.delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
+
+
 def anaplan_requests(stack: Stack) -> int:
     """HTTP requests the Anaplan sandbox's servers (auth, OAuth, API) have received so far."""
     return sum(server.requests.total() for server in stack.anaplan.servers.values())

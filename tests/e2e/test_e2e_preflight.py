@@ -25,7 +25,12 @@ BUDGET = "Export Approved Budget"
 
 @pytest.fixture
 def engine(module_engine: LocalEngine) -> LocalEngine:
+    """The file's engine; each test reshapes the model on purpose, so none compares with an earlier test's
+    metadata fingerprint (drift detection is tested in test_e2e_drift.py)."""
+    from e2e_support import forget_fingerprints
+
     module_engine.wrappers.clear()
+    forget_fingerprints(module_engine)
     return module_engine
 
 

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from devkit.sandbox.anaplan.calendar import ModelCalendar, model_calendar
 from devkit.sandbox.anaplan.model_details import ModelFacts, model_view
 from devkit.sandbox.anaplan.seed import (
     ExportDef,
@@ -290,6 +291,7 @@ class AnaplanSandbox:
         self.certificate_skew_s = certificate_skew_s
         self.clock = clock
         self.model_state = "UNLOCKED"  # ARCHIVED -> 422, LOCKED -> 423 on writes
+        self.calendar = ModelCalendar()  # GET …/modelCalendar (devkit/sandbox/anaplan/calendar.py)
         self.faults = Faults()
         self.counters: Counter[str] = Counter()
         self.bucket = _Bucket(rate_limit_per_minute, clock) if rate_limit_per_minute else None
@@ -842,6 +844,14 @@ class AnaplanSandbox:
         details = req.query_value("modelDetails") == "true"
         return self._ok(req, "model", {"model": self._model_view(details=details, single=True)})
 
+    def _r_model_calendar(self, req: Request) -> Response:
+        tok = self._bearer(req, ("AnaplanAuthToken", "Bearer"))
+        status, payload = model_calendar(self.calendar, tok.user if tok else None, self.clock)
+        if status != 200:
+            return self._error(req, status, "Forbidden")
+        return Response.json(200, {"meta": {"schema": "https://api.anaplan.com/2/0/objects/modelCalendar"},
+                                   "status": {"code": 200, "message": "Success"}, **payload})  # fmt: skip
+
     def _r_status(self, req: Request) -> Response:
         running = next((t for t in self._tasks.values() if t.state == "IN_PROGRESS"), None)
         status = {
@@ -979,12 +989,6 @@ class AnaplanSandbox:
         return self._page(
             req, "list", "lists", [{"id": lst.id, "name": lst.name} for lst in self.seed.lists.values()]
         )
-
-    def _r_model_calendar(self, req: Request) -> Response:
-        from devkit.sandbox.anaplan.calendar import fiscal_year_body
-
-        body = fiscal_year_body(self.seed.fiscal_year_start_month, self.seed.today)
-        return self._ok(req, "modelCalendar", {"modelCalendar": body})
 
     def _find_list(self, list_id: str) -> ListDef | None:
         return next((lst for lst in self.seed.lists.values() if lst.id == list_id), None)
@@ -1519,6 +1523,7 @@ _ROUTES.extend(
     for method, pattern, name in [
         ("GET", "", "model"),
         ("GET", "/status", "status"),
+        ("GET", "/modelCalendar", "model_calendar"),
         ("GET", "/imports/?", "imports"),
         ("GET", f"/imports/{_ID}", "import"),
         ("GET", "/exports/?", "exports"),
@@ -1530,7 +1535,6 @@ _ROUTES.extend(
         ("GET", "/lists/?", "lists"),
         ("GET", f"/lists/{_ID}/items", "list_items"),
         ("GET", "/modules/?", "modules"),
-        ("GET", "/modelCalendar", "model_calendar"),
         ("POST", f"/files/{_ID}", "file_post"),
         ("PUT", f"/files/{_ID}", "file_put"),
         ("GET", f"/files/{_ID}", "file_get"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import Decimal
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -147,10 +146,6 @@ class ModelSeed:
     imports: dict[str, ImportDef]
     exports: dict[str, ExportDef]
     processes: dict[str, ProcessDef]
-    # The model calendar (``GET …/modelCalendar``, devkit/sandbox/anaplan/calendar.py): first month of the
-    # fiscal year and the day the model thinks is today.
-    fiscal_year_start_month: int = 1
-    today: date = date(2025, 3, 15)
 
 
 class _Ids:

@@ -9,7 +9,6 @@ and the file transfer, plus metadata and list members.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any, TypeVar, Unpack
 
 import requests
@@ -24,6 +23,7 @@ from d365_anaplan.anaplan.limits import RateLimiter
 from d365_anaplan.anaplan.models import (
     ExportInfo,
     FileInfo,
+    FiscalYear,
     ImportInfo,
     ImportMetadata,
     ListInfo,
@@ -226,21 +226,6 @@ class AnaplanClient:
             for r in self._catalogue(collection)
         ]
 
-    def fiscal_year_start(self) -> date | None:
-        """First day of the model's current fiscal year (``GET …/modelCalendar``; Workspace Administrator);
-        None when the calendar has no fiscal year (e.g. Weeks: General)."""
-        path = f"{self.model_path}/modelCalendar"
-        body = self.transport.json("GET", path, call=f"GET {path}", obj=f"model {self.model_id}")
-        calendar = body.get("modelCalendar") or {}
-        year = calendar.get("fiscalYear") if isinstance(calendar, dict) else None
-        start = year.get("startDate") if isinstance(year, dict) else None
-        if not isinstance(start, str) or not start:
-            return None
-        try:
-            return date.fromisoformat(start[:10])
-        except ValueError:
-            raise AnaplanError(f"GET {path}: fiscalYear.startDate {start[:40]!r} is not a date") from None
-
     def import_metadata(self, import_id: str) -> ImportMetadata:
         path = f"{self.model_path}/imports/{import_id}"
         call = f"GET {path}"
@@ -264,6 +249,17 @@ class AnaplanClient:
         return self.transport.parse(
             ModelStatus, body.get("requestStatus") or {}, f"GET {path}", f"model {self.model_id}"
         )
+
+    def fiscal_year(self) -> FiscalYear | None:
+        """``GET …/modelCalendar``: the model's current fiscal year; None when its calendar has none (Weeks:
+        General). Needs the Workspace Administrator role: a 403 raises AnaplanAuthError."""
+        path = f"{self.model_path}/modelCalendar"
+        body = self.transport.json("GET", path, call=f"GET {path}", obj=f"model {self.model_id}")
+        calendar = body.get("modelCalendar") or {}
+        found = calendar.get("fiscalYear") if isinstance(calendar, dict) else None
+        if not found:
+            return None
+        return self.transport.parse(FiscalYear, found, f"GET {path}", f"model {self.model_id}")
 
     def list_items(self, list_name_or_id: str) -> list[ListItem]:
         """Members of a list (transactional API), resolved by list name."""

@@ -6,6 +6,7 @@ empty collections may be missing (Anaplan omits empty arrays), so every list def
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from typing import Literal
 
@@ -144,6 +145,14 @@ class ImportMetadata(_Model):
     name: str | None = None
     type: str | None = None
     source: ImportSource | None = None
+
+
+class FiscalYear(_Model):
+    """``GET …/models/{id}/modelCalendar``: ``modelCalendar.fiscalYear`` (the current fiscal year)."""
+
+    year: str
+    start_date: date = Field(alias="startDate")
+    end_date: date = Field(alias="endDate")
 
 
 class ModelStatus(_Model):

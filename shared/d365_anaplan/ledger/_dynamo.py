@@ -143,6 +143,21 @@ class LazyClient:
         return self._client
 
 
+class TableItems:
+    """Base of a ledger item store: the table's name, a lazily created (or injected) client and a clock."""
+
+    def __init__(self, table_name: str, *, client: Any = None, clock: Clock | None = None) -> None:
+        if not table_name:
+            raise ValueError("table_name must be a non-empty string")
+        self.table_name = table_name
+        self._client = LazyClient("dynamodb", client)
+        self._clock = clock or utc_now
+
+    @property
+    def client(self) -> Any:
+        return self._client.get()
+
+
 TRANSACT_MAX = 100  # items per TransactWriteItems request (the DynamoDB limit)
 
 

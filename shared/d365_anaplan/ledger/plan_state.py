@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from datetime import date
 from decimal import Decimal
-from typing import Any
 
-from d365_anaplan.ledger._dynamo import Clock, Item, LazyClient, iso, put_all, query_all, to_item, utc_now
+from d365_anaplan.ledger._dynamo import Item, TableItems, iso, put_all, query_all, to_item
 
 CellKey = tuple[str, str, tuple[tuple[str, str], ...], date]  # company, account, dimension values, period
 
@@ -38,19 +37,8 @@ def _sk(key: CellKey) -> str:
     return f"CELL#{company}#{period:%Y-%m}#{account}#{dim_text}"
 
 
-class PlanState:
+class PlanState(TableItems):
     """The approved-plan cells this connector has reconciled in F&O (ledger table, env ``LEDGER_TABLE``)."""
-
-    def __init__(self, table_name: str, *, client: Any = None, clock: Clock | None = None) -> None:
-        if not table_name:
-            raise ValueError("table_name must be a non-empty string")
-        self.table_name = table_name
-        self._client = LazyClient("dynamodb", client)
-        self._clock = clock or utc_now
-
-    @property
-    def client(self) -> Any:
-        return self._client.get()
 
     def load(
         self, connection: str, tag: str, company: str, first: date, last: date

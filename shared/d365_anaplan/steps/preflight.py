@@ -264,7 +264,9 @@ def preflight(
 ) -> list[Finding]:
     """Every metadata verdict for ``flow`` (both flows when None), in the order ``check`` prints them.
     ``maps``: where CSV value maps are read (default: relative to the working directory)."""
-    findings: list[Finding] = []
+    from d365_anaplan.steps.model_calendar import calendar_finding
+
+    findings: list[Finding] = [calendar_finding(cfg, client)]  # both flows label periods by the fiscal year
     if flow in (None, "actuals"):
         findings += _imports(cfg, client)
         findings += _lists(cfg, client)
@@ -287,9 +289,14 @@ def require(
     return findings
 
 
-def metadata_precheck(ctx: StepContext, flow: Flow) -> dict[str, Any]:
-    """Raise the first failure's error (its message lists every failure with its remedy); record what passed."""
+def metadata_precheck(ctx: StepContext, flow: Flow, accept_drift: bool = False) -> dict[str, Any]:
+    """Raise the first failure's error (its message lists every failure with its remedy); then compare the
+    metadata fingerprint with the last successful run's (``MetadataDrift`` unless ``accept_drift``) and keep
+    it for this run's close; record what passed."""
+    from d365_anaplan.steps.drift import check_drift
+
     findings = require(ctx.cfg, ctx.anaplan, flow, MapSource(s3=ctx.s3, bucket=ctx.env.config_bucket))
+    accepted = check_drift(ctx, flow, accept_drift)
     ctx.ledger.record_step(ctx.run_id, "MetadataPrecheck", "SUCCEEDED",
-                           {"flow": flow, "checked": [f.name for f in findings]})  # fmt: skip
+                           {"flow": flow, "checked": [f.name for f in findings], "accepted_drift": accepted})  # fmt: skip
     return {"checked": len(findings)}

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from d365_anaplan.config import ConnectionConfig
 from d365_anaplan.errors import BadInputData, ConfigError, RecordNotFound
 from d365_anaplan.ledger.audit import RunLedger
+from d365_anaplan.ledger.drift import Fingerprints
 from d365_anaplan.ledger.lease import ModelLease
 from d365_anaplan.ledger.watermarks import Watermarks
 from d365_anaplan.observability import logger, metrics
@@ -43,6 +44,7 @@ class RunRequest(BaseModel):
     dry_run: bool = False
     replay_of: str | None = None
     failed_lines_only: bool = False  # plans: write again only the lines F&O rejected in run ``replay_of``
+    accept_drift: bool = False  # accept changed model metadata (MetadataDrift) and record the new fingerprint
 
 
 def open_run(ledger: RunLedger, *, connection: str, flow: Flow, execution: str, run_id: str,
@@ -82,6 +84,7 @@ def open_run(ledger: RunLedger, *, connection: str, flow: Flow, execution: str, 
         "dry_run": dry_run,
         "replay_of": req.replay_of,
         "failed_lines_only": req.failed_lines_only,
+        "accept_drift": req.accept_drift,
         "verify_export": cfg.mapping.actuals.verify_export,
         "exports": [e.model_dump() for e in cfg.mapping.plans.exports],
         "status": run.status,
@@ -170,6 +173,9 @@ def run_ledger_op(ev: StartEvent | FinishEvent | FailEvent) -> dict[str, Any]:
         ledger.finish_run(run_id, ev.status, summary=ev.summary)
         if ev.status == "SUCCEEDED" and ev.watermark and not ev.dry_run:
             Watermarks(env.ledger_table).advance(ev.connection, ev.flow, ev.watermark, run_id)
+        if ev.status == "SUCCEEDED" and not ev.dry_run:
+            # the metadata fingerprint the run's pre-check staged becomes what the next run compares with
+            Fingerprints(env.ledger_table).promote(ev.connection, ev.flow, run_id)
         metrics.add_metric(name=f"Runs{ev.status.title()}", unit="Count", value=1)
         return {"run_id": run_id, "status": ev.status, "watermark": ev.watermark}
     # failure path: never raise past this point if it can be helped - the execution must end with the cause

@@ -1,16 +1,14 @@
-"""The catalogue listings and the model calendar the mapping assistant reads (``AnaplanClient``)."""
+"""The catalogue listings the mapping assistant reads (``AnaplanClient``)."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import pytest
 import responses
-from anaplan_unit_support import MP, FakeClock, add_auth, envelope, paged
+from anaplan_unit_support import MP, FakeClock, add_auth, paged
 
 from d365_anaplan.anaplan.client import AnaplanClient
-from d365_anaplan.errors import AnaplanError, AnaplanNotFound
 
 
 @pytest.fixture
@@ -32,32 +30,3 @@ def test_catalogues_parse_every_action_and_list(rsps: responses.RequestsMock, cl
     assert [e.export_type for e in client.export_catalogue()] == ["TABULAR_MULTI_COLUMN"]
     assert [lst.name for lst in client.list_catalogue()] == ["Accounts"]
     assert client.find_import("Load Accounts").id == "112000000001"  # the same cached catalogue
-
-
-def test_fiscal_year_start_from_the_model_calendar(
-    rsps: responses.RequestsMock, client: AnaplanClient
-) -> None:
-    body = envelope(
-        modelCalendar={"fiscalYear": {"year": "FY25", "startDate": "2024-07-01", "endDate": "2025-06-30"}}
-    )
-    rsps.add(responses.GET, f"{MP}/modelCalendar", json=body)
-    assert client.fiscal_year_start() == date(2024, 7, 1)
-
-
-@pytest.mark.parametrize("calendar", [{}, {"fiscalYear": {}}, {"fiscalYear": {"startDate": ""}}])
-def test_a_calendar_without_a_fiscal_year_gives_none(
-    rsps: responses.RequestsMock, client: AnaplanClient, calendar: dict[str, Any]
-) -> None:
-    rsps.add(responses.GET, f"{MP}/modelCalendar", json=envelope(modelCalendar=calendar))
-    assert client.fiscal_year_start() is None
-
-
-def test_an_unreadable_calendar_is_named(rsps: responses.RequestsMock, client: AnaplanClient) -> None:
-    rsps.add(responses.GET, f"{MP}/modelCalendar",
-             json=envelope(modelCalendar={"fiscalYear": {"startDate": "July 2024"}}))  # fmt: skip
-    with pytest.raises(AnaplanError, match=r"modelCalendar: fiscalYear.startDate 'July 2024' is not a date"):
-        client.fiscal_year_start()
-    rsps.replace(responses.GET, f"{MP}/modelCalendar", status=404,
-                 json={"status": {"code": 404, "message": "Not Found"}})  # fmt: skip
-    with pytest.raises(AnaplanNotFound):
-        client.fiscal_year_start()
