@@ -39,6 +39,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "list the runs in the ledger (local, or a deployed stack's with --stack)",
     ),
     "start": ("devkit.commands.start", "start a flow of a deployed stack (--stack) and follow it"),
+    "map": (
+        "devkit.commands.map",
+        "mapping assistant: propose a mapping from both systems, explain one record",
+    ),
 }
 
 

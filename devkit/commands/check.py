@@ -145,8 +145,8 @@ def _attempt(report: Report, system: str, name: str, remedy: str, fn: Callable[[
 def check_anaplan(
     cfg: Any, report: Report, maps: Any = None, fingerprints: Fingerprints | None = None
 ) -> None:
-    """Anaplan's rows; with ``fingerprints`` (flow -> the last successful run's fingerprint item) the drift
-    rows too."""
+    """Anaplan's rows (``maps``: where CSV value maps are read); with ``fingerprints`` (flow -> the last
+    successful run's fingerprint item) the drift rows too."""
     from d365_anaplan.anaplan.client import AnaplanClient
     from d365_anaplan.secrets import SecretResolver
 

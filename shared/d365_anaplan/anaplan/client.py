@@ -204,6 +204,25 @@ class AnaplanClient:
     def find_list(self, name_or_id: str) -> ListInfo:
         return self._find("lists", ListInfo, name_or_id, "list")
 
+    def import_catalogue(self) -> list[ImportInfo]:
+        """Every import action of the model (``GET …/imports``)."""
+        return self._parse_all("imports", ImportInfo)
+
+    def export_catalogue(self) -> list[ExportInfo]:
+        """Every export action of the model (``GET …/exports``)."""
+        return self._parse_all("exports", ExportInfo)
+
+    def list_catalogue(self) -> list[ListInfo]:
+        """Every list of the model (``GET …/lists``)."""
+        return self._parse_all("lists", ListInfo)
+
+    def _parse_all(self, collection: str, model: type[T]) -> list[T]:
+        call = f"GET {self.model_path}/{collection}"
+        return [
+            self.transport.parse(model, r, call, f"model {self.model_id}")
+            for r in self._catalogue(collection)
+        ]
+
     def import_metadata(self, import_id: str) -> ImportMetadata:
         path = f"{self.model_path}/imports/{import_id}"
         call = f"GET {path}"

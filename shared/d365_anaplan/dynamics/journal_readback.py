@@ -172,6 +172,27 @@ class JournalReadback:
             for r in self.client.iter_rows(q)
         }
 
+    def budget_catalogue(self) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+        """Budget models (id -> name) and budget codes (code -> (``BudgetTransactionType``, description)) of
+        the configured companies, for people choosing them (``map propose``)."""
+        companies = [c.lower() for c in self.reader.companies]
+        models: dict[str, str] = {}
+        q = Query("BudgetModels", filter=F.any_of("dataAreaId", companies), select=("BudgetModel", "Name"))
+        for r in self.client.iter_rows(q):
+            models.setdefault(str(r.get("BudgetModel") or ""), str(r.get("Name") or ""))
+        codes: dict[str, tuple[str, str]] = {}
+        q = Query(
+            "BudgetCodes",
+            filter=F.any_of("dataAreaId", companies),
+            select=("BudgetCode", "BudgetTransactionType", "Description"),
+        )
+        for r in self.client.iter_rows(q):
+            codes.setdefault(
+                str(r.get("BudgetCode") or ""),
+                (str(r.get("BudgetTransactionType") or ""), str(r.get("Description") or "")),
+            )
+        return models, codes
+
     def observed_revenue_sign(self, company: str, tag: str) -> tuple[str, str] | None:
         """How ``BudgetRegisterEntryLines`` shows revenue, found by comparing one of this connector's revenue
         lines with the stored value in ``BudgetTransactionLineBiEntities`` (stored sign-flipped, A2 #1-2):

@@ -223,6 +223,7 @@ def test_every_sandbox_answer_matches_the_descriptions(
         "POST /workspaces/{}/models/{}/processes/{}/tasks 200",
         "GET /workspaces/{}/models/{}/processes/{}/tasks/{} 200",
         "POST /workspaces/{}/models/{}/exports/{}/tasks 200",
+        "GET /workspaces/{}/models/{}/modelCalendar 200",
     ):
         assert expected in checked, f"{expected} was not exercised: {sorted(checked)}"
 
