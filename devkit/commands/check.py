@@ -143,7 +143,7 @@ def _attempt(report: Report, system: str, name: str, remedy: str, fn: Callable[[
 
 
 def check_anaplan(
-    cfg: Any, report: Report, maps: Any = None, fingerprints: Fingerprints | None = None
+    cfg: Any, report: Report, maps: Any = None, *, fingerprints: Fingerprints | None = None
 ) -> None:
     """Anaplan's rows (``maps``: where CSV value maps are read); with ``fingerprints`` (flow -> the last
     successful run's fingerprint item) the drift rows too."""
@@ -256,7 +256,7 @@ def stored_fingerprints(state: Path, connection: str) -> Fingerprints | None:
 # --- F&O -----------------------------------------------------------------------------------------------------
 
 
-def check_dynamics(cfg: Any, report: Report, fingerprints: Fingerprints | None = None) -> None:
+def check_dynamics(cfg: Any, report: Report, *, fingerprints: Fingerprints | None = None) -> None:
     """F&O's rows; with ``fingerprints`` (flow -> the last successful run's fingerprint item) the F&O drift
     rows too."""
     from d365_anaplan.dynamics.client import connect
@@ -595,9 +595,9 @@ def run(args: argparse.Namespace) -> int:
     maps = MapSource(base_dir=Path(args.config).resolve().parent)  # CSV maps: relative to the config file
     stored = stored_fingerprints(c.state_dir(args), cfg.name)
     if args.only in (None, "anaplan"):
-        check_anaplan(cfg, report, maps, stored)
+        check_anaplan(cfg, report, maps, fingerprints=stored)
     if args.only in (None, "dynamics"):
-        check_dynamics(cfg, report, stored)
+        check_dynamics(cfg, report, fingerprints=stored)
     if args.only is None:
         check_mappings(cfg, report, maps)
     rows = [[ch.status, ch.system, ch.name, ch.detail] for ch in report.checks]

@@ -50,7 +50,9 @@ def _check(stack: Stack, engine: LocalEngine) -> dict[str, tuple[str, str, str]]
 
     report = Report()
     check_anaplan(
-        parse_connection(copy.deepcopy(stack.connection())), report, lambda f: current_fingerprint(engine, f)
+        parse_connection(copy.deepcopy(stack.connection())),
+        report,
+        fingerprints=lambda f: current_fingerprint(engine, f),
     )
     return {ch.name: (ch.status, ch.detail, ch.remedy) for ch in report.checks}
 

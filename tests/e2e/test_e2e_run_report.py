@@ -50,6 +50,7 @@ def test_actuals_run_report_metrics_and_notification(
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "0")
     capsys.readouterr()
     metrics = Metrics(namespace="Test", service="t")
+    metrics.clear_metrics()  # Powertools shares metric and dimension sets between instances of a process
     emit_metrics(summary, metrics)
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     amounts = {e["currency"]: e["NetAmountCents"] for e in emitted if "NetAmountCents" in e}
@@ -88,5 +89,6 @@ def test_failed_plans_run_summary_names_the_cause(module_engine: LocalEngine, st
     assert summary.status == "FAILED" and "BadInputData" in summary.cause and summary.dry_run
     assert summary.subject() == "d365-anaplan demo plans FAILED (dry run)"
     metrics = Metrics(namespace="Test2", service="t")
+    metrics.clear_metrics()  # Powertools shares metric and dimension sets between instances of a process
     emit_metrics(summary, metrics)
     assert "RunFailed" in metrics.metric_set
