@@ -67,7 +67,7 @@ def test_only_the_labels_are_compared_without_periods() -> None:
 class Model:
     """What the client answers for the time source (labels, or the error the call raises)."""
 
-    def __init__(self, answer: list[str] | None | Exception) -> None:
+    def __init__(self, answer: list[str] | Exception | None) -> None:
         self.answer = answer
 
     def time_items(self, line_item: str) -> list[str] | None:
@@ -85,12 +85,12 @@ def config(time_source: str | None = "GL Actuals.Amount") -> ConnectionConfig:
             "client_id": "app",
             "client_secret": "x",
             "companies": ["usmf"],
-        },  # fmt: skip
+        },
         "anaplan": {
             "workspace_id": "8a8b8c8d8e8f",
             "model_id": "ABCDEF0123456789",
             "auth": {"mode": "basic", "username": "u@contoso.com", "password": "x"},
-        },  # fmt: skip
+        },
         "mapping": {"actuals": {"time_source": time_source}},
     }
     return parse_connection(data)
