@@ -132,3 +132,20 @@ def test_a_line_item_the_model_does_not_have_is_refused() -> None:
     assert not found.ok and found.detail.startswith(
         "mapping.actuals.time_source: GET …/lineItems: no line item"
     )
+
+
+def test_plans_check_each_export_period_format_against_the_plan_horizon() -> None:
+    cfg = config().model_copy(deep=True)
+    data = cfg.model_dump(by_alias=True, exclude_none=True)
+    data["mapping"]["plans"] = {"exports": [
+        {"export_action": "Export Approved Budget", "version": "Budget"},
+        {"export_action": "Export Forecast", "version": "Forecast", "period_format": "{yyyy}-{mm}"},
+    ]}  # fmt: skip
+    plans = parse_connection(data)
+    (found,) = time_range_findings(plans, Model(MODEL), "plans", {"plans": ["2026-12", "2027-01"]})  # type: ignore[arg-type]
+    assert not found.ok and found.name == "model time range (plans)"
+    assert found.detail.startswith("mapping.plans.exports[0].period_format '{Mon} {yy}': periods 2027-01")
+    assert (
+        "mapping.plans.exports[1].period_format '{yyyy}-{mm}' writes period labels like '2026-12'"
+        in found.detail
+    )
