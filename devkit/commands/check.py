@@ -67,6 +67,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", dest="state_dir", type=Path, default=None, metavar="DIR",
                         help="local state whose last successful runs' metadata fingerprints the drift rows "
                         "compare with (default: the one `run` uses)")  # fmt: skip
+    parser.add_argument("--from", dest="period_from", metavar="PERIOD",
+                        help="first period the run would write, YYYY-MM (default: the close gate's window)")  # fmt: skip
+    parser.add_argument("--to", dest="period_to", metavar="PERIOD", help="last period, YYYY-MM")
     parser.epilog = x.EPILOG
 
 
@@ -143,7 +146,12 @@ def _attempt(report: Report, system: str, name: str, remedy: str, fn: Callable[[
 
 
 def check_anaplan(
-    cfg: Any, report: Report, maps: Any = None, *, fingerprints: Fingerprints | None = None
+    cfg: Any,
+    report: Report,
+    maps: Any = None,
+    *,
+    fingerprints: Fingerprints | None = None,
+    periods: dict[str, list[str]] | None = None,
 ) -> None:
     """Anaplan's rows (``maps``: where CSV value maps are read); with ``fingerprints`` (flow -> the last
     successful run's fingerprint item) the drift rows too."""
@@ -189,7 +197,7 @@ def check_anaplan(
     # The run's own metadata pre-check (imports vs the files the run writes, exports vs what plans read,
     # lists): the same verdict, message and remedy the run reaches before it reads anything.
     try:
-        findings = preflight(cfg, client, maps=maps)
+        findings = preflight(cfg, client, maps=maps, periods=periods)
     except Exception as exc:  # noqa: BLE001 - an unreachable host or refused call becomes a row
         failure = exc
         _attempt(report, sysname, "imports, exports, lists", "the model's imports, exports and lists could not "
@@ -237,6 +245,36 @@ def _drift_rows(cfg: Any, report: Report, system: str, title: str, fingerprints:
 
 def _raise(exc: BaseException) -> str:
     raise exc
+
+
+class _NoWatermarks:
+    """The watermarks of a fresh local state (no run has loaded a period yet)."""
+
+    def get(self, connection: str, flow: str) -> None:
+        return None
+
+
+def run_windows(cfg: Any, state: Path, first: str | None, last: str | None) -> dict[str, list[str]]:
+    """The periods each flow's run would write now: the close gate's verdict (``steps/gate.py``), with the
+    watermarks of the local state ``run`` uses."""
+    from datetime import UTC, datetime
+
+    from d365_anaplan.ledger.watermarks import Watermarks
+    from d365_anaplan.steps.gate import close_gate
+    from devkit import local_state
+
+    now = datetime.now(UTC)
+
+    def gate(flow: str, marks: Any) -> list[str]:
+        return list(close_gate(cfg.close_calendar, connection=cfg.name, flow=flow, now=now, first=first,  # type: ignore[arg-type]
+                               last=last, watermarks=marks,
+                               reload_months=cfg.ledger.reload_closed_months)["periods"])  # fmt: skip
+
+    if not local_state.exists(state):
+        return {flow: gate(flow, _NoWatermarks()) for flow in ("actuals", "plans")}
+    with local_state.ledger_tables(state) as names:
+        marks = Watermarks(names["LedgerTable"])
+        return {flow: gate(flow, marks) for flow in ("actuals", "plans")}
 
 
 def stored_fingerprints(state: Path, connection: str) -> Fingerprints | None:
@@ -594,8 +632,24 @@ def run(args: argparse.Namespace) -> int:
 
     maps = MapSource(base_dir=Path(args.config).resolve().parent)  # CSV maps: relative to the config file
     stored = stored_fingerprints(c.state_dir(args), cfg.name)
+    from d365_anaplan.errors import BadInputData
+    from devkit.commands.run import periods_of
+
+    try:
+        window = (
+            periods_of(
+                argparse.Namespace(
+                    period_from=getattr(args, "period_from", None), period_to=getattr(args, "period_to", None)
+                )
+            )
+            or {}
+        )
+        periods = run_windows(cfg, c.state_dir(args), window.get("from"), window.get("to"))
+    except (ValueError, BadInputData) as exc:  # the gate refuses the range as the run would
+        print(f"d365-anaplan check: {exc}", file=sys.stderr)
+        return c.EXIT_USAGE
     if args.only in (None, "anaplan"):
-        check_anaplan(cfg, report, maps, fingerprints=stored)
+        check_anaplan(cfg, report, maps, fingerprints=stored, periods=periods)
     if args.only in (None, "dynamics"):
         check_dynamics(cfg, report, fingerprints=stored)
     if args.only is None:

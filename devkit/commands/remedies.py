@@ -73,4 +73,8 @@ def for_failure(error: str, message: str, cfg: Any | None) -> str | None:
         from d365_anaplan.steps.mapping import SCOPE_REMEDY, VALUE_MAP_REMEDY  # the texts `check` prints
 
         return VALUE_MAP_REMEDY if "mapping.value_maps" in message else SCOPE_REMEDY
+    if error == "BadInputData" and "model time range" in message:
+        from d365_anaplan.steps.time_range import REMEDY  # the text `check` prints
+
+        return REMEDY
     return _BY_ERROR.get(error)

@@ -14,6 +14,9 @@ from d365_anaplan.vocabulary import Flow
 class PrecheckEvent(StepEvent):
     flow: Flow
     accept_drift: bool = False  # the run accepts changed metadata and records the new fingerprint
+    periods: list[str] | None = (
+        None  # the close gate's periods (YYYY-MM): checked against the model's time range
+    )
 
 
 class PrecheckOutput(StepOutput):
@@ -22,7 +25,7 @@ class PrecheckOutput(StepOutput):
 
 @step(PrecheckEvent, PrecheckOutput)
 def lambda_handler(ctx: StepContext, ev: PrecheckEvent) -> dict[str, Any]:
-    return metadata_precheck(ctx, ev.flow, ev.accept_drift)
+    return metadata_precheck(ctx, ev.flow, ev.accept_drift, ev.periods)
 
 
 EVENT_MODEL = PrecheckEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)

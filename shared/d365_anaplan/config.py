@@ -738,6 +738,14 @@ class ActualsMapping(BaseModel):
             "reads Anaplan back and compares every company/account/period total to the cent"
         ),
     )
+    time_source: str | None = Field(
+        default=None,
+        description=(
+            "a line item whose Time dimension holds the model's periods (its id, name or `Module.Line item`, "
+            "e.g. `GL Actuals.Amount`); when set, `check` and the runs' pre-check refuse periods outside the "
+            "model's time range or labelled otherwise than the period formats write them (null: not verified)"
+        ),
+    )
     line_id_column: str = Field(default="Line", description="grain `line` only: column of the GL line id")
     voucher_column: str = Field(default="Voucher", description="grain `line` only: column of the voucher")
     description_column: str = Field(

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from devkit.sandbox.anaplan import time_dimension as td
 from devkit.sandbox.anaplan.calendar import ModelCalendar, model_calendar
 from devkit.sandbox.anaplan.model_details import ModelFacts, model_view
 from devkit.sandbox.anaplan.seed import (
@@ -292,6 +293,9 @@ class AnaplanSandbox:
         self.clock = clock
         self.model_state = "UNLOCKED"  # ARCHIVED -> 422, LOCKED -> 423 on writes
         self.calendar = ModelCalendar()  # GET …/modelCalendar (devkit/sandbox/anaplan/calendar.py)
+        self.module_access = (
+            td.ModuleAccess()
+        )  # who may read line items (devkit/sandbox/anaplan/time_dimension.py)
         self.faults = Faults()
         self.counters: Counter[str] = Counter()
         self.bucket = _Bucket(rate_limit_per_minute, clock) if rate_limit_per_minute else None
@@ -851,6 +855,24 @@ class AnaplanSandbox:
             return self._error(req, status, "Forbidden")
         return Response.json(200, {"meta": {"schema": "https://api.anaplan.com/2/0/objects/modelCalendar"},
                                    "status": {"code": 200, "message": "Success"}, **payload})  # fmt: skip
+
+    def _r_line_items(self, req: Request) -> Response:
+        return self._page(req, "lineItem", "items", td.line_items(self.seed))
+
+    def _r_line_item_dimensions(self, req: Request, item_id: str) -> Response:
+        dims = td.dimensions(self.seed, item_id)
+        return (
+            self._error(req, 404, "Not Found")
+            if dims is None
+            else self._page(req, "dimension", "dimensions", dims)
+        )
+
+    def _r_line_item_dimension_items(self, req: Request, item_id: str, dim_id: str) -> Response:
+        tok = self._bearer(req, ("AnaplanAuthToken", "Bearer"))
+        status, payload = td.dimension_items(
+            self.seed, self.module_access, tok.user if tok else None, item_id, dim_id
+        )
+        return self._ok(req, "dimension", payload) if status == 200 else self._error(req, status, "Not Found")
 
     def _r_status(self, req: Request) -> Response:
         running = next((t for t in self._tasks.values() if t.state == "IN_PROGRESS"), None)
@@ -1538,6 +1560,9 @@ _ROUTES.extend(
         ("GET", "/lists/?", "lists"),
         ("GET", f"/lists/{_ID}/items", "list_items"),
         ("GET", "/modules/?", "modules"),
+        ("GET", "/lineItems/?", "line_items"),
+        ("GET", f"/lineItems/{_ID}/dimensions/?", "line_item_dimensions"),
+        ("GET", f"/lineItems/{_ID}/dimensions/{_ID}/items", "line_item_dimension_items"),
         ("POST", f"/files/{_ID}", "file_post"),
         ("PUT", f"/files/{_ID}", "file_put"),
         ("GET", f"/files/{_ID}", "file_get"),

@@ -258,6 +258,37 @@ class AnaplanClient:
             return None
         return self.transport.parse(FiscalYear, found, f"GET {path}", f"model {self.model_id}")
 
+    def time_items(self, line_item: str) -> list[str] | None:
+        """The model's period labels for ``line_item`` (its id, name, or ``Module.Line item``), in the model's
+        order: the items of its Time dimension (``GET …/lineItems/{id}/dimensions/{dimId}/items``, which
+        serves Time where the model-level dimension call answers 400; anaplan-shapes.md §3). None when the line
+        item has no Time dimension. An unknown line item raises AnaplanNotFound; no read access to its module
+        answers 404 (AnaplanNotFound) or 403 (AnaplanAuthError)."""
+        path = f"{self.model_path}/lineItems"
+        rows = self.transport.pages(path, "items", call=f"GET {path}", obj=f"model {self.model_id}")
+        found = next((r for r in rows if line_item in (r.get("id"), r.get("name"),
+                                                       f"{r.get('moduleName')}.{r.get('name')}")), None)  # fmt: skip
+        if found is None:
+            names = sorted(f"{r.get('moduleName')}.{r.get('name')}" for r in rows)
+            raise AnaplanNotFound(
+                f"GET {path}: no line item {line_item!r} in model {self.model_id} (have {names[:20]})"
+            )
+        item = self.transport.parse(Named, found, f"GET {path}", f"line item {line_item!r}")
+        dims_path = f"{path}/{item.id}/dimensions"
+        dims = self.transport.pages(
+            dims_path, "dimensions", call=f"GET {dims_path}", obj=f"line item {item.name!r}"
+        )
+        time = next((d for d in dims if d.get("name") == "Time"), None)
+        if time is None:
+            return None
+        items_path = f"{dims_path}/{time['id']}/items"
+        got = self.transport.pages(
+            items_path, "items", call=f"GET {items_path}", obj=f"line item {item.name!r}"
+        )
+        return [
+            self.transport.parse(Named, r, f"GET {items_path}", f"line item {item.name!r}").name for r in got
+        ]
+
     def list_items(self, list_name_or_id: str) -> list[ListItem]:
         """Members of a list (transactional API), resolved by list name."""
         lst = self.find_list(list_name_or_id)

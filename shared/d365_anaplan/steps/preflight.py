@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -260,13 +260,20 @@ def _value_maps(
 
 
 def preflight(
-    cfg: ConnectionConfig, client: AnaplanClient, flow: Flow | None = None, maps: MapSource | None = None
+    cfg: ConnectionConfig,
+    client: AnaplanClient,
+    flow: Flow | None = None,
+    maps: MapSource | None = None,
+    periods: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Finding]:
     """Every metadata verdict for ``flow`` (both flows when None), in the order ``check`` prints them.
-    ``maps``: where CSV value maps are read (default: relative to the working directory)."""
+    ``maps``: where CSV value maps are read (default: relative to the working directory); ``periods``: flow ->
+    the periods the run writes (``YYYY-MM``, the close gate's)."""
     from d365_anaplan.steps.model_calendar import calendar_finding
+    from d365_anaplan.steps.time_range import time_range_findings
 
     findings: list[Finding] = [calendar_finding(cfg, client)]  # both flows label periods by the fiscal year
+    findings += time_range_findings(cfg, client, flow, periods)
     if flow in (None, "actuals"):
         findings += _imports(cfg, client)
         findings += _lists(cfg, client)
@@ -278,10 +285,15 @@ def preflight(
 
 
 def require(
-    cfg: ConnectionConfig, client: AnaplanClient, flow: Flow, maps: MapSource | None = None
+    cfg: ConnectionConfig,
+    client: AnaplanClient,
+    flow: Flow,
+    maps: MapSource | None = None,
+    periods: Sequence[str] | None = None,
 ) -> list[Finding]:
-    """Run the pre-check for ``flow``; raise the first failure's error naming every failure and its remedy."""
-    findings = preflight(cfg, client, flow, maps)
+    """Run the pre-check for ``flow`` (``periods``: the run's, ``YYYY-MM``); raise the first failure's error
+    naming every failure and its remedy."""
+    findings = preflight(cfg, client, flow, maps, {flow: periods} if periods is not None else None)
     failed = [f for f in findings if not f.ok]
     if failed:
         text = "; ".join(f"{f.name}: {f.detail} (remedy: {f.remedy})" for f in failed)
@@ -289,13 +301,17 @@ def require(
     return findings
 
 
-def metadata_precheck(ctx: StepContext, flow: Flow, accept_drift: bool = False) -> dict[str, Any]:
+def metadata_precheck(
+    ctx: StepContext, flow: Flow, accept_drift: bool = False, periods: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Raise the first failure's error (its message lists every failure with its remedy); then compare the
     metadata fingerprint with the last successful run's (``MetadataDrift`` unless ``accept_drift``) and keep
     it for this run's close; record what passed."""
     from d365_anaplan.steps.drift import check_drift
 
-    findings = require(ctx.cfg, ctx.anaplan, flow, MapSource(s3=ctx.s3, bucket=ctx.env.config_bucket))
+    findings = require(
+        ctx.cfg, ctx.anaplan, flow, MapSource(s3=ctx.s3, bucket=ctx.env.config_bucket), periods
+    )
     accepted = check_drift(ctx, flow, accept_drift)
     ctx.ledger.record_step(ctx.run_id, "MetadataPrecheck", "SUCCEEDED",
                            {"flow": flow, "checked": [f.name for f in findings], "accepted_drift": accepted})  # fmt: skip

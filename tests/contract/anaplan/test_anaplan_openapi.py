@@ -153,6 +153,7 @@ def recorded() -> Iterator[tuple[RunningSandbox, list[requests.Response]]]:
         sbx.app.calendar.fiscal_start_month = 7
         assert basic.fiscal_year() is not None
         sbx.app.calendar.fiscal_start_month = 1
+        assert basic.time_items("GL Actuals.Amount")  # line items, their dimensions and the Time items
         sbx.app.task_run_delay_s = 2
         import_id, task_id = basic.start_import("Load Accounts")
         basic.cancel_task("imports", import_id, task_id)
@@ -224,6 +225,9 @@ def test_every_sandbox_answer_matches_the_descriptions(
         "GET /workspaces/{}/models/{}/processes/{}/tasks/{} 200",
         "POST /workspaces/{}/models/{}/exports/{}/tasks 200",
         "GET /workspaces/{}/models/{}/modelCalendar 200",
+        "GET /workspaces/{}/models/{}/lineItems 200",
+        "GET /workspaces/{}/models/{}/lineItems/{}/dimensions 200",
+        "GET /workspaces/{}/models/{}/lineItems/{}/dimensions/{}/items 200",
     ):
         assert expected in checked, f"{expected} was not exercised: {sorted(checked)}"
 
