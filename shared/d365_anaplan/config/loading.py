@@ -211,7 +211,7 @@ def load_connections(path: str | os.PathLike[str]) -> list[ConnectionConfig]:
     return parse_connections(text, source=str(p))
 
 
-def load_connection(path: str | os.PathLike[str], name: str | None = None) -> ConnectionConfig:
+def load_connection_file(path: str | os.PathLike[str], name: str | None = None) -> ConnectionConfig:
     """Read one connection from a local file (by name when the file holds several)."""
     configs = load_connections(path)
     if name is None:
