@@ -8,10 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 from d365_anaplan.errors import ReconciliationFailed
-from d365_anaplan.flows.actuals import (
-    in_run,
-    validate_gl_line,
-)
+from d365_anaplan.flows.actuals import validate_gl_line
+from d365_anaplan.flows.balances import in_run
 from d365_anaplan.flows.reconcile import reconcile
 from d365_anaplan.flows.records import GLLine
 from d365_anaplan.steps.context import StepContext

@@ -8,20 +8,16 @@ from decimal import Decimal
 from typing import Any
 
 from d365_anaplan.errors import ConfigError
-from d365_anaplan.flows.actuals import (
-    ActualsRow,
-    ActualsTotals,
-    aggregate_actuals,
-    balance_rows,
-    line_rows,
-    write_actuals_csv,
-)
+from d365_anaplan.flows.actuals import ActualsRow, aggregate_actuals, line_rows
+from d365_anaplan.flows.actuals_file import write_actuals_csv
+from d365_anaplan.flows.actuals_totals import ActualsTotals
 from d365_anaplan.flows.alignment import (
     ACCOUNT,
     check_alignment,
     collect_references,
     resolve_actuals_alignment,
 )
+from d365_anaplan.flows.balances import balance_rows
 from d365_anaplan.flows.calendar import parse_period, period_key
 from d365_anaplan.flows.mapping import map_actuals_rows
 from d365_anaplan.staging import S3StreamWriter

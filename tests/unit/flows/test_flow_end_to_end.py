@@ -19,7 +19,8 @@ from d365_anaplan.config import (
     PlansMapping,
 )
 from d365_anaplan.errors import AlignmentFailed, ReconciliationFailed
-from d365_anaplan.flows.actuals import aggregate_actuals, write_actuals_csv
+from d365_anaplan.flows.actuals import aggregate_actuals
+from d365_anaplan.flows.actuals_file import write_actuals_csv
 from d365_anaplan.flows.alignment import (
     ACCOUNT,
     check_alignment,
