@@ -7,7 +7,7 @@
   :func:`~d365_anaplan.flows.actuals_file.write_actuals_csv` in the order of the import's ``headerNames``.
 * Plans: a data row of an Anaplan export file becomes F&O budget register (or journal) lines: the export is
   read by :func:`~d365_anaplan.flows.plans.parse_plan_export`, rounded and signed as the run does, and turned
-  into entries by :func:`~d365_anaplan.flows.journal.plan_deltas` and
+  into entries by :func:`~d365_anaplan.flows.plan_deltas.plan_deltas` and
   :func:`~d365_anaplan.flows.journal.build_entries` (as a first load: what F&O already holds is not read).
 """
 
@@ -141,7 +141,8 @@ def explain_plan_row(cfg: ConnectionConfig, conn: DynamicsConnection, client: An
                      row_number: int, source: MapSource) -> PlanExplanation:  # fmt: skip
     """What data row ``row_number`` (1-based, after the header) of the export becomes in F&O."""
     from d365_anaplan.errors import ConfigError
-    from d365_anaplan.flows.journal import build_entries, plan_deltas
+    from d365_anaplan.flows.journal import build_entries
+    from d365_anaplan.flows.plan_deltas import plan_deltas
     from d365_anaplan.flows.plans import (
         SPREAD_DECIMALS,
         parse_plan_export,

@@ -22,8 +22,10 @@ from d365_anaplan.dynamics.odata_shapes import Query
 from d365_anaplan.errors import AlignmentFailed, BadInputData, DynamicsValidationError, ReconciliationFailed
 from d365_anaplan.flows.alignment import ACCOUNT, check_alignment, references_from_plans
 from d365_anaplan.flows.calendar import fiscal_horizon, parse_period, period_key
-from d365_anaplan.flows.journal import batch_lines, build_entries, cell_key, export_tag, plan_deltas
+from d365_anaplan.flows.journal import batch_lines, build_entries
+from d365_anaplan.flows.journal_keys import export_tag
 from d365_anaplan.flows.mapping import scope_filter
+from d365_anaplan.flows.plan_deltas import cell_key, plan_deltas
 from d365_anaplan.flows.plans import (
     SPREAD_DECIMALS,
     parse_plan_export,

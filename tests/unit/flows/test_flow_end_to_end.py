@@ -30,8 +30,9 @@ from d365_anaplan.flows.alignment import (
     resolve_alignment,
 )
 from d365_anaplan.flows.calendar import fiscal_horizon, periods_due
-from d365_anaplan.flows.journal import batch_lines, build_entries, plan_deltas
+from d365_anaplan.flows.journal import batch_lines, build_entries
 from d365_anaplan.flows.periods import parse_period_label
+from d365_anaplan.flows.plan_deltas import plan_deltas
 from d365_anaplan.flows.plans import parse_plan_export
 from d365_anaplan.flows.reconcile import assert_reconciled, reconcile
 from d365_anaplan.flows.records import GLLine
