@@ -212,13 +212,10 @@ def aggregate_actuals(
 ) -> ActualsAggregate:
     """Sum GL lines per company x account x dimension values x period x currency (streaming over ``lines``)."""
     agg = ActualsAggregate(dimensions=tuple(dimensions))
-    for index, line in enumerate(lines, start=1):
-        row = validate_gl_line(
-            line, index, dimensions=dimensions, decimals=decimals, companies=companies, periods=periods,
-            ledger=ledger,
-        )  # fmt: skip
-        if row is not None:
-            agg.add(row)
+    for row in line_rows(
+        lines, dimensions=dimensions, decimals=decimals, companies=companies, periods=periods, ledger=ledger
+    ):
+        agg.add(row)
     return agg
 
 

@@ -12,9 +12,9 @@ from d365_anaplan.errors import BadInputData
 from d365_anaplan.flows.calendar import add_months, parse_period
 from d365_anaplan.flows.records import GLLine
 from d365_anaplan.staging import S3StreamWriter, iter_lines
-from d365_anaplan.steps.actuals_staging import _record
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.gl_package import extract_gl_package, gl_step, is_package_token, use_package
+from d365_anaplan.steps.staged_io import _record
 
 
 def window_dates(periods: list[str]) -> tuple[date, date]:

@@ -10,8 +10,8 @@ from d365_anaplan.flows.actuals import (
     run_month,
 )
 from d365_anaplan.flows.calendar import parse_period
-from d365_anaplan.steps.actuals_staging import _load_json
 from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.staged_io import load_json
 
 # The (company, account, dimension values, period, currency) cells Anaplan may hold from our loads are kept
 # per run month under state/<connection>/actuals/ (outside runs/, so retention does not expire them), with
@@ -40,7 +40,7 @@ def _put_cells(ctx: StepContext, key: str, cells: dict[Cell, str]) -> None:
 
 def _read_cells(ctx: StepContext, key: str) -> dict[Cell, str]:
     try:
-        raw = _load_json(ctx, key)
+        raw = load_json(ctx, key)
     except ctx.s3.exceptions.NoSuchKey:
         return {}
     out: dict[Cell, str] = {}

@@ -21,7 +21,6 @@ from d365_anaplan.flows.balances import balance_rows
 from d365_anaplan.flows.calendar import parse_period, period_key
 from d365_anaplan.flows.mapping import map_actuals_rows
 from d365_anaplan.staging import S3StreamWriter
-from d365_anaplan.steps.actuals_staging import _record, _Text
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.control_totals import _control_totals, _movement_lines
 from d365_anaplan.steps.gl_extract import _gl_lines
@@ -36,6 +35,7 @@ from d365_anaplan.steps.mapping import (
     step_value_maps,
 )
 from d365_anaplan.steps.preflight import import_headers
+from d365_anaplan.steps.staged_io import _record, _Text
 
 
 def _members(ctx: StepContext) -> tuple[dict[str, set[str]], list[str]]:

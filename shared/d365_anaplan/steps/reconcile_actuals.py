@@ -17,13 +17,13 @@ from d365_anaplan.flows.money import parse_amount
 from d365_anaplan.flows.periods import parse_period_label
 from d365_anaplan.flows.reconcile import reconcile
 from d365_anaplan.staging import iter_lines
-from d365_anaplan.steps.actuals_staging import _load_json
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.control_totals import _tolerance
 from d365_anaplan.steps.held_cells import remember_loaded_cells
 from d365_anaplan.steps.mapping import (
     step_value_maps,
 )
+from d365_anaplan.steps.staged_io import load_json
 
 
 def _cell_label(account: str, dims: Iterable[str]) -> str:
@@ -95,7 +95,7 @@ def reconcile_actuals(
     """Anaplan must hold what F&O posted: the import took every row; with a read-back export, every amount
     per company, account and period of the run matches to the cent, per currency (within the currency's
     tolerance). The read-back covers the whole module, so it is cut to the run's companies and periods first."""
-    fo = _load_json(ctx, totals_key)
+    fo = load_json(ctx, totals_key)
     problems: list[str] = []
     failed = int(import_counts.get("failed", 0))
     if failed:

@@ -1,4 +1,5 @@
-"""What the actuals steps share: a text adapter over a staged S3 writer, recording a staged file in the ledger, reading a staged JSON object."""
+"""What steps share about staged objects: a text adapter over a staged S3 writer, recording a staged file in the
+ledger, reading a staged JSON object."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def _record(ctx: StepContext, step: str, staged: StagedFile | None) -> StagedFil
     return staged
 
 
-def _load_json(ctx: StepContext, key: str) -> Any:
+def load_json(ctx: StepContext, key: str) -> Any:
     body = ctx.s3.get_object(Bucket=ctx.env.staging_bucket, Key=key)["Body"]
     try:
         return json.loads(body.read())
