@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class CloseCalendar(BaseModel):

@@ -5,14 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from d365_anaplan.config.anaplan import AnaplanSettings
 from d365_anaplan.config.close_calendar import CloseCalendar, ScheduleSettings

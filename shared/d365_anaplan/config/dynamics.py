@@ -5,13 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from d365_anaplan.config.hosts import _normalised
 from d365_anaplan.config.secret_ref import Secret

@@ -5,13 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # --- ledger reading for actuals (fiscal periods, posting layers, currencies, control totals) -------------------
 # dynamics-budget-fiscal.md §B, §C, §D, §E. One block under the top-level key ``ledger``.

@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import (
-    ValidationError,
-)
+from pydantic import ValidationError
 
 from d365_anaplan.config.anaplan import AnaplanSettings
 from d365_anaplan.config.connection import ConnectionConfig

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from d365_anaplan.mapping_config import Scopes, ValueMapConfig, value_map_key_problems
 

@@ -9,23 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from d365_anaplan.dynamics import filters as F
-from d365_anaplan.dynamics.batch import (
-    ChangesetResponse,
-    Operation,
-    decode_batch,
-    encode_batch,
-)
+from d365_anaplan.dynamics.batch import ChangesetResponse, Operation, decode_batch, encode_batch
 from d365_anaplan.dynamics.journal_readback import JournalReadback
-from d365_anaplan.dynamics.journal_records import (
-    LINES,
-    JournalWriteResult,
-    LineError,
-)
+from d365_anaplan.dynamics.journal_records import LINES, JournalWriteResult, LineError
 from d365_anaplan.dynamics.odata_shapes import Query, dumps_exact, parse_error
-from d365_anaplan.errors import (
-    DynamicsBadResponse,
-    DynamicsUnavailable,
-)
+from d365_anaplan.errors import DynamicsBadResponse, DynamicsUnavailable
 
 log = logging.getLogger(__name__)
 

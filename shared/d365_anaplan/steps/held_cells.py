@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 
-from d365_anaplan.flows.actuals import (
-    ActualsRow,
-    run_month,
-)
+from d365_anaplan.flows.actuals import ActualsRow, run_month
 from d365_anaplan.flows.calendar import parse_period
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.staged_io import load_json

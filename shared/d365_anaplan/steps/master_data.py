@@ -13,10 +13,7 @@ from d365_anaplan.config import ListImport
 from d365_anaplan.flows.textsafe import check_code, csv_writer, neutralise_text
 from d365_anaplan.staging import S3StreamWriter
 from d365_anaplan.steps.context import StepContext
-from d365_anaplan.steps.mapping import (
-    actuals_scope,
-    step_value_maps,
-)
+from d365_anaplan.steps.mapping import actuals_scope, step_value_maps
 from d365_anaplan.steps.staged_io import _record, _Text
 
 

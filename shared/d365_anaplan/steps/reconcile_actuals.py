@@ -9,9 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from d365_anaplan.errors import BadInputData, ReconciliationFailed
-from d365_anaplan.flows.actuals import (
-    run_month,
-)
+from d365_anaplan.flows.actuals import run_month
 from d365_anaplan.flows.calendar import parse_period
 from d365_anaplan.flows.money import parse_amount
 from d365_anaplan.flows.periods import parse_period_label
@@ -20,9 +18,7 @@ from d365_anaplan.staging import iter_lines
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.control_totals import _tolerance
 from d365_anaplan.steps.held_cells import remember_loaded_cells
-from d365_anaplan.steps.mapping import (
-    step_value_maps,
-)
+from d365_anaplan.steps.mapping import step_value_maps
 from d365_anaplan.steps.staged_io import load_json
 
 
