@@ -47,7 +47,7 @@ $(SAM): requirements-tools.txt
 
 tools: $(CHECKOV) $(SAM)
 
-# the README's configuration table, from the Field descriptions of shared/d365_anaplan/config.py
+# the README's configuration table, from the Field descriptions of shared/d365_anaplan/config/
 config-table: venv
 	$(VENV)/bin/python -m devkit.config_table
 

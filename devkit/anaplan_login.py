@@ -24,12 +24,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, *, sleep: Callable[[float], None] = time.sleep) -> int:
     from d365_anaplan.anaplan.device import poll_device_token, start_device_authorization
-    from d365_anaplan.config import DeviceAuth, load_connection
+    from d365_anaplan.config import DeviceAuth, load_connection_file
     from d365_anaplan.errors import AnaplanAuthError, AnaplanUnavailable, SecretUnavailable
     from d365_anaplan.http import session_for
     from d365_anaplan.secrets import SecretResolver
 
-    cfg = load_connection(args.config, args.name)
+    cfg = load_connection_file(args.config, args.name)
     auth = cfg.anaplan.auth
     if not isinstance(auth, DeviceAuth):
         print(

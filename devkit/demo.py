@@ -136,7 +136,8 @@ def fo_cumulative_plan(stack: Any, cfg: Any) -> dict[str, dict[tuple[str, str, d
     connector wrote for an export (its header description starts with the export's tag), over all runs,
     read from the F&O sandbox's tables; budget lines in their stored (ledger) sign, journal lines as debit -
     credit, balancing lines left out."""
-    from d365_anaplan.flows.journal import OFFSET_MEMO, export_tag
+    from d365_anaplan.flows.journal import OFFSET_MEMO
+    from d365_anaplan.flows.journal_keys import export_tag
     from devkit.sandbox.dynamics.budget import stored_amount
 
     app = stack.dynamics.app
@@ -172,7 +173,8 @@ def plan_versions(
     fo: dict[str, dict[tuple[str, str, date], Decimal]],
 ) -> list[tuple[str, str, Decimal, Decimal, int]]:  # fmt: skip
     """Rows of the report's "F&O cumulative plan per version" table."""
-    from d365_anaplan.flows.journal import budget_target, export_tag
+    from d365_anaplan.flows.journal import budget_target
+    from d365_anaplan.flows.journal_keys import export_tag
 
     app = stack.dynamics.app
     j = cfg.dynamics.journal

@@ -81,9 +81,9 @@ def add_state_args(parser: argparse.ArgumentParser) -> None:
 
 def load_config(args: argparse.Namespace) -> ConnectionConfig:
     """The connection the arguments name; ConfigError (exit 2) when the file or the name is wrong."""
-    from d365_anaplan.config import load_connection
+    from d365_anaplan.config import load_connection_file
 
-    return load_connection(args.config, args.connection)
+    return load_connection_file(args.config, args.connection)
 
 
 def state_dir(args: argparse.Namespace) -> Path:

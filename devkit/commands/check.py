@@ -410,7 +410,7 @@ def check_plan_target(cfg: Any, report: Report, conn: Any) -> None:
     """Where approved plans land (issue 10): the journal name's posting layer (ledger journals), the budget
     models and codes of every export and the budget register dimension format (budget register), and the
     status of the entries the connector wrote (pending completion in F&O)."""
-    from d365_anaplan.flows.journal import export_tag
+    from d365_anaplan.flows.journal_keys import export_tag
 
     sysname = "F&O"
     d = cfg.dynamics

@@ -40,10 +40,10 @@ def _raw(path: Path) -> dict[str, Any]:
     """The partial configuration as YAML data (validated by the configuration model first)."""
     import yaml
 
-    from d365_anaplan.config import load_connection
+    from d365_anaplan.config import load_connection_file
     from d365_anaplan.errors import ConfigError
 
-    load_connection(path)  # one clear line per problem, as every command reports them
+    load_connection_file(path)  # one clear line per problem, as every command reports them
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if "connections" in data:
         raise ConfigError(

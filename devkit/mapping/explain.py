@@ -4,10 +4,10 @@
   actuals file and a cell of the Anaplan module the import loads: the line is checked and turned into a row
   by :func:`~d365_anaplan.flows.actuals.validate_gl_line`, the month's lines are summed by
   :func:`~d365_anaplan.flows.actuals.aggregate_actuals` (the cell's amount), and the file row is written by
-  :func:`~d365_anaplan.flows.actuals.write_actuals_csv` in the order of the import's ``headerNames``.
+  :func:`~d365_anaplan.flows.actuals_file.write_actuals_csv` in the order of the import's ``headerNames``.
 * Plans: a data row of an Anaplan export file becomes F&O budget register (or journal) lines: the export is
   read by :func:`~d365_anaplan.flows.plans.parse_plan_export`, rounded and signed as the run does, and turned
-  into entries by :func:`~d365_anaplan.flows.journal.plan_deltas` and
+  into entries by :func:`~d365_anaplan.flows.plan_deltas.plan_deltas` and
   :func:`~d365_anaplan.flows.journal.build_entries` (as a first load: what F&O already holds is not read).
 """
 
@@ -74,7 +74,8 @@ def explain_actuals(cfg: ConnectionConfig, conn: DynamicsConnection, client: Ana
                     month: date, source: MapSource) -> list[ActualsExplanation]:  # fmt: skip
     """Every GL line of ``month`` whose id (or voucher) is ``key``, and what it becomes (``source``: where
     CSV value maps are read)."""
-    from d365_anaplan.flows.actuals import aggregate_actuals, validate_gl_line, write_actuals_csv
+    from d365_anaplan.flows.actuals import aggregate_actuals, validate_gl_line
+    from d365_anaplan.flows.actuals_file import write_actuals_csv
     from d365_anaplan.flows.calendar import month_start
     from d365_anaplan.flows.mapping import map_actuals_rows
     from d365_anaplan.steps.mapping import account_types, actuals_scope, load_value_maps, needs_account_types
@@ -140,7 +141,8 @@ def explain_plan_row(cfg: ConnectionConfig, conn: DynamicsConnection, client: An
                      row_number: int, source: MapSource) -> PlanExplanation:  # fmt: skip
     """What data row ``row_number`` (1-based, after the header) of the export becomes in F&O."""
     from d365_anaplan.errors import ConfigError
-    from d365_anaplan.flows.journal import build_entries, plan_deltas
+    from d365_anaplan.flows.journal import build_entries
+    from d365_anaplan.flows.plan_deltas import plan_deltas
     from d365_anaplan.flows.plans import (
         SPREAD_DECIMALS,
         parse_plan_export,

@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import Field
 
 from d365_anaplan.observability import metrics
-from d365_anaplan.steps.actuals import extract_gl
 from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.gl_extract import extract_gl
 from d365_anaplan.steps.handler import StepEvent, StepOutput, step
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from d365_anaplan.steps.actuals import extract_master_data
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StagedImport, StepEvent, StepOutput, step
+from d365_anaplan.steps.master_data import extract_master_data
 
 
 class MasterDataEvent(StepEvent):

@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import Field
 
-from d365_anaplan.steps.actuals import prepare_actuals
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, StepOutput, step
 from d365_anaplan.steps.lease import LeaseRef
+from d365_anaplan.steps.prepare_actuals import prepare_actuals
 
 
 class PrepareEvent(StepEvent):

@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import Field
 
-from d365_anaplan.steps.actuals import reconcile_actuals
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.handler import StepEvent, StepOutput, step
+from d365_anaplan.steps.reconcile_actuals import reconcile_actuals
 
 
 class ReconcileEvent(StepEvent):

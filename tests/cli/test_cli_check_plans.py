@@ -49,7 +49,7 @@ def test_check_finds_how_fo_shows_revenue_against_the_raw_entity(
     from d365_anaplan.config import parse_connection
     from d365_anaplan.dynamics.client import connect
     from d365_anaplan.dynamics.journal_records import EntryHeader, JournalLineInput
-    from d365_anaplan.flows.journal import export_tag
+    from d365_anaplan.flows.journal_keys import export_tag
     from d365_anaplan.secrets import SecretResolver
 
     cfg = copy.deepcopy(stack.connection())

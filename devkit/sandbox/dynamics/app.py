@@ -25,15 +25,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
+from devkit.sandbox.dynamics import books as books_mod
+from devkit.sandbox.dynamics import budget, dmf, seed
+from devkit.sandbox.dynamics.entities import ENUMS, NS, EntityDef, csdl, entity_defs
+from devkit.sandbox.dynamics.entra import Entra, EntraApp
+from devkit.sandbox.dynamics.load import InFlight, Pressure
+from devkit.sandbox.dynamics.main_accounts import main_account_posting
+from devkit.sandbox.dynamics.query import Node, QueryError, bounds, compile_filter, parse_filter
 from devkit.sandbox.server import Request, Response
-
-from . import books as books_mod
-from . import budget, dmf, seed
-from .entities import ENUMS, NS, EntityDef, csdl, entity_defs
-from .entra import Entra, EntraApp
-from .load import InFlight, Pressure
-from .main_accounts import main_account_posting
-from .query import Node, QueryError, bounds, compile_filter, parse_filter
 
 MAX_PAGE = 10_000
 MAX_BATCH_OPS = 5_000

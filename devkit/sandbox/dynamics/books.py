@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import seed
+from devkit.sandbox.dynamics import seed
 
 if TYPE_CHECKING:
-    from .seed import GLGenerator
+    from devkit.sandbox.dynamics.seed import GLGenerator
 
 Row = dict[str, Any]
 PeriodType = Literal["Opening", "Operating", "Closing"]

@@ -28,11 +28,11 @@ import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from . import seed
-from .entities import DEC, DTO, ENUMS, I64, EntityDef, S, _d
+from devkit.sandbox.dynamics import seed
+from devkit.sandbox.dynamics.entities import DEC, DTO, ENUMS, I64, EntityDef, S, _d
 
 if TYPE_CHECKING:
-    from .app import DynamicsSandbox
+    from devkit.sandbox.dynamics.app import DynamicsSandbox
 
 Row = dict[str, Any]
 
@@ -235,7 +235,7 @@ def journal_layer(sb: DynamicsSandbox, company: str, journal_name: str) -> str:
 
 
 def create_header(sb: DynamicsSandbox, body: Row) -> Row:
-    from .app import WriteError
+    from devkit.sandbox.dynamics.app import WriteError
 
     entity = "BudgetRegisterEntryHeader"
     company = sb._company(body, entity)
@@ -291,7 +291,7 @@ def create_header(sb: DynamicsSandbox, body: Row) -> Row:
 
 
 def create_line(sb: DynamicsSandbox, body: Row) -> Row:
-    from .app import WriteError
+    from devkit.sandbox.dynamics.app import WriteError
 
     entity = "BudgetRegisterEntryLine"
     company = sb._company(body, entity)
@@ -396,7 +396,7 @@ def stored_amount(row: Row) -> Decimal:
 def import_rows(sb: DynamicsSandbox, company: str, rows: list[dict[str, str]]) -> list[str]:
     """A "Budget account entries" package import (set-based): each row of the flat entity becomes a line of
     its entry through the checks of :func:`create_line`; one error text per refused row."""
-    from .app import HttpError, WriteError
+    from devkit.sandbox.dynamics.app import HttpError, WriteError
 
     errors = []
     for n, raw in enumerate(rows, start=2):

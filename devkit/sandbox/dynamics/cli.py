@@ -18,12 +18,11 @@ from typing import Any
 
 import yaml
 
+from devkit.sandbox.dynamics import books, seed
+from devkit.sandbox.dynamics.app import DynamicsSandbox, SandboxConfig
+from devkit.sandbox.dynamics.customers import CUSTOMERS, seeded
 from devkit.sandbox.server import SandboxServer
 from devkit.sandbox.tls import SHARED_CA_DIR, PersistentCA, SandboxCA, default_ca
-
-from . import books, seed
-from .app import DynamicsSandbox, SandboxConfig
-from .customers import CUSTOMERS, seeded
 
 
 @dataclass

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from . import books, seed
-from .seed import MainAccountSeed
+from devkit.sandbox.dynamics import books, seed
+from devkit.sandbox.dynamics.seed import MainAccountSeed
 
 AccountGroup = tuple[int, int, str, str, str]  # first code, how many (step 10), name stem, type, category
 

@@ -38,9 +38,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
+from devkit.sandbox.dynamics.entities import EntityDef
 from devkit.sandbox.server import Request, Response
-
-from .entities import EntityDef
 
 ACTION_SET = "DataManagementDefinitionGroups"
 GL_ENTITY = "General journal account entry"

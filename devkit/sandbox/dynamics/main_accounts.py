@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import seed
+from devkit.sandbox.dynamics import seed
 
 _POSTING_TYPE = {
     "CASH": "Bank",

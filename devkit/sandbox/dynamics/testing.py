@@ -6,8 +6,7 @@ from typing import Any
 
 from d365_anaplan.config import ConnectionConfig, parse_connection
 from d365_anaplan.http import VerifiedSession
-
-from .cli import RunningSandbox
+from devkit.sandbox.dynamics.cli import RunningSandbox
 
 ANAPLAN_STUB: dict[str, Any] = {
     "workspace_id": "w",

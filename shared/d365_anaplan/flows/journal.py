@@ -1,7 +1,7 @@
 """Plans (Anaplan -> D365): the differences between the approved plan and what F&O holds from this
 connector, as F&O journal / budget register lines.
 
-Revisions replace, never add. :func:`plan_deltas` compares, per company x account x dimension values x
+Revisions replace, never add. :func:`~d365_anaplan.flows.plan_deltas.plan_deltas` compares, per company x account x dimension values x
 period of the run's window, the approved plan (an absent or zero cell means zero) with what F&O holds from
 this connector (read back from F&O, see :meth:`d365_anaplan.dynamics.journal.JournalWriter.held`): only the
 differences are written, so a rerun writes nothing, a cut to zero writes the reversing difference, a new cell
@@ -26,13 +26,14 @@ Keys (deterministic, so a retried or redriven step finds what it already wrote):
 Account display values are built by position from the active dimension format's segment order by
 :func:`account_display_value`; F&O silently drops surplus segments, so a value with a dimension that is not
 a segment of the format, or containing the segment delimiter, is refused.
+
+Display values are in :mod:`~d365_anaplan.flows.display_values`, keys in :mod:`~d365_anaplan.flows.journal_keys`,
+the differences in :mod:`~d365_anaplan.flows.plan_deltas`; this module builds the entries.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
@@ -40,203 +41,13 @@ from typing import Any, Literal
 
 from d365_anaplan.config import JournalSettings, PlanExport
 from d365_anaplan.errors import BadInputData, ConfigError
-from d365_anaplan.flows.calendar import fiscal_year, month_end, month_start, period_key
-from d365_anaplan.flows.money import check_amount
-from d365_anaplan.flows.records import PlanRow
+from d365_anaplan.flows.calendar import fiscal_year, month_end, period_key
+from d365_anaplan.flows.display_values import MAIN_ACCOUNT, account_display_value, split_display_value
+from d365_anaplan.flows.journal_keys import entry_description, entry_key, export_tag, line_key
+from d365_anaplan.flows.plan_deltas import Delta
 
-MAIN_ACCOUNT = "MainAccount"
 OFFSET_MEMO = "Anaplan offset"  # same text as d365_anaplan.dynamics.journal.OFFSET_MEMO
 TEXT_MAX = 60
-DESCRIPTION_MAX = 60
-
-
-def _b32(data: bytes, length: int) -> str:
-    return base64.b32encode(data).decode("ascii").rstrip("=")[:length]
-
-
-# --- display values ----------------------------------------------------------------------------------------
-
-
-def account_display_value(
-    account: str,
-    dims: Mapping[str, str],
-    segment_order: Sequence[str],
-    delimiter: str = "-",
-    *,
-    where: str = "record",
-) -> str:
-    """The ``AccountDisplayValue`` of a ledger account: segments by position in ``segment_order``.
-
-    ``segment_order`` is the active dimension format, e.g. ``["MainAccount", "BusinessUnit", "CostCenter",
-    "Department"]``; segments without a value stay blank (``601500--CC01-``). Raises BadInputData naming
-    ``where`` when the account is empty, a value contains ``delimiter``, or ``dims`` has a non-blank value
-    for a dimension that is not a segment (more segments than the format: F&O would drop it silently).
-    ConfigError when the format has no ``MainAccount`` segment or names a segment twice.
-    """
-    if not delimiter:
-        raise ConfigError(["dimension segment delimiter: must not be empty"])
-    if MAIN_ACCOUNT not in segment_order:
-        raise ConfigError([f"ledger dimension format {list(segment_order)!r}: has no {MAIN_ACCOUNT} segment"])
-    if len(set(segment_order)) != len(segment_order):
-        raise ConfigError([f"ledger dimension format {list(segment_order)!r}: names a segment twice"])
-    if not account:
-        raise BadInputData(f"{where}: field 'account' is empty")
-    extra = sorted(k for k, v in dims.items() if v and k not in segment_order)
-    if extra:
-        raise BadInputData(
-            f"{where}: has value(s) for {', '.join(f'{k}={dims[k]!r}' for k in extra)}, which the ledger "
-            f"dimension format {delimiter.join(segment_order)} has no segment for (more segments than the "
-            "format; F&O would drop them silently)"
-        )
-    values = {MAIN_ACCOUNT: account, **{k: v for k, v in dims.items() if k != MAIN_ACCOUNT}}
-    for name, value in values.items():
-        if delimiter in value:
-            field_name = "account" if name == MAIN_ACCOUNT else f"dimensions.{name}"
-            raise BadInputData(
-                f"{where}: field {field_name!r} value {value!r} contains the segment delimiter {delimiter!r}"
-            )
-    return delimiter.join(values.get(s, "") for s in segment_order)
-
-
-def split_display_value(
-    display: str, segment_order: Sequence[str], delimiter: str = "-", *, where: str = "record"
-) -> dict[str, str]:
-    """Segments of a display value by position; BadInputData when it has more segments than the format."""
-    parts = display.split(delimiter)
-    if len(parts) > len(segment_order):
-        raise BadInputData(
-            f"{where}: display value {display!r} has {len(parts)} segments; the dimension format "
-            f"{delimiter.join(segment_order)} has {len(segment_order)}"
-        )
-    return {s: (parts[i] if i < len(parts) else "") for i, s in enumerate(segment_order)}
-
-
-# --- keys ----------------------------------------------------------------------------------------------
-
-
-def _row_text(company: str, account: str, dims: Mapping[str, str], period: date, version: str) -> str:
-    dim_text = "\x1e".join(f"{k}={v}" for k, v in sorted(dims.items()) if v)
-    return "\x1f".join([company, account, dim_text, period.isoformat(), version])
-
-
-def _hash(*parts: str) -> bytes:
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()
-
-
-def export_tag(connection: str, export_name: str) -> str:
-    """``AP`` + 4 base32 characters: every header description of this export starts with ``<tag>-``."""
-    return "AP" + _b32(_hash("export", connection, export_name), 4)
-
-
-def entry_key(tag: str, run_id: str, company: str, fiscal_year: int, code: str) -> str:
-    return f"{tag}-{_b32(_hash(tag, run_id, company, str(fiscal_year), code), 8)}"
-
-
-def entry_description(
-    key: str, version: str, fiscal_year: int, first: date, last: date, run_id: str, export_name: str
-) -> str:
-    """What a controller reads on the header: key, version, fiscal year, periods, run, export (<= 60)."""
-    span = f"{period_key(first)}..{period_key(last)[5:] if first.year == last.year else period_key(last)}"
-    run = run_id.rsplit(":", 1)[-1][:8]
-    text = f"{key} {version} FY{fiscal_year} {span} run {run} {export_name}"
-    return text[:DESCRIPTION_MAX].rstrip()
-
-
-def line_key(
-    entry: str, company: str, account: str, dims: Mapping[str, str], period: date, amount: Decimal
-) -> str:
-    """Per-line key for the ledger: ``<entry key>-<10 base32 characters>``."""
-    text = _row_text(company, account, dims, period, "") + "\x1d" + _amount_text(amount)
-    return f"{entry}-{_b32(_hash(entry, text), 10)}"
-
-
-def _amount_text(amount: Decimal) -> str:
-    return f"{amount.normalize():f}" if amount != 0 else "0"
-
-
-# --- differences ------------------------------------------------------------------------------------------
-
-CellKey = tuple[str, str, tuple[tuple[str, str], ...], date]  # company, account, dimension values, period
-
-
-def cell_key(company: str, account: str, dims: Mapping[str, str], period: date) -> CellKey:
-    return company.upper(), account, tuple(sorted((k, v) for k, v in dims.items() if v)), month_start(period)
-
-
-@dataclass(frozen=True, slots=True)
-class Delta:
-    """One cell's difference: what to write so that F&O holds ``approved``."""
-
-    company: str
-    account: str
-    dimensions: Mapping[str, str]
-    period: date
-    held: Decimal
-    approved: Decimal
-    revision: bool  # F&O already holds lines of this cell from the connector
-    source_line: int | None  # the export line of the approved value (None: the cell left the plan)
-
-    @property
-    def amount(self) -> Decimal:
-        return self.approved - self.held
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "company": self.company,
-            "account": self.account,
-            "dimensions": dict(self.dimensions),
-            "period": period_key(self.period),
-            "held": str(self.held),
-            "approved": str(self.approved),
-            "difference": str(self.amount),
-            "revision": self.revision,
-        }
-
-
-def plan_deltas(
-    rows: Iterable[PlanRow],
-    held: Iterable[tuple[str, str, Mapping[str, str], date, Decimal]],
-    periods: Iterable[date],
-    *,
-    decimals: int = 2,
-) -> tuple[list[Delta], dict[CellKey, Decimal]]:
-    """Differences between the approved plan (``rows`` of one export) and what F&O holds from this export
-    (``held`` lines: company, account, dimension values, date, ledger-signed amount), per cell of the
-    ``periods``. Returns the non-zero differences (sorted) and the approved cells (zero cells included)."""
-    window = {month_start(p) for p in periods}
-    approved: dict[CellKey, Decimal] = {}
-    sources: dict[CellKey, int] = {}
-    seen: dict[str, int] = {}
-    for r in rows:
-        where = f"plan row from line {r.line_number}"
-        amount = check_amount(r.amount, decimals=decimals, where=where)
-        natural = _row_text(r.company, r.account, r.dimensions, r.period, r.version)
-        if natural in seen:
-            raise BadInputData(
-                f"{where}: same company, account, dimensions, period and version as line {seen[natural]}"
-            )
-        seen[natural] = r.line_number
-        key = cell_key(r.company, r.account, r.dimensions, r.period)
-        if key[3] not in window:
-            raise BadInputData(f"{where}: period {period_key(key[3])} is outside the run's window")
-        approved[key] = amount
-        sources[key] = r.line_number
-    holding: dict[CellKey, Decimal] = {}
-    for company, account, held_dims, when, amount in held:
-        key = cell_key(company, account, held_dims, when)
-        if key[3] in window:
-            holding[key] = holding.get(key, Decimal(0)) + amount
-    deltas = []
-    for key in sorted(set(approved) | set(holding)):
-        want, have = approved.get(key, Decimal(0)), holding.get(key, Decimal(0))
-        if want != have:
-            company, account, dim_items, period = key
-            deltas.append(
-                Delta(company, account, dict(dim_items), period, have, want, key in holding, sources.get(key))
-            )
-    return deltas, approved
-
-
 # --- journal model -----------------------------------------------------------------------------------------
 
 

@@ -16,8 +16,8 @@ from datetime import date
 from typing import Any
 
 from d365_anaplan.flows.calendar import add_months
-from d365_anaplan.steps.actuals import company_reader, window_dates
 from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.gl_extract import company_reader, window_dates
 from d365_anaplan.steps.gl_package import use_package
 
 MANIFEST = "items.json"

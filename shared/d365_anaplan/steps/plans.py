@@ -22,8 +22,10 @@ from d365_anaplan.dynamics.odata_shapes import Query
 from d365_anaplan.errors import AlignmentFailed, BadInputData, DynamicsValidationError, ReconciliationFailed
 from d365_anaplan.flows.alignment import ACCOUNT, check_alignment, references_from_plans
 from d365_anaplan.flows.calendar import fiscal_horizon, parse_period, period_key
-from d365_anaplan.flows.journal import batch_lines, build_entries, cell_key, export_tag, plan_deltas
+from d365_anaplan.flows.journal import batch_lines, build_entries
+from d365_anaplan.flows.journal_keys import export_tag
 from d365_anaplan.flows.mapping import scope_filter
+from d365_anaplan.flows.plan_deltas import cell_key, plan_deltas
 from d365_anaplan.flows.plans import (
     SPREAD_DECIMALS,
     parse_plan_export,
@@ -38,6 +40,7 @@ from d365_anaplan.staging import iter_chunks, iter_lines
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.mapping import step_value_maps
 from d365_anaplan.steps.plan_package import by_package, write_budget_package
+from d365_anaplan.steps.staged_io import load_json
 
 SHOWN_DIFFERENCES = 20  # differences listed in the step detail and the run output (all are counted)
 
@@ -51,14 +54,6 @@ def _export(ctx: StepContext, name: str) -> PlanExport:
 
 def _put_json(ctx: StepContext, key: str, value: Any) -> None:
     ctx.s3.put_object(Bucket=ctx.env.staging_bucket, Key=key, Body=json.dumps(value).encode("utf-8"))
-
-
-def _get_json(ctx: StepContext, key: str) -> Any:
-    body = ctx.s3.get_object(Bucket=ctx.env.staging_bucket, Key=key)["Body"]
-    try:
-        return json.loads(body.read())
-    finally:
-        body.close()
 
 
 def plan_journals(
@@ -426,7 +421,7 @@ def reconcile_plan(ctx: StepContext, totals_key: str, written: list[dict[str, An
             f"line {first.line_key} of {first.journal_key}: {first.error}. Fix the cause in F&O, then replay with "
             f'{{"replay_of": "{ctx.run_id}", "failed_lines_only": true}}'
         )
-    approved = _get_json(ctx, totals_key)
+    approved = load_json(ctx, totals_key)
     first_p, last_p = date.fromisoformat(approved["first"]), date.fromisoformat(approved["last"])
     writer = ctx.dynamics.writer
     plan_items: list[tuple[str, str, date, Decimal]] = []

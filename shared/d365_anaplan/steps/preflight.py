@@ -34,7 +34,7 @@ from d365_anaplan.errors import (
     ConfigError,
     ConnectorError,
 )
-from d365_anaplan.flows.actuals import actuals_header
+from d365_anaplan.flows.actuals_file import actuals_header
 from d365_anaplan.flows.plans import parse_plan_export
 from d365_anaplan.steps.mapping import (
     VALUE_MAP_REMEDY,

@@ -10,7 +10,7 @@ import yaml
 
 from d365_anaplan.anaplan.client import AnaplanClient
 from d365_anaplan.anaplan.tokens import InMemoryTokenCache
-from d365_anaplan.config import load_connection
+from d365_anaplan.config import load_connection_file
 from devkit.cli import main
 from devkit.sandbox.anaplan.harness import start
 
@@ -45,7 +45,7 @@ def test_device_login_stores_refresh_token_then_client_rotates_it(
         first = sbx.refresh_token_path.read_text()
         assert first and first not in out  # stored, never printed
         assert oct(sbx.refresh_token_path.stat().st_mode & 0o777) == "0o600"
-        client = AnaplanClient.from_config(load_connection(config), token_cache=InMemoryTokenCache())
+        client = AnaplanClient.from_config(load_connection_file(config), token_cache=InMemoryTokenCache())
         assert client.find_import("Load GL Actuals").id.startswith("112")
         rotated = sbx.refresh_token_path.read_text()
         assert rotated != first  # the rotating client's new refresh token was persisted
@@ -62,7 +62,7 @@ def test_login_refuses_other_auth_modes(tmp_path: Path, capsys: pytest.CaptureFi
 def test_basic_from_config_through_allowed_hosts(tmp_path: Path) -> None:
     with start() as sbx:
         config = write_config(tmp_path / "conn.yaml", sbx.connection_fragment("certificate"))
-        client = AnaplanClient.from_config(load_connection(config), token_cache=InMemoryTokenCache())
+        client = AnaplanClient.from_config(load_connection_file(config), token_cache=InMemoryTokenCache())
         assert [i.code for i in client.list_items("Legal Entities")] == ["USMF", "DEMF"]
         assert sbx.app.counters["certificate_v2"] == 1
 
@@ -75,7 +75,7 @@ def test_sandbox_print_config_is_a_usable_fragment(
     assert set(fragment) == {"anaplan", "tls", "security"}
     assert Path(fragment["tls"]["ca_bundle"]).is_file()
     cfg_path = write_config(tmp_path / "conn.yaml", fragment)
-    cfg = load_connection(cfg_path)
+    cfg = load_connection_file(cfg_path)
     assert cfg.anaplan.api_url.endswith("/2/0") and cfg.anaplan.auth.mode == "basic"
     assert len({cfg.anaplan.auth_url, cfg.anaplan.oauth_url, cfg.anaplan.api_url.removesuffix("/2/0")}) == 3
     # the CA is kept in the state dir: a restart trusts the same anchor

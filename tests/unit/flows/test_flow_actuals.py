@@ -9,7 +9,8 @@ import pytest
 
 from d365_anaplan.config import ActualsMapping, DimensionMapping
 from d365_anaplan.errors import BadInputData
-from d365_anaplan.flows.actuals import aggregate_actuals, line_rows, write_actuals_csv
+from d365_anaplan.flows.actuals import aggregate_actuals, line_rows
+from d365_anaplan.flows.actuals_file import write_actuals_csv
 from d365_anaplan.flows.records import GLLine
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from d365_anaplan.config import ActualsMapping, DimensionMapping, Mappings
 from d365_anaplan.errors import AlignmentFailed, BadInputData, ConfigError
-from d365_anaplan.flows.actuals import aggregate_actuals, write_actuals_csv
+from d365_anaplan.flows.actuals import aggregate_actuals
+from d365_anaplan.flows.actuals_file import write_actuals_csv
 from d365_anaplan.flows.alignment import (
     ACCOUNT,
     check_alignment,

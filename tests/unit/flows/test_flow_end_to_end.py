@@ -19,7 +19,8 @@ from d365_anaplan.config import (
     PlansMapping,
 )
 from d365_anaplan.errors import AlignmentFailed, ReconciliationFailed
-from d365_anaplan.flows.actuals import aggregate_actuals, write_actuals_csv
+from d365_anaplan.flows.actuals import aggregate_actuals
+from d365_anaplan.flows.actuals_file import write_actuals_csv
 from d365_anaplan.flows.alignment import (
     ACCOUNT,
     check_alignment,
@@ -29,8 +30,9 @@ from d365_anaplan.flows.alignment import (
     resolve_alignment,
 )
 from d365_anaplan.flows.calendar import fiscal_horizon, periods_due
-from d365_anaplan.flows.journal import batch_lines, build_entries, plan_deltas
+from d365_anaplan.flows.journal import batch_lines, build_entries
 from d365_anaplan.flows.periods import parse_period_label
+from d365_anaplan.flows.plan_deltas import plan_deltas
 from d365_anaplan.flows.plans import parse_plan_export
 from d365_anaplan.flows.reconcile import assert_reconciled, reconcile
 from d365_anaplan.flows.records import GLLine

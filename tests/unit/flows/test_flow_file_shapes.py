@@ -9,7 +9,8 @@ from datetime import date
 from decimal import Decimal
 
 from d365_anaplan.config import ActualsMapping, CloseCalendar, DimensionMapping, PlanExport, PlansMapping
-from d365_anaplan.flows.actuals import actuals_header, aggregate_actuals, write_actuals_csv
+from d365_anaplan.flows.actuals import aggregate_actuals
+from d365_anaplan.flows.actuals_file import actuals_header, write_actuals_csv
 from d365_anaplan.flows.plans import parse_plan_export, round_largest_remainder, to_ledger_sign
 from d365_anaplan.flows.records import GLLine, PlanRow
 

@@ -8,15 +8,10 @@ import pytest
 
 from d365_anaplan.config import JournalSettings, PlanExport
 from d365_anaplan.errors import BadInputData, ConfigError
-from d365_anaplan.flows.journal import (
-    account_display_value,
-    batch_lines,
-    build_entries,
-    entry_description,
-    export_tag,
-    plan_deltas,
-    split_display_value,
-)
+from d365_anaplan.flows.display_values import account_display_value, split_display_value
+from d365_anaplan.flows.journal import batch_lines, build_entries
+from d365_anaplan.flows.journal_keys import entry_description, export_tag
+from d365_anaplan.flows.plan_deltas import plan_deltas
 from d365_anaplan.flows.records import PlanRow
 
 SEGMENTS = ["MainAccount", "BusinessUnit", "CostCenter", "Department"]

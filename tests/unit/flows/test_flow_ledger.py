@@ -12,13 +12,8 @@ from pydantic import ValidationError
 
 from d365_anaplan.config import ActualsMapping, CloseCalendar, DimensionMapping, LedgerOptions
 from d365_anaplan.errors import BadInputData
-from d365_anaplan.flows.actuals import (
-    aggregate_actuals,
-    fiscal_label,
-    line_period,
-    validate_gl_line,
-    write_actuals_csv,
-)
+from d365_anaplan.flows.actuals import aggregate_actuals, fiscal_label, line_period, validate_gl_line
+from d365_anaplan.flows.actuals_file import write_actuals_csv
 from d365_anaplan.flows.calendar import periods_due
 from d365_anaplan.flows.reconcile import reconcile
 from d365_anaplan.flows.records import GLLine
@@ -129,7 +124,7 @@ def test_ledger_block_is_validated() -> None:
 
 
 def test_balance_sheet_balances_include_the_opening_entry_and_every_movement_to_the_period_end() -> None:
-    from d365_anaplan.flows.actuals import balance_rows
+    from d365_anaplan.flows.balances import balance_rows
 
     def bs(amount: str, day: date, kind: str = "Operating") -> GLLine:
         g = line(amount, day=day, kind=kind)

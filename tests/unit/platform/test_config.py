@@ -11,7 +11,7 @@ import yaml
 
 from d365_anaplan.config import (
     ConnectionConfig,
-    load_connection,
+    load_connection_file,
     load_connections,
     parse_connection,
     parse_connections,
@@ -200,9 +200,9 @@ def test_several_connections_and_duplicate_names(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"connections": [good(), other]}), encoding="utf-8")
     assert [c.name for c in load_connections(path)] == ["contoso", "fabrikam"]
-    assert load_connection(path, "fabrikam").name == "fabrikam"
+    assert load_connection_file(path, "fabrikam").name == "fabrikam"
     with pytest.raises(ConfigError, match="name one of"):
-        load_connection(path)
+        load_connection_file(path)
     with pytest.raises(ConfigError) as info:
         parse_connections(yaml.safe_dump({"connections": [good(), copy.deepcopy(good())]}))
     assert info.value.problems == ["name: 'contoso' is used by more than one connection"]

@@ -1,6 +1,6 @@
-"""One import style: the layer and the handlers import by absolute name (``d365_anaplan.x.y``), never
-relatively (``from .y import``), so a name reads the same in every file and a moved module is found by one
-grep. (The dev kit's Dynamics sandbox still imports its own modules relatively.)"""
+"""One import style: the layer, the handlers and the dev kit import by absolute name (``d365_anaplan.x.y``,
+``devkit.sandbox.dynamics.y``), never relatively (``from .y import``), so a name reads the same in every file
+and a moved module is found by one grep."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-CHECKED = (ROOT / "shared" / "d365_anaplan", ROOT / "functions")
+CHECKED = (ROOT / "shared" / "d365_anaplan", ROOT / "functions", ROOT / "devkit")
 
 
 def relative_imports(source: str, where: str) -> list[str]:

@@ -1,0 +1,150 @@
+"""The reconciliation of what Anaplan holds against what F&O posted, to the cent."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from d365_anaplan.errors import BadInputData, ReconciliationFailed
+from d365_anaplan.flows.actuals import run_month
+from d365_anaplan.flows.calendar import parse_period
+from d365_anaplan.flows.money import parse_amount
+from d365_anaplan.flows.periods import parse_period_label
+from d365_anaplan.flows.reconcile import reconcile
+from d365_anaplan.staging import iter_lines
+from d365_anaplan.steps.context import StepContext
+from d365_anaplan.steps.control_totals import _tolerance
+from d365_anaplan.steps.held_cells import remember_loaded_cells
+from d365_anaplan.steps.mapping import step_value_maps
+from d365_anaplan.steps.staged_io import load_json
+
+
+def _cell_label(account: str, dims: Iterable[str]) -> str:
+    """The account plus dimension values, as the key reconciliation compares (``|`` joined)."""
+    return "|".join([account, *dims])
+
+
+def _readback_header(ctx: StepContext, key: str) -> list[str]:
+    lines = (raw.decode("utf-8") for raw in iter_lines(ctx.s3, ctx.env.staging_bucket, key))
+    return next(csv.reader(lines), [])
+
+
+def _anaplan_items(
+    ctx: StepContext,
+    key: str,
+    places: dict[tuple[str, str], date],
+    currencies: dict[str, str],
+    with_dims: bool,
+) -> Iterator[tuple[str, str, str, date, Decimal]]:
+    """(currency, company, account[|dimension values], period, amount) of an export of the actuals module.
+
+    ``places`` maps (company, label) to the period of labels the run wrote; other labels are read with the
+    month format. ``currencies`` is each company's currency when the file has no currency column."""
+    cfg = ctx.cfg
+    a = cfg.mapping.actuals
+    dim_cols = [d.column for d in cfg.mapping.dimensions]
+    cur_col = cfg.ledger.currency_column
+    fiscal = cfg.close_calendar.fiscal_year_start_month
+    lines = (raw.decode("utf-8") for raw in iter_lines(ctx.s3, ctx.env.staging_bucket, key))
+    reader = csv.reader(lines)
+    header = next(reader, None)
+    if header is None:
+        raise BadInputData(f"actuals read-back {a.verify_export!r}: the export is empty")
+    missing = [
+        c for c in (a.company_column, a.account_column, a.period_column, a.amount_column) if c not in header
+    ]
+    if missing:
+        raise BadInputData(
+            f"actuals read-back {a.verify_export!r}: columns {missing} are missing from {header}"
+        )
+    idx = {c: header.index(c) for c in header}
+    for n, rec in enumerate(reader, start=2):
+        where = f"actuals read-back {a.verify_export!r} line {n}"
+        if a.version_column in idx and rec[idx[a.version_column]] != a.version:
+            continue
+        company, text = rec[idx[a.company_column]], rec[idx[a.period_column]]
+        period = places.get((company, text))
+        if period is None:
+            try:
+                period = parse_period_label(text, a.period_format, fiscal)
+            except BadInputData:
+                continue  # a label of another calendar or period the run does not cover
+        amount = parse_amount(rec[idx[a.amount_column]], decimals=6, where=where)
+        cur = rec[idx[cur_col]] if cur_col and cur_col in idx else currencies.get(company, "")
+        account = rec[idx[a.account_column]]
+        if with_dims:
+            account = _cell_label(account, (rec[idx[c]] for c in dim_cols))
+        yield cur, company, account, period, amount
+
+
+def reconcile_actuals(
+    ctx: StepContext,
+    totals_key: str,
+    import_counts: dict[str, Any],
+    file_rows: int,
+    readback_key: str | None,
+    periods: list[str],
+) -> dict[str, Any]:
+    """Anaplan must hold what F&O posted: the import took every row; with a read-back export, every amount
+    per company, account and period of the run matches to the cent, per currency (within the currency's
+    tolerance). The read-back covers the whole module, so it is cut to the run's companies and periods first."""
+    fo = load_json(ctx, totals_key)
+    problems: list[str] = []
+    failed = int(import_counts.get("failed", 0))
+    if failed:
+        problems.append(f"the actuals import rejected {failed} row(s)")
+    total = int(import_counts.get("total", 0))
+    if total and total != file_rows:
+        problems.append(f"the actuals import processed {total} row(s), the file has {file_rows}")
+    detail: dict[str, Any] = {"rows": file_rows, "fo_total": fo["total"], "by_currency": fo.get("by_currency", {}),
+                              "counts": import_counts}  # fmt: skip
+    matched = 0
+    if readback_key:
+        header = _readback_header(ctx, readback_key)
+        with_dims = all(d.column in header for d in ctx.cfg.mapping.dimensions)
+        detail["readback_level"] = "dimensions" if with_dims else "account"
+        cells = [
+            (
+                str(cur),
+                str(c),
+                _cell_label(str(a), d) if with_dims else str(a),
+                date.fromisoformat(p),
+                str(lab),
+                Decimal(v),
+            )
+            for cur, c, a, d, p, lab, v in fo["cells"]
+        ]
+        places = {(c, lab): p for _cur, c, _a, p, lab, _v in cells if lab}
+        currencies = {c: cur for cur, c, _a, _p, _l, _v in cells}
+        months = {parse_period(p, field="periods") for p in periods}
+        maps = step_value_maps(ctx)  # the file holds Anaplan entity codes
+        companies = {maps.company.apply(c, where="dynamics.companies") for c in ctx.cfg.dynamics.companies}
+        held = [i for i in _anaplan_items(ctx, readback_key, places, currencies, with_dims)
+                if run_month(i[3]) in months and i[1] in companies]  # fmt: skip
+        detail["reconciliation"] = {}
+        for cur in sorted({c[0] for c in cells} | {h[0] for h in held}):
+            result = reconcile(
+                ((c, a, p, v) for cu, c, a, p, _l, v in cells if cu == cur),
+                ((c, a, p, v) for cu, c, a, p, v in held if cu == cur),
+                tolerance=_tolerance(ctx, cur), left_name=f"F&O [{cur}]", right_name=f"Anaplan [{cur}]",
+                exact_periods=True,
+            )  # fmt: skip
+            detail["reconciliation"][cur] = result.to_json()
+            matched += result.matched_accounts
+            if not result.ok:
+                problems.append(result.to_text())
+    ctx.ledger.record_step(
+        ctx.run_id,
+        "ReconcileActuals",
+        "FAILED" if problems else "SUCCEEDED",
+        {**detail, "problems": problems},
+    )
+    if problems:
+        raise ReconciliationFailed("; ".join(problems))
+    if ctx.cfg.mapping.actuals.grain == "monthly":
+        remember_loaded_cells(ctx, periods)
+    return {"ok": True, "fo_total": fo["total"], "by_currency": fo.get("by_currency", {}), "rows": file_rows,
+            "compared": matched}  # fmt: skip
