@@ -121,6 +121,8 @@ class DimensionValueList:
 
 def parse_amount(row: dict[str, Any], name: str, what: str) -> Decimal:
     value = row.get(name)
+    if type(value) is Decimal and value.is_finite():  # the usual case: OData JSON parsed with Decimal
+        return value
     if isinstance(value, bool) or value is None:
         raise DynamicsBadResponse(f"{what}: field {name} is missing or not a number ({value!r})")
     if isinstance(value, Decimal | int):
@@ -152,6 +154,8 @@ def parse_date(row: dict[str, Any], name: str, what: str) -> date:
 
 def _text(row: dict[str, Any], name: str, what: str, *, required: bool = True) -> str:
     value = row.get(name)
+    if type(value) is str:
+        return value
     if value is None:
         if required:
             raise DynamicsBadResponse(f"{what}: field {name} is missing")
@@ -210,6 +214,12 @@ class DynamicsReader:
         # display value -> (account structure, main account) rows of DimensionCombinations
         self._combinations: dict[str, list[tuple[str, str]]] = {}
         self._splits: dict[str, str] | None = None  # source id -> how the line was split (sample_split only)
+        # Splits already made in this reader (bounded): LedgerDimensionValuesJson text -> (account, dimensions),
+        # display value -> (account, dimensions, how). Lines repeat a few thousand combinations; only
+        # successful splits are kept, so a bad value still fails on every line with its own record named.
+        self._named_seen: dict[str, tuple[str, dict[str, str]]] = {}
+        self._display_seen: dict[str, tuple[str, dict[str, str], str]] = {}
+        self._monthly: dict[str, bool] = {}  # company -> lines bucketed by calendar month (per read)
 
     # -- discovery ------------------------------------------------------------------------------------------
 
@@ -424,6 +434,13 @@ class DynamicsReader:
             return True
         return not self.books().is_monthly_cached(company)
 
+    def period_monthly(self, company: str) -> bool:
+        """``not fiscal_basis(company)``, remembered for the lines of a read."""
+        monthly = self._monthly.get(company)
+        if monthly is None:
+            monthly = self._monthly[company] = not self.fiscal_basis(company)
+        return monthly
+
     def window(self, company: str, start: date, end: date) -> tuple[date, date]:
         """The AccountingDate window for months [start, end): with fiscal periods, every period ending in
         those months, whole (a fiscal period belongs to the month it ends in)."""
@@ -595,17 +612,27 @@ class DynamicsReader:
                     for r in chunk
                     if isinstance(r.get(display_field), str) and not _has_named(r, named)
                 )
+            named_seen, display_seen = self._named_seen, self._display_seen
             for r in chunk:
                 w = what(r)
                 display = _text(r, display_field, w)
-                if _has_named(r, named):
-                    account, dims = _named_dimensions(str(r[DIMENSION_JSON]), display, w)
-                    how = f"named values ({DIMENSION_JSON})"
+                raw = r.get(DIMENSION_JSON) if named else None
+                if isinstance(raw, str) and raw.strip():
+                    hit = named_seen.get(raw)
+                    if hit is None:
+                        hit = _named_dimensions(raw, display, w)
+                        _remember(named_seen, raw, hit)
+                    account, dims = hit[0], dict(hit[1])
+                    if self._splits is not None:
+                        self._splits[_split_key(r)] = f"named values ({DIMENSION_JSON})"
                 else:
-                    account, dims, order = self._split_display(display, fmt, w)
-                    how = f"{display!r} in {order}"
-                if self._splits is not None:
-                    self._splits[_split_key(r)] = how
+                    seen = display_seen.get(display)
+                    if seen is None:
+                        seen = self._split_display(display, fmt, w)
+                        _remember(display_seen, display, seen)
+                    account, dims = seen[0], dict(seen[1])
+                    if self._splits is not None:
+                        self._splits[_split_key(r)] = f"{display!r} in {seen[2]}"
                 yield r, w, account, dims
             chunk.clear()
 
@@ -627,6 +654,7 @@ class DynamicsReader:
         """
         if end <= start:
             raise BadInputData(f"GL read: end {end} must be after start {start}")
+        self._forget_splits()
         disc = self.discover()
         opts = self.options
         state = {
@@ -654,6 +682,12 @@ class DynamicsReader:
         )
         result._lines = gen
         return result
+
+    def _forget_splits(self) -> None:
+        """A read starts from the options as they are now (the caches of :meth:`_split_lines`)."""
+        self._named_seen.clear()
+        self._display_seen.clear()
+        self._monthly.clear()
 
     def _company_filter(self, name: str) -> str:
         return F.any_of(name, [c.lower() for c in self.companies])
@@ -841,6 +875,7 @@ class DynamicsReader:
         and attributed as the OData routes do (companies, posting layers, budget entries left out)."""
         opts = self.options
         books = self.books()
+        self._forget_splits()
         amount_field = AMOUNT_FIELDS[opts.currency]
         display_field = next((f for f in _PUBLISHED_DISPLAY_FIELDS if f in columns), None)
         company_field = next((f for f in ("DataArea", "LedgerName") if f in columns), None)
@@ -970,6 +1005,15 @@ class _Header:
     period: FiscalPeriodInfo | None
 
 
+_SEEN_LIMIT = 50_000  # split results kept per reader (memory stays flat however many lines are read)
+
+
+def _remember(seen: dict[str, Any], key: str, value: Any) -> None:
+    if len(seen) >= _SEEN_LIMIT:
+        seen.clear()
+    seen[key] = value
+
+
 def _has_named(row: dict[str, Any], named: bool) -> bool:
     raw = row.get(DIMENSION_JSON) if named else None
     return isinstance(raw, str) and bool(raw.strip())
@@ -1026,13 +1070,13 @@ def _make_line(
     description: str,
     source_id: str,
 ) -> GLLine:
-    books = reader.books()
     if period is None:  # the route does not name the period: the operating period of the date
-        period = books.operating_period(company, d, what)
+        period = reader.books().operating_period(company, d, what)
         period_type = ""
     else:
         period_type = period.type
-    return GLLine.model_construct(
+    monthly = reader.period_monthly(company)
+    return GLLine.checked(
         company=company,
         account=account,
         dimensions=dims,
@@ -1048,7 +1092,7 @@ def _make_line(
         fiscal_period=period.number,
         period_name=period.name,
         period_end=period.end,
-        period_monthly=not reader.fiscal_basis(company),
+        period_monthly=monthly,
         balance_sheet=reader.options.balance_sheet == "balances"
         and account in reader.balance_sheet_accounts(),
     )
