@@ -146,8 +146,8 @@ def bare_page_loop(conn: Any, start: date, end: date, page_size: int) -> tuple[i
     import json
 
     from d365_anaplan.dynamics import filters as F
+    from d365_anaplan.dynamics.gl_rows import HEADER_SET, LINE_SET
     from d365_anaplan.dynamics.odata_shapes import Query
-    from d365_anaplan.dynamics.reader import HEADER_SET, LINE_SET
 
     def pages(first: str) -> Any:
         url: str | None = first

@@ -22,8 +22,9 @@ from dyn_support import (
 
 from d365_anaplan.config import LedgerOptions
 from d365_anaplan.dynamics.dimensions import DimensionFormat, delimiter_from_enum
+from d365_anaplan.dynamics.master_data import FINANCIAL_DIMENSION_VALUES_CAVEAT, GLRoute
 from d365_anaplan.dynamics.metadata import parse_metadata
-from d365_anaplan.dynamics.reader import FINANCIAL_DIMENSION_VALUES_CAVEAT, DynamicsReader, GLRoute
+from d365_anaplan.dynamics.reader import DynamicsReader
 from d365_anaplan.errors import BadInputData, DynamicsBadResponse, DynamicsRouteUnavailable
 
 PUBLISHED = {
@@ -430,21 +431,21 @@ def test_a_company_without_a_ledger_is_named() -> None:
 
 
 def test_named_dimension_values_win_over_positions() -> None:
-    from d365_anaplan.dynamics.reader import _named_dimensions
+    from d365_anaplan.dynamics.gl_rows import named_dimensions
 
     raw = '[{"Name":"MainAccount","Value":"601100"},{"Name":"CostCenter","Value":"OU_3566"},{"Name":"BusinessUnit","Value":"001"}]'
-    assert _named_dimensions(raw, "601100-OU_3566-001", "row 1") == (
+    assert named_dimensions(raw, "601100-OU_3566-001", "row 1") == (
         "601100",
         {"CostCenter": "OU_3566", "BusinessUnit": "001"},
     )
-    assert _named_dimensions('{"MainAccount": "110110", "BusinessUnit": "002"}', "110110-002", "row 2") == (
+    assert named_dimensions('{"MainAccount": "110110", "BusinessUnit": "002"}', "110110-002", "row 2") == (
         "110110",
         {"BusinessUnit": "002"},
     )
     with pytest.raises(DynamicsBadResponse, match="row 3: LedgerDimensionValuesJson names no MainAccount"):
-        _named_dimensions('[{"Name":"CostCenter","Value":"OU_1"}]', "x", "row 3")
+        named_dimensions('[{"Name":"CostCenter","Value":"OU_1"}]', "x", "row 3")
     with pytest.raises(DynamicsBadResponse, match="is not JSON"):
-        _named_dimensions("[{", "x", "row 4")
+        named_dimensions("[{", "x", "row 4")
 
 
 @responses.activate
