@@ -6,9 +6,9 @@ The sandbox runs in a subprocess (``d365-anaplan sandbox dynamics``); this proce
 the layer's reader (msal token flow, OData paging, BI-entity join, dimension parsing) and streams them as
 CSV into S3 (moto ``mock_aws``) through :class:`d365_anaplan.staging.S3StreamWriter`. Printed: rows/s,
 requests made, and peak RSS at 100k lines and at the end (it must stay flat); then the reader alone beside a
-bare page loop, reader, bare, bare, reader (see :func:`print_reader_ratio`), i.e. a
 bare sequential page loop against the same sandbox (msal token, requests, ``json.loads``, following
-``@odata.nextLink``) and their ratio (the reader overlaps network and parsing: never below 1.0x).
+``@odata.nextLink``), run reader, bare, bare, reader, and their ratio (the reader overlaps network and
+parsing: never below 1.0x).
 """
 
 from __future__ import annotations
