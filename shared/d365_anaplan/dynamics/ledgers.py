@@ -60,7 +60,7 @@ class FiscalPeriodInfo:
 
 
 def _date(row: dict[str, Any], name: str, what: str) -> date:
-    from d365_anaplan.dynamics.reader import parse_date
+    from d365_anaplan.dynamics.gl_rows import parse_date
 
     return parse_date(row, name, what)
 

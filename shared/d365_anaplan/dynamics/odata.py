@@ -347,15 +347,20 @@ class ODataClient:
         size = min(page_size or self.page_size, MAX_PAGE_SIZE)
         resp = self.request("GET", url, what=what, headers={"Prefer": f"odata.maxpagesize={size}"}, ok=(200,))
         payload = loads(resp.content, what)
-        try:
-            page = ODataPage.model_validate(payload)
-        except ValidationError as exc:
-            loc, msg = first_problem(exc)
-            raise DynamicsBadResponse(
-                f"{what}: the response is not an OData collection ({loc}: {msg})"
-            ) from None
-        next_link = self.check_link(page.next_link, what) if page.next_link else None
-        return Page(page.value, next_link, page.count)
+        plain = _plain_page(payload)
+        if plain is not None:
+            rows, link, count = plain
+        else:
+            try:
+                page = ODataPage.model_validate(payload)
+            except ValidationError as exc:
+                loc, msg = first_problem(exc)
+                raise DynamicsBadResponse(
+                    f"{what}: the response is not an OData collection ({loc}: {msg})"
+                ) from None
+            rows, link, count = page.value, page.next_link, page.count
+        next_link = self.check_link(link, what) if link else None
+        return Page(rows, next_link, count)
 
     def first_url(self, query: Query) -> str:
         return self.url(query.entity_set, query.params())
@@ -438,3 +443,21 @@ class ODataClient:
 
 class _GiveUp(Exception):
     pass
+
+
+def _plain_page(payload: Any) -> tuple[list[dict[str, Any]], str | None, int | None] | None:
+    """(rows, next link, count) of a collection that is already what :class:`ODataPage` accepts unchanged
+    (the usual page: no copy of its rows); None for anything else, which :class:`ODataPage` then judges."""
+    if not isinstance(payload, dict) or "next_link" in payload or "count" in payload:
+        return None
+    rows = payload.get("value")
+    link = payload.get("@odata.nextLink")
+    count = payload.get("@odata.count")
+    if (
+        type(rows) is not list
+        or not (link is None or type(link) is str)
+        or not (count is None or type(count) is int)
+        or not all(type(r) is dict for r in rows)
+    ):
+        return None
+    return rows, link, count

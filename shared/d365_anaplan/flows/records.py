@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +36,22 @@ class GLLine(BaseModel):
     period_end: date | None = None  # last day of the fiscal period
     period_monthly: bool = True  # the company's calendar has calendar-month periods
     balance_sheet: bool = False  # main account type is a balance-sheet type (set when balances are loaded)
+
+    @classmethod
+    def checked(cls, **values: Any) -> Self:
+        """A line from values its reader has already checked, every field given: what ``model_construct``
+        builds, without its per-field alias and default handling (the reader makes a line per posted GL line)."""
+        if values.keys() != _GL_FIELDS:
+            raise TypeError(f"GLLine.checked needs exactly the fields {sorted(_GL_FIELDS)}")
+        line = cls.__new__(cls)
+        object.__setattr__(line, "__dict__", values)
+        object.__setattr__(line, "__pydantic_fields_set__", set(_GL_FIELDS))
+        object.__setattr__(line, "__pydantic_extra__", None)
+        object.__setattr__(line, "__pydantic_private__", None)
+        return line
+
+
+_GL_FIELDS = GLLine.model_fields.keys()
 
 
 class MainAccount(BaseModel):

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from d365_anaplan.dynamics.client import DynamicsConnection
-from d365_anaplan.dynamics.reader import GLRoute
+from d365_anaplan.dynamics.master_data import GLRoute
 from d365_anaplan.errors import DynamicsRouteUnavailable, DynamicsUnavailable
 from devkit.sandbox.dynamics import seed
 from devkit.sandbox.dynamics.cli import RunningSandbox

@@ -22,8 +22,9 @@ from dyn_support import (
 
 from d365_anaplan.config import LedgerOptions
 from d365_anaplan.dynamics.dimensions import DimensionFormat, delimiter_from_enum
+from d365_anaplan.dynamics.master_data import FINANCIAL_DIMENSION_VALUES_CAVEAT, GLRoute
 from d365_anaplan.dynamics.metadata import parse_metadata
-from d365_anaplan.dynamics.reader import FINANCIAL_DIMENSION_VALUES_CAVEAT, DynamicsReader, GLRoute
+from d365_anaplan.dynamics.reader import DynamicsReader
 from d365_anaplan.errors import BadInputData, DynamicsBadResponse, DynamicsRouteUnavailable
 
 PUBLISHED = {
@@ -430,18 +431,64 @@ def test_a_company_without_a_ledger_is_named() -> None:
 
 
 def test_named_dimension_values_win_over_positions() -> None:
-    from d365_anaplan.dynamics.reader import _named_dimensions
+    from d365_anaplan.dynamics.gl_rows import named_dimensions
 
     raw = '[{"Name":"MainAccount","Value":"601100"},{"Name":"CostCenter","Value":"OU_3566"},{"Name":"BusinessUnit","Value":"001"}]'
-    assert _named_dimensions(raw, "601100-OU_3566-001", "row 1") == (
+    assert named_dimensions(raw, "601100-OU_3566-001", "row 1") == (
         "601100",
         {"CostCenter": "OU_3566", "BusinessUnit": "001"},
     )
-    assert _named_dimensions('{"MainAccount": "110110", "BusinessUnit": "002"}', "110110-002", "row 2") == (
+    assert named_dimensions('{"MainAccount": "110110", "BusinessUnit": "002"}', "110110-002", "row 2") == (
         "110110",
         {"BusinessUnit": "002"},
     )
     with pytest.raises(DynamicsBadResponse, match="row 3: LedgerDimensionValuesJson names no MainAccount"):
-        _named_dimensions('[{"Name":"CostCenter","Value":"OU_1"}]', "x", "row 3")
+        named_dimensions('[{"Name":"CostCenter","Value":"OU_1"}]', "x", "row 3")
     with pytest.raises(DynamicsBadResponse, match="is not JSON"):
-        _named_dimensions("[{", "x", "row 4")
+        named_dimensions("[{", "x", "row 4")
+
+
+@responses.activate
+def test_lines_sharing_a_display_value_get_their_own_dimensions() -> None:
+    """Splits are remembered per read; each line still owns its dimension values (and a bad line fails)."""
+    responses.get(f"{DATA}/$metadata", body=metadata(PUBLISHED))
+    _formats()
+    rows = [
+        {
+            "GeneralJournalAccountEntryRecId": i,
+            "AccountingDate": "2025-01-05T00:00:00Z",
+            "AccountDisplayValue": "601100-001-OU_3566-022",
+            "AccountingCurrencyAmount": Decimal("1.10"),
+            "DataArea": "usmf",
+        }
+        for i in (1, 2)
+    ]
+    responses.get(f"{DATA}/GeneralJournalAccountEntries", body=page(rows))
+    r = reader()
+    first, second = r.gl_lines(date(2025, 1, 1), date(2025, 2, 1))
+    assert (
+        first.dimensions
+        == second.dimensions
+        == {"BusinessUnit": "001", "CostCenter": "OU_3566", "Department": "022"}
+    )
+    first.dimensions["CostCenter"] = "changed"
+    assert second.dimensions["CostCenter"] == "OU_3566"
+    again = list(r.gl_lines(date(2025, 1, 1), date(2025, 2, 1)))
+    assert again[0].dimensions["CostCenter"] == "OU_3566"
+
+
+def test_checked_gl_line_is_the_validated_line() -> None:
+    from d365_anaplan.flows.records import GLLine
+
+    values = {
+        "company": "USMF", "account": "601100", "dimensions": {"CostCenter": "OU_1"},
+        "accounting_date": date(2025, 1, 5), "amount": Decimal("-1.10"), "currency": "USD", "voucher": "V1",
+        "description": "d", "source_id": "7", "amount_currency": "USD", "period_type": "", "fiscal_year": "2025",
+        "fiscal_period": 1, "period_name": "Period 1", "period_end": date(2025, 1, 31), "period_monthly": True,
+        "balance_sheet": False,
+    }  # fmt: skip
+    line = GLLine.checked(**values)
+    assert line == GLLine.model_validate(values) and line.model_fields_set == set(values)
+    assert line.model_copy(update={"account": "1"}).account == "1" and line.account == "601100"
+    with pytest.raises(TypeError, match="exactly the fields"):
+        GLLine.checked(**{k: v for k, v in values.items() if k != "currency"})
