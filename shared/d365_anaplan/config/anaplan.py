@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from d365_anaplan.config.hosts import _normalised
+from d365_anaplan.config.hosts import normalised_url
 from d365_anaplan.config.secret_ref import Secret
 
 
@@ -77,4 +77,4 @@ class AnaplanSettings(BaseModel):
     @field_validator("auth_url", "api_url", "oauth_url")
     @classmethod
     def _strip(cls, value: str) -> str:
-        return _normalised(value, keep_path=True)
+        return normalised_url(value, keep_path=True)

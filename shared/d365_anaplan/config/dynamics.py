@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from d365_anaplan.config.hosts import _normalised
+from d365_anaplan.config.hosts import normalised_url
 from d365_anaplan.config.secret_ref import Secret
 
 
@@ -180,7 +180,7 @@ class PackageSettings(BaseModel):
     @field_validator("blob_host")
     @classmethod
     def _normalise_blob_host(cls, value: str | None) -> str | None:
-        return None if value is None else _normalised(value, keep_path=False)
+        return None if value is None else normalised_url(value, keep_path=False)
 
 
 class DynamicsSettings(BaseModel):
@@ -267,7 +267,7 @@ class DynamicsSettings(BaseModel):
     @field_validator("environment_url", "authority_host")
     @classmethod
     def _normalise_url(cls, value: str) -> str:
-        return _normalised(value, keep_path=False)
+        return normalised_url(value, keep_path=False)
 
     @field_validator("companies")
     @classmethod

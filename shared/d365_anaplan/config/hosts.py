@@ -46,7 +46,7 @@ def _safe_repr(url: str) -> str:
     return repr(url) if "@" not in url else "(URL with user information not shown)"
 
 
-def _normalised(value: str, *, keep_path: bool) -> str:
+def normalised_url(value: str, *, keep_path: bool) -> str:
     """The canonical form of a URL that parses strictly; anything else is left for the host checks."""
     try:
         base = parse_base_url(value)

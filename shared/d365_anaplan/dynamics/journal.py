@@ -36,7 +36,7 @@ from d365_anaplan.dynamics.batch import (
     MAX_BATCH_OPERATIONS,
 )
 from d365_anaplan.dynamics.dimensions import DimensionFormat
-from d365_anaplan.dynamics.journal_batch import JournalBatches, LinesSender, _Prepared
+from d365_anaplan.dynamics.journal_batch import JournalBatches, LinesSender, PreparedLine
 from d365_anaplan.dynamics.journal_records import (
     BUDGET_HEADERS,
     BUDGET_LINES,
@@ -88,10 +88,10 @@ class JournalWriter(JournalBatches):
 
     def _prepare(
         self, company: str, lines: Sequence[JournalLineInput], fmt: DimensionFormat
-    ) -> dict[str, list[_Prepared]]:
+    ) -> dict[str, list[PreparedLine]]:
         if not lines:
             raise BadInputData(f"journal for {company}: no lines to write")
-        vouchers: dict[str, list[_Prepared]] = {}
+        vouchers: dict[str, list[PreparedLine]] = {}
         voucher_dates: dict[str, date] = {}
         voucher_sums: dict[str, Decimal] = {}
         voucher_offsets: dict[str, bool] = {}
@@ -149,7 +149,7 @@ class JournalWriter(JournalBatches):
                 body["OffsetAccountDisplayValue"] = fmt.build(
                     line.offset_account, line.offset_dimensions, what=f"{what} (offset)"
                 )
-            vouchers.setdefault(voucher, []).append(_Prepared(key, voucher, body, line.source))
+            vouchers.setdefault(voucher, []).append(PreparedLine(key, voucher, body, line.source))
         if unknown:
             shown = ", ".join(unknown[:10])
             raise BadInputData(
@@ -344,7 +344,7 @@ class JournalWriter(JournalBatches):
             )
         header_text = description or f"Anaplan {key}"
         fmt = self.reader.budget_format()
-        vouchers: dict[str, list[_Prepared]] = {}
+        vouchers: dict[str, list[PreparedLine]] = {}
         seen: Counter[str] = Counter()
         for i, line in enumerate(lines, start=1):
             what = line.source or f"budget line {i}"
@@ -373,7 +373,7 @@ class JournalWriter(JournalBatches):
                 "Comment": f"{lk} {' '.join(line.text.split())}".strip()[:TEXT_MAX],
             }
             # Each budget line is its own unit (no voucher balancing in a budget register entry).
-            vouchers[lk] = [_Prepared(lk, line.voucher or lk, body, line.source)]
+            vouchers[lk] = [PreparedLine(lk, line.voucher or lk, body, line.source)]
         if dry_run:
             return JournalWriteResult(company, key, "", lines_planned=len(vouchers))
         spec = EntryHeader(key, header_text, budget_model=model, budget_code=code)

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class PreparedLine:
     key: str
     voucher: str
     body: dict[str, Any]
@@ -27,7 +27,7 @@ class _Prepared:
 
 
 # (result, line bodies by line key, line keys the entry already holds): sends the missing lines instead of OData
-LinesSender = Callable[["JournalWriteResult", dict[str, list[_Prepared]], set[str]], None]
+LinesSender = Callable[["JournalWriteResult", dict[str, list[PreparedLine]], set[str]], None]
 
 
 class JournalBatches(JournalReadback):
@@ -52,16 +52,16 @@ class JournalBatches(JournalReadback):
         self,
         result: JournalWriteResult,
         entity_set: str,
-        vouchers: dict[str, list[_Prepared]],
+        vouchers: dict[str, list[PreparedLine]],
         present: set[str],
     ) -> None:
-        pending: list[list[_Prepared]] = []
+        pending: list[list[PreparedLine]] = []
         for lst in vouchers.values():
             todo = [p for p in lst if p.key not in present]
             result.lines_skipped += len(lst) - len(todo)
             if todo:
                 pending.append(todo)
-        batch: list[list[_Prepared]] = []
+        batch: list[list[PreparedLine]] = []
         size = 0
         for cs in pending:
             if batch and size + len(cs) > self.batch_size:
@@ -72,7 +72,9 @@ class JournalBatches(JournalReadback):
         if batch:
             self._send(result, entity_set, batch)
 
-    def _send(self, result: JournalWriteResult, entity_set: str, changesets: list[list[_Prepared]]) -> None:
+    def _send(
+        self, result: JournalWriteResult, entity_set: str, changesets: list[list[PreparedLine]]
+    ) -> None:
         ops = [
             [Operation("POST", entity_set, p.body, str(n)) for n, p in enumerate(cs, start=1)]
             for cs in changesets
@@ -119,7 +121,7 @@ class JournalBatches(JournalReadback):
         for cs, answer in zip(changesets, responses, strict=True):
             self._record(result, cs, answer)
 
-    def _record(self, result: JournalWriteResult, cs: list[_Prepared], answer: ChangesetResponse) -> None:
+    def _record(self, result: JournalWriteResult, cs: list[PreparedLine], answer: ChangesetResponse) -> None:
         if answer.ok:
             result.lines_written += len(cs)
             result.vouchers_written += 1

@@ -89,7 +89,7 @@ class ActualsRow:
         return {d.name: v for d, v in zip(dimensions, self.dims, strict=True)}
 
 
-def _line_where(line: GLLine, index: int) -> str:
+def line_where(line: GLLine, index: int) -> str:
     ident = line.source_id or line.voucher or "?"
     return f"GL line {index} (company {line.company}, id {ident})"
 
@@ -108,7 +108,7 @@ def validate_gl_line(
 
     None for a line of a fiscal period type the connection leaves out (``ledger.period_types``: opening and
     closing periods by default)."""
-    where = _line_where(line, index)
+    where = line_where(line, index)
     opts = ledger or LedgerOptions()
     if line.period_type and line.period_type not in opts.period_types:
         return None

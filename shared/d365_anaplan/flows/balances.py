@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from d365_anaplan.config import DimensionMapping, LedgerOptions
 from d365_anaplan.errors import BadInputData
-from d365_anaplan.flows.actuals import ActualsRow, _line_where, fiscal_label, line_period, run_month
+from d365_anaplan.flows.actuals import ActualsRow, fiscal_label, line_period, line_where, run_month
 from d365_anaplan.flows.money import check_amount
 from d365_anaplan.flows.records import GLLine
 from d365_anaplan.flows.textsafe import check_code
@@ -40,7 +40,7 @@ def balance_rows(
     labels: dict[tuple[str, date], str] = {}
     monthly: dict[str, bool] = {}
     for index, line in enumerate(lines, start=1):
-        where = _line_where(line, index)
+        where = line_where(line, index)
         company = check_code(line.company, where=where, field="company")
         if companies is not None and company not in companies:
             raise BadInputData(

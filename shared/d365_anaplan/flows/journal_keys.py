@@ -18,7 +18,7 @@ def _b32(data: bytes, length: int) -> str:
     return base64.b32encode(data).decode("ascii").rstrip("=")[:length]
 
 
-def _row_text(company: str, account: str, dims: Mapping[str, str], period: date, version: str) -> str:
+def cell_text(company: str, account: str, dims: Mapping[str, str], period: date, version: str) -> str:
     dim_text = "\x1e".join(f"{k}={v}" for k, v in sorted(dims.items()) if v)
     return "\x1f".join([company, account, dim_text, period.isoformat(), version])
 
@@ -50,7 +50,7 @@ def line_key(
     entry: str, company: str, account: str, dims: Mapping[str, str], period: date, amount: Decimal
 ) -> str:
     """Per-line key for the ledger: ``<entry key>-<10 base32 characters>``."""
-    text = _row_text(company, account, dims, period, "") + "\x1d" + _amount_text(amount)
+    text = cell_text(company, account, dims, period, "") + "\x1d" + _amount_text(amount)
     return f"{entry}-{_b32(_hash(entry, text), 10)}"
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from d365_anaplan.errors import BadInputData
 from d365_anaplan.flows.calendar import month_start, period_key
-from d365_anaplan.flows.journal_keys import _row_text
+from d365_anaplan.flows.journal_keys import cell_text
 from d365_anaplan.flows.money import check_amount
 from d365_anaplan.flows.records import PlanRow
 
@@ -68,7 +68,7 @@ def plan_deltas(
     for r in rows:
         where = f"plan row from line {r.line_number}"
         amount = check_amount(r.amount, decimals=decimals, where=where)
-        natural = _row_text(r.company, r.account, r.dimensions, r.period, r.version)
+        natural = cell_text(r.company, r.account, r.dimensions, r.period, r.version)
         if natural in seen:
             raise BadInputData(
                 f"{where}: same company, account, dimensions, period and version as line {seen[natural]}"

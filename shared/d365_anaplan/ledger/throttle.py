@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -64,14 +63,15 @@ class SharedThrottle:
                 TableName=self.table_name,
                 Key=self._key(),
                 ConsistentRead=True,
-                ProjectionExpression="#u",
-                ExpressionAttributeNames={"#u": "until"},
+                ProjectionExpression="#ui",
+                ExpressionAttributeNames={"#ui": "until_iso"},
             )
             .get("Item")
         )
-        if not item or "until" not in item:
+        if not item or "until_iso" not in item:
             return 0.0
-        return max(0.0, float(Decimal(item["until"]["N"])) - self._clock())
+        until = datetime.fromisoformat(item["until_iso"]["S"])
+        return max(0.0, (until - datetime.fromtimestamp(self._clock(), UTC)).total_seconds())
 
     def throttled(self, retry_after: float) -> None:
         """Report a 429: every worker waits until ``now + retry_after`` (never shortens a longer wait)."""

@@ -13,7 +13,7 @@ from d365_anaplan.flows.balances import in_run
 from d365_anaplan.flows.reconcile import reconcile
 from d365_anaplan.flows.records import GLLine
 from d365_anaplan.steps.context import StepContext
-from d365_anaplan.steps.gl_extract import _gl_lines, company_reader, window_dates
+from d365_anaplan.steps.gl_extract import company_reader, staged_gl_lines, window_dates
 
 # Independent of the load: (a) the extracted GL nets to zero per company x period x currency (every voucher
 # balances in its ledger); (b) a second path through F&O (the other GL route) gives the same totals per
@@ -22,18 +22,18 @@ from d365_anaplan.steps.gl_extract import _gl_lines, company_reader, window_date
 CurrencyItem = tuple[str, str, str, date, Decimal]  # currency, company, account, period, amount
 
 
-def _movement_lines(ctx: StepContext, months: set[date]) -> Iterator[GLLine]:
+def movement_lines(ctx: StepContext, months: set[date]) -> Iterator[GLLine]:
     """The staged GL of the run's periods: with balance-sheet balances the extract starts at the fiscal year's
     first day, and the lines before the run's periods only feed the balances."""
     if ctx.cfg.ledger.balance_sheet != "balances":
-        yield from _gl_lines(ctx)
+        yield from staged_gl_lines(ctx)
         return
-    yield from (g for g in _gl_lines(ctx) if in_run(g, months))
+    yield from (g for g in staged_gl_lines(ctx) if in_run(g, months))
 
 
 def _first_path(ctx: StepContext, common: dict[str, Any]) -> dict[tuple[str, str, str, date], Decimal]:
     out: dict[tuple[str, str, str, date], Decimal] = {}
-    for index, line in enumerate(_movement_lines(ctx, set(common["periods"])), start=1):
+    for index, line in enumerate(movement_lines(ctx, set(common["periods"])), start=1):
         row = validate_gl_line(line, index, **common)
         if row is None:
             continue
@@ -66,11 +66,11 @@ def _second_path(
     return other, out
 
 
-def _tolerance(ctx: StepContext, currency: str) -> Decimal:
+def tolerance_for(ctx: StepContext, currency: str) -> Decimal:
     return ctx.cfg.ledger.tolerance(currency, ctx.cfg.reconciliation_tolerance)
 
 
-def _control_totals(ctx: StepContext, periods: list[str], common: dict[str, Any]) -> dict[str, Any]:
+def check_control_totals(ctx: StepContext, periods: list[str], common: dict[str, Any]) -> dict[str, Any]:
     opts = ctx.cfg.ledger
     if not opts.require_balanced and opts.second_path == "none":
         return {}
@@ -83,7 +83,7 @@ def _control_totals(ctx: StepContext, periods: list[str], common: dict[str, Any]
         nets: dict[tuple[str, str, date], Decimal] = {}
         for (cur, company, _account, period), amount in first.items():
             nets[(company, cur, period)] = nets.get((company, cur, period), Decimal(0)) + amount
-        off = [(k, v) for k, v in sorted(nets.items()) if abs(v) > _tolerance(ctx, k[1])]
+        off = [(k, v) for k, v in sorted(nets.items()) if abs(v) > tolerance_for(ctx, k[1])]
         detail["balanced"] = {
             "checked": len(nets),
             "unbalanced": [[c, cur, p.isoformat(), str(v)] for (c, cur, p), v in off[:20]],
@@ -98,7 +98,7 @@ def _control_totals(ctx: StepContext, periods: list[str], common: dict[str, Any]
         for cur in sorted({k[0] for k in first} | {k[0] for k in second}):
             left = ((c, a, p, v) for (cu, c, a, p), v in first.items() if cu == cur)
             right = ((c, a, p, v) for (cu, c, a, p), v in second.items() if cu == cur)
-            result = reconcile(left, right, tolerance=_tolerance(ctx, cur), left_name="extracted GL",
+            result = reconcile(left, right, tolerance=tolerance_for(ctx, cur), left_name="extracted GL",
                                right_name=f"F&O via the {route} route", exact_periods=True)  # fmt: skip
             detail.setdefault("second_path", {})[cur] = result.to_json()
             if not result.ok:

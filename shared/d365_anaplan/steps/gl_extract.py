@@ -14,7 +14,7 @@ from d365_anaplan.flows.records import GLLine
 from d365_anaplan.staging import S3StreamWriter, iter_lines
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.gl_package import extract_gl_package, gl_step, is_package_token, use_package
-from d365_anaplan.steps.staged_io import _record
+from d365_anaplan.steps.staged_io import record_staged
 
 
 def window_dates(periods: list[str]) -> tuple[date, date]:
@@ -62,7 +62,7 @@ def extract_gl(
             cur = line.amount_currency or line.currency
             by_currency[cur] = by_currency.get(cur, Decimal(0)) + line.amount
             out.write_text(line.model_dump_json() + "\n")
-    staged = _record(ctx, step, out.result)
+    staged = record_staged(ctx, step, out.result)
     token = read.continuation if read is not None else None
     more = token is not None
     total = (
@@ -98,7 +98,7 @@ def _staged_keys(ctx: StepContext, step: str) -> list[str]:
     return sorted(keys)
 
 
-def _gl_lines(ctx: StepContext) -> Iterator[GLLine]:
+def staged_gl_lines(ctx: StepContext) -> Iterator[GLLine]:
     """The staged GL of the run, in F&O codes (blank dimension values become the configured blank members
     with the value maps, see :class:`~d365_anaplan.flows.mapping.ValueMaps`)."""
     for key in _staged_keys(ctx, "gl"):

@@ -20,7 +20,7 @@ from d365_anaplan.steps.staged_io import load_json
 Cell = tuple[str, str, tuple[str, ...], date, str]
 
 
-def _cell_of(r: ActualsRow, with_currency: bool) -> Cell:
+def cell_key_of(r: ActualsRow, with_currency: bool) -> Cell:
     return (r.company, r.account, r.dims, r.period, r.currency if with_currency else "")
 
 
@@ -28,7 +28,7 @@ def _state_key(ctx: StepContext, period: str) -> str:
     return f"state/{ctx.connection}/actuals/cells-{period}.json"
 
 
-def _put_cells(ctx: StepContext, key: str, cells: dict[Cell, str]) -> None:
+def put_cells(ctx: StepContext, key: str, cells: dict[Cell, str]) -> None:
     body = json.dumps(
         sorted([c, a, list(d), p.isoformat(), cur, label] for (c, a, d, p, cur), label in cells.items())
     )
@@ -51,7 +51,7 @@ def _read_cells(ctx: StepContext, key: str) -> dict[Cell, str]:
     return out
 
 
-def _held_cells(ctx: StepContext, periods: list[str]) -> dict[Cell, str]:
+def held_cells_of(ctx: StepContext, periods: list[str]) -> dict[Cell, str]:
     held: dict[Cell, str] = {}
     for p in periods:
         held.update(_read_cells(ctx, _state_key(ctx, p)))
@@ -66,7 +66,7 @@ def hold_cells(ctx: StepContext, periods: list[str], cells: dict[Cell, str]) -> 
         ours = {c: v for c, v in cells.items() if run_month(c[3]) == month}
         held = _read_cells(ctx, key)
         if not ours.items() <= held.items():
-            _put_cells(ctx, key, {**held, **ours})
+            put_cells(ctx, key, {**held, **ours})
 
 
 def remember_loaded_cells(ctx: StepContext, periods: list[str]) -> int:
@@ -74,5 +74,5 @@ def remember_loaded_cells(ctx: StepContext, periods: list[str]) -> int:
     cells = _read_cells(ctx, ctx.key("actuals", "cells.json"))
     for p in periods:
         month = parse_period(p, field="periods")
-        _put_cells(ctx, _state_key(ctx, p), {c: v for c, v in cells.items() if run_month(c[3]) == month})
+        put_cells(ctx, _state_key(ctx, p), {c: v for c, v in cells.items() if run_month(c[3]) == month})
     return len(cells)

@@ -14,7 +14,7 @@ from d365_anaplan.flows.textsafe import check_code, csv_writer, neutralise_text
 from d365_anaplan.staging import S3StreamWriter
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.mapping import actuals_scope, step_value_maps
-from d365_anaplan.steps.staged_io import _record, _Text
+from d365_anaplan.steps.staged_io import TextAdapter, record_staged
 
 
 def _stage_list(
@@ -31,7 +31,7 @@ def _stage_list(
     count = 0
     seen: set[str] = set()
     with S3StreamWriter(ctx.s3, ctx.env.staging_bucket, key) as out:
-        w = csv_writer(_Text(out))
+        w = csv_writer(TextAdapter(out))
         w.writerow([spec.code_column, spec.name_column, *(properties or [])])
         for code, label, *extra in rows:
             check_code(code, where=f"{what} {code!r}", field="code")
@@ -40,7 +40,7 @@ def _stage_list(
             seen.add(code)
             w.writerow([code, neutralise_text(label), *(neutralise_text(x) for x in extra)])
             count += 1
-    _record(ctx, "ExtractMasterData", out.result)
+    record_staged(ctx, "ExtractMasterData", out.result)
     return {"action": spec.import_action, "key": key, "rows": count}
 
 

@@ -22,9 +22,9 @@ from d365_anaplan.flows.calendar import parse_period, period_key
 from d365_anaplan.flows.mapping import map_actuals_rows
 from d365_anaplan.staging import S3StreamWriter
 from d365_anaplan.steps.context import StepContext
-from d365_anaplan.steps.control_totals import _control_totals, _movement_lines
-from d365_anaplan.steps.gl_extract import _gl_lines
-from d365_anaplan.steps.held_cells import _cell_of, _held_cells, _put_cells, hold_cells
+from d365_anaplan.steps.control_totals import check_control_totals, movement_lines
+from d365_anaplan.steps.gl_extract import staged_gl_lines
+from d365_anaplan.steps.held_cells import cell_key_of, held_cells_of, hold_cells, put_cells
 from d365_anaplan.steps.lease import LeaseRef, hold_lease
 from d365_anaplan.steps.mapping import (
     account_types,
@@ -35,7 +35,7 @@ from d365_anaplan.steps.mapping import (
     step_value_maps,
 )
 from d365_anaplan.steps.preflight import import_headers
-from d365_anaplan.steps.staged_io import _record, _Text
+from d365_anaplan.steps.staged_io import TextAdapter, record_staged
 
 
 def _members(ctx: StepContext) -> tuple[dict[str, set[str]], list[str]]:
@@ -90,19 +90,19 @@ def prepare_actuals(
                                 aggregate=aggregate)  # fmt: skip
 
     if m.actuals.grain == "monthly":
-        movements = (g for g in _movement_lines(ctx, months) if not g.balance_sheet)
+        movements = (g for g in movement_lines(ctx, months) if not g.balance_sheet)
         fo_rows: list[ActualsRow] = aggregate_actuals(movements, **common).rows()
         if balances:
-            fo_rows += balance_rows(_gl_lines(ctx), dimensions=m.dimensions, periods=months,
+            fo_rows += balance_rows(staged_gl_lines(ctx), dimensions=m.dimensions, periods=months,
                                     companies=cfg.dynamics.companies, ledger=cfg.ledger)  # fmt: skip
         rows: list[Any] = list(mapped(fo_rows, True))
         refs = collect_references(rows, m.dimensions)
     else:
-        refs = collect_references(mapped(line_rows(_gl_lines(ctx), **common), False), m.dimensions)
+        refs = collect_references(mapped(line_rows(staged_gl_lines(ctx), **common), False), m.dimensions)
     ctx.ledger.record_step(
         ctx.run_id, "TransformActuals", "SUCCEEDED", {"grain": m.actuals.grain, "periods": periods}
     )
-    controls = _control_totals(ctx, periods, common)
+    controls = check_control_totals(ctx, periods, common)
     hold_lease(ctx, lease, "PrepareActuals: read the Anaplan lists")
     members, unchecked = _members(ctx)
     require_coverage(cfg, maps, members, coverage_fo_codes(cfg, ctx.dynamics.reader))  # as `check` does
@@ -118,14 +118,14 @@ def prepare_actuals(
     stale: list[ActualsRow] = []
     with_currency = cfg.ledger.currency_column is not None
     if m.actuals.grain == "line":
-        rows_iter: Iterable[Any] = mapped(line_rows(_gl_lines(ctx), **common), False)
+        rows_iter: Iterable[Any] = mapped(line_rows(staged_gl_lines(ctx), **common), False)
     else:
         # A cell loaded by an earlier run that F&O no longer has (a line reclassified to another account or
         # dimension value, a reversal) must be set to zero, or Anaplan keeps the old amount.
         written = [remap.apply_row(r, m.dimensions) if remap else r for r in rows]
-        loaded = {_cell_of(r, with_currency): r.label for r in written}
+        loaded = {cell_key_of(r, with_currency): r.label for r in written}
         currency_of = {r.company: r.currency for r in written}
-        held = _held_cells(ctx, periods)
+        held = held_cells_of(ctx, periods)
         stale = [
             ActualsRow(
                 c, a, d, p, Decimal(0), line_count=0, currency=cur or currency_of.get(c, ""), label=label
@@ -133,7 +133,7 @@ def prepare_actuals(
             for (c, a, d, p, cur), label in sorted(held.items())
             if (c, a, d, p, cur) not in loaded
         ]
-        _put_cells(ctx, ctx.key("actuals", "cells.json"), loaded)
+        put_cells(ctx, ctx.key("actuals", "cells.json"), loaded)
         rows_iter = [*rows, *stale]
     key = ctx.key("actuals", "actuals.csv")
     order = import_headers(
@@ -141,11 +141,11 @@ def prepare_actuals(
     )  # columns matched by name, in the import's order
     with S3StreamWriter(ctx.s3, bucket, key) as out:
         totals = write_actuals_csv(
-            rows_iter, _Text(out), mapping=m.actuals, dimensions=m.dimensions,
+            rows_iter, TextAdapter(out), mapping=m.actuals, dimensions=m.dimensions,
             fiscal_year_start_month=cfg.close_calendar.fiscal_year_start_month, remap=remap or None,
             ledger=cfg.ledger, order=order,
         )  # fmt: skip
-    staged = _record(ctx, "PrepareActuals", out.result)
+    staged = record_staged(ctx, "PrepareActuals", out.result)
     if m.actuals.grain == "monthly" and not dry_run:
         hold_cells(ctx, periods, loaded)
     totals_key = ctx.key("actuals", "fo_totals.json")

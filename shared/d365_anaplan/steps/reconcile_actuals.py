@@ -16,7 +16,7 @@ from d365_anaplan.flows.periods import parse_period_label
 from d365_anaplan.flows.reconcile import reconcile
 from d365_anaplan.staging import iter_lines
 from d365_anaplan.steps.context import StepContext
-from d365_anaplan.steps.control_totals import _tolerance
+from d365_anaplan.steps.control_totals import tolerance_for
 from d365_anaplan.steps.held_cells import remember_loaded_cells
 from d365_anaplan.steps.mapping import step_value_maps
 from d365_anaplan.steps.staged_io import load_json
@@ -129,7 +129,7 @@ def reconcile_actuals(
             result = reconcile(
                 ((c, a, p, v) for cu, c, a, p, _l, v in cells if cu == cur),
                 ((c, a, p, v) for cu, c, a, p, v in held if cu == cur),
-                tolerance=_tolerance(ctx, cur), left_name=f"F&O [{cur}]", right_name=f"Anaplan [{cur}]",
+                tolerance=tolerance_for(ctx, cur), left_name=f"F&O [{cur}]", right_name=f"Anaplan [{cur}]",
                 exact_periods=True,
             )  # fmt: skip
             detail["reconciliation"][cur] = result.to_json()

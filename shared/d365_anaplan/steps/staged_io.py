@@ -10,7 +10,7 @@ from d365_anaplan.staging import S3StreamWriter, StagedFile
 from d365_anaplan.steps.context import StepContext
 
 
-class _Text:
+class TextAdapter:
     """Text adapter over a byte writer (csv writes ``str``)."""
 
     def __init__(self, out: S3StreamWriter) -> None:
@@ -20,7 +20,7 @@ class _Text:
         return self.out.write_text(s)
 
 
-def _record(ctx: StepContext, step: str, staged: StagedFile | None) -> StagedFile:
+def record_staged(ctx: StepContext, step: str, staged: StagedFile | None) -> StagedFile:
     assert staged is not None
     ctx.ledger.record_file(
         ctx.run_id, step, staged.bucket, staged.key, staged.bytes, staged.rows, staged.sha256

@@ -129,3 +129,27 @@ def test_a_planted_private_access_is_reported() -> None:
     assert len(violations(devkit, "devkit", owners, "devkit/commands/x.py")) == 2
     inside = "from d365_anaplan.ledger._dynamo import from_item\n"
     assert violations(inside, "d365_anaplan.ledger", owners, "ledger/x.py") == []
+
+
+def private_name_imports(base: Path, root: Path = ROOT) -> list[str]:
+    """``from d365_anaplan.<module> import _name`` in ``base``: a private name imported by another module
+    (private modules such as ``ledger._dynamo`` may still be imported inside their package)."""
+    found = []
+    for path in sorted(base.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("d365_anaplan"):
+                found += [
+                    f"{path.relative_to(root)}:{node.lineno}: {node.module} import {a.name}"
+                    for a in node.names
+                    if _private(a.name)
+                ]
+    return found
+
+
+def test_no_private_name_is_imported_from_another_module() -> None:
+    assert private_name_imports(LAYER) + private_name_imports(ROOT / "functions") == []
+
+
+def test_the_module_rule_sees_a_private_import(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text("from d365_anaplan.steps.staged_io import _hidden\n", encoding="utf-8")
+    assert private_name_imports(tmp_path, tmp_path) == ["m.py:1: d365_anaplan.steps.staged_io import _hidden"]
