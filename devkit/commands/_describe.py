@@ -99,10 +99,8 @@ def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> Ru
             facts.differences = dict(d.get("differences") or {})
         elif step.step == "ReconcilePlan":
             if step.status == "SUCCEEDED":
-                facts.reconciled = (
-                    f"{d.get('matched_accounts', '?')} company/account/period totals match "
-                    f"(approved {money(d.get('left_total', '0'))})"
-                )
+                # no grand total: it would add the companies' currencies (per company: the reconciliation)
+                facts.reconciled = f"{d.get('matched_accounts', '?')} company/account/period totals match"
                 if d.get("pending_count"):
                     facts.reconciled += (
                         f"; {int(d['pending_count']):,} F&O entries pending completion (Update budget balances / "
@@ -163,8 +161,9 @@ def print_facts(facts: RunFacts, out: TextIO | None = None) -> None:
         )
     if facts.exports:
         w("  approved plan exported from Anaplan:\n")
-        rows = [[n, f"{a:,}", f"{d:,}", money(t)] for n, a, d, t in facts.exports]
-        table(rows, ["export", "approved rows", "not approved (skipped)", "total"], out, "    ")
+        # an export's rows span companies (and their currencies): counts only, amounts per company below
+        rows = [[n, f"{a:,}", f"{d:,}"] for n, a, d, _t in facts.exports]
+        table(rows, ["export", "approved rows", "not approved (skipped)"], out, "    ")
     if facts.journals:
         verb = "planned (not written)" if facts.dry_run else "written"
         w(f"  journals {verb}:\n")
