@@ -66,8 +66,7 @@ def test_an_error_in_the_worker_is_raised_in_the_caller_after_the_items_before_i
     chain = Chain(10, fail_at=3)
     got: list[int] = []
     with pytest.raises(DynamicsBadResponse, match="page 3"):
-        for item in ahead(iter(chain)):
-            got.append(item)
+        got.extend(ahead(iter(chain)))  # extend keeps the items that came before the error
     assert got == [0, 1, 2]
     assert chain.closed
 
