@@ -36,12 +36,16 @@ class SideTotals:
         periods keyed by their last day)."""
         side = cls(name=name)
         for company, account, period, amount in items:
-            if not isinstance(amount, Decimal):
-                raise TypeError(f"{name}: amounts must be Decimal, got {type(amount).__name__}")
-            key = (company, account, period if exact_periods else month_start(period))
-            side.by_account[key] = side.by_account.get(key, Decimal(0)) + amount
-            side.items_count += 1
+            side.add(company, account, period if exact_periods else month_start(period), amount)
         return side
+
+    def add(self, company: str, account: str, period: date, amount: Decimal) -> None:
+        """Add one item under (company, account, period) as given (``from_items`` maps days to months)."""
+        if not isinstance(amount, Decimal):
+            raise TypeError(f"{self.name}: amounts must be Decimal, got {type(amount).__name__}")
+        key = (company, account, period)
+        self.by_account[key] = self.by_account.get(key, Decimal(0)) + amount
+        self.items_count += 1
 
     def by_period(self) -> dict[tuple[str, date], Decimal]:
         out: dict[tuple[str, date], Decimal] = {}
@@ -210,8 +214,8 @@ def reconcile(
         if isinstance(right, SideTotals)
         else SideTotals.from_items(right_name, right, exact_periods=exact_periods)
     )
-    matched_a, diffs_a = _compare("account", dict(lt.by_account), dict(rt.by_account), tolerance)
-    matched_p, diffs_p = _compare("period", dict(lt.by_period()), dict(rt.by_period()), tolerance)
+    matched_a, diffs_a = _compare("account", lt.by_account, rt.by_account, tolerance)
+    matched_p, diffs_p = _compare("period", lt.by_period(), rt.by_period(), tolerance)
     return ReconcileResult(
         left_name=lt.name,
         right_name=rt.name,
