@@ -6,7 +6,7 @@ flows read, the active ledger dimension format (does it carry the configured dim
 and the journal names plan journals use. Nothing is written anywhere.
 
 Drift (issue 12, item 6): one row per flow compares the model metadata with the fingerprint the flow's last
-successful run recorded in the local state (``--state-dir``): WARN with the run's diff when it changed (the
+successful run recorded in the local state (``--state-dir``), or in a deployed stack's ledger (``--stack``): WARN with the run's diff when it changed (the
 run would stop with MetadataDrift unless started with ``--accept-drift``).
 
 Prints a pass/fail table with a remedy for every failure and warning (the same remedies ``run`` prints). Exit
@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", dest="state_dir", type=Path, default=None, metavar="DIR",
                         help="local state whose last successful runs' metadata fingerprints the drift rows "
                         "compare with (default: the one `run` uses)")  # fmt: skip
+    from devkit.commands.deployed import add_stack_args
+
+    add_stack_args(parser)
     parser.add_argument("--from", dest="period_from", metavar="PERIOD",
                         help="first period the run would write, YYYY-MM (default: the close gate's window)")  # fmt: skip
     parser.add_argument("--to", dest="period_to", metavar="PERIOD", help="last period, YYYY-MM")
@@ -254,14 +258,34 @@ class _NoWatermarks:
         return None
 
 
-def run_windows(cfg: Any, state: Path, first: str | None, last: str | None) -> dict[str, list[str]]:
+@contextmanager
+def ledger_of(state: Path, args: argparse.Namespace | None = None) -> Iterator[tuple[str, Any] | None]:
+    """(table name, DynamoDB client or None) of the ledger the drift rows and the close gate read: a deployed
+    stack's (``--stack``), else the local state ``run`` uses; None when there is no local state yet."""
+    if args is not None and getattr(args, "stack", None):
+        from devkit.commands.deployed import Deployed
+
+        deployed = Deployed.resolve(args)
+        yield deployed.resource_name("LedgerTable"), deployed.session.client("dynamodb")
+        return
+    from devkit import local_state
+
+    if not local_state.exists(state):
+        yield None
+        return
+    with local_state.ledger_tables(state) as names:
+        yield names["LedgerTable"], None
+
+
+def run_windows(
+    cfg: Any, state: Path, first: str | None, last: str | None, args: argparse.Namespace | None = None
+) -> dict[str, list[str]]:
     """The periods each flow's run would write now: the close gate's verdict (``steps/gate.py``), with the
-    watermarks of the local state ``run`` uses."""
+    watermarks of the ledger the run uses (:func:`ledger_of`)."""
     from datetime import UTC, datetime
 
     from d365_anaplan.ledger.watermarks import Watermarks
     from d365_anaplan.steps.gate import close_gate
-    from devkit import local_state
 
     now = datetime.now(UTC)
 
@@ -270,23 +294,21 @@ def run_windows(cfg: Any, state: Path, first: str | None, last: str | None) -> d
                                last=last, watermarks=marks,
                                reload_months=cfg.ledger.reload_closed_months)["periods"])  # fmt: skip
 
-    if not local_state.exists(state):
-        return {flow: gate(flow, _NoWatermarks()) for flow in ("actuals", "plans")}
-    with local_state.ledger_tables(state) as names:
-        marks = Watermarks(names["LedgerTable"])
+    with ledger_of(state, args) as table:
+        marks = _NoWatermarks() if table is None else Watermarks(table[0], client=table[1])
         return {flow: gate(flow, marks) for flow in ("actuals", "plans")}
 
 
-def stored_fingerprints(state: Path, connection: str) -> Fingerprints | None:
-    """The fingerprints the last successful runs recorded in the local state (None without saved state)."""
-    from devkit import local_state
-
-    if not local_state.exists(state):
-        return None
+def stored_fingerprints(
+    state: Path, connection: str, args: argparse.Namespace | None = None
+) -> Fingerprints | None:
+    """The fingerprints the last successful runs recorded in the ledger the run uses (None without one)."""
     from d365_anaplan.ledger.drift import Fingerprints as Store
 
-    with local_state.ledger_tables(state) as names:
-        store = Store(names["LedgerTable"])
+    with ledger_of(state, args) as table:
+        if table is None:
+            return None
+        store = Store(table[0], client=table[1])
         found = {flow: store.current(connection, flow) for flow in ("actuals", "plans")}
     return found.get
 
@@ -631,7 +653,13 @@ def run(args: argparse.Namespace) -> int:
     from d365_anaplan.steps.mapping import MapSource
 
     maps = MapSource(base_dir=Path(args.config).resolve().parent)  # CSV maps: relative to the config file
-    stored = stored_fingerprints(c.state_dir(args), cfg.name)
+    from devkit.commands.deployed import StackError
+
+    try:
+        stored = stored_fingerprints(c.state_dir(args), cfg.name, args)
+    except StackError as exc:
+        print(f"d365-anaplan check: {exc}", file=sys.stderr)
+        return c.EXIT_USAGE
     from d365_anaplan.errors import BadInputData
     from devkit.commands.run import periods_of
 
@@ -644,7 +672,7 @@ def run(args: argparse.Namespace) -> int:
             )
             or {}
         )
-        periods = run_windows(cfg, c.state_dir(args), window.get("from"), window.get("to"))
+        periods = run_windows(cfg, c.state_dir(args), window.get("from"), window.get("to"), args)
     except (ValueError, BadInputData) as exc:  # the gate refuses the range as the run would
         print(f"d365-anaplan check: {exc}", file=sys.stderr)
         return c.EXIT_USAGE

@@ -114,3 +114,41 @@ def test_start_accept_drift_reaches_the_execution_input(deployed: LocalEngine,
     assert code == 0, out
     run = RunLedger(deployed.resource_name("LedgerTable")).get_run(_run_id(out))
     assert run.detail["request"]["accept_drift"] is True
+
+
+def test_check_against_the_stack_reads_its_drift_fingerprints(
+    deployed: LocalEngine, stack: Any, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``check --stack`` compares the model with the fingerprint the deployed ledger holds (not the local state):
+    a member the stack's last run saw and the model has since lost is a WARN with the run's diff, exit 1."""
+    from devkit.sandbox.anaplan.seed import Member
+
+    extra = "CC997"
+    app = stack.anaplan.app
+    centres = app.seed.lists["Cost Centres"]
+    check = ["check", "--config", str(config_file), "--connection", "demo", "--only", "anaplan", *STACK]
+    with app._lock:
+        centres.members[extra] = Member(extra, "Anaplan-only member", "299997")
+    try:
+        code, out = _cli(capsys, "start", "actuals", *STACK, "--connection", "demo", "--from", "2025-01",
+                         "--to", "2025-01", "--quiet")  # fmt: skip
+        assert code == 0, out
+        code, out = _cli(capsys, *check)
+        assert code == 0, out
+        assert re.search(r"PASS\s+Anaplan\s+metadata drift \(actuals\)\s+unchanged since run", out), out
+        with app._lock:
+            del centres.members[extra]
+        code, out = _cli(capsys, *check)
+        assert code == 1, out
+        diff = f"list 'Cost Centres': 1 removed: {extra}"
+        assert re.search(rf"WARN\s+Anaplan\s+metadata drift \(actuals\)\s+{re.escape(diff)}", out), out
+    finally:
+        with app._lock:
+            centres.members.pop(extra, None)
+
+
+def test_check_with_a_wrong_stack_is_one_line(
+    deployed: LocalEngine, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = _cli(capsys, "check", "--config", str(config_file), "--stack", "nope", "--region", REGION)
+    assert code == 2 and "stack 'nope': cannot read it" in out and "Traceback" not in out
