@@ -129,8 +129,8 @@ def reconcile_actuals(
             result = reconcile(
                 ((c, a, p, v) for cu, c, a, p, _l, v in cells if cu == cur),
                 ((c, a, p, v) for cu, c, a, p, v in held if cu == cur),
-                tolerance=tolerance_for(ctx, cur), left_name=f"F&O [{cur}]", right_name=f"Anaplan [{cur}]",
-                exact_periods=True,
+                currency=cur, tolerance=tolerance_for(ctx, cur), left_name=f"F&O [{cur}]",
+                right_name=f"Anaplan [{cur}]", exact_periods=True,
             )  # fmt: skip
             detail["reconciliation"][cur] = result.to_json()
             matched += result.matched_accounts
