@@ -150,8 +150,3 @@ def per_currency_text(totals: Mapping[str, Decimal]) -> str:
     """``EUR 567.00; USD 1,234.00``: one figure per currency, sorted by code, never added across; exact (no
     rounding). ``none`` when there is nothing."""
     return "; ".join(f"{cur} {amount:,f}" for cur, amount in sorted(totals.items())) or "none"
-
-
-def add_per_currency(totals: dict[str, Decimal], currency: str, amount: Decimal) -> None:
-    """Add ``amount`` to the total of its currency (``totals`` is currency code -> total)."""
-    totals[currency] = totals.get(currency, Decimal(0)) + amount
