@@ -77,10 +77,10 @@ def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> Ru
             facts.file_lines = int(d.get("lines", 0))
             facts.file_key = str(d.get("key", ""))
             by_currency = d.get("by_currency") or {}  # actuals are per currency, never added across
+            total = d.get("total")
             facts.file_total = (
-                str(d.get("total")) if d.get("total") is not None
-                else ", ".join(f"{c} {v}" for c, v in sorted(by_currency.items()))
-            )  # fmt: skip
+                money_per_currency(by_currency) if by_currency else None if total is None else money(total)
+            )
         elif step.step == "ReplayStaged":
             facts.replayed = (str(d.get("replay_of", "")), int(d.get("files", 0)))
         elif step.step == "ReconcileActuals":
@@ -160,7 +160,7 @@ def print_facts(facts: RunFacts, out: TextIO | None = None) -> None:
     if facts.file_rows is not None:
         verb = "would be loaded" if facts.dry_run else "loaded" if facts.import_counts else "prepared"
         w(f"  actuals file {verb}: {facts.file_rows:,} rows from {facts.file_lines or 0:,} GL lines, "
-          f"net {money(facts.file_total or '0')}\n")  # fmt: skip
+          f"net {facts.file_total or '-'}\n")  # fmt: skip
         if facts.file_key:
             w(f"    staged as s3://…/{facts.file_key}\n")
     if facts.import_counts:

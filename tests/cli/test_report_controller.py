@@ -5,6 +5,7 @@ across currencies, units on every chart, account names beside codes, and demo da
 from __future__ import annotations
 
 import io
+import re
 from collections import defaultdict
 from datetime import date
 from decimal import Decimal
@@ -164,6 +165,9 @@ def test_run_output_gl_net_per_currency() -> None:
         ("ExtractGL:USMF:2025-01", "SUCCEEDED", {"lines": 3, "total": None,
                                                  "by_currency": {"USD": "100.00", "EUR": "-40.00"}}),
         ("ExtractGL:USMF:2025-02", "SUCCEEDED", {"lines": 1, "total": "5.00", "by_currency": {"USD": "5.00"}}),
+        ("PrepareActuals", "SUCCEEDED", {"rows": 2, "lines": 4, "total": None,
+                                         "by_currency": {"EUR": "-40.00", "USD": "1105.00"}}),
     ], flow="actuals")  # fmt: skip
-    assert "EUR -40.00; USD 105.00" in text, text
-    assert "65.00" not in text
+    assert re.search(r"USMF +4  EUR -40.00; USD 105.00\n", text), text
+    assert "2 rows from 4 GL lines, net EUR -40.00; USD 1,105.00" in text, text
+    assert "65.00" not in text and "1,065.00" not in text
