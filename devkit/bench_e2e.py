@@ -287,7 +287,13 @@ def run(lines: int, months: int, concurrency: int, distributed_from: int | None)
         print()
         print("reader vs bare page loop, same sandbox, same run (all lines of the window):")
         conn = connect(parse_connection(cfg), SecretResolver(), reuse_tokens=False)
-        print_reader_ratio(conn, date(2025, 1, 1), date(2025 + months // 12, months % 12 + 1, 1), 10_000)
+        print_reader_ratio(
+            conn,
+            date(2025, 1, 1),
+            date(2025 + months // 12, months % 12 + 1, 1),
+            10_000,
+            sandbox_pid=proc.pid,
+        )
     finally:
         meters.stop.set()
         ana.stop()

@@ -241,6 +241,45 @@ def test_eur_and_usd_companies_reconcile_per_currency(stack: Stack) -> None:
     assert steps["PrepareActuals"].detail["total"] is None, "EUR and USD are never added"
 
 
+def test_a_cell_anaplan_holds_differently_fails_the_run_naming_the_cell_in_its_currency(stack: Stack) -> None:
+    """The read-back proves the load: a EUR cell that Anaplan holds one cent off after the import (a formula,
+    another process writing the module) fails ReconcileActuals, in EUR only, naming the cell."""
+    clear(stack)
+    app = stack.anaplan.app
+    changed: list[tuple[str, ...]] = []
+
+    def one_cent_off_before_the_read_back(handler: Any) -> Any:
+        def wrapped(event: dict[str, Any], ctx: Any) -> Any:
+            if event.get("step") == "StartReadback":
+                with app._lock:
+                    cells = app.seed.modules["GL Actuals"].cells
+                    key = next(k for k, v in sorted(cells.items()) if k[0] == "DEMF" and v.get("Amount"))
+                    cells[key] = {
+                        **cells[key],
+                        "Amount": Decimal(str(cells[key]["Amount"])) + Decimal("0.01"),
+                    }
+                    changed.append(key)
+            return handler(event, ctx)
+
+        return wrapped
+
+    with LocalEngine(wait_scale=0.0) as engine:
+        engine.install_connection(connection(stack))
+        engine.wrappers["AnaplanStartFunction"] = one_cent_off_before_the_read_back
+        payload = {"connection": "demo", "trigger": "manual", "periods": {"from": "2025-06", "to": "2025-07"}}
+        result = engine.run("ActualsFlow", payload, timeout=240)
+        steps = {s.step: s for s in ledger(engine).steps(result.name)}
+        cause = cause_of(engine, result.name)
+    assert result.status == "FAILED" and changed
+    assert cause["Error"] == "ReconciliationFailed", cause
+    rec = steps["ReconcileActuals"].detail["reconciliation"]
+    assert rec["USD"]["ok"] and not rec["EUR"]["ok"], rec
+    (problem,) = steps["ReconcileActuals"].detail["problems"]
+    company, account = changed[0][0], changed[0][1]
+    assert f"{company} {account}" in problem and "difference -0.01" in problem, problem
+    assert "F&O [EUR]" in problem and "USD" not in problem
+
+
 def test_reporting_currency_loads_both_companies_in_usd(stack: Stack) -> None:
     clear(stack)
     result, steps = run(stack, "2025-06", "2025-07", currency="reporting")

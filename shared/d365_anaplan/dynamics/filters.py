@@ -211,3 +211,15 @@ def split_any_of(
     if current:
         pieces.append(render(current))
     return pieces
+
+
+def key_filters(name: str, keys: Iterable[int], *, budget: int = DEFAULT_FILTER_BUDGET) -> list[str]:
+    """Filters selecting integer ``keys`` of field ``name``: one ``ge``/``le`` range when the keys are dense (at
+    least a quarter of the range; the caller leaves out the few rows between them), else ``split_any_of``."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return []
+    lo, hi = wanted[0], wanted[-1]
+    if hi - lo + 1 <= 4 * len(wanted):
+        return [and_(ge(name, lo), le(name, hi))]
+    return split_any_of(name, wanted, budget=budget)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 import requests
@@ -21,6 +20,7 @@ from tenacity import RetryCallState
 from urllib3.util import parse_url
 
 from d365_anaplan.answers import first_problem
+from d365_anaplan.dynamics.ahead import ahead
 from d365_anaplan.dynamics.auth import explain_unauthorized
 from d365_anaplan.dynamics.odata_shapes import (
     MAX_PAGE_SIZE,
@@ -382,28 +382,14 @@ class ODataClient:
             what = f"GET {query.entity_set}"
         else:
             raise BadInputData("iter_pages needs a query or a continuation")
-        if not prefetch:
-            while url is not None:
-                page = self.get_page(url, what=what, page_size=page_size)
-                yield page
-                url = page.next_link
-            return
-        # Fetch page n+1 in a worker thread while the caller works on page n (one request in flight).
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="odata-prefetch")
-        try:
-            future: Future[Page] | None = (
-                pool.submit(self.get_page, url, what=what, page_size=page_size) if url else None
-            )
-            while future is not None:
-                page = future.result()
-                future = (
-                    pool.submit(self.get_page, page.next_link, what=what, page_size=page_size)
-                    if page.next_link
-                    else None
-                )
-                yield page
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        pages = self._pages(url, what, page_size)
+        return ahead(pages, name="odata-prefetch") if prefetch else pages
+
+    def _pages(self, url: str | None, what: str, page_size: int | None) -> Iterator[Page]:
+        while url is not None:
+            page = self.get_page(url, what=what, page_size=page_size)
+            yield page
+            url = page.next_link
 
     def iter_rows(
         self, query: Query, *, page_size: int | None = None, prefetch: bool = False

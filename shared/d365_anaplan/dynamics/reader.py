@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from d365_anaplan.dynamics import filters as F
+from d365_anaplan.dynamics.ahead import ahead
 from d365_anaplan.dynamics.dimensions import DimensionFormat
 from d365_anaplan.dynamics.display_split import DisplaySplitter
 from d365_anaplan.dynamics.gl_rows import (
@@ -37,7 +38,7 @@ from d365_anaplan.dynamics.gl_rows import (
 )
 from d365_anaplan.dynamics.ledgers import FiscalPeriodInfo
 from d365_anaplan.dynamics.master_data import Discovery, GLRoute
-from d365_anaplan.dynamics.odata_shapes import Continuation, Query
+from d365_anaplan.dynamics.odata_shapes import Continuation, Page, Query
 from d365_anaplan.errors import BadInputData, DynamicsBadResponse, DynamicsRouteUnavailable
 from d365_anaplan.flows.records import GLLine
 
@@ -193,7 +194,7 @@ class DynamicsReader(DisplaySplitter):
         def what_of(row: dict[str, Any]) -> str:
             return f"{disc.gl_entity_set} row {row.get('GeneralJournalAccountEntryRecId') or row.get('Voucher') or '?'}"
 
-        for page in self.client.iter_pages(None if resume else query, resume=resume):
+        for page in self.client.iter_pages(None if resume else query, resume=resume, prefetch=True):
             result.pages += 1
             for row, what, account, dims in self._split_lines(page.rows, display_field, named, fmt, what_of):
                 company = row_text(row, company_field, what).upper()
@@ -223,32 +224,64 @@ class DynamicsReader(DisplaySplitter):
             HEADER_SET, filter=F.and_(*parts), select=HEADER_FIELDS, orderby="SourceKey", cross_company=True
         )
         fmt = self.ledger_format()
-        for page in self.client.iter_pages(None if resume else query, resume=resume):
+        meta = self.discover().metadata
+        amount_field = AMOUNT_FIELDS[self.options.currency]
+        named = meta.has_property(LINE_SET, DIMENSION_JSON)
+        budget = self.options.exclude_budget_entries and meta.has_property(LINE_SET, "PostingType")
+        select = (
+            *LINE_FIELDS,
+            amount_field,
+            *([DIMENSION_JSON] if named else []),
+            *(["PostingType"] if budget else []),
+        )
+        chain = self._bi_chain(None if resume else query, resume, select)
+        # The chain of header and line pages is fetched one page ahead of the work on them (ahead.py).
+        for headers, rows, boundary in ahead(chain, name="gl-prefetch"):
+            if rows:
+                yield from self._bi_lines(headers, rows, fmt, amount_field, named, budget)
+            if boundary is None:
+                continue
             result.pages += 1
-            headers: dict[int, Header] = {}
-            for row in page.rows:
-                what = f"{HEADER_SET} row {row.get('SourceKey')!r}"
-                key = row.get("SourceKey")
-                if not isinstance(key, int) or isinstance(key, bool):
-                    raise DynamicsBadResponse(f"{what}: SourceKey is not an integer")
-                layer = row.get("PostingLayer")
-                if layer is not None and layer not in self.options.posting_layers:
-                    continue
-                ledger_id = row.get("Ledger")
-                company = books.company_of_ledger(ledger_id) if isinstance(ledger_id, int) else None
-                if company is None or company not in self.companies:
-                    continue
-                d = parse_date(row, "AccountingDate", what)
-                headers[key] = Header(
-                    company, d, row_text(row, "SubledgerVoucher", what, required=False),
-                    self._period(company, d, row.get("FiscalCalendarPeriod"), what),
-                )  # fmt: skip
-            if headers:
-                yield from self._bi_lines(headers, fmt)
-            if page.next_link and self.client.should_stop():
-                result.continuation = Continuation(page.next_link, state).encode()
+            if boundary.next_link and self.client.should_stop():
+                result.continuation = Continuation(boundary.next_link, state).encode()
                 result.stopped_early = True
                 return
+
+    def _bi_chain(
+        self, query: Query | None, resume: str | None, select: tuple[str, ...]
+    ) -> Iterator[tuple[dict[int, Header], list[dict[str, Any]], Page | None]]:
+        """(headers, line rows, None) for each page of lines of each page of headers, then (headers, [], header
+        page) at the end of each header page (where a read may stop and resume). Runs in the fetch thread."""
+        for page in self.client.iter_pages(query, resume=resume):
+            headers = self._headers_of(page.rows)
+            for flt in F.key_filters("GeneralJournalEntry", headers, budget=self.filter_budget):
+                lines = Query(LINE_SET, filter=flt, select=select, cross_company=True)
+                for line_page in self.client.iter_pages(lines):
+                    yield headers, line_page.rows, None
+            yield headers, [], page
+
+    def _headers_of(self, rows: list[dict[str, Any]]) -> dict[int, Header]:
+        """The journal headers of a page that belong to the configured companies and posting layers."""
+        books = self.books()
+        headers: dict[int, Header] = {}
+        for row in rows:
+            what = f"{HEADER_SET} row {row.get('SourceKey')!r}"
+            key = row.get("SourceKey")
+            if not isinstance(key, int) or isinstance(key, bool):
+                raise DynamicsBadResponse(f"{what}: SourceKey is not an integer")
+            layer = row.get("PostingLayer")
+            if layer is not None and layer not in self.options.posting_layers:
+                continue
+            ledger_id = row.get("Ledger")
+            company = books.company_of_ledger(ledger_id) if isinstance(ledger_id, int) else None
+            if company is None or company not in self.companies:
+                continue
+            d = parse_date(row, "AccountingDate", what)
+            headers[key] = Header(
+                company, d, row_text(row, "SubledgerVoucher", what, required=False),
+                self._period(company, d, row.get("FiscalCalendarPeriod"), what),
+            )  # fmt: skip
+        return headers
 
     # -- data-management packages -------------------------------------------------------------------------
 
@@ -381,23 +414,15 @@ class DynamicsReader(DisplaySplitter):
             source_id=row_text(row, "GeneralJournalAccountEntryRecId", what, required=False),
         )  # fmt: skip
 
-    def _bi_lines(self, headers: dict[int, Header], fmt: DimensionFormat) -> Iterator[GLLine]:
-        keys = sorted(headers)
-        lo, hi = keys[0], keys[-1]
-        if hi - lo + 1 <= 4 * len(keys):
-            # Dense keys: one range query; lines of headers outside this page's set are skipped below.
-            filters = [F.and_(F.ge("GeneralJournalEntry", lo), F.le("GeneralJournalEntry", hi))]
-        else:
-            filters = F.split_any_of("GeneralJournalEntry", keys, budget=self.filter_budget)
-        meta = self.discover().metadata
-        amount_field = AMOUNT_FIELDS[self.options.currency]
-        select = [*LINE_FIELDS, amount_field]
-        named = meta.has_property(LINE_SET, DIMENSION_JSON)
-        if named:
-            select.append(DIMENSION_JSON)
-        budget = self.options.exclude_budget_entries and meta.has_property(LINE_SET, "PostingType")
-        if budget:
-            select.append("PostingType")
+    def _bi_lines(
+        self,
+        headers: dict[int, Header],
+        rows: list[dict[str, Any]],
+        fmt: DimensionFormat,
+        amount_field: str,
+        named: bool,
+        budget: bool,
+    ) -> Iterator[GLLine]:
         books = self.books()
 
         def wanted(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -411,18 +436,15 @@ class DynamicsReader(DisplaySplitter):
         def what_of(row: dict[str, Any]) -> str:
             return f"{LINE_SET} row {row.get('SourceKey')!r}"
 
-        for flt in filters:
-            query = Query(LINE_SET, filter=flt, select=tuple(select), cross_company=True)
-            rows = wanted(self.client.iter_rows(query, prefetch=True))
-            for row, what, account, dims in self._split_lines(rows, "LedgerAccount", named, fmt, what_of):
-                header = headers[row["GeneralJournalEntry"]]
-                ledger = books.ledger(header.company)
-                yield _make_line(
-                    self, header.company, account, dims, header.accounting_date,
-                    parse_row_amount(row, amount_field, what), self._amount_currency(ledger, row, what), row, what,
-                    header.period, voucher=header.voucher, description=row_text(row, "Text", what, required=False),
-                    source_id=row_text(row, "SourceKey", what, required=False),
-                )  # fmt: skip
+        for row, what, account, dims in self._split_lines(wanted(rows), "LedgerAccount", named, fmt, what_of):
+            header = headers[row["GeneralJournalEntry"]]
+            ledger = books.ledger(header.company)
+            yield _make_line(
+                self, header.company, account, dims, header.accounting_date,
+                parse_row_amount(row, amount_field, what), self._amount_currency(ledger, row, what), row, what,
+                header.period, voucher=header.voucher, description=row_text(row, "Text", what, required=False),
+                source_id=row_text(row, "SourceKey", what, required=False),
+            )  # fmt: skip
 
 
 def _make_line(

@@ -42,12 +42,16 @@ class SideTotals:
         periods keyed by their last day)."""
         side = cls(name=name)
         for company, account, period, amount in items:
-            if not isinstance(amount, Decimal):
-                raise TypeError(f"{name}: amounts must be Decimal, got {type(amount).__name__}")
-            key = (company, account, period if exact_periods else month_start(period))
-            side.by_account[key] = side.by_account.get(key, Decimal(0)) + amount
-            side.items_count += 1
+            side.add(company, account, period if exact_periods else month_start(period), amount)
         return side
+
+    def add(self, company: str, account: str, period: date, amount: Decimal) -> None:
+        """Add one item under (company, account, period) as given (``from_items`` maps days to months)."""
+        if not isinstance(amount, Decimal):
+            raise TypeError(f"{self.name}: amounts must be Decimal, got {type(amount).__name__}")
+        key = (company, account, period)
+        self.by_account[key] = self.by_account.get(key, Decimal(0)) + amount
+        self.items_count += 1
 
     def by_period(self) -> dict[tuple[str, date], Decimal]:
         out: dict[tuple[str, date], Decimal] = {}
@@ -58,7 +62,7 @@ class SideTotals:
     def totals(self, currency_of: Mapping[str, str]) -> dict[str, Decimal]:
         """The side's net total per currency (currency code -> total), sorted by code."""
         out: dict[str, Decimal] = {}
-        for (company, _account, _period), amount in sorted(self.by_account.items()):
+        for (company, _account, _period), amount in self.by_account.items():  # exact: the order is no matter
             cur = currency_of[company]
             out[cur] = out.get(cur, Decimal(0)) + amount
         return dict(sorted(out.items()))
@@ -236,10 +240,8 @@ def reconcile(
         if unknown:
             raise ValueError(f"reconcile: no currency for {', '.join(unknown)}")
         currency_of = dict(currency)
-    matched_a, diffs_a = _compare("account", dict(lt.by_account), dict(rt.by_account), tolerance, currency_of)
-    matched_p, diffs_p = _compare(
-        "period", dict(lt.by_period()), dict(rt.by_period()), tolerance, currency_of
-    )
+    matched_a, diffs_a = _compare("account", lt.by_account, rt.by_account, tolerance, currency_of)
+    matched_p, diffs_p = _compare("period", lt.by_period(), rt.by_period(), tolerance, currency_of)
     return ReconcileResult(
         left_name=lt.name,
         right_name=rt.name,

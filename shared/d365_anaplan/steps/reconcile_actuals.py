@@ -13,7 +13,7 @@ from d365_anaplan.flows.actuals import run_month
 from d365_anaplan.flows.calendar import parse_period
 from d365_anaplan.flows.money import parse_amount
 from d365_anaplan.flows.periods import parse_period_label
-from d365_anaplan.flows.reconcile import reconcile
+from d365_anaplan.flows.reconcile import SideTotals, reconcile
 from d365_anaplan.staging import iter_lines
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.control_totals import tolerance_for
@@ -80,6 +80,29 @@ def _anaplan_items(
         yield cur, company, account, period, amount
 
 
+def _fo_sides(
+    cells: list[list[Any]], with_dims: bool
+) -> tuple[dict[str, SideTotals], dict[tuple[str, str], date], dict[str, str]]:
+    """The F&O cells of ``fo_totals.json`` summed per currency (fiscal periods keyed by their day), the period of
+    each (company, label) the run wrote, and each company's currency; ``cells`` is emptied as it is read."""
+    sides: dict[str, SideTotals] = {}
+    places: dict[tuple[str, str], date] = {}
+    currencies: dict[str, str] = {}
+    days: dict[str, date] = {}
+    names: dict[str, str] = {}
+    # From the end, so each entry is freed once added; setdefault then keeps what later entries said.
+    while cells:
+        cur, c, a, d, p, lab, v = cells.pop()
+        cur, c = names.setdefault(str(cur), str(cur)), names.setdefault(str(c), str(c))
+        period = days.get(p) or days.setdefault(p, date.fromisoformat(p))
+        if lab:
+            places.setdefault((c, str(lab)), period)
+        currencies.setdefault(c, cur)
+        side = sides.get(cur) or sides.setdefault(cur, SideTotals(f"F&O [{cur}]"))
+        side.add(c, _cell_label(str(a), d) if with_dims else str(a), period, Decimal(v))
+    return sides, places, currencies
+
+
 def reconcile_actuals(
     ctx: StepContext,
     totals_key: str,
@@ -106,31 +129,22 @@ def reconcile_actuals(
         header = _readback_header(ctx, readback_key)
         with_dims = all(d.column in header for d in ctx.cfg.mapping.dimensions)
         detail["readback_level"] = "dimensions" if with_dims else "account"
-        cells = [
-            (
-                str(cur),
-                str(c),
-                _cell_label(str(a), d) if with_dims else str(a),
-                date.fromisoformat(p),
-                str(lab),
-                Decimal(v),
-            )
-            for cur, c, a, d, p, lab, v in fo["cells"]
-        ]
-        places = {(c, lab): p for _cur, c, _a, p, lab, _v in cells if lab}
-        currencies = {c: cur for cur, c, _a, _p, _l, _v in cells}
+        # Both sides are summed as they are read, per currency, into one total per cell: the F&O cells are
+        # drained from the parsed file as they are added (memory stays near one copy of the cells, not three).
         months = {parse_period(p, field="periods") for p in periods}
+        fo_sides, places, currencies = _fo_sides(fo.pop("cells"), with_dims)
         maps = step_value_maps(ctx)  # the file holds Anaplan entity codes
         companies = {maps.company.apply(c, where="dynamics.companies") for c in ctx.cfg.dynamics.companies}
-        held = [i for i in _anaplan_items(ctx, readback_key, places, currencies, with_dims)
-                if run_month(i[3]) in months and i[1] in companies]  # fmt: skip
+        held: dict[str, SideTotals] = {}
+        for cur, c, a, p, v in _anaplan_items(ctx, readback_key, places, currencies, with_dims):
+            if run_month(p) in months and c in companies:
+                side = held.get(cur) or held.setdefault(cur, SideTotals(f"Anaplan [{cur}]"))
+                side.add(c, a, p, v)
         detail["reconciliation"] = {}
-        for cur in sorted({c[0] for c in cells} | {h[0] for h in held}):
+        for cur in sorted(fo_sides.keys() | held.keys()):
             result = reconcile(
-                ((c, a, p, v) for cu, c, a, p, _l, v in cells if cu == cur),
-                ((c, a, p, v) for cu, c, a, p, v in held if cu == cur),
-                currency=cur, tolerance=tolerance_for(ctx, cur), left_name=f"F&O [{cur}]",
-                right_name=f"Anaplan [{cur}]", exact_periods=True,
+                fo_sides.get(cur) or SideTotals(f"F&O [{cur}]"), held.get(cur) or SideTotals(f"Anaplan [{cur}]"),
+                currency=cur, tolerance=tolerance_for(ctx, cur),
             )  # fmt: skip
             detail["reconciliation"][cur] = result.to_json()
             matched += result.matched_accounts
