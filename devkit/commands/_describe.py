@@ -226,6 +226,11 @@ def print_differences(facts: RunFacts, out: Any = None) -> None:
             out,
             "    ",
         )
+    hidden = int(d.get("cells", 0)) - len(rows)
+    if rows and hidden > 0:
+        out.write(
+            f"    ... and {hidden:,} more cell(s); every line written is in the run ledger (d365-anaplan audit RUN)\n"
+        )
 
 
 def money_per_currency(totals: Mapping[str, Any]) -> str:
