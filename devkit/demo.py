@@ -171,28 +171,41 @@ def fo_cumulative_plan(stack: Any, cfg: Any) -> dict[str, dict[tuple[str, str, d
 def plan_versions(
     stack: Any, cfg: Any, plan: dict[str, dict[tuple[str, str, date], Decimal]],
     fo: dict[str, dict[tuple[str, str, date], Decimal]],
-) -> list[tuple[str, str, Decimal, Decimal, int]]:  # fmt: skip
-    """Rows of the report's "F&O cumulative plan per version" table."""
+) -> list[tuple[str, str, str, Decimal, Decimal, int]]:  # fmt: skip
+    """Rows of the report's "F&O cumulative plan per version" table: one per version and currency (the
+    companies booking in that currency; amounts in different currencies are never added)."""
     from d365_anaplan.flows.journal import budget_target
     from d365_anaplan.flows.journal_keys import export_tag
 
     app = stack.dynamics.app
     j = cfg.dynamics.journal
+    currencies = _currencies(cfg)
+
+    def currency_of(company: str) -> str:  # a company the connection does not name stays on its own
+        return currencies.get(company) or f"? ({company})"
+
+    def in_currency(cells: dict[tuple[str, str, date], Decimal], cur: str) -> Decimal:
+        return sum((v for k, v in cells.items() if currency_of(k[0]) == cur), ZERO)
+
     rows = []
     for e in cfg.mapping.plans.exports:
         tag = export_tag(cfg.name, e.export_action)
         if j.target == "budget_register":
             model, code, revision = budget_target(j, e, 0)
             where = f"budget register {model}, codes {code}/{revision}"
-            pending = sum(1 for h in app.budget_headers.values()
-                          if str(h["ReasonComment"]).startswith(tag + "-") and h["Status"] == "Draft")  # fmt: skip
+            pending = [key[0] for key, h in app.budget_headers.items()
+                       if str(h["ReasonComment"]).startswith(tag + "-") and h["Status"] == "Draft"]  # fmt: skip
         else:
             where = f"journal {e.journal_name or j.journal_name}, layer {j.posting_layer}"
-            pending = sum(1 for h in app.journal_headers.values()
-                          if str(h["Description"]).startswith(tag + "-") and h["IsPosted"] != "Yes")  # fmt: skip
-        approved = sum(plan.get(e.version, {}).values(), ZERO)
-        held = sum(fo.get(e.version, {}).values(), ZERO)
-        rows.append((e.version, where, approved, held, pending))
+            pending = [key[0] for key, h in app.journal_headers.items()
+                       if str(h["Description"]).startswith(tag + "-") and h["IsPosted"] != "Yes"]  # fmt: skip
+        approved, held = plan.get(e.version, {}), fo.get(e.version, {})
+        companies = {k[0] for k in approved} | {k[0] for k in held} | set(pending) | set(currencies)
+        rows += [
+            (e.version, where, cur, in_currency(approved, cur), in_currency(held, cur),
+             sum(1 for co in pending if currency_of(co) == cur))
+            for cur in sorted({currency_of(co) for co in companies})
+        ]  # fmt: skip
     return rows
 
 
@@ -388,7 +401,7 @@ def _account_names() -> dict[str, str]:
 def _write_report(path: Path, stack: Any, cfg: Any, facts: dict[str, RunFacts], timings: dict[str, float],
                   ra: Any, rp: Any, plan: dict[str, dict[tuple[str, str, date], Decimal]], months: set[date],
                   counts: dict[str, Any], elapsed: float, ok: bool,
-                  versions: list[tuple[str, str, Decimal, Decimal, int]] | None = None) -> Path:  # fmt: skip
+                  versions: list[tuple[str, str, str, Decimal, Decimal, int]] | None = None) -> Path:  # fmt: skip
     from devkit import report as rpt
 
     labels = [_period_label(m) for m in sorted(months)]

@@ -149,8 +149,9 @@ class ReportData:
     reconciliations: list[Reconciliation]
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # (side, what, count)
     ok: bool = True
-    # (version, where it lands in F&O, Anaplan approved total, F&O cumulative total, entries pending completion)
-    plan_versions: list[tuple[str, str, Decimal, Decimal, int]] = field(default_factory=list)
+    # (version, where it lands in F&O, currency, Anaplan approved total, F&O cumulative total, entries pending
+    # completion): one row per version and currency, the totals of the companies booking in that currency
+    plan_versions: list[tuple[str, str, str, Decimal, Decimal, int]] = field(default_factory=list)
 
 
 # --- formatting ------------------------------------------------------------------------------------------
@@ -335,15 +336,15 @@ footer{color:#8796a5;font-size:.8rem;margin-top:2rem}
 """
 
 
-def plan_versions_html(rows: Sequence[tuple[str, str, Decimal, Decimal, int]]) -> str:
-    """F&O's cumulative plan per version (every entry the connector wrote, all runs) against Anaplan's
-    approved plan; empty when there is nothing to show."""
+def plan_versions_html(rows: Sequence[tuple[str, str, str, Decimal, Decimal, int]]) -> str:
+    """F&O's cumulative plan per version and currency (every entry the connector wrote, all runs) against
+    Anaplan's approved plan; empty when there is nothing to show."""
     if not rows:
         return ""
     body = [
-        (version, where, fmt_money(approved), fmt_money(held), fmt_money(held - approved),
+        (version, where, currency, fmt_money(approved), fmt_money(held), fmt_money(held - approved),
          "yes" if held == approved else "NO", pending)
-        for version, where, approved, held, pending in rows
+        for version, where, currency, approved, held, pending in rows
     ]  # fmt: skip
     return (
         "<h2>F&amp;O cumulative plan per version vs Anaplan approved plan</h2>"
@@ -351,6 +352,7 @@ def plan_versions_html(rows: Sequence[tuple[str, str, Decimal, Decimal, int]]) -
             [
                 "Version",
                 "In F&O",
+                "Currency",
                 "Anaplan approved",
                 "F&O cumulative",
                 "Difference",
@@ -359,8 +361,9 @@ def plan_versions_html(rows: Sequence[tuple[str, str, Decimal, Decimal, int]]) -
             ],
             body,
         )
-        + "<p class='sub'>F&amp;O's total is every line the connector holds there for the version (original "
-        "entries plus every revision), read from F&amp;O; revenue in ledger sign (credit negative). Budget "
+        + "<p class='sub'>One row per version and currency: the totals of the companies that book in that "
+        "currency (amounts in different currencies are never added). F&amp;O's total is every line the "
+        "connector holds there for the version (original entries plus every revision), read from F&amp;O; revenue in ledger sign (credit negative). Budget "
         "register entries count once written; they reach budget balances when completed in F&amp;O "
         "(Update budget balances).</p>"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TextIO
@@ -22,7 +23,9 @@ class RunFacts:
         None  # (first period, last period, why: requested, plan horizon, due)
     )
     lists: list[tuple[str, int, str]] = field(default_factory=list)  # (import, rows, outcome)
-    gl: list[tuple[str, int, Decimal]] = field(default_factory=list)  # (company, lines, net amount)
+    gl: list[tuple[str, int, dict[str, Decimal]]] = field(
+        default_factory=list
+    )  # (company, lines, net/currency)
     file_rows: int | None = None
     file_lines: int | None = None
     file_key: str | None = None
@@ -30,9 +33,9 @@ class RunFacts:
     replayed: tuple[str, int] | None = None  # (original run, staged files copied)
     import_counts: dict[str, Any] = field(default_factory=dict)
     reconciled: str | None = None
-    exports: list[tuple[str, int, int, str]] = field(
+    exports: list[tuple[str, int, int, dict[str, str]]] = field(
         default_factory=list
-    )  # (export, accepted, drafts, total)
+    )  # (export, accepted, drafts, approved total per currency: empty for a run recorded before it was kept)
     journals: list[dict[str, Any]] = field(default_factory=list)  # planned journal detail
     differences: dict[str, Any] = field(
         default_factory=dict
@@ -56,25 +59,28 @@ def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> Ru
     dry = bool((out.get("run") or {}).get("dry_run"))
     facts = RunFacts(run_id, flow, status, dry_run=dry)
     steps = ledger.steps(run_id)
-    gl: dict[str, list[Any]] = {}
+    gl: dict[str, tuple[list[int], dict[str, Decimal]]] = {}  # company -> ([lines], currency -> net)
     for step in steps:
         d = step.detail
         if step.step == "PeriodWindow" and d.get("from"):
             facts.window = (str(d.get("from")), str(d.get("to")), str(d.get("reason", "")))
         elif step.step.startswith("ExtractGL:"):
             company = step.step.split(":")[1]  # ExtractGL:<company>:<month>
-            acc = gl.setdefault(company, [0, Decimal(0)])
-            acc[0] += int(d.get("lines", 0))
-            acc[1] += Decimal(str(d.get("total") or "0"))  # None: several currencies (see by_currency)
+            lines, net = gl.setdefault(company, ([0], {}))
+            lines[0] += int(d.get("lines", 0))
+            # per currency (transaction amounts are in several); a record without by_currency has one total
+            amounts = d.get("by_currency") or ({"": d["total"]} if d.get("total") is not None else {})
+            for cur, amount in amounts.items():
+                net[str(cur)] = net.get(str(cur), Decimal(0)) + Decimal(str(amount))
         elif step.step == "PrepareActuals":
             facts.file_rows = int(d.get("rows", 0))
             facts.file_lines = int(d.get("lines", 0))
             facts.file_key = str(d.get("key", ""))
             by_currency = d.get("by_currency") or {}  # actuals are per currency, never added across
+            total = d.get("total")
             facts.file_total = (
-                str(d.get("total")) if d.get("total") is not None
-                else ", ".join(f"{c} {v}" for c, v in sorted(by_currency.items()))
-            )  # fmt: skip
+                money_per_currency(by_currency) if by_currency else None if total is None else money(total)
+            )
         elif step.step == "ReplayStaged":
             facts.replayed = (str(d.get("replay_of", "")), int(d.get("files", 0)))
         elif step.step == "ReconcileActuals":
@@ -90,17 +96,20 @@ def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> Ru
             facts.problems += [str(p) for p in d.get("problems") or []]
         elif step.step == "ValidatePlan":
             for name, c in (d.get("exports") or {}).items():
+                # per currency; an older record's "total" added the companies' currencies: not shown
+                by_currency = {str(k): str(v) for k, v in (c.get("by_currency") or {}).items()}
                 facts.exports.append(
-                    (str(name), int(c.get("accepted", 0)), int(c.get("skipped_unapproved", 0)),
-                     str(c.get("total", "0")))
-                )  # fmt: skip
+                    (str(name), int(c.get("accepted", 0)), int(c.get("skipped_unapproved", 0)), by_currency)
+                )
         elif step.step == "PlanJournals":
             facts.journals = [dict(j) for j in d.get("journals") or []]
             facts.differences = dict(d.get("differences") or {})
         elif step.step == "ReconcilePlan":
             if step.status == "SUCCEEDED":
-                # no grand total: it would add the companies' currencies (per company: the reconciliation)
+                # approved totals per currency (an older record's left_total added currencies: not shown)
                 facts.reconciled = f"{d.get('matched_accounts', '?')} company/account/period totals match"
+                if d.get("left_totals"):
+                    facts.reconciled += f" (approved {money_per_currency(d['left_totals'])})"
                 if d.get("pending_count"):
                     facts.reconciled += (
                         f"; {int(d['pending_count']):,} F&O entries pending completion (Update budget balances / "
@@ -108,7 +117,7 @@ def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> Ru
                     )
             else:
                 facts.problems.append(str(d.get("text") or "plan reconciliation failed"))
-    facts.gl = [(c, int(v[0]), v[1]) for c, v in sorted(gl.items())]
+    facts.gl = [(c, lines[0], net) for c, (lines, net) in sorted(gl.items())]
     for item in out.get("lists") or []:
         counts = item.get("counts") or {}
         outcome = f"{counts.get('success', '?')} ok, {counts.get('failed', 0)} failed" if counts else "-"
@@ -146,11 +155,12 @@ def print_facts(facts: RunFacts, out: TextIO | None = None) -> None:
         table([[a, f"{r:,}", o] for a, r, o in facts.lists], ["import", "rows", "outcome"], out, "    ")
     if facts.gl:
         w("  posted GL read from F&O:\n")
-        table([[c, f"{n:,}", money(t)] for c, n, t in facts.gl], ["company", "lines", "net"], out, "    ")
+        table([[c, f"{n:,}", money_per_currency(t)] for c, n, t in facts.gl], ["company", "lines", "net"], out,
+              "    ")  # fmt: skip
     if facts.file_rows is not None:
         verb = "would be loaded" if facts.dry_run else "loaded" if facts.import_counts else "prepared"
         w(f"  actuals file {verb}: {facts.file_rows:,} rows from {facts.file_lines or 0:,} GL lines, "
-          f"net {money(facts.file_total or '0')}\n")  # fmt: skip
+          f"net {facts.file_total or '-'}\n")  # fmt: skip
         if facts.file_key:
             w(f"    staged as s3://…/{facts.file_key}\n")
     if facts.import_counts:
@@ -161,9 +171,9 @@ def print_facts(facts: RunFacts, out: TextIO | None = None) -> None:
         )
     if facts.exports:
         w("  approved plan exported from Anaplan:\n")
-        # an export's rows span companies (and their currencies): counts only, amounts per company below
-        rows = [[n, f"{a:,}", f"{d:,}"] for n, a, d, _t in facts.exports]
-        table(rows, ["export", "approved rows", "not approved (skipped)"], out, "    ")
+        # an export's rows span companies and their currencies: one total per currency, never one sum
+        rows = [[n, f"{a:,}", f"{d:,}", money_per_currency(t)] for n, a, d, t in facts.exports]
+        table(rows, ["export", "approved rows", "not approved (skipped)", "approved total"], out, "    ")
     if facts.journals:
         verb = "planned (not written)" if facts.dry_run else "written"
         w(f"  journals {verb}:\n")
@@ -221,3 +231,9 @@ def print_differences(facts: RunFacts, out: Any = None) -> None:
         out.write(
             f"    ... and {hidden:,} more cell(s); every line written is in the run ledger (d365-anaplan audit RUN)\n"
         )
+
+
+def money_per_currency(totals: Mapping[str, Any]) -> str:
+    """``EUR 567.00; USD 1,234.00``: one figure per currency, sorted, never added (a blank code: the amount
+    alone, from a record that did not name its currency)."""
+    return "; ".join(f"{cur} {money(v)}".strip() for cur, v in sorted(totals.items())) or "-"

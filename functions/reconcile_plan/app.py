@@ -16,7 +16,7 @@ class ReconcileEvent(StepEvent):
 
 class ReconcileOutput(StepOutput):
     ok: bool
-    total: str
+    by_currency: dict[str, str]  # currency code -> approved total (currencies are never added)
     pending_completion: int
 
 

@@ -104,8 +104,13 @@ def summarise(ledger: Any, run_id: str, currency_for: Callable[[str], str]) -> R
         elif step.step.startswith("ExtractGL:"):
             company = step.step.split(":")[1]  # ExtractGL:<company>:<month>
             out.gl_lines += int(d.get("lines", 0))
-            currency = currency_for(company)
-            net[currency] = net.get(currency, Decimal(0)) + Decimal(str(d.get("total", "0")))
+            # per currency as extracted (transaction amounts: several; "total" is None then); a record
+            # without by_currency holds one total in the company's currency
+            amounts = d.get("by_currency")
+            if amounts is None:
+                amounts = {currency_for(company): d.get("total") or "0"}
+            for currency, amount in amounts.items():
+                net[currency] = net.get(currency, Decimal(0)) + Decimal(str(amount))
         elif step.step == "PrepareActuals":
             out.rows = int(d.get("rows", 0))
         elif step.step in ("ReconcileActuals", "ReconcilePlan"):

@@ -95,12 +95,39 @@ def revise(stack: Stack) -> dict[str, Any]:
     return {"ups": [k for k, _ in ups], "cut": cut, "new": new, "revenue": revenue[0]}
 
 
+def assert_totals_per_currency(engine: LocalEngine, stack: Stack, result: Any) -> None:
+    """USMF books in USD, DEMF in EUR: the approved totals (ValidatePlan per export, ReconcilePlan's output) are
+    per currency and equal Anaplan's approved cells of the companies in that currency; no sum across them."""
+    expected: dict[tuple[str, str], Decimal] = {}  # (version, currency) -> approved total
+    for (version, company, _account, _period), amount in expected_plan_cells(stack).items():
+        key = (version, fo_seed.ACCOUNTING_CURRENCY[company])
+        expected[key] = expected.get(key, Decimal(0)) + amount
+    assert {cur for _v, cur in expected} == {"USD", "EUR"}, "the test needs both currencies"
+    reconciled = result.output["reconciliation"]
+    assert "total" not in reconciled
+    assert {c: Decimal(v) for c, v in reconciled["by_currency"].items()} == {
+        cur: sum((v for (_ver, c), v in expected.items() if c == cur), Decimal(0)) for cur in ("EUR", "USD")
+    }
+    steps = {s.step: s for s in ledger(engine).steps(result.name)}
+    exports = steps["ValidatePlan"].detail["exports"]
+    versions = {e["export_action"]: e["version"] for e in stack.connection()["mapping"]["plans"]["exports"]}
+    for name, counters in exports.items():
+        assert "total" not in counters
+        got = {c: Decimal(v) for c, v in counters["by_currency"].items()}
+        assert got == {cur: v for (ver, cur), v in expected.items() if ver == versions[name]}, name
+    left = steps["ReconcilePlan"].detail["left_totals"]
+    assert {c: Decimal(v) for c, v in left.items()} == {
+        c: Decimal(v) for c, v in reconciled["by_currency"].items()
+    }
+
+
 @pytest.mark.parametrize("target", TARGETS, indirect=True)
 def test_revised_plan_replaces_the_earlier_one_and_nothing_doubles(
     target: str, engine: LocalEngine, stack: Stack
 ) -> None:
     first = run_ok(engine)
     assert_plans_match(stack)
+    assert_totals_per_currency(engine, stack, first)
     if target == "budget_register":
         # budget and forecast under their own models and original-budget codes, all Draft until completed
         heads = list(stack.dynamics.app.budget_headers.values())

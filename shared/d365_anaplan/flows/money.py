@@ -8,6 +8,7 @@ no thousands separators, no exponent, never ``-0.00``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 from d365_anaplan.errors import BadInputData
@@ -143,3 +144,9 @@ def format_amount(amount: Decimal, decimals: int = 2) -> str:
     if q == 0:
         q = abs(q)
     return f"{q:f}"
+
+
+def per_currency_text(totals: Mapping[str, Decimal]) -> str:
+    """``EUR 567.00; USD 1,234.00``: one figure per currency, sorted by code, never added across; exact (no
+    rounding). ``none`` when there is nothing."""
+    return "; ".join(f"{cur} {amount:,f}" for cur, amount in sorted(totals.items())) or "none"

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
@@ -63,7 +63,10 @@ _BOM = "\ufeff"
 
 @dataclass
 class PlanCounters:
-    """What the parser saw; complete once the rows iterator is exhausted."""
+    """What the parser saw; complete once the rows iterator is exhausted.
+
+    Amounts are totalled per company (``by_company``): plan rows carry no currency, and each company's plan is
+    in that company's currency; :meth:`by_currency` groups them by currency, never adding two currencies."""
 
     export: str
     version: str
@@ -74,13 +77,23 @@ class PlanCounters:
     skipped_unapproved: int = 0
     skipped_out_of_range: int = 0
     skipped_version: dict[str, int] = field(default_factory=dict)
-    total: Decimal = Decimal(0)
+    by_company: dict[str, Decimal] = field(default_factory=dict)  # company -> total of its accepted rows
 
     @property
     def skipped(self) -> int:
         return self.skipped_unapproved + self.skipped_out_of_range + sum(self.skipped_version.values())
 
-    def to_json(self) -> dict[str, Any]:
+    def by_currency(self, currency_for: Callable[[str], str]) -> dict[str, Decimal]:
+        """Currency code -> total of the accepted rows of the companies in it (``currency_for(company)``: the
+        currency the company's plan lines are written in), sorted by code."""
+        out: dict[str, Decimal] = {}
+        for company, amount in sorted(self.by_company.items()):
+            cur = currency_for(company)
+            out[cur] = out.get(cur, Decimal(0)) + amount
+        return dict(sorted(out.items()))
+
+    def to_json(self, currency_for: Callable[[str], str]) -> dict[str, Any]:
+        """For the ledger (ValidatePlan): counts and the totals per currency, amounts as strings."""
         return {
             "export": self.export,
             "version": self.version,
@@ -91,7 +104,7 @@ class PlanCounters:
             "skipped_unapproved": self.skipped_unapproved,
             "skipped_out_of_range": self.skipped_out_of_range,
             "skipped_version": dict(sorted(self.skipped_version.items())),
-            "total": str(self.total),
+            "by_currency": {c: str(v) for c, v in self.by_currency(currency_for).items()},
         }
 
 
@@ -268,7 +281,7 @@ class PlanExportReader:
             )
         seen[digest] = line
         c.accepted += 1
-        c.total += amount
+        c.by_company[company] = c.by_company.get(company, Decimal(0)) + amount
         return PlanRow(
             line_number=line,
             company=company,

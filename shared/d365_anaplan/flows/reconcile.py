@@ -6,11 +6,16 @@ summed as Decimal per key; a key is *matched* when ``abs(left - right) <= tolera
 side only counts as matched when its amount is within the tolerance of zero, else it is *missing* on the
 other side. The result serialises to small JSON (the largest ``max_items`` differences) for the ledger, and
 :func:`assert_reconciled` raises :class:`~d365_anaplan.errors.ReconciliationFailed` naming the top ones.
+
+Currencies: every call names the currency of its amounts (``currency``: one code for all of them, or a map from
+each item's company to its currency). A company's amounts are in one currency, so the per-key comparisons never
+mix currencies; the sides' totals are kept per currency (``left_totals``/``right_totals``: code -> total) and are
+never added across currencies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -18,6 +23,7 @@ from typing import Any, Literal
 
 from d365_anaplan.errors import ReconciliationFailed
 from d365_anaplan.flows.calendar import month_start, period_key
+from d365_anaplan.flows.money import per_currency_text
 
 Item = tuple[str, str, date, Decimal]
 
@@ -53,9 +59,13 @@ class SideTotals:
             out[(company, period)] = out.get((company, period), Decimal(0)) + amount
         return out
 
-    @property
-    def total(self) -> Decimal:
-        return sum(self.by_account.values(), Decimal(0))
+    def totals(self, currency_of: Mapping[str, str]) -> dict[str, Decimal]:
+        """The side's net total per currency (currency code -> total), sorted by code."""
+        out: dict[str, Decimal] = {}
+        for (company, _account, _period), amount in self.by_account.items():  # exact: the order is no matter
+            cur = currency_of[company]
+            out[cur] = out.get(cur, Decimal(0)) + amount
+        return dict(sorted(out.items()))
 
 
 def _period_text(period: date) -> str:
@@ -72,6 +82,7 @@ class Difference:
     period: date
     left: Decimal | None
     right: Decimal | None
+    currency: str
 
     @property
     def difference(self) -> Decimal:
@@ -93,6 +104,7 @@ class Difference:
             "company": self.company,
             "account": self.account,
             "period": _period_text(self.period),
+            "currency": self.currency,
             "left": None if self.left is None else str(self.left),
             "right": None if self.right is None else str(self.right),
             "difference": str(self.difference),
@@ -104,8 +116,8 @@ class ReconcileResult:
     left_name: str
     right_name: str
     tolerance: Decimal
-    left_total: Decimal
-    right_total: Decimal
+    left_totals: dict[str, Decimal]  # currency code -> the side's net total (never added across currencies)
+    right_totals: dict[str, Decimal]
     matched_accounts: int
     matched_periods: int
     differences: list[Difference]
@@ -137,8 +149,8 @@ class ReconcileResult:
             "left": self.left_name,
             "right": self.right_name,
             "tolerance": str(self.tolerance),
-            "left_total": str(self.left_total),
-            "right_total": str(self.right_total),
+            "left_totals": {c: str(v) for c, v in sorted(self.left_totals.items())},
+            "right_totals": {c: str(v) for c, v in sorted(self.right_totals.items())},
             "matched_accounts": self.matched_accounts,
             "matched_periods": self.matched_periods,
             "mismatches": len(self.mismatches("account")) + len(self.mismatches("period")),
@@ -152,17 +164,18 @@ class ReconcileResult:
         if self.ok:
             return (
                 f"reconciled {self.left_name} with {self.right_name}: {self.matched_accounts} account total(s), "
-                f"{self.matched_periods} period total(s) match (total {self.left_total})"
+                f"{self.matched_periods} period total(s) match (totals {per_currency_text(self.left_totals)})"
             )
         lines = [
             f"{self.left_name} and {self.right_name} do not reconcile: {len(self.differences)} difference(s) "
-            f"beyond tolerance {self.tolerance} (totals {self.left_total} vs {self.right_total})"
+            f"beyond tolerance {self.tolerance} (totals {self.left_name} {per_currency_text(self.left_totals)} vs "
+            f"{self.right_name} {per_currency_text(self.right_totals)})"
         ]
         for d in self.top(top):
             left = "missing" if d.left is None else str(d.left)
             right = "missing" if d.right is None else str(d.right)
             lines.append(
-                f"  {d.label()}: {self.left_name} {left}, {self.right_name} {right}, difference {d.difference}"
+                f"  {d.label()} in {d.currency}: {self.left_name} {left}, {self.right_name} {right}, difference {d.difference}"
             )
         if len(self.differences) > top:
             lines.append(f"  ... and {len(self.differences) - top} more")
@@ -174,6 +187,7 @@ def _compare(
     left: dict[Any, Decimal],
     right: dict[Any, Decimal],
     tolerance: Decimal,
+    currency_of: Mapping[str, str],
 ) -> tuple[int, list[Difference]]:
     matched = 0
     diffs: list[Difference] = []
@@ -187,7 +201,7 @@ def _compare(
         kind: Literal["mismatch", "missing_left", "missing_right"] = (
             "missing_left" if lv is None else "missing_right" if rv is None else "mismatch"
         )
-        diffs.append(Difference(level, kind, company, account, period, lv, rv))
+        diffs.append(Difference(level, kind, company, account, period, lv, rv, currency_of[company]))
     return matched, diffs
 
 
@@ -195,13 +209,17 @@ def reconcile(
     left: SideTotals | Iterable[Item],
     right: SideTotals | Iterable[Item],
     *,
+    currency: str | Mapping[str, str],
     tolerance: Decimal = Decimal(0),
     left_name: str = "source",
     right_name: str = "target",
     exact_periods: bool = False,
 ) -> ReconcileResult:
-    """Compare two sides per (company, account, period) and per (company, period). Both sides must be in
-    one currency (reconcile each currency on its own)."""
+    """Compare two sides per (company, account, period) and per (company, period).
+
+    ``currency``: the currency of every amount, or a map from each item's company to its currency (a company
+    missing from it is a ValueError). Totals are per currency; tolerance applies to every currency alike (call
+    once per currency for per-currency tolerances)."""
     if not isinstance(tolerance, Decimal) or not tolerance.is_finite() or tolerance < 0:
         raise ValueError(f"tolerance must be a non-negative Decimal, got {tolerance!r}")
     lt = (
@@ -214,14 +232,22 @@ def reconcile(
         if isinstance(right, SideTotals)
         else SideTotals.from_items(right_name, right, exact_periods=exact_periods)
     )
-    matched_a, diffs_a = _compare("account", lt.by_account, rt.by_account, tolerance)
-    matched_p, diffs_p = _compare("period", lt.by_period(), rt.by_period(), tolerance)
+    companies = {k[0] for k in lt.by_account} | {k[0] for k in rt.by_account}
+    if isinstance(currency, str):
+        currency_of = dict.fromkeys(companies, currency)
+    else:
+        unknown = sorted(companies - set(currency))
+        if unknown:
+            raise ValueError(f"reconcile: no currency for {', '.join(unknown)}")
+        currency_of = dict(currency)
+    matched_a, diffs_a = _compare("account", lt.by_account, rt.by_account, tolerance, currency_of)
+    matched_p, diffs_p = _compare("period", lt.by_period(), rt.by_period(), tolerance, currency_of)
     return ReconcileResult(
         left_name=lt.name,
         right_name=rt.name,
         tolerance=tolerance,
-        left_total=lt.total,
-        right_total=rt.total,
+        left_totals=lt.totals(currency_of),
+        right_totals=rt.totals(currency_of),
         matched_accounts=matched_a,
         matched_periods=matched_p,
         differences=diffs_a + diffs_p,

@@ -98,8 +98,9 @@ def check_control_totals(ctx: StepContext, periods: list[str], common: dict[str,
         for cur in sorted({k[0] for k in first} | {k[0] for k in second}):
             left = ((c, a, p, v) for (cu, c, a, p), v in first.items() if cu == cur)
             right = ((c, a, p, v) for (cu, c, a, p), v in second.items() if cu == cur)
-            result = reconcile(left, right, tolerance=tolerance_for(ctx, cur), left_name="extracted GL",
-                               right_name=f"F&O via the {route} route", exact_periods=True)  # fmt: skip
+            result = reconcile(left, right, currency=cur, tolerance=tolerance_for(ctx, cur),
+                               left_name="extracted GL", right_name=f"F&O via the {route} route",
+                               exact_periods=True)  # fmt: skip
             detail.setdefault("second_path", {})[cur] = result.to_json()
             if not result.ok:
                 problems.append(f"[{cur}] " + result.to_text())

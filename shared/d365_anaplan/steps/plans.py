@@ -105,7 +105,7 @@ def plan_journals(
                 types = {a.account.upper(): a.account_type for a in reader.main_accounts()}
             rows = to_ledger_sign(rows, types, source=f"export {export.export_action!r}")
         all_rows[export.export_action] = rows
-        counters[export.export_action] = parsed.counters.to_json()
+        counters[export.export_action] = parsed.counters.to_json(cfg.dynamics.journal.currency_for)
     _refuse_out_of_scope(ctx, all_rows)
     ctx.ledger.record_step(ctx.run_id, "ValidatePlan", "SUCCEEDED", {"exports": counters})
 
@@ -426,6 +426,8 @@ def reconcile_plan(ctx: StepContext, totals_key: str, written: list[dict[str, An
     writer = ctx.dynamics.writer
     plan_items: list[tuple[str, str, date, Decimal]] = []
     fo_items: list[tuple[str, str, date, Decimal]] = []
+    currency_of: dict[str, str] = {}  # "<company> <version>" -> the currency the company's plan lines are in
+    currency_for = ctx.cfg.dynamics.journal.currency_for
     pending: list[dict[str, Any]] = []
     cells_by_export: dict[str, dict[Any, Decimal]] = {}
     for export in approved["exports"]:
@@ -435,11 +437,13 @@ def reconcile_plan(ctx: StepContext, totals_key: str, written: list[dict[str, An
             key = cell_key(company, account, dims, date.fromisoformat(period))
             cells[key] = Decimal(amount)
             plan_items.append((f"{company} {version}", _account_text(key), key[3], Decimal(amount)))
+            currency_of[f"{company} {version}"] = currency_for(company)
         cells_by_export[tag] = cells
         for company in ctx.cfg.dynamics.companies:
             for h in writer.held(company, tag, first_p, last_p):
                 key = cell_key(h.company, h.account, h.dimensions, h.period)
                 fo_items.append((f"{h.company} {version}", _account_text(key), h.period, h.amount))
+                currency_of[f"{h.company} {version}"] = currency_for(h.company)
                 cells.setdefault(key, Decimal(0))  # a cell that left the plan: F&O holds its reversal
             pending += [
                 {"company": e.company, "number": e.number, "status": e.status, "description": e.description}
@@ -449,6 +453,7 @@ def reconcile_plan(ctx: StepContext, totals_key: str, written: list[dict[str, An
     result = reconcile(
         plan_items,
         fo_items,
+        currency=currency_of,
         tolerance=ctx.cfg.reconciliation_tolerance,
         left_name="Anaplan",
         right_name="F&O",
@@ -468,7 +473,7 @@ def reconcile_plan(ctx: StepContext, totals_key: str, written: list[dict[str, An
         state.save(ctx.connection, tag, cells, ctx.run_id)
     return {
         "ok": True,
-        "total": str(result.left_total),
+        "by_currency": {c: str(v) for c, v in result.left_totals.items()},  # never one sum across currencies
         "matched": result.matched_accounts,
         "pending_completion": len(pending),
     }

@@ -144,7 +144,7 @@ def reconcile_actuals(
         for cur in sorted(fo_sides.keys() | held.keys()):
             result = reconcile(
                 fo_sides.get(cur) or SideTotals(f"F&O [{cur}]"), held.get(cur) or SideTotals(f"Anaplan [{cur}]"),
-                tolerance=tolerance_for(ctx, cur),
+                currency=cur, tolerance=tolerance_for(ctx, cur),
             )  # fmt: skip
             detail["reconciliation"][cur] = result.to_json()
             matched += result.matched_accounts

@@ -80,11 +80,14 @@ def test_actuals_flow() -> None:
         ("USMF", r["Account"], parse_period_label(r["Period"], "{Mon} {yy}"), Decimal(r["Amount"]))
         for r in csv.DictReader(io.StringIO(buf.getvalue()))
     ]
-    assert_reconciled(reconcile(totals.items(), read_back, left_name="totals", right_name="file"))
+    assert_reconciled(
+        reconcile(totals.items(), read_back, currency="USD", left_name="totals", right_name="file")
+    )
     # Per company and period the source lines reconcile with the file even though accounts were remapped.
     source = reconcile(
         [(x.company, x.account, x.accounting_date, x.amount) for x in lines],
         read_back,
+        currency="USD",
         left_name="dynamics",
         right_name="file",
     )
@@ -139,8 +142,10 @@ def test_plans_flow() -> None:
     assert report.ok
 
     settings = JournalSettings(
-        target="ledger_journal", posting_layer="CustomLayer1", offset_account="999999", lines_per_batch=3
-    )
+        target="ledger_journal", posting_layer="CustomLayer1", offset_account="999999", lines_per_batch=3,
+        currency_codes={"DEMF": "EUR"},
+    )  # fmt: skip
+    currencies = {c: settings.currency_for(c) for c in ("USMF", "DEMF")}  # USMF in USD (the default)
     deltas, _ = plan_deltas(rows, [], [date(2025, 7, 1), date(2025, 8, 1)])
     plan = build_entries(
         deltas, connection="acme", run_id="run-1", export=export, settings=settings,
@@ -168,17 +173,21 @@ def test_plans_flow() -> None:
         reconcile(
             [(r.company, r.account, r.period, r.amount) for r in rows],
             items,
+            currency=currencies,
             left_name="export",
             right_name="journal",
         )
     )
     # A line read back from F&O with a different amount is caught.
     tampered = [(c, a, p, x + Decimal("0.01") if a == "401100" else x) for c, a, p, x in items]
-    with pytest.raises(ReconciliationFailed, match=r"DEMF 401100 2025-07: export 75\.25, journal 75\.26"):
+    with pytest.raises(
+        ReconciliationFailed, match=r"DEMF 401100 2025-07 in EUR: export 75\.25, journal 75\.26"
+    ):
         assert_reconciled(
             reconcile(
                 [(r.company, r.account, r.period, r.amount) for r in rows],
                 tampered,
+                currency=currencies,
                 left_name="export",
                 right_name="journal",
             )

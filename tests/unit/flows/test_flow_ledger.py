@@ -103,10 +103,12 @@ def test_fiscal_periods_reconcile_on_their_exact_key() -> None:
         ("DEMF", "601100", date(2025, 7, 1), Decimal("5")),
         ("DEMF", "601100", date(2025, 7, 29), Decimal("6")),
     ]
-    result = reconcile(left, right, exact_periods=True)
+    result = reconcile(left, right, currency="EUR", exact_periods=True)
     assert not result.ok and [d.label() for d in result.mismatches()] == ["DEMF 601100 2025-07-29"]
-    assert not reconcile(left, right).ok  # by month the totals differ too
-    assert reconcile(left, [("DEMF", "601100", date(2025, 7, 15), Decimal("12"))]).ok  # months only
+    assert not reconcile(left, right, currency="EUR").ok  # by month the totals differ too
+    assert reconcile(
+        left, [("DEMF", "601100", date(2025, 7, 15), Decimal("12"))], currency="EUR"
+    ).ok  # months only
 
 
 def test_ledger_block_is_validated() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import json
 from datetime import date
 from decimal import Decimal
 
@@ -85,8 +86,14 @@ def test_parses_rows_and_counts(chunk: int, dims: list[DimensionMapping]) -> Non
     c = r.counters
     assert (c.data_rows, c.accepted, c.skipped_unapproved, c.skipped_blank) == (5, 3, 1, 1)
     assert c.skipped_version == {"Forecast": 1}
-    assert c.total == Decimal("1234.50") - Decimal("12") + Decimal("0.5")
-    assert c.to_json()["total"] == "1223.00"
+    # USMF books in USD, DEMF in EUR: the totals stay per company and per currency, never one sum (1223.00).
+    assert c.by_company == {"USMF": Decimal("1222.50"), "DEMF": Decimal("0.5")}
+    data = c.to_json({"USMF": "USD", "DEMF": "EUR"}.__getitem__)
+    assert data["by_currency"] == {"EUR": "0.5", "USD": "1222.50"}
+    assert list(data["by_currency"]) == ["EUR", "USD"], "sorted by currency code"
+    assert "total" not in data and "1223" not in json.dumps(data)
+    # companies of one currency are added within it
+    assert c.by_currency({"USMF": "USD", "DEMF": "USD"}.__getitem__) == {"USD": Decimal("1223.00")}
 
 
 def test_bom_crlf_and_no_final_newline(dims: list[DimensionMapping]) -> None:
