@@ -316,9 +316,15 @@ def stored_fingerprints(
 # --- F&O -----------------------------------------------------------------------------------------------------
 
 
-def check_dynamics(cfg: Any, report: Report, *, fingerprints: Fingerprints | None = None) -> None:
+def check_dynamics(
+    cfg: Any,
+    report: Report,
+    *,
+    fingerprints: Fingerprints | None = None,
+    periods: dict[str, list[str]] | None = None,
+) -> None:
     """F&O's rows; with ``fingerprints`` (flow -> the last successful run's fingerprint item) the F&O drift
-    rows too."""
+    rows too; with ``periods`` (flow -> the months its run would write) the GL route over the actuals months."""
     from d365_anaplan.dynamics.client import connect
     from d365_anaplan.dynamics.odata_shapes import Query
     from d365_anaplan.secrets import SecretResolver
@@ -384,6 +390,9 @@ def check_dynamics(cfg: Any, report: Report, *, fingerprints: Fingerprints | Non
              ledger_format)  # fmt: skip
 
     _check_ledger(cfg, reader, report, sysname)  # ledgers, calendars and a sample of GL lines (actuals)
+    months = (periods or {}).get("actuals") or []
+    if months:
+        _check_gl_window(cfg, reader, report, sysname, months)
 
     def companies() -> str:
         have = {e.company.upper() for e in reader.legal_entities()}
@@ -547,6 +556,19 @@ def check_plan_target(cfg: Any, report: Report, conn: Any) -> None:
     )
 
 
+def _check_gl_window(cfg: Any, reader: Any, report: Report, sysname: str, months: list[str]) -> None:
+    """The GL route over the months the actuals run would read: what the run would refuse before its first
+    line (a filter the route cannot apply, year-end entries it cannot tell apart), with the run's message."""
+    from datetime import date
+
+    first, last = min(months), max(months)
+    start = date(int(first[:4]), int(first[5:7]), 1)
+    end = date(int(last[:4]) + (last[5:7] == "12"), int(last[5:7]) % 12 + 1, 1)
+    _attempt(report, sysname, f"GL route over {first}..{last}",
+             "publish the column the message names on the GL entity (or the data project's mapping), or use "
+             "dynamics.gl_route: bi", lambda: reader.check_window(start, end))  # fmt: skip
+
+
 def _check_ledger(cfg: Any, reader: Any, report: Report, sysname: str) -> None:
     """Ledgers and fiscal calendars of the companies, then real GL lines as the run will split them."""
     from datetime import UTC, date, datetime
@@ -679,7 +701,7 @@ def run(args: argparse.Namespace) -> int:
     if args.only in (None, "anaplan"):
         check_anaplan(cfg, report, maps, fingerprints=stored, periods=periods)
     if args.only in (None, "dynamics"):
-        check_dynamics(cfg, report, fingerprints=stored)
+        check_dynamics(cfg, report, fingerprints=stored, periods=periods)
     if args.only is None:
         check_mappings(cfg, report, maps)
     rows = [[ch.status, ch.system, ch.name, ch.detail] for ch in report.checks]

@@ -166,27 +166,7 @@ class DynamicsReader(GLLineMaker):
             parts.append(F.any_of("LedgerName", [books.ledger(c).name for c in self.companies]))
         else:
             parts.append(self._company_filter(company_field))
-        if "PostingLayer" not in info.properties:
-            raise DynamicsRouteUnavailable(
-                f"{disc.gl_entity_set}: PostingLayer is not published, so lines of other posting layers cannot "
-                "be left out; publish PostingLayer or use dynamics.gl_route: bi"
-            )
-        parts.append(self._layer_filter())
-        if self.options.exclude_budget_entries:
-            markers = [f for f in ("JournalCategory", "PostingType") if f in info.properties]
-            if not markers:
-                raise DynamicsRouteUnavailable(
-                    f"{disc.gl_entity_set}: neither JournalCategory nor PostingType is published, so budget "
-                    "appropriation entries cannot be left out; publish one, use dynamics.gl_route: bi, or set "
-                    "ledger.exclude_budget_entries: false"
-                )
-            if "JournalCategory" in markers:
-                parts.append(F.ne("JournalCategory", F.EnumValue("LedgerTransType", "Budget")))
-            if "PostingType" in markers:
-                parts.append(F.ne("PostingType", F.EnumValue("LedgerPostingType", "Budget")))
-        self._require_period_types(
-            start, end, field_present="FiscalCalendarPeriod" in info.properties, what=disc.gl_entity_set
-        )
+        parts += self._published_filters(disc, start, end)
         fmt = self.ledger_format()
         named = DIMENSION_JSON in info.properties
         if named:
@@ -210,6 +190,48 @@ class DynamicsReader(GLLineMaker):
                 result.continuation = Continuation(page.next_link, state).encode()
                 result.stopped_early = True
                 return
+
+    def _published_filters(self, disc: Discovery, start: date, end: date) -> list[str]:
+        """The posting-layer and budget-entry filters of the published entity; refused when it lacks a column
+        they need, or cannot tell year-end entries of the window from operating ones."""
+        info = disc.metadata.entity_sets[disc.gl_entity_set]
+        if "PostingLayer" not in info.properties:
+            raise DynamicsRouteUnavailable(
+                f"{disc.gl_entity_set}: PostingLayer is not published, so lines of other posting layers cannot "
+                "be left out; publish PostingLayer or use dynamics.gl_route: bi"
+            )
+        parts = [self._layer_filter()]
+        if self.options.exclude_budget_entries:
+            markers = [f for f in ("JournalCategory", "PostingType") if f in info.properties]
+            if not markers:
+                raise DynamicsRouteUnavailable(
+                    f"{disc.gl_entity_set}: neither JournalCategory nor PostingType is published, so budget "
+                    "appropriation entries cannot be left out; publish one, use dynamics.gl_route: bi, or set "
+                    "ledger.exclude_budget_entries: false"
+                )
+            if "JournalCategory" in markers:
+                parts.append(F.ne("JournalCategory", F.EnumValue("LedgerTransType", "Budget")))
+            if "PostingType" in markers:
+                parts.append(F.ne("PostingType", F.EnumValue("LedgerPostingType", "Budget")))
+        self._require_period_types(
+            start, end, field_present="FiscalCalendarPeriod" in info.properties, what=disc.gl_entity_set
+        )
+        return parts
+
+    def check_window(self, start: date, end: date) -> str:
+        """What a read of ``start <= AccountingDate < end`` would refuse before its first line, with the run's
+        message (``check`` calls it with the run's months); else what the route will do."""
+        disc = self.discover()
+        layers = ", ".join(self.options.posting_layers)
+        if disc.route is GLRoute.PUBLISHED:
+            self._published_filters(disc, start, end)
+            return f"{disc.gl_entity_set} filters posting layers ({layers}) and tells year-end entries apart"
+        how = (
+            "names each entry's fiscal period"
+            if self.books().by_recid
+            else "dates each entry's fiscal period"
+        )
+        return f"{HEADER_SET} filters posting layers ({layers}) and {how}"
 
     def _bi(
         self, start: date, end: date, resume: str | None, result: GLRead, state: dict[str, Any]

@@ -548,3 +548,19 @@ def test_a_route_without_periods_refuses_year_end_windows() -> None:
     assert list(reader().gl_lines(date(2025, 2, 1), date(2025, 3, 1))) == []
     both = LedgerOptions(display_value_order="format", period_types=["Opening", "Operating"])
     assert list(reader(options=both).gl_lines(date(2025, 1, 1), date(2025, 2, 1))) == []
+
+
+@responses.activate
+def test_check_window_refuses_with_the_runs_message_before_reading() -> None:
+    """``check`` asks the reader about the run's months: the refusal a read would give, before any GL request."""
+    responses.get(f"{DATA}/$metadata", body=metadata(PUBLISHED))
+    _formats()
+    r = reader()
+    with pytest.raises(DynamicsRouteUnavailable) as checked:
+        r.check_window(date(2025, 1, 1), date(2025, 2, 1))
+    assert not any("GeneralJournalAccountEntries?" in c.request.url for c in responses.calls)
+    responses.get(f"{DATA}/GeneralJournalAccountEntries", body=page([]))
+    with pytest.raises(DynamicsRouteUnavailable) as read:
+        list(reader().gl_lines(date(2025, 1, 1), date(2025, 2, 1)))
+    assert str(checked.value) == str(read.value)
+    assert "filters posting layers (Current)" in r.check_window(date(2025, 2, 1), date(2025, 3, 1))
