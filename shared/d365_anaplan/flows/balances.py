@@ -35,8 +35,8 @@ class _Years:
 
     def see(self, line: GLLine, period: date) -> None:
         year = line.fiscal_year
-        if year not in self.first or run_month(period) < self.first[year]:
-            self.first[year] = run_month(period)
+        if year not in self.first or period < self.first[year]:
+            self.first[year] = period
         if line.period_type:
             self.typed = True
         if line.period_type == "Opening":
@@ -47,7 +47,7 @@ class _Years:
 
     def year_of(self, period: date) -> str:
         """The fiscal year of a period key: the latest year starting at or before it."""
-        found = [y for y in self.ordered() if self.first[y] <= run_month(period)]
+        found = [y for y in self.ordered() if self.first[y] <= period]
         return found[-1] if found else ""
 
     def carried(self, year: str) -> str | None:

@@ -77,3 +77,27 @@ def test_a_route_without_period_types_keeps_each_fiscal_year_apart() -> None:
     opening = [g.model_copy(update={"period_type": ""}) for g in OPENING_2025[:1] + JANUARY]
     rows = balance_rows(untyped + opening, dimensions=DIMS, periods={date(2025, 1, 1)})
     assert cash(rows) == [(date(2025, 1, 1), Decimal("1550"))]
+
+
+def test_fiscal_periods_whose_years_meet_inside_a_month_keep_to_their_own_year() -> None:
+    def fp(amount: str, day: date, end: date, year: str, kind: str = "Operating") -> GLLine:
+        return gl(amount, day, kind).model_copy(
+            update={
+                "period_monthly": False,
+                "period_end": end,
+                "fiscal_year": year,
+                "period_name": f"P {end}",
+            }
+        )
+
+    lines = [
+        fp("1000", date(2024, 7, 1), date(2024, 7, 1), "FY25", "Opening"),
+        fp("500", date(2025, 6, 20), date(2025, 6, 28), "FY25"),  # FY25's last period ends 28 June
+        fp("1500", date(2025, 6, 29), date(2025, 6, 29), "FY26", "Opening"),  # FY26 opens the next day
+        fp("50", date(2025, 7, 10), date(2025, 7, 26), "FY26"),
+    ]
+    rows = balance_rows(lines, dimensions=DIMS, periods={date(2025, 6, 1), date(2025, 7, 1)})
+    assert [(r.period, r.amount) for r in rows] == [
+        (date(2025, 6, 28), Decimal("1500")),
+        (date(2025, 7, 26), Decimal("1550")),
+    ]
