@@ -14,6 +14,7 @@ from d365_anaplan.flows.calendar import parse_period
 from d365_anaplan.flows.money import parse_amount
 from d365_anaplan.flows.periods import parse_period_label
 from d365_anaplan.flows.reconcile import NOT_RECONCILED, SideTotals, reconcile
+from d365_anaplan.flows.textsafe import neutralise_text
 from d365_anaplan.staging import iter_lines
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.control_totals import tolerance_for
@@ -42,9 +43,10 @@ def _left_out_text(ctx: StepContext, counts: dict[str, int], dump_key: str | Non
         cells = dict(zip(header, rec, strict=False))
         errors = "; ".join(v for k, v in cells.items() if k.startswith("_Error") and v)
         values = ",".join(v for k, v in cells.items() if not (k.startswith("_") and k.endswith("_")))
+        row = f"line {cells.get('_Line_', '?')}: {values} ({errors or 'no message'})"
         quoted.append(
-            f"line {cells.get('_Line_', '?')}: {values} ({errors or 'no message'})"[:DUMP_ROW_CHARS]
-        )
+            neutralise_text(row)[:DUMP_ROW_CHARS]
+        )  # Anaplan's text: one line, no control characters
     where = f"failure dump s3://{ctx.env.staging_bucket}/{dump_key}"
     return f"{text}; first rows of the {where}: " + (" | ".join(quoted) if quoted else "(empty)")
 

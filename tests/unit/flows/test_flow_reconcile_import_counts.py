@@ -21,6 +21,7 @@ DUMP = (
     "_Status_,_Line_,_Error_1_,Entity,Account,CostCenter,Period,Amount\n"
     "E,2,Item not located in CostCenter list: OU_9,DEMF,601100,OU_9,Jan 25,1000.00\n"
     "E,3,Item not located in CostCenter list: OU_9,DEMF,601200,OU_9,Jan 25,83210.00\n"
+    'E,4,"Item not located in CostCenter list: OU\n\x1b9",DEMF,601300,"OU\n\x1b9",Jan 25,0.00\n'
 )
 
 
@@ -49,6 +50,7 @@ def test_ignored_rows_fail_the_run_with_the_count_and_the_first_rows_of_the_dump
     assert "did not load every row (37 ignored)" in text
     assert "line 2: DEMF,601100,OU_9,Jan 25,1000.00 (Item not located in CostCenter list: OU_9)" in text
     assert "line 3: DEMF,601200" in text and "s3://staging/dumps/import.csv" in text
+    assert "line 4: DEMF,601300,OU  9" in text and "\n" not in text and "\x1b" not in text
     step, status, detail = ctx.ledger.steps[-1]
     assert (step, status) == ("ReconcileActuals", "FAILED") and detail["problems"] == [text]
 
