@@ -396,16 +396,12 @@ class MasterDataReader:
             field = next((f for f in PUBLISHED_COMPANY_FIELDS if f in info.properties), "dataAreaId")
             parts.append(F.eq(field, company.lower()))
         if "PostingLayer" in info.properties:
-            parts.append(self._layer_filter())
+            layers = [F.EnumValue("CurrentOperationsTax", x) for x in self.options.posting_layers]
+            parts.append(F.any_of("PostingLayer", layers))
         query = Query(
             entity_set, filter=F.and_(*parts), select=("FiscalCalendarPeriod",), top=1, cross_company=True
         )
         return any(True for _ in self.client.iter_rows(query))
-
-    def _layer_filter(self) -> str:
-        return F.any_of(
-            "PostingLayer", [F.EnumValue("CurrentOperationsTax", x) for x in self.options.posting_layers]
-        )
 
     def balance_sheet_accounts(self) -> frozenset[str]:
         """Main accounts whose type is a balance-sheet type (Asset, Liability, Equity, BalanceSheet)."""

@@ -121,6 +121,11 @@ class DynamicsReader(DisplaySplitter):
     def _company_filter(self, name: str) -> str:
         return F.any_of(name, [c.lower() for c in self.companies])
 
+    def _layer_filter(self) -> str:
+        return F.any_of(
+            "PostingLayer", [F.EnumValue("CurrentOperationsTax", x) for x in self.options.posting_layers]
+        )
+
     def _period(self, company: str, d: date, recid: Any, what: str) -> FiscalPeriodInfo | None:
         books = self.books()
         if isinstance(recid, int) and not isinstance(recid, bool) and books.by_recid:

@@ -7,6 +7,7 @@ import calendar
 from datetime import date
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import responses
 from dyn_support import BI_SETS, DATA, LEDGER_RECIDS, make_client, metadata, page
 
@@ -57,22 +58,25 @@ def _probe_filter() -> str:
     return parse_qs(urlsplit(calls[0].request.url).query)["$filter"][0]
 
 
+@pytest.mark.parametrize(
+    ("posted", "first_day"),
+    [
+        ([{"FiscalCalendarPeriod": 9002}], date(2025, 1, 1)),  # close posted: the window's own year
+        ([], date(2024, 1, 1)),  # before the year-end close: the prior year, whose balance is carried
+    ],
+)
 @responses.activate
-def test_the_window_starts_at_the_fiscal_year_when_its_opening_entries_are_posted() -> None:
+def test_the_window_starts_at_the_year_whose_opening_entries_are_posted(
+    posted: list[dict[str, int]], first_day: date
+) -> None:
     _calendar(_bi_sets())
-    responses.get(f"{DATA}/GeneralJournalEntryBiEntities", body=page([{"FiscalCalendarPeriod": 9002}]))
+    responses.get(f"{DATA}/GeneralJournalEntryBiEntities", body=page(posted))
     assert _reader().balances_window("USMF", date(2025, 1, 1), date(2025, 2, 1)) == (
-        date(2025, 1, 1), date(2025, 2, 1))  # fmt: skip
+        first_day,
+        date(2025, 2, 1),
+    )
     flt = _probe_filter()
     assert "9002" in flt and str(LEDGER_RECIDS["USMF"]) in flt and "PostingLayer" in flt
-
-
-@responses.activate
-def test_before_the_year_end_close_the_window_starts_at_the_prior_fiscal_year() -> None:
-    _calendar(_bi_sets())
-    responses.get(f"{DATA}/GeneralJournalEntryBiEntities", body=page([]))
-    assert _reader().balances_window("USMF", date(2025, 1, 1), date(2025, 2, 1)) == (
-        date(2024, 1, 1), date(2025, 2, 1))  # fmt: skip
 
 
 @responses.activate
