@@ -9,8 +9,9 @@ pages in memory (``depth`` fetched or being fetched, one being worked on), howev
 
 The worker runs in a copy of the caller's context (contextvars). An exception in the worker is raised in the
 caller when the caller reaches it, after every item produced before it. When the caller stops early (``break``,
-an exception, a continuation), the worker is told to stop, the chain's generator is closed in the worker, and the
-caller waits for the request in flight to end (bounded by the HTTP timeouts) so no thread outlives the read.
+an exception, a continuation), the worker is told to stop and the chain's generator is closed in the worker; the
+caller waits at most a second for a request still in flight (the client caps each request's timeout at the time
+the invocation has left), so stopping near the time limit never waits for a slow page.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import threading
 from collections.abc import Iterator
 
 _POLL_SECONDS = 0.05  # how soon a worker waiting for the caller notices that the caller has stopped
+_STOP_WAIT_SECONDS = 1.0  # how long a caller that stops early waits for a worker still in a request
 
 
 class _End:
@@ -81,4 +83,7 @@ def ahead[T](source: Iterator[T], *, depth: int = 1, name: str = "fetch-ahead") 
             yield item
     finally:
         stopped.set()
-        worker.join()
+        # A worker that already ended is joined at once; one still in a request when the caller stopped early
+        # (near the invocation's time limit) is not waited for long: it sees ``stopped`` after its request
+        # (bounded by the client's timeout) and ends without handing anything over.
+        worker.join(timeout=_STOP_WAIT_SECONDS)

@@ -48,6 +48,8 @@ from d365_anaplan.urls import UrlProblem, origin_of, redacted
 log = logging.getLogger(__name__)
 
 MAX_URL_LENGTH = 8_000
+REQUEST_MARGIN_SECONDS = 10.0  # left to the invocation after its last request, to record where it stopped
+MIN_REQUEST_TIMEOUT = 5.0
 DEFAULT_RETRY_AFTER = 30.0
 
 
@@ -248,7 +250,12 @@ class ODataClient:
         self._honour_shared_throttle(what)
         self.requests_made += 1
         try:
-            resp = self.session.request(method, url, headers=h, data=body)
+            timeout = self._timeout()
+            resp = (
+                self.session.request(method, url, headers=h, data=body)
+                if timeout is None  # the session's own default timeout applies
+                else self.session.request(method, url, headers=h, data=body, timeout=timeout)
+            )
         except requests.Timeout:
             if not idempotent:
                 raise DynamicsUnavailable(f"{what}: request timed out; the outcome is unknown") from None
@@ -303,6 +310,16 @@ class ODataClient:
                 f"{what}: F&O rejected the request (HTTP {status}): {err.text()[:1000]}"
             )
         raise DynamicsError(f"{what}: F&O answered HTTP {status}: {err.text()[:500]}")
+
+    def _timeout(self) -> float | None:
+        """No request outlives the invocation: with ``remaining_time`` the session's timeout is capped at the
+        time left less a margin to record where the read stopped (never below 5 s)."""
+        if self.remaining_time is None:
+            return None
+        default = getattr(self.session, "default_timeout", None)
+        left = self.remaining_time() - REQUEST_MARGIN_SECONDS
+        cap = left if not isinstance(default, int | float) else min(float(default), left)
+        return max(MIN_REQUEST_TIMEOUT, cap)
 
     def _honour_shared_throttle(self, what: str) -> None:
         """Wait while the environment has asked any worker of this connection to wait (a 429 elsewhere)."""

@@ -95,3 +95,27 @@ def test_the_worker_sees_the_callers_context() -> None:
 def test_depth_must_be_positive() -> None:
     with pytest.raises(ValueError):
         next(ahead(iter([1]), depth=0))
+
+
+def test_a_caller_stopping_early_does_not_wait_for_a_slow_request() -> None:
+    """Near the invocation's time limit the read stops at a page boundary; the worker may be in a slow request
+    for the next page: the caller returns within about a second, the worker ends on its own afterwards."""
+    release, requesting = threading.Event(), threading.Event()
+
+    def slow_chain() -> Iterator[int]:
+        yield 0
+        requesting.set()
+        release.wait(10)  # the next page is slow to come
+        yield 1
+
+    items = ahead(slow_chain(), name="slow-ahead")
+    assert next(items) == 0
+    assert requesting.wait(2), "the worker went on to the next page"
+    t0 = time.monotonic()
+    items.close()
+    assert time.monotonic() - t0 < 3
+    release.set()
+    worker = next((t for t in threading.enumerate() if t.name == "slow-ahead"), None)
+    if worker is not None:
+        worker.join(5)
+        assert not worker.is_alive()

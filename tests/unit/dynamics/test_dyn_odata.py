@@ -322,3 +322,30 @@ def test_no_time_left_to_wait_for_the_environment_is_throttled() -> None:
     with pytest.raises(DynamicsThrottled, match="wait 120 s"):
         list(client.iter_rows(Query("X")))
     assert sleeps == [] and len(responses.calls) == 0
+
+
+def test_no_request_outlives_the_invocation() -> None:
+    """With the invocation's remaining time known, each request's timeout is capped at the time left less a
+    margin (never below 5 s); without it the session's default applies."""
+    from unittest import mock
+
+    left = [300.0]
+    client, _, _ = make_client(remaining_time=lambda: left[0])
+    client.session.default_timeout = 120  # type: ignore[attr-defined]
+    seen: list[object] = []
+
+    def request(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("timeout", "session default"))
+        raise requests.Timeout("slow")
+
+    with mock.patch.object(client.session, "request", side_effect=request):
+        for remaining in (300.0, 40.0, 8.0):
+            left[0] = remaining
+            with pytest.raises(Exception):  # noqa: B017 - the timeout itself is what is looked at
+                client.get_json("X", what="GET X")
+    assert seen[0] == 120 and 30.0 in seen and seen[-1] == 5.0, seen
+    plain, _, _ = make_client()
+    seen.clear()
+    with mock.patch.object(plain.session, "request", side_effect=request), pytest.raises(Exception):  # noqa: B017
+        plain.get_json("X", what="GET X")
+    assert set(seen) == {"session default"}
