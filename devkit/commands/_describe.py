@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TextIO
 
+from d365_anaplan.flows.reconcile import NOT_RECONCILED
 from devkit.commands._common import money, table
 
 
@@ -91,7 +92,7 @@ def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> Ru
                 facts.reconciled = (
                     f"{rec.get('matched_accounts', '?')} company/account/period totals match"
                     if rec
-                    else f"import took all {d.get('rows')} rows (no read-back configured)"
+                    else f"{d.get('note') or NOT_RECONCILED} (the import took all {d.get('rows')} rows)"
                 )
             facts.problems += [str(p) for p in d.get("problems") or []]
         elif step.step == "ValidatePlan":
@@ -166,8 +167,9 @@ def print_facts(facts: RunFacts, out: TextIO | None = None) -> None:
     if facts.import_counts:
         c = facts.import_counts
         w(
-            f"  Anaplan import: {c.get('success', 0):,} rows ok, {c.get('failed', 0):,} failed "
-            f"(created {c.get('created', 0):,}, updated {c.get('updated', 0):,})\n"
+            f"  Anaplan import: {c.get('success', 0):,} rows ok, {c.get('failed', 0):,} failed"
+            + "".join(f", {int(c[k]):,} {k}" for k in ("ignored", "invalid") if c.get(k))
+            + f" (created {c.get('created', 0):,}, updated {c.get('updated', 0):,})\n"
         )
     if facts.exports:
         w("  approved plan exported from Anaplan:\n")

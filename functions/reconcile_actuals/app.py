@@ -16,6 +16,7 @@ class ReconcileEvent(StepEvent):
     rows: int = Field(ge=0)
     counts: dict[str, Any] = Field(default_factory=dict)
     readback_key: str | None = None
+    dump_key: str | None = None  # the actuals import's failure dump, when Anaplan gave one
     periods: list[str] = Field(min_length=1)
 
 
@@ -27,7 +28,7 @@ class ReconcileOutput(StepOutput):
 
 @step(ReconcileEvent, ReconcileOutput)
 def lambda_handler(ctx: StepContext, ev: ReconcileEvent) -> dict[str, Any]:
-    return reconcile_actuals(ctx, ev.totals_key, ev.counts, ev.rows, ev.readback_key, ev.periods)
+    return reconcile_actuals(ctx, ev.totals_key, ev.counts, ev.rows, ev.readback_key, ev.periods, ev.dump_key)
 
 
 EVENT_MODEL = ReconcileEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
+from d365_anaplan.flows.reconcile import NOT_RECONCILED
 from d365_anaplan.staging import run_key
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class RunSummary:
     journal_lines_written: int = 0
     journal_lines_rejected: int = 0
     reconciled: bool | None = None
+    reconciliation_note: str = ""  # why ``reconciled`` is None although the reconciliation step ran
     cause: str = ""
 
     def subject(self) -> str:
@@ -74,6 +76,8 @@ class RunSummary:
             lines.append(
                 "reconciliation: " + ("everything matches" if self.reconciled else "DIFFERENCES (see audit)")
             )
+        elif self.reconciliation_note:
+            lines.append(f"reconciliation: {self.reconciliation_note}")
         if self.cause:
             lines.append(f"cause: {self.cause}")
         lines.append(f"details: d365-anaplan audit {self.run_id} --stack <stack>")
@@ -113,6 +117,8 @@ def summarise(ledger: Any, run_id: str, currency_for: Callable[[str], str]) -> R
                 net[currency] = net.get(currency, Decimal(0)) + Decimal(str(amount))
         elif step.step == "PrepareActuals":
             out.rows = int(d.get("rows", 0))
+        elif step.step == "ReconcileActuals" and step.status == "SUCCEEDED" and "reconciliation" not in d:
+            out.reconciliation_note = str(d.get("note") or NOT_RECONCILED)  # no read-back: counts only
         elif step.step in ("ReconcileActuals", "ReconcilePlan"):
             out.reconciled = step.status == "SUCCEEDED"
         elif step.step == "PlanJournals":  # the planned journals: company, lines, debit and credit each

@@ -20,6 +20,7 @@ from d365_anaplan.dynamics.gl_rows import (
     LINE_SET,
     PARAMETERS_SET,
     PUBLISHED_CANDIDATES,
+    PUBLISHED_COMPANY_FIELDS,
     PUBLISHED_DISPLAY_FIELDS,
     row_text,
 )
@@ -348,15 +349,59 @@ class MasterDataReader:
         return min(p.start for p in periods), max(p.end for p in periods) + timedelta(days=1)
 
     def balances_window(self, company: str, start: date, end: date) -> tuple[date, date]:
-        """:meth:`window`, starting at the first day of its fiscal year (opening period included) so that
-        balance-sheet accounts can be loaded as period-end balances."""
+        """:meth:`window`, starting at the first day of the earliest fiscal year the balances need (opening
+        period included): the fiscal year of the window's start, or the year before it while that year's
+        opening entries are not posted (year-end close not run: its closing balance is carried forward)."""
         lo, hi = self.window(company, start, end)
         if hi <= lo:
             return lo, hi
         books = self.books()
+        periods = books.periods[books.ledger(company).calendar]
+        firsts: dict[str, date] = {}
+        for p in periods:
+            firsts[p.fiscal_year] = min(p.start, firsts.get(p.fiscal_year, p.start))
         year = books.operating_period(company, lo, f"fiscal year of {lo}").fiscal_year
-        first = min(p.start for p in books.periods[books.ledger(company).calendar] if p.fiscal_year == year)
-        return min(first, lo), hi
+        earlier = [y for y, d in firsts.items() if d < firsts[year]]
+        if earlier and self.opening_posted(company, year) is False:
+            year = max(earlier, key=lambda y: firsts[y])
+        return min(firsts[year], lo), hi
+
+    def opening_posted(self, company: str, year: str) -> bool | None:
+        """Whether any GL entry of the company is posted in the opening period of fiscal ``year`` (its
+        opening entries, made by the year-end close of the year before): one ``$top=1`` read. None when
+        the route does not name an entry's fiscal period, so opening entries cannot be told apart."""
+        books = self.books()
+        ledger = books.ledger(company)
+        opening = {
+            (p.name, p.start, p.end)
+            for p in books.periods[ledger.calendar]
+            if p.fiscal_year == year and p.type == "Opening"
+        }
+        if not opening:
+            return False  # no opening period: nothing can be posted to one
+        recids = [
+            k for k, (n, kind, a, b) in books.by_recid.items() if kind == "Opening" and (n, a, b) in opening
+        ]
+        disc = self.discover()
+        entity_set = disc.gl_entity_set if disc.route is GLRoute.PUBLISHED else HEADER_SET
+        info = disc.metadata.entity_sets[entity_set]
+        if not recids or "FiscalCalendarPeriod" not in info.properties:
+            return None
+        parts = [F.any_of("FiscalCalendarPeriod", recids)]
+        if disc.route is GLRoute.BI:
+            parts.append(F.eq("Ledger", ledger.recid))
+        elif "LedgerName" in info.properties:
+            parts.append(F.eq("LedgerName", ledger.name))
+        else:
+            field = next((f for f in PUBLISHED_COMPANY_FIELDS if f in info.properties), "dataAreaId")
+            parts.append(F.eq(field, company.lower()))
+        if "PostingLayer" in info.properties:
+            layers = [F.EnumValue("CurrentOperationsTax", x) for x in self.options.posting_layers]
+            parts.append(F.any_of("PostingLayer", layers))
+        query = Query(
+            entity_set, filter=F.and_(*parts), select=("FiscalCalendarPeriod",), top=1, cross_company=True
+        )
+        return any(True for _ in self.client.iter_rows(query))
 
     def balance_sheet_accounts(self) -> frozenset[str]:
         """Main accounts whose type is a balance-sheet type (Asset, Liability, Equity, BalanceSheet)."""

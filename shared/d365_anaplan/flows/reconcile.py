@@ -27,6 +27,9 @@ from d365_anaplan.flows.money import per_currency_text
 
 Item = tuple[str, str, date, Decimal]
 
+# What a run without a read-back export says instead of "reconciled" (ledger step detail, CLI, run report).
+NOT_RECONCILED = "not reconciled against Anaplan (no read-back export configured): only the import's row counts were checked"
+
 
 @dataclass
 class SideTotals:

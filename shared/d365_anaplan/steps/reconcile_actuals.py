@@ -13,13 +13,42 @@ from d365_anaplan.flows.actuals import run_month
 from d365_anaplan.flows.calendar import parse_period
 from d365_anaplan.flows.money import parse_amount
 from d365_anaplan.flows.periods import parse_period_label
-from d365_anaplan.flows.reconcile import SideTotals, reconcile
+from d365_anaplan.flows.reconcile import NOT_RECONCILED, SideTotals, reconcile
+from d365_anaplan.flows.textsafe import neutralise_text
 from d365_anaplan.staging import iter_lines
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.control_totals import tolerance_for
 from d365_anaplan.steps.held_cells import remember_loaded_cells
 from d365_anaplan.steps.mapping import step_value_maps
 from d365_anaplan.steps.staged_io import load_json
+
+LEFT_OUT = ("failed", "ignored", "invalid")  # import row counts that mean a row is not in Anaplan as sent
+DUMP_ROWS = 5  # failure-dump rows quoted in the problem
+DUMP_ROW_CHARS = 200
+
+
+def _left_out_text(ctx: StepContext, counts: dict[str, int], dump_key: str | None) -> str:
+    """The problem of an import that did not load every row: the counts, and the first rows of its dump."""
+    named = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    text = f"the actuals import did not load every row ({named}): Anaplan does not hold what F&O posted"
+    if not dump_key:
+        return text + "; no failure dump is available"
+    lines = (raw.decode("utf-8", "replace") for raw in iter_lines(ctx.s3, ctx.env.staging_bucket, dump_key))
+    reader = csv.reader(lines)
+    header = next(reader, [])
+    quoted: list[str] = []
+    for rec in reader:
+        if len(quoted) == DUMP_ROWS:
+            break
+        cells = dict(zip(header, rec, strict=False))
+        errors = "; ".join(v for k, v in cells.items() if k.startswith("_Error") and v)
+        values = ",".join(v for k, v in cells.items() if not (k.startswith("_") and k.endswith("_")))
+        row = f"line {cells.get('_Line_', '?')}: {values} ({errors or 'no message'})"
+        quoted.append(
+            neutralise_text(row)[:DUMP_ROW_CHARS]
+        )  # Anaplan's text: one line, no control characters
+    where = f"failure dump s3://{ctx.env.staging_bucket}/{dump_key}"
+    return f"{text}; first rows of the {where}: " + (" | ".join(quoted) if quoted else "(empty)")
 
 
 def _cell_label(account: str, dims: Iterable[str]) -> str:
@@ -110,20 +139,26 @@ def reconcile_actuals(
     file_rows: int,
     readback_key: str | None,
     periods: list[str],
+    dump_key: str | None = None,
 ) -> dict[str, Any]:
-    """Anaplan must hold what F&O posted: the import took every row; with a read-back export, every amount
+    """Anaplan must hold what F&O posted: the import took every row (none failed, ignored or invalid: the
+    problem names the count and the first rows of the import's failure dump ``dump_key`` when there is one);
+    with a read-back export, every amount
     per company, account and period of the run matches to the cent, per currency (within the currency's
-    tolerance). The read-back covers the whole module, so it is cut to the run's companies and periods first."""
+    tolerance). The read-back covers the whole module, so it is cut to the run's companies and periods first.
+    Without a read-back export the step says plainly that Anaplan was not reconciled (:data:`NOT_RECONCILED`)."""
     fo = load_json(ctx, totals_key)
     problems: list[str] = []
-    failed = int(import_counts.get("failed", 0))
-    if failed:
-        problems.append(f"the actuals import rejected {failed} row(s)")
+    left_out = {k: int(import_counts.get(k) or 0) for k in LEFT_OUT}
+    if any(left_out.values()):
+        problems.append(_left_out_text(ctx, left_out, dump_key))
     total = int(import_counts.get("total", 0))
     if total and total != file_rows:
         problems.append(f"the actuals import processed {total} row(s), the file has {file_rows}")
     detail: dict[str, Any] = {"rows": file_rows, "fo_total": fo["total"], "by_currency": fo.get("by_currency", {}),
-                              "counts": import_counts}  # fmt: skip
+                              "counts": import_counts, "read_back": bool(readback_key)}  # fmt: skip
+    if not readback_key:
+        detail["note"] = NOT_RECONCILED
     matched = 0
     if readback_key:
         header = _readback_header(ctx, readback_key)
