@@ -359,13 +359,18 @@ def restrict_to(session: requests.Session, cfg: ConnectionConfig) -> None:
         session.restrict(destinations_for(cfg))
 
 
+_DELAY_SECONDS = re.compile(r"[0-9]{1,9}")
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (RFC 9110 §10.2.3: delay-seconds or an HTTP date);
     None when absent or unreadable. Both Anaplan and F&O clients honour it through this one parser."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DELAY_SECONDS.fullmatch(
+        value
+    ):  # ASCII digits only, bounded ("²" or a 5000-digit value is unreadable)
         return int(value)
     from email.utils import parsedate_to_datetime
 

@@ -492,3 +492,23 @@ def test_checked_gl_line_is_the_validated_line() -> None:
     assert line.model_copy(update={"account": "1"}).account == "1" and line.account == "601100"
     with pytest.raises(TypeError, match="exactly the fields"):
         GLLine.checked(**{k: v for k, v in values.items() if k != "currency"})
+
+
+@pytest.mark.parametrize("recid", ["\u00b2", "\u0663", "9" * 5000])
+@responses.activate
+def test_a_package_fiscal_period_that_is_not_an_ascii_recid_is_left_out_not_raised(recid: str) -> None:
+    """Package text is not trusted: a superscript or Arabic-Indic digit, or a 5000-digit value, is no RecId."""
+    responses.get(f"{DATA}/$metadata", body=metadata(PUBLISHED))
+    _formats()
+    row = {
+        "AccountingDate": "2025-01-05",
+        "AccountDisplayValue": "601100-001-OU_3566-022",
+        "AccountingCurrencyAmount": "1.10",
+        "DataArea": "usmf",
+        "FiscalCalendarPeriod": recid,
+        "_line": 2,
+    }
+    lines = list(
+        reader().package_lines([row], frozenset(row), date(2025, 1, 1), date(2025, 2, 1), "package p.zip")
+    )
+    assert [line.dimensions["CostCenter"] for line in lines] == ["OU_3566"]
