@@ -197,7 +197,12 @@ def _read(ctx: StepContext, reader: DynamicsReader, part: int, state: dict[str, 
     more = False
     what = f"package of export {state['id']}"
     with (
-        open_package(ctx.s3, ctx.env.staging_bucket, _package_key(ctx, company)) as zf,
+        open_package(
+            ctx.s3,
+            ctx.env.staging_bucket,
+            _package_key(ctx, company),
+            max_member_bytes=opts.max_package_bytes,
+        ) as zf,
         S3StreamWriter(ctx.s3, ctx.env.staging_bucket, key, content_type="application/x-ndjson") as out,
     ):
         columns = columns_of(zf, opts.export_entity)

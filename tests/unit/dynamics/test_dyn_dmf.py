@@ -144,3 +144,25 @@ def test_starting_a_job_is_not_sent_again_when_its_outcome_is_unknown(status: in
     with pytest.raises(DynamicsUnavailable, match="outcome is unknown"):
         api.export_to_package("GL export", "exec-2.zip", "exec-2", "USMF")
     assert len(responses.calls) == 2, "each start sent once"
+
+
+def test_an_error_answer_of_the_blob_host_is_read_no_further_than_64_kib() -> None:
+    """An error body is the host's message, not a package: at most 64 KiB of it is read."""
+    expired = b"<?xml version='1.0'?><Error><Code>AuthenticationFailed</Code></Error>" + b" " * 5_000_000
+    with responses.RequestsMock() as mocked:
+        mocked.get(SAS.split("?")[0], body=expired, status=403)
+        resp = transfer().session.get(SAS)
+    assert len(resp.content) == 64 * 1024
+    with responses.RequestsMock() as mocked:
+        mocked.get(SAS.split("?")[0], body=expired, status=403)
+        with pytest.raises(PackageUrlRefused, match="403 AuthenticationFailed"):
+            transfer().download_to_s3(SAS, None, BUCKET, "k", what="package")
+
+
+@pytest.mark.parametrize("declared", ["\u00b2", "9" * 5000])
+def test_an_unreadable_content_length_is_ignored_and_the_read_still_capped(declared: str, s3: Any) -> None:
+    with responses.RequestsMock() as mocked:
+        mocked.get(SAS.split("?")[0], body=b"x" * 5000, status=200, headers={"Content-Length": declared},
+                   auto_calculate_content_length=False)  # fmt: skip
+        with pytest.raises(ResponseTooLarge, match="larger than 4,096 bytes"):
+            transfer(max_bytes=4096).download_to_s3(SAS, s3, BUCKET, "k", what="package")
