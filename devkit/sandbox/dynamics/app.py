@@ -402,7 +402,8 @@ class DynamicsSandbox:
         if v >= gl.voucher_count:
             sv = self.books.vouchers[v - gl.voucher_count]
             head = {"company": sv.company, "voucher": sv.voucher, "date": sv.accounting_date,
-                    "journal": f"S{sv.index:07d}", "layer": sv.posting_layer, "recid": seed.HEADER_RECID_BASE + v}  # fmt: skip
+                    "journal": f"S{sv.index:07d}", "layer": sv.posting_layer, "recid": seed.HEADER_RECID_BASE + v,
+                    "period": self.books.period_of(sv.company, sv.accounting_date, sv.period_type).recid}  # fmt: skip
             lines = []
             for line, pos, rep in self.books.line_rows(sv):
                 acc = seed.main_account(line.account)
@@ -414,7 +415,8 @@ class DynamicsSandbox:
         seeds = gl.voucher_lines(v)
         rep_cents = books_mod.reporting_cents(h.company, [line.cents for line in seeds])
         head = {"company": h.company, "voucher": h.voucher, "date": h.accounting_date, "journal": h.journal_number,
-                "layer": "Current", "recid": h.recid}  # fmt: skip
+                "layer": "Current", "recid": h.recid,
+                "period": self.books.operating_period(h.company, h.accounting_date).recid}  # fmt: skip
         return head, [
             (line.position, line.account.account, line.account.recid, line.business_unit, line.cost_center,
              line.department, line.cents, rep, line.text, "LedgerJournal")
@@ -486,6 +488,7 @@ class DynamicsSandbox:
                     "_date": date_text,
                     "_journal": head["journal"],
                     "_layer": head["layer"],
+                    "_period": head["period"],
                 })  # fmt: skip
             out.append(row)
         return out
@@ -516,6 +519,7 @@ class DynamicsSandbox:
             "IsCorrection": "No",
             "LedgerName": r["_company"],
             "DataArea": r["_company"].lower(),
+            "FiscalCalendarPeriod": r["_period"],
         }
 
     def _narrow_by_line_key(self, node: Any, field_name: str, lo_v: int, hi_v: int) -> tuple[int, int]:

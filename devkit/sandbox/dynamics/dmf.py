@@ -50,7 +50,7 @@ _GL_COLUMNS = (
     "JournalNumber", "Voucher", "AccountingDate", "PostingLayer", "LedgerAccount", "AccountDisplayValue",
     "TransactionCurrencyCode", "TransactionCurrencyAmount", "AccountingCurrencyAmount", "ReportingCurrencyAmount",
     "Description", "PostingType", "JournalCategory", "IsCredit", "IsCorrection", "LedgerName", "DataArea",
-    "GeneralJournalAccountEntryRecId",
+    "GeneralJournalAccountEntryRecId", "FiscalCalendarPeriod",
 )  # fmt: skip
 _XML_NS = "http://schemas.datacontract.org/2004/07/Microsoft.Dynamics.AX.Framework.Tools.DataManagement.Serialization"
 

@@ -286,6 +286,7 @@ GL_PUBLISHED = _d(
         "IsCorrection": "NoYes",
         "LedgerName": S,
         "DataArea": S,
+        "FiscalCalendarPeriod": I64,
     },
 )
 _HEADER_PROPS = {

@@ -140,7 +140,8 @@ class PackageSettings(BaseModel):
         description=(
             "origin of the storage account F&O hands out SAS URLs on (`https://<account>.blob.core."
             "windows.net`); never built in: allow it explicitly (`security.allowed_hosts` / stack "
-            "parameter `AllowedHosts`); no credential is ever sent to it"
+            "parameter `AllowedHosts`); no credential is ever sent to it, and no authenticated endpoint may "
+            "name it (or any Azure Storage host)"
         ),
     )
     package_threshold_lines: int = Field(

@@ -69,6 +69,16 @@ def env_allowed_hosts() -> tuple[list[tuple[str, int]], list[str]]:
     return pairs, problems
 
 
+# Azure Storage endpoints: where F&O's data-management packages are handed out, never a credential's destination.
+STORAGE_HOST_SUFFIXES = (
+    ".blob.core.windows.net",
+    ".dfs.core.windows.net",
+    ".file.core.windows.net",
+    ".queue.core.windows.net",
+    ".table.core.windows.net",
+)
+
+
 def host_problems(
     environment_url: str | None,
     authority_host: str | None,
@@ -125,6 +135,12 @@ def host_problems(
                 "is the F&O package blob host; it must be allowed explicitly",
             )
         )
+    blob_origin = None
+    if package_blob_host is not None:
+        try:
+            blob_origin = parse_base_url(package_blob_host).origin
+        except UrlProblem:
+            blob_origin = None  # reported below
     for field, url, builtin, what in endpoints:
         try:
             origin = parse_base_url(url).origin
@@ -134,6 +150,18 @@ def host_problems(
                 f"{field}: {_safe_repr(url)} must use https"
                 if text == "must use https"
                 else f"{field}: {text}"
+            )
+            continue
+        if field != "dynamics.package.blob_host" and (
+            origin.host.endswith(STORAGE_HOST_SUFFIXES)
+            or (
+                blob_origin is not None and (origin.host, origin.port) == (blob_origin.host, blob_origin.port)
+            )
+        ):
+            # Allowing the package blob host must not make it a place credentials can be sent to.
+            problems.append(
+                f"{field}: host {origin.host!r} is a storage host (F&O packages are downloaded from it without "
+                "credentials); a credential never goes there: use the service's own host"
             )
             continue
         if allowed_origin(origin, builtin, extra):

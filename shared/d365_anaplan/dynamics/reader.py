@@ -16,13 +16,12 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 from d365_anaplan.dynamics import filters as F
 from d365_anaplan.dynamics.ahead import ahead
 from d365_anaplan.dynamics.dimensions import DimensionFormat
-from d365_anaplan.dynamics.display_split import DisplaySplitter
+from d365_anaplan.dynamics.gl_lines import GLLineMaker, make_line
 from d365_anaplan.dynamics.gl_rows import (
     AMOUNT_FIELDS,
     DIMENSION_JSON,
@@ -37,7 +36,6 @@ from d365_anaplan.dynamics.gl_rows import (
     parse_row_amount,
     row_text,
 )
-from d365_anaplan.dynamics.ledgers import FiscalPeriodInfo
 from d365_anaplan.dynamics.master_data import Discovery, GLRoute
 from d365_anaplan.dynamics.odata_shapes import Continuation, Page, Query
 from d365_anaplan.errors import BadInputData, DynamicsBadResponse, DynamicsRouteUnavailable
@@ -62,7 +60,7 @@ class GLRead:
             yield line
 
 
-class DynamicsReader(DisplaySplitter):
+class DynamicsReader(GLLineMaker):
     """Reads one environment's posted GL lines (and, inherited, its master data); ``companies`` are F&O legal
     entities (dataAreaId)."""
 
@@ -129,12 +127,6 @@ class DynamicsReader(DisplaySplitter):
             "PostingLayer", [F.EnumValue("CurrentOperationsTax", x) for x in self.options.posting_layers]
         )
 
-    def _period(self, company: str, d: date, recid: Any, what: str) -> FiscalPeriodInfo | None:
-        books = self.books()
-        if isinstance(recid, int) and not isinstance(recid, bool) and books.by_recid:
-            return books.period_of_recid(company, recid, d, what)
-        return None
-
     def _published(
         self,
         disc: Discovery,
@@ -177,17 +169,27 @@ class DynamicsReader(DisplaySplitter):
             parts.append(F.any_of("LedgerName", [books.ledger(c).name for c in self.companies]))
         else:
             parts.append(self._company_filter(company_field))
-        if "PostingLayer" in info.properties:
-            parts.append(self._layer_filter())
-        elif self.options.posting_layers != ["Current"]:
+        if "PostingLayer" not in info.properties:
             raise DynamicsRouteUnavailable(
-                f"{disc.gl_entity_set}: PostingLayer is not published; it cannot be filtered"
+                f"{disc.gl_entity_set}: PostingLayer is not published, so lines of other posting layers cannot "
+                "be left out; publish PostingLayer or use dynamics.gl_route: bi"
             )
+        parts.append(self._layer_filter())
         if self.options.exclude_budget_entries:
-            if "JournalCategory" in info.properties:
+            markers = [f for f in ("JournalCategory", "PostingType") if f in info.properties]
+            if not markers:
+                raise DynamicsRouteUnavailable(
+                    f"{disc.gl_entity_set}: neither JournalCategory nor PostingType is published, so budget "
+                    "appropriation entries cannot be left out; publish one, use dynamics.gl_route: bi, or set "
+                    "ledger.exclude_budget_entries: false"
+                )
+            if "JournalCategory" in markers:
                 parts.append(F.ne("JournalCategory", F.EnumValue("LedgerTransType", "Budget")))
-            if "PostingType" in info.properties:
+            if "PostingType" in markers:
                 parts.append(F.ne("PostingType", F.EnumValue("LedgerPostingType", "Budget")))
+        self._require_period_types(
+            start, end, field_present="FiscalCalendarPeriod" in info.properties, what=disc.gl_entity_set
+        )
         fmt = self.ledger_format()
         named = DIMENSION_JSON in info.properties
         if named:
@@ -342,7 +344,8 @@ class DynamicsReader(DisplaySplitter):
         self._forget_splits()
         amount_field = AMOUNT_FIELDS[opts.currency]
         display_field = next((f for f in PUBLISHED_DISPLAY_FIELDS if f in columns), None)
-        company_field = next((f for f in ("DataArea", "LedgerName") if f in columns), None)
+        # The ledger owns the line (an intercompany line's DataArea can be the other company), as on OData.
+        company_field = next((f for f in ("LedgerName", "DataArea") if f in columns), None)
         missing = [
             name
             for name, present in (
@@ -353,13 +356,16 @@ class DynamicsReader(DisplaySplitter):
             )
             if not present
         ]
-        if "PostingLayer" not in columns and opts.posting_layers != ["Current"]:
+        if "PostingLayer" not in columns:
             missing.append("PostingLayer")
+        if opts.exclude_budget_entries and not {"JournalCategory", "PostingType"} & columns:
+            missing.append("JournalCategory or PostingType (ledger.exclude_budget_entries)")
         if missing:
             raise DynamicsRouteUnavailable(
                 f"{what}: the package lacks {', '.join(missing)}; add them to the data project's mapping"
             )
         assert display_field is not None and company_field is not None
+        self._require_period_types(start, end, field_present="FiscalCalendarPeriod" in columns, what=what)
         named = DIMENSION_JSON in columns
         fmt = self.ledger_format()
         lo, hi = start.isoformat(), end.isoformat()
@@ -369,7 +375,7 @@ class DynamicsReader(DisplaySplitter):
                 day = str(row.get("AccountingDate", ""))[:10]
                 if not lo <= day < hi:
                     continue
-                if "PostingLayer" in row and row["PostingLayer"] not in opts.posting_layers:
+                if row.get("PostingLayer") not in opts.posting_layers:
                     continue
                 if opts.exclude_budget_entries and "Budget" in (
                     row.get("JournalCategory"),
@@ -396,27 +402,6 @@ class DynamicsReader(DisplaySplitter):
                 continue
             yield self._entity_line(company, account, dims, row, w, amount_field)
 
-    def _entity_line(
-        self,
-        company: str,
-        account: str,
-        dims: dict[str, str],
-        row: dict[str, Any],
-        what: str,
-        amount_field: str,
-    ) -> GLLine:
-        """A line of the general journal account entry entity (published on OData, or in a package)."""
-        ledger = self.books().ledger(company)
-        d = parse_date(row, "AccountingDate", what)
-        period = self._period(company, d, row.get("FiscalCalendarPeriod"), what)
-        return _make_line(
-            self, company, account, dims, d, parse_row_amount(row, amount_field, what),
-            self._amount_currency(ledger, row, what), row, what, period,
-            voucher=row_text(row, "Voucher", what, required=False),
-            description=row_text(row, "Description", what, required=False),
-            source_id=row_text(row, "GeneralJournalAccountEntryRecId", what, required=False),
-        )  # fmt: skip
-
     def _bi_lines(
         self,
         headers: dict[int, Header],
@@ -442,53 +427,9 @@ class DynamicsReader(DisplaySplitter):
         for row, what, account, dims in self._split_lines(wanted(rows), "LedgerAccount", named, fmt, what_of):
             header = headers[row["GeneralJournalEntry"]]
             ledger = books.ledger(header.company)
-            yield _make_line(
+            yield make_line(
                 self, header.company, account, dims, header.accounting_date,
                 parse_row_amount(row, amount_field, what), self._amount_currency(ledger, row, what), row, what,
                 header.period, voucher=header.voucher, description=row_text(row, "Text", what, required=False),
                 source_id=row_text(row, "SourceKey", what, required=False),
             )  # fmt: skip
-
-
-def _make_line(
-    reader: DynamicsReader,
-    company: str,
-    account: str,
-    dims: dict[str, str],
-    d: date,
-    amount: Decimal,
-    currency: str,
-    row: dict[str, Any],
-    what: str,
-    period: FiscalPeriodInfo | None,
-    *,
-    voucher: str,
-    description: str,
-    source_id: str,
-) -> GLLine:
-    if period is None:  # the route does not name the period: the operating period of the date
-        period = reader.books().operating_period(company, d, what)
-        period_type = ""
-    else:
-        period_type = period.type
-    monthly = reader.period_monthly(company)
-    return GLLine.checked(
-        company=company,
-        account=account,
-        dimensions=dims,
-        accounting_date=d,
-        amount=amount,
-        currency=row_text(row, "TransactionCurrencyCode", what, required=False),
-        voucher=voucher,
-        description=description,
-        source_id=source_id,
-        amount_currency=currency,
-        period_type=period_type,
-        fiscal_year=period.fiscal_year,
-        fiscal_period=period.number,
-        period_name=period.name,
-        period_end=period.end,
-        period_monthly=monthly,
-        balance_sheet=reader.options.balance_sheet == "balances"
-        and account in reader.balance_sheet_accounts(),
-    )

@@ -18,7 +18,7 @@ Columns: ``company_column``, ``account_column``, one column per ``DimensionMappi
 They are written in the order of the import's ``headerNames`` when those name exactly these columns
 (matched by name), else in this order. Monthly rows are sorted by company, account,
 dimension values, period; line rows keep input order. Amounts are plain decimals with exactly ``decimals``
-places. Every code is checked (see :mod:`d365_anaplan.flows.textsafe`); descriptions are neutralised.
+places, or the minor units of their currency where it has more (KWD 3). Every code is checked (see :mod:`d365_anaplan.flows.textsafe`); descriptions are neutralised.
 
 This module holds step 1 (the rows); totals are in :mod:`~d365_anaplan.flows.actuals_totals`, writing in
 :mod:`~d365_anaplan.flows.actuals_file`, balance-sheet accounts in :mod:`~d365_anaplan.flows.balances`.
@@ -35,7 +35,7 @@ from decimal import Decimal
 from d365_anaplan.config import DimensionMapping, LedgerOptions
 from d365_anaplan.errors import BadInputData
 from d365_anaplan.flows.calendar import month_start, period_key
-from d365_anaplan.flows.money import check_amount
+from d365_anaplan.flows.money import amount_decimals, check_amount
 from d365_anaplan.flows.records import GLLine
 from d365_anaplan.flows.textsafe import check_code
 
@@ -139,7 +139,9 @@ def validate_gl_line(
             f"{where}: field 'accounting_date' {line.accounting_date.isoformat()} is outside the requested "
             f"period(s) {wanted}"
         )
-    amount = check_amount(line.amount, decimals=decimals, where=where)
+    amount = check_amount(
+        line.amount, decimals=amount_decimals(line.amount_currency or line.currency, decimals), where=where
+    )
     return ActualsRow(
         company=company,
         account=account,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from d365_anaplan.config import ActualsMapping, DimensionMapping, LedgerOptions
 from d365_anaplan.errors import BadInputData
-from d365_anaplan.flows.money import format_amount
+from d365_anaplan.flows.money import amount_decimals, format_amount
 from d365_anaplan.flows.periods import format_period, validate_period_format
 from d365_anaplan.flows.textsafe import TextWriter, check_code, csv_writer, neutralise_text
 
@@ -108,7 +108,7 @@ def write_actuals_csv(
         record = [r.company, r.account, *r.dims, label]
         if mapping.version_column:
             record.append(version)
-        record.append(format_amount(r.amount, decimals))
+        record.append(format_amount(r.amount, amount_decimals(r.currency, decimals)))
         if currency_column:
             record.append(check_code(r.currency, where=f"{r.company} {r.account}", field="currency"))
         if grain == "line":

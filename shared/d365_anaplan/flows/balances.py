@@ -9,7 +9,7 @@ from decimal import Decimal
 from d365_anaplan.config import DimensionMapping, LedgerOptions
 from d365_anaplan.errors import BadInputData
 from d365_anaplan.flows.actuals import ActualsRow, fiscal_label, line_period, line_where, run_month
-from d365_anaplan.flows.money import check_amount
+from d365_anaplan.flows.money import amount_decimals, check_amount
 from d365_anaplan.flows.records import GLLine
 from d365_anaplan.flows.textsafe import check_code
 
@@ -63,8 +63,9 @@ def balance_rows(
             )
             for d in dimensions
         )
-        amount = check_amount(line.amount, decimals=decimals, where=where)
-        key = (company, account, dims, line.amount_currency or line.currency)
+        currency = line.amount_currency or line.currency
+        amount = check_amount(line.amount, decimals=amount_decimals(currency, decimals), where=where)
+        key = (company, account, dims, currency)
         sums.setdefault(key, []).append((period, amount))
     for company, is_monthly in monthly.items():
         if is_monthly:

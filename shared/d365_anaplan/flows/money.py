@@ -55,6 +55,12 @@ def currency_decimals(currency: str) -> int:
     return _CURRENCY_DECIMALS.get(currency.strip().upper(), 2)
 
 
+def amount_decimals(currency: str, at_least: int = 2) -> int:
+    """Decimals an amount of ``currency`` may carry and is written with: its minor units (KWD 3), never fewer
+    than ``at_least`` (a JPY amount is written ``1234.00``, exactly); ``at_least`` when the currency is not known."""
+    return max(at_least, currency_decimals(currency)) if currency.strip() else at_least
+
+
 def decimals_of(amount: Decimal) -> int:
     """Number of digits after the decimal point as written (``Decimal("1.50")`` -> 2, ``Decimal("12")`` -> 0)."""
     exponent = amount.as_tuple().exponent

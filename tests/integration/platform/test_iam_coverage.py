@@ -427,6 +427,14 @@ def test_the_evaluator_refuses_what_the_template_does_not_grant(
     secret = Request("secretsmanager:GetSecretValue", engine.template.arn("AnaplanCredentialsSecret"))
     assert not allowed(function_statements(engine, "WriteJournalFunction"), delete_run, "")
     assert not allowed(function_statements(engine, "ExtractGLFunction"), decrypt, "")
+    # ExtractGL writes its GL parts and packages only: not the manifest the Distributed Map reads, nor a file
+    # Anaplan imports
+    bucket = engine.resource_name("StagingBucket")
+    for name in ("extract/items.json", "actuals/actuals.csv", "gl/USMF-0-00000.jsonl"):
+        put = Request("s3:PutObject", f"arn:aws:s3:::{bucket}/runs/demo/run-1/{name}")
+        assert allowed(function_statements(engine, "ExtractGLFunction"), put, "") is name.startswith("gl/"), (
+            name
+        )
     assert allowed(function_statements(engine, "AnaplanStartFunction"), decrypt, "")
     assert allowed(function_statements(engine, "AnaplanStartFunction"), other_connection, "")
     assert not allowed(function_statements(engine, "AnaplanStartFunction"), other_purpose, "")

@@ -27,6 +27,8 @@ from d365_anaplan.dynamics.metadata import parse_metadata
 from d365_anaplan.dynamics.reader import DynamicsReader
 from d365_anaplan.errors import BadInputData, DynamicsBadResponse, DynamicsRouteUnavailable
 
+# The published entity below does not carry FiscalCalendarPeriod: its windows start after the opening period (1 Jan),
+# which such a route cannot tell from operating lines (test_a_route_without_periods_refuses_year_end_windows).
 PUBLISHED = {
     "GeneralJournalAccountEntries": [
         "GeneralJournalAccountEntryRecId",
@@ -36,6 +38,8 @@ PUBLISHED = {
         "DataArea",
         "Voucher",
         "TransactionCurrencyCode",
+        "PostingLayer",
+        "PostingType",
     ]
 }
 
@@ -235,18 +239,18 @@ def test_read_stops_before_time_limit_and_resumes() -> None:
     remaining = [100.0]
     client, _, _ = make_client(remaining_time=lambda: remaining[0], safety_seconds=30)
     r = DynamicsReader(client, companies=["USMF"], options=LedgerOptions(display_value_order="format"))
-    read = r.gl_lines(date(2025, 1, 1), date(2025, 2, 1))
+    read = r.gl_lines(date(2025, 1, 2), date(2025, 2, 1))
     remaining[0] = 10.0  # the Lambda is about to time out
     first = list(read)
     assert len(first) == 1 and read.stopped_early and read.continuation
     assert first[0].dimensions == {"Department": "022"}
     responses.get(nxt, body=page([{**row, "GeneralJournalAccountEntryRecId": 2}]))
     remaining[0] = 900.0
-    again = r.gl_lines(date(2025, 1, 1), date(2025, 2, 1), continuation=read.continuation)
+    again = r.gl_lines(date(2025, 1, 2), date(2025, 2, 1), continuation=read.continuation)
     rest = list(again)
     assert [g.source_id for g in rest] == ["2"] and again.continuation is None
     with pytest.raises(BadInputData, match="another read"):
-        r.gl_lines(date(2025, 1, 1), date(2025, 3, 1), continuation=read.continuation)
+        r.gl_lines(date(2025, 1, 2), date(2025, 3, 1), continuation=read.continuation)
 
 
 @responses.activate
@@ -274,7 +278,7 @@ def test_bad_gl_rows_fail_clearly(field: str, value: object, message: str) -> No
     row[field] = value
     responses.get(f"{DATA}/GeneralJournalAccountEntries", body=page([row]))
     with pytest.raises(DynamicsBadResponse, match=message) as exc:
-        list(reader().gl_lines(date(2025, 1, 1), date(2025, 2, 1)))
+        list(reader().gl_lines(date(2025, 1, 2), date(2025, 2, 1)))
     assert "GeneralJournalAccountEntries row 7" in str(exc.value)
 
 
@@ -465,7 +469,7 @@ def test_lines_sharing_a_display_value_get_their_own_dimensions() -> None:
     ]
     responses.get(f"{DATA}/GeneralJournalAccountEntries", body=page(rows))
     r = reader()
-    first, second = r.gl_lines(date(2025, 1, 1), date(2025, 2, 1))
+    first, second = r.gl_lines(date(2025, 1, 2), date(2025, 2, 1))
     assert (
         first.dimensions
         == second.dimensions
@@ -473,7 +477,7 @@ def test_lines_sharing_a_display_value_get_their_own_dimensions() -> None:
     )
     first.dimensions["CostCenter"] = "changed"
     assert second.dimensions["CostCenter"] == "OU_3566"
-    again = list(r.gl_lines(date(2025, 1, 1), date(2025, 2, 1)))
+    again = list(r.gl_lines(date(2025, 1, 2), date(2025, 2, 1)))
     assert again[0].dimensions["CostCenter"] == "OU_3566"
 
 
@@ -494,6 +498,58 @@ def test_checked_gl_line_is_the_validated_line() -> None:
         GLLine.checked(**{k: v for k, v in values.items() if k != "currency"})
 
 
+def _published_without(*missing: str) -> dict[str, list[str]]:
+    return {
+        "GeneralJournalAccountEntries": [
+            f for f in PUBLISHED["GeneralJournalAccountEntries"] if f not in missing
+        ]
+    }
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("missing", "options", "named"),
+    [
+        (
+            ("PostingLayer",),
+            {},
+            "PostingLayer is not published, so lines of other posting layers cannot be left out",
+        ),
+        (
+            ("PostingType",),
+            {},
+            "neither JournalCategory nor PostingType is published, so budget appropriation",
+        ),
+    ],
+)
+def test_a_published_entity_that_cannot_filter_is_refused(
+    missing: tuple[str, ...], options: dict[str, object], named: str
+) -> None:
+    """Without the column the filter needs, the lines of other posting layers or the budget appropriation
+    entries would be loaded as actuals: the route is refused, naming the column and the remedy."""
+    responses.get(f"{DATA}/$metadata", body=metadata(_published_without(*missing)))
+    _formats()
+    with pytest.raises(DynamicsRouteUnavailable, match=named) as exc:
+        list(reader(options=LedgerOptions(display_value_order="format", **options)).gl_lines(
+            date(2025, 2, 1), date(2025, 3, 1)))  # fmt: skip
+    assert "gl_route: bi" in str(exc.value)
+
+
+@responses.activate
+def test_a_route_without_periods_refuses_year_end_windows() -> None:
+    """A published entity without FiscalCalendarPeriod cannot tell the opening entries of 1 January from that
+    day's operating lines (or the closing period's from December's): a window covering them is refused while
+    the connection leaves opening and closing entries out; February is read; including Opening reads January."""
+    responses.get(f"{DATA}/$metadata", body=metadata(PUBLISHED))
+    _formats()
+    responses.get(f"{DATA}/GeneralJournalAccountEntries", body=page([]))
+    with pytest.raises(DynamicsRouteUnavailable, match=r"USMF's opening entries of 2025 .*dated 2025-01-01"):
+        list(reader().gl_lines(date(2025, 1, 1), date(2025, 2, 1)))
+    assert list(reader().gl_lines(date(2025, 2, 1), date(2025, 3, 1))) == []
+    both = LedgerOptions(display_value_order="format", period_types=["Opening", "Operating"])
+    assert list(reader(options=both).gl_lines(date(2025, 1, 1), date(2025, 2, 1))) == []
+
+
 @pytest.mark.parametrize("recid", ["\u00b2", "\u0663", "9" * 5000])
 @responses.activate
 def test_a_package_fiscal_period_that_is_not_an_ascii_recid_is_left_out_not_raised(recid: str) -> None:
@@ -501,14 +557,16 @@ def test_a_package_fiscal_period_that_is_not_an_ascii_recid_is_left_out_not_rais
     responses.get(f"{DATA}/$metadata", body=metadata(PUBLISHED))
     _formats()
     row = {
-        "AccountingDate": "2025-01-05",
+        "AccountingDate": "2025-02-05",
         "AccountDisplayValue": "601100-001-OU_3566-022",
         "AccountingCurrencyAmount": "1.10",
         "DataArea": "usmf",
+        "PostingLayer": "Current",
+        "PostingType": "LedgerJournal",
         "FiscalCalendarPeriod": recid,
         "_line": 2,
     }
     lines = list(
-        reader().package_lines([row], frozenset(row), date(2025, 1, 1), date(2025, 2, 1), "package p.zip")
+        reader().package_lines([row], frozenset(row), date(2025, 2, 1), date(2025, 3, 1), "package p.zip")
     )
     assert [line.dimensions["CostCenter"] for line in lines] == ["OU_3566"]

@@ -229,3 +229,17 @@ def test_huge_amounts_sum_exactly(actuals_mapping: ActualsMapping, dims: list[Di
     text, totals = write(lines, actuals_mapping, dims)
     assert text.splitlines()[1].endswith(",3000000000000000.00")
     assert totals.total == Decimal("3000000000000000.00")  # type: ignore[attr-defined]
+
+
+def test_three_decimal_currencies_keep_their_fils(
+    actuals_mapping: ActualsMapping, dims: list[DimensionMapping]
+) -> None:
+    """A Kuwaiti dinar line carries fils (3 decimals): it is loaded exactly, written with 3 places; the same
+    amount in USD has a decimal too many and is refused, naming the line."""
+    text, totals = write(
+        [gl("601500", "12.345", company="KWCO", amount_currency="KWD")], actuals_mapping, dims
+    )
+    assert text.splitlines()[1].split(",")[-1] == "12.345"
+    assert totals.by_currency == {"KWD": Decimal("12.345")}  # type: ignore[attr-defined]
+    with pytest.raises(BadInputData, match="more than 2 decimal"):
+        list(aggregate_actuals([gl("601500", "12.345", amount_currency="USD")], dimensions=dims).rows())

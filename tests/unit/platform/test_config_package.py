@@ -40,3 +40,26 @@ def test_the_blob_host_is_never_built_in_and_must_be_allowed_explicitly() -> Non
     assert cfg.dynamics.package.blob_host == BLOB and cfg.dynamics.package.package_threshold_lines == 300_000
     data["dynamics"]["package"]["blob_host"] = "http://fostore.blob.core.windows.net"
     assert any("dynamics.package.blob_host" in p and "https" in p for p in problems_of(data))
+
+
+def test_allowing_the_blob_host_does_not_let_a_credential_go_there() -> None:
+    """The storage host is allowed for package downloads (no credential); pointing an authenticated endpoint at
+    it, or at any Azure Storage host, is refused naming the field."""
+    data = with_package(gl_transport="package", package={"export_project": "GL", "blob_host": BLOB})
+    data["security"] = {"allowed_hosts": ["fostore.blob.core.windows.net", "other.blob.core.windows.net"]}
+    assert parse_connection(data).dynamics.package.blob_host == BLOB
+    for field, url in (
+        ("auth_url", BLOB + "/token/authenticate"),
+        ("api_url", "https://other.blob.core.windows.net/2/0"),
+    ):
+        bad = with_package(gl_transport="package", package={"export_project": "GL", "blob_host": BLOB})
+        bad["security"] = data["security"]
+        bad["anaplan"][field] = url
+        problems = problems_of(bad)
+        assert any(
+            p.startswith(f"anaplan.{field}: host") and "a credential never goes there" in p for p in problems
+        ), problems
+    bad = with_package(gl_transport="package", package={"export_project": "GL", "blob_host": BLOB})
+    bad["security"] = data["security"]
+    bad["dynamics"]["environment_url"] = BLOB
+    assert any(p.startswith("dynamics.environment_url: host") for p in problems_of(bad))
