@@ -286,16 +286,18 @@ class VerifiedSession(requests.Session):
             )
         if self.stream_bodies and 200 <= resp.status_code < 300:
             self._check_declared(resp, request)
+        elif self.stream_bodies:
+            _read_error_body(resp)
         else:
             self._read_bounded(resp, request)
         return resp
 
     def _check_declared(self, resp: requests.Response, request: requests.PreparedRequest) -> None:
-        declared = resp.headers.get("Content-Length", "")
-        if request.method != "HEAD" and declared.isdigit() and int(declared) > self.max_response_bytes:
+        declared = _declared_length(resp)
+        if request.method != "HEAD" and declared is not None and declared > self.max_response_bytes:
             resp.close()
             raise ResponseTooLarge(
-                f"{request.method} {redacted(str(request.url))}: the response declares {int(declared):,} bytes, "
+                f"{request.method} {redacted(str(request.url))}: the response declares {declared:,} bytes, "
                 f"more than {self.max_response_bytes:,}; refused"
             )
 
@@ -318,11 +320,11 @@ class VerifiedSession(requests.Session):
     def _read_bounded(self, resp: requests.Response, request: requests.PreparedRequest) -> None:
         limit = self.max_response_bytes
         where = f"{request.method} {redacted(str(request.url))}"
-        declared = resp.headers.get("Content-Length", "")
-        if request.method != "HEAD" and declared.isdigit() and int(declared) > limit:
+        declared = _declared_length(resp)
+        if request.method != "HEAD" and declared is not None and declared > limit:
             resp.close()
             raise ResponseTooLarge(
-                f"{where}: the response declares {int(declared):,} bytes, more than {limit:,} "
+                f"{where}: the response declares {declared:,} bytes, more than {limit:,} "
                 "(security.max_response_bytes); refused"
             )
         pieces: list[bytes] = []
@@ -359,13 +361,43 @@ def restrict_to(session: requests.Session, cfg: ConnectionConfig) -> None:
         session.restrict(destinations_for(cfg))
 
 
+_DELAY_SECONDS = re.compile(r"[0-9]{1,9}")
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
+ERROR_BODY_LIMIT = 64 * 1024  # of a non-2xx answer on a streaming session: enough for the host's message
+
+
+def _declared_length(resp: requests.Response) -> int | None:
+    """``Content-Length`` when it is ASCII digits of sane length; None otherwise (the read is still capped)."""
+    declared = resp.headers.get("Content-Length", "").strip()
+    return int(declared) if _CONTENT_LENGTH.fullmatch(declared) else None
+
+
+def _read_error_body(resp: requests.Response) -> None:
+    """Keep at most :data:`ERROR_BODY_LIMIT` bytes of an error answer's body, then close it (the rest is
+    never read: an error answer is not the package it stands in for)."""
+    pieces: list[bytes] = []
+    total = 0
+    try:
+        for piece in resp.iter_content(_READ_PIECE):
+            pieces.append(piece[: ERROR_BODY_LIMIT - total])
+            total += len(pieces[-1])
+            if total >= ERROR_BODY_LIMIT:
+                break
+    finally:
+        resp.close()
+    resp._content = b"".join(pieces)
+    resp._content_consumed = True  # type: ignore[attr-defined]
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (RFC 9110 §10.2.3: delay-seconds or an HTTP date);
     None when absent or unreadable. Both Anaplan and F&O clients honour it through this one parser."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DELAY_SECONDS.fullmatch(
+        value
+    ):  # ASCII digits only, bounded ("²" or a 5000-digit value is unreadable)
         return int(value)
     from email.utils import parsedate_to_datetime
 

@@ -108,8 +108,8 @@ class ValueMapConfig(BaseModel):
     csv: str | None = Field(
         default=None,
         description="A CSV with header 'fo,anaplan' merged with values (a code in both with different "
-        "targets is refused): a path relative to the configuration file locally, a key in the config "
-        "bucket in AWS.",
+        "targets is refused): a path relative to the configuration file locally (no '..'), a key in the "
+        "config bucket under connections/ in AWS (only the configuration writers may change it there).",
     )
     unmapped: Literal["passthrough", "fail"] = Field(
         default="passthrough",

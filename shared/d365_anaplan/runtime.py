@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from d365_anaplan.config import ConnectionConfig, parse_connections
+from d365_anaplan.config import MAX_CONFIG_BYTES, ConnectionConfig, parse_connections
 from d365_anaplan.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -74,9 +74,15 @@ def load_connection(name: str, *, fresh: bool = False) -> ConnectionConfig:
     except client.exceptions.NoSuchKey:
         raise ConfigError([f"connection {name!r}: no configuration stored at {source}"], source) from None
     try:
-        text = body.read().decode("utf-8")
+        data = body.read(MAX_CONFIG_BYTES + 1)  # never more than the limit allows, whatever the object's size
     finally:
         body.close()
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"the file is larger than {MAX_CONFIG_BYTES:,} characters; refused"], source)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"the file is not UTF-8 text (byte {exc.start + 1})"], source) from None
     connections = parse_connections(text, aws=True, source=source)
     match = [c for c in connections if c.name == name]
     if len(match) != 1:

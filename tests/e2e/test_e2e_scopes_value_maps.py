@@ -48,7 +48,7 @@ pytestmark = pytest.mark.integration
 ENTITY = {"1000": "US-OPS", "2000": "DE-OPS"}
 COST_CENTRE = {"CC100": "CC-ADMIN", "CC110": "CC-ADMIN", "CC200": "CC-SALES", "CC210": "CC-SALES",
                "CC300": "CC-OPS", "CC310": "CC-OPS"}  # fmt: skip
-CSV_KEY = "maps/cost_centres.csv"
+CSV_KEY = "connections/maps/cost_centres.csv"  # under the prefix only config writers may change
 BUDGET = "Export Approved Budget"
 
 
@@ -125,7 +125,7 @@ def _check(cfg: dict[str, Any], tmp_path: Path, cost_centres: dict[str, str]) ->
     from d365_anaplan.config import parse_connection
     from d365_anaplan.steps.mapping import MapSource
 
-    (tmp_path / "maps").mkdir(exist_ok=True)
+    (tmp_path / CSV_KEY).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / CSV_KEY).write_bytes(_csv(cost_centres))
     conn = parse_connection(copy.deepcopy(cfg))
     maps = MapSource(base_dir=tmp_path)

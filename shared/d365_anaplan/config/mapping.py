@@ -249,7 +249,8 @@ class Mappings(BaseModel):
         default_factory=dict,
         description=(
             "F&O code → Anaplan member maps, keyed `company`, `account` or a dimension name of "
-            "`mapping.dimensions`"
+            "`mapping.dimensions`; a map's `csv:` file is relative to the configuration file locally and a "
+            "config-bucket key under `connections/` in AWS (only ConfigWriterArns may change it there)"
         ),
     )
 

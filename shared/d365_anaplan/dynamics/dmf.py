@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import Any
@@ -26,6 +27,7 @@ import requests
 from boto3.s3.transfer import TransferConfig
 
 from d365_anaplan.dynamics.odata import ODataClient
+from d365_anaplan.dynamics.odata_shapes import loads, parse_error
 from d365_anaplan.errors import (
     DynamicsAuthError,
     DynamicsBadResponse,
@@ -89,8 +91,8 @@ class PackageApi:
     def __init__(self, client: ODataClient) -> None:
         self.client = client
 
-    def _call(self, action: str, body: dict[str, Any], what: str) -> Any:
-        return self.client.action(f"{_ACTION}{action}", body, what=what)
+    def _call(self, action: str, body: dict[str, Any], what: str, *, idempotent: bool = True) -> Any:
+        return self.client.action(f"{_ACTION}{action}", body, what=what, idempotent=idempotent)
 
     def _start(self, action: str, project: str, execution_id: str, legal_entity: str, **extra: Any) -> str:
         """Start a job of the data project for one legal entity; the execution id F&O returns."""
@@ -101,7 +103,9 @@ class PackageApi:
             "legalEntityId": legal_entity,
             **extra,
         }
-        value = action_value(self._call(action, body, what), what)
+        # Never sent twice by the client: a start whose answer was lost is found by the status check of the
+        # state machine's retry, not repeated blindly.
+        value = action_value(self._call(action, body, what, idempotent=False), what)
         if not isinstance(value, str) or not value:
             raise DynamicsBadResponse(f"{what}: no execution id returned")
         return value
@@ -113,23 +117,37 @@ class PackageApi:
 
     def status(self, execution_id: str) -> ExecutionStatus:
         what = f"GetExecutionSummaryStatus {execution_id}"
-        value = action_value(
-            self._call("GetExecutionSummaryStatus", {"executionId": execution_id}, what), what
-        )
-        try:
-            return ExecutionStatus(str(value))
-        except ValueError:
-            raise DynamicsBadResponse(f"{what}: unknown status {str(value)[:40]!r}") from None
+        return _status_of(self._call("GetExecutionSummaryStatus", {"executionId": execution_id}, what), what)
 
     def known_status(self, execution_id: str) -> ExecutionStatus:
-        """:meth:`status` of an id that may never have been used: F&O's answer for one is UNCONFIRMED (the
-        documented ``Unknown``, or an error), both read as Unknown; an authorisation failure still raises."""
+        """:meth:`status` of an id that may never have been used, read before starting a job under it.
+
+        Only an answer that says so means "never started": the documented ``Unknown``, or (F&O's answer for an
+        unused id is UNCONFIRMED) an error whose text says this execution id was not found. Any other HTTP 5xx
+        leaves it unknown whether the job was started: :class:`DynamicsUnavailable`, so the state machine asks
+        again later and the job is never started twice. Other errors (authorisation, a missing action) raise.
+        """
+        what = f"GetExecutionSummaryStatus {execution_id}"
+        url = self.client.url(f"{_ACTION}GetExecutionSummaryStatus")
         try:
-            return self.status(execution_id)
+            resp = self.client.request(
+                "POST", url, what=what, json_body={"executionId": execution_id}, ok=(200, 201, 204, 500)
+            )
         except DynamicsAuthError:
             raise
-        except DynamicsError:
+        except DynamicsError as exc:
+            if _says_unused(str(exc), execution_id):
+                return ExecutionStatus.UNKNOWN
+            raise
+        if resp.status_code < 300:
+            return _status_of(loads(resp.content, what) if resp.content else None, what)
+        text = parse_error(resp.status_code, resp.content).text()
+        if _says_unused(text, execution_id):
             return ExecutionStatus.UNKNOWN
+        raise DynamicsUnavailable(
+            f"{what}: F&O answered HTTP {resp.status_code} ({text[:200]}); whether the job was already "
+            "started is unknown, so it is not started again until F&O answers"
+        )
 
     def errors(self, execution_id: str) -> list[str]:
         """``GetExecutionErrors``: a JSON list of messages (also accepted as a JSON text of one)."""
@@ -169,6 +187,22 @@ class PackageApi:
             "ImportFromPackage", project, execution_id, legal_entity, packageUrl=package_url, execute=True,
             overwrite=False,
         )  # fmt: skip
+
+
+def _status_of(payload: Any, what: str) -> ExecutionStatus:
+    value = action_value(payload, what)
+    try:
+        return ExecutionStatus(str(value))
+    except ValueError:
+        raise DynamicsBadResponse(f"{what}: unknown status {str(value)[:40]!r}") from None
+
+
+def _says_unused(text: str, execution_id: str) -> bool:
+    """F&O's error names this execution id as not found / not existing (the UNCONFIRMED form of "Unknown")."""
+    if not execution_id or not re.search(rf"(?<![\w-]){re.escape(execution_id)}(?![\w-])", text):
+        return False
+    lowered = text.lower()
+    return "not found" in lowered or "does not exist" in lowered
 
 
 # --- blob storage ---------------------------------------------------------------------------------------

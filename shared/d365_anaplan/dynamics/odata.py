@@ -439,8 +439,12 @@ class ODataClient:
             raise DynamicsBadResponse(f"{what}: expected a JSON object")
         return data
 
-    def action(self, path: str, body: Mapping[str, Any], *, what: str) -> Any:
-        resp = self.request("POST", self.url(path), what=what, json_body=dict(body), ok=(200, 201, 204))
+    def action(self, path: str, body: Mapping[str, Any], *, what: str, idempotent: bool = True) -> Any:
+        """POST an OData action. Starting a job is not idempotent (``idempotent=False``): a timeout, 502 or
+        504 leaves its outcome unknown and raises at once instead of sending it again."""
+        resp = self.request(
+            "POST", self.url(path), what=what, json_body=dict(body), ok=(200, 201, 204), idempotent=idempotent
+        )
         return loads(resp.content, what) if resp.content else None
 
 

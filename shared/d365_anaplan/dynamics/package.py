@@ -6,6 +6,13 @@ The zip is read where it lies: :class:`S3RangeFile` is a seekable file whose rea
 CSV as a stream; neither the package nor the CSV is ever held whole. :func:`entity_rows` yields the CSV's
 rows keyed by the entity's field names (DMF writes staging names in upper case: ``ACCOUNTINGDATE`` ->
 ``AccountingDate``), dates as ISO text. :func:`write_package` builds the package of an import.
+
+The package is F&O's answer and is not trusted: :func:`open_package` checks the member list before any
+member is opened (at most :data:`MAX_MEMBERS` entries, none larger than the configured package size,
+none compressed more than :data:`MAX_RATIO` to 1), :func:`entity_rows` refuses a line longer than
+:data:`MAX_LINE_BYTES` before the csv module sees it, and a corrupt member (bad deflate data, not UTF-8,
+encrypted, an unsupported compression) is :class:`~d365_anaplan.errors.DynamicsBadResponse` naming the
+package and member.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import csv
 import io
 import re
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -25,6 +33,12 @@ from d365_anaplan.errors import DynamicsBadResponse
 MANIFEST = "Manifest.xml"
 PACKAGE_HEADER = "PackageHeader.xml"
 _BUFFER = 1024 * 1024
+MAX_MEMBERS = 64  # a package holds Manifest.xml, PackageHeader.xml and one file per entity
+MAX_RATIO = 200  # uncompressed : compressed, for members over _RATIO_FROM bytes (a zip bomb is refused)
+_RATIO_FROM = 1024 * 1024
+MAX_LINE_BYTES = 1024 * 1024
+# What zipfile and the decoder raise on a corrupt, encrypted or unsupported member.
+_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError)
 _SLASH_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s.*)?$")
 
 # Field names of "General journal account entry" (GeneralJournalAccountEntryEntity, dynamics-fo.md §2.3).
@@ -93,13 +107,39 @@ class S3RangeFile(io.RawIOBase):
 
 
 @contextmanager
-def open_package(s3: Any, bucket: str, key: str) -> Iterator[zipfile.ZipFile]:
+def open_package(
+    s3: Any, bucket: str, key: str, *, max_member_bytes: int | None = None
+) -> Iterator[zipfile.ZipFile]:
+    """The staged package as a :class:`zipfile.ZipFile`, its member list checked (:func:`check_members`)."""
     raw = S3RangeFile(s3, bucket, key)
+    what = f"package s3://{bucket}/{key}"
     try:
-        with zipfile.ZipFile(io.BufferedReader(raw, buffer_size=_BUFFER)) as zf:
-            yield zf
-    except zipfile.BadZipFile:
-        raise DynamicsBadResponse(f"package s3://{bucket}/{key}: not a zip file") from None
+        zf = zipfile.ZipFile(io.BufferedReader(raw, buffer_size=_BUFFER))
+    except (zipfile.BadZipFile, EOFError, NotImplementedError):
+        raise DynamicsBadResponse(f"{what}: not a zip file") from None
+    with zf:
+        check_members(zf, what, max_member_bytes)
+        yield zf
+
+
+def check_members(zf: zipfile.ZipFile, what: str, max_member_bytes: int | None = None) -> None:
+    """Refuse a package with too many entries, a member larger than ``max_member_bytes`` (the configured
+    ``dynamics.package.max_package_bytes``) or one compressed more than :data:`MAX_RATIO` to 1."""
+    infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise DynamicsBadResponse(f"{what}: {len(infos):,} entries, more than {MAX_MEMBERS}; refused")
+    for info in infos:
+        name = info.filename[:120]
+        if max_member_bytes is not None and info.file_size > max_member_bytes:
+            raise DynamicsBadResponse(
+                f"{what} member {name!r}: {info.file_size:,} bytes uncompressed, more than {max_member_bytes:,} "
+                "(dynamics.package.max_package_bytes); refused"
+            )
+        if info.file_size > _RATIO_FROM and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise DynamicsBadResponse(
+                f"{what} member {name!r}: {info.file_size:,} bytes from {info.compress_size:,} compressed, more "
+                f"than {MAX_RATIO} to 1 (a zip bomb?); refused"
+            )
 
 
 def entity_member(zf: zipfile.ZipFile, entity: str) -> str:
@@ -142,13 +182,14 @@ def entity_rows(
     """Rows of the entity's CSV keyed by field name (unknown columns dropped), dates as ISO text."""
     member = entity_member(zf, entity)
     by_upper = {f.upper(): f for f in fields}
-    with zf.open(member) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-        reader = csv.reader(text)
+    with _member_errors(member), zf.open(member) as raw:
+        reader = csv.reader(_bounded_lines(raw, member))
         try:
             header = next(reader)
         except StopIteration:
             return
+        except csv.Error as exc:
+            raise DynamicsBadResponse(f"package {member} line 1: not CSV ({str(exc)[:80]})") from None
         columns = [by_upper.get(h.strip().upper()) for h in header]
         for number, values in _numbered(reader, member):
             if not values:
@@ -163,6 +204,38 @@ def entity_rows(
                     row[f] = _iso_date(row[f], slash_dates, f"package {member} line {number} field {f}")
             row["_line"] = number
             yield row
+
+
+@contextmanager
+def _member_errors(member: str) -> Iterator[None]:
+    """A corrupt, encrypted or unsupported member is :class:`DynamicsBadResponse` naming it."""
+    try:
+        yield
+    except _CORRUPT as exc:
+        raise DynamicsBadResponse(
+            f"package member {member!r}: unreadable ({type(exc).__name__}: {str(exc)[:80]}); refused"
+        ) from None
+
+
+def _bounded_lines(raw: Any, member: str) -> Iterator[str]:
+    """The member's text line by line (UTF-8, a leading BOM dropped); a line longer than
+    :data:`MAX_LINE_BYTES` is refused before anything holds more of it."""
+    number = 0
+    while True:
+        line = raw.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise DynamicsBadResponse(
+                f"package {member} line {number}: longer than {MAX_LINE_BYTES:,} bytes; refused"
+            )
+        try:
+            yield line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise DynamicsBadResponse(
+                f"package {member} line {number}: not UTF-8 text (byte {exc.start + 1}); refused"
+            ) from None
 
 
 def _numbered(reader: Any, member: str) -> Iterator[tuple[int, list[str]]]:
@@ -184,8 +257,11 @@ def columns_of(zf: zipfile.ZipFile, entity: str, fields: Iterable[str] = GL_FIEL
     """The entity fields the package's CSV carries."""
     member = entity_member(zf, entity)
     by_upper = {f.upper(): f for f in fields}
-    with zf.open(member) as raw:
-        header = next(csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")), [])
+    with _member_errors(member), zf.open(member) as raw:
+        try:
+            header = next(csv.reader(_bounded_lines(raw, member)), [])
+        except csv.Error as exc:
+            raise DynamicsBadResponse(f"package {member} line 1: not CSV ({str(exc)[:80]})") from None
     return frozenset(by_upper[h.strip().upper()] for h in header if h.strip().upper() in by_upper)
 
 

@@ -12,6 +12,7 @@ With neither route, :class:`~d365_anaplan.errors.DynamicsRouteUnavailable` says 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -39,6 +40,8 @@ from d365_anaplan.dynamics.master_data import Discovery, GLRoute
 from d365_anaplan.dynamics.odata_shapes import Continuation, Page, Query
 from d365_anaplan.errors import BadInputData, DynamicsBadResponse, DynamicsRouteUnavailable
 from d365_anaplan.flows.records import GLLine
+
+_RECID = re.compile(r"[0-9]{1,19}")  # an Int64 RecId as F&O's package text writes it (ASCII digits)
 
 
 @dataclass
@@ -403,7 +406,7 @@ class DynamicsReader(GLLineMaker):
                     continue
                 recid = row.get("FiscalCalendarPeriod")
                 if isinstance(recid, str):
-                    row["FiscalCalendarPeriod"] = int(recid) if recid.isdigit() else None
+                    row["FiscalCalendarPeriod"] = int(recid) if _RECID.fullmatch(recid) else None
                 yield row
 
         def what_of(row: dict[str, Any]) -> str:

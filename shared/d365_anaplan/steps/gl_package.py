@@ -112,12 +112,14 @@ def extract_gl_package(
 ) -> dict[str, Any]:
     """One step of the package route for ``company`` and the AccountingDate window [lo, hi) of the extraction
     item ``slice_`` (items of one company share the run's export of that company)."""
-    api, blob = PackageApi(ctx.dynamics.client), blob_transfer(ctx)
-    opts = ctx.cfg.dynamics.package
     window = [lo.isoformat(), hi.isoformat()]
     state = decode_token(token) if token else None
     if state is not None and (state.get("company") != company or state.get("window") != window):
         raise BadInputData("continuation token: it belongs to another company or window")
+    if state is not None:
+        _check_token(ctx, company, slice_, state)
+    api, blob = PackageApi(ctx.dynamics.client), blob_transfer(ctx)
+    opts = ctx.cfg.dynamics.package
     if state is None:
         state = {**_start(ctx, api, company, window), "slice": slice_}
     if state["phase"] == "poll":
@@ -155,6 +157,21 @@ def _start(ctx: StepContext, api: PackageApi, company: str, window: list[str]) -
     raise DynamicsPackageFailed(
         f"F&O data project {opts.export_project!r}: {_MAX_EXPORTS} exports for {company} in this run failed"
     )
+
+
+def _check_token(ctx: StepContext, company: str, slice_: str, state: dict[str, Any]) -> None:
+    """A token steers which export is polled and which staged lines are written: its ``slice`` must be the
+    event's and its ``id`` one of the execution ids this run derives for the company (nothing else is asked of
+    F&O or written under this slice's name)."""
+    if state.get("slice") != slice_:
+        raise BadInputData(f"continuation token: field 'slice' is not this item's slice {slice_!r}")
+    ids = {_execution_id(ctx, company, n) for n in range(1, _MAX_EXPORTS + 1)}
+    if state.get("id") not in ids:
+        raise BadInputData(
+            f"continuation token: field 'id' is not an export execution id of this run for {company}"
+        )
+    if state.get("phase") not in ("poll", "read"):
+        raise BadInputData("continuation token: field 'phase' is neither 'poll' nor 'read'")
 
 
 def _pending(ctx: StepContext, company: str, part: int, state: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +214,12 @@ def _read(ctx: StepContext, reader: DynamicsReader, part: int, state: dict[str, 
     more = False
     what = f"package of export {state['id']}"
     with (
-        open_package(ctx.s3, ctx.env.staging_bucket, _package_key(ctx, company)) as zf,
+        open_package(
+            ctx.s3,
+            ctx.env.staging_bucket,
+            _package_key(ctx, company),
+            max_member_bytes=opts.max_package_bytes,
+        ) as zf,
         S3StreamWriter(ctx.s3, ctx.env.staging_bucket, key, content_type="application/x-ndjson") as out,
     ):
         columns = columns_of(zf, opts.export_entity)

@@ -5,6 +5,10 @@ both systems (``check`` prints them; the actuals run reaches the same verdict be
 A CSV map is read whole but never more than :data:`MAX_MAP_BYTES`; it must be UTF-8 text with the header
 ``fo,anaplan`` (see :func:`~d365_anaplan.flows.mapping.parse_map_csv`), anything else is refused with one
 line naming the file.
+
+In AWS a map's key must lie under the configuration prefix (``connections/``): the bucket policy lets only
+the configuration writers (``ConfigWriterArns``) change objects there, so a map steers a run no more than
+the connection YAML does. Anywhere else in the bucket is refused before anything is read.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from d365_anaplan.errors import BadInputData
+from d365_anaplan.errors import BadInputData, ConfigError
 from d365_anaplan.flows.mapping import ScopeFilter, ValueMaps, parse_map_csv, plan_map_names, scope_filter
 
 if TYPE_CHECKING:
@@ -41,6 +45,11 @@ class MapSource:
     base_dir: Path | None = None
     s3: Any = None
     bucket: str | None = None
+    prefix: str = "connections/"  # in the bucket: the configuration prefix only config writers may change
+
+    def outside_prefix(self, name: str) -> bool:
+        """Is ``name`` a bucket key outside the protected configuration prefix?"""
+        return self.bucket is not None and not name.startswith(self.prefix)
 
     def read(self, name: str) -> tuple[bytes, str]:
         """The bytes of map file ``name`` (at most MAX_MAP_BYTES + 1) and how to name it."""
@@ -65,12 +74,20 @@ class MapSource:
 
 def step_value_maps(ctx: StepContext) -> ValueMaps:
     """The connection's value maps in a run: CSV maps are keys in the config bucket."""
-    return load_value_maps(ctx.cfg, MapSource(s3=ctx.s3, bucket=ctx.env.config_bucket))
+    return load_value_maps(ctx.cfg, bucket_source(ctx))
 
 
-def read_map_csv(source: MapSource, name: str) -> dict[str, str]:
-    """One CSV map, size-capped and strictly decoded, parsed by :func:`parse_map_csv`."""
+def bucket_source(ctx: StepContext) -> MapSource:
+    """CSV maps in a run: keys under the configuration prefix of the config bucket."""
+    return MapSource(s3=ctx.s3, bucket=ctx.env.config_bucket, prefix=ctx.env.config_prefix)
+
+
+def read_map_csv(source: MapSource, name: str, map_name: str | None = None) -> dict[str, str]:
+    """One CSV map, size-capped and strictly decoded, parsed by :func:`parse_map_csv` (errors name
+    ``mapping.value_maps.<map_name>`` when given)."""
     data, where = source.read(name)
+    if map_name is not None:
+        where = f"mapping.value_maps.{map_name} ({where})"
     if len(data) > MAX_MAP_BYTES:
         raise BadInputData(f"{where}: the value map is larger than {MAX_MAP_BYTES:,} bytes; refused")
     try:
@@ -82,8 +99,17 @@ def read_map_csv(source: MapSource, name: str) -> dict[str, str]:
 
 def load_value_maps(cfg: ConnectionConfig, source: MapSource) -> ValueMaps:
     """Every value map of the connection with its CSV rows; BadInputData/ConfigError name the problem."""
+    outside = [
+        f"mapping.value_maps.{name}.csv: {vm.csv!r} is outside {source.prefix!r} of the config bucket, where only "
+        f"the configuration writers (ConfigWriterArns) may change objects; store the CSV under {source.prefix} "
+        f"and name that key (e.g. csv: {source.prefix}maps/{name}.csv)"
+        for name, vm in cfg.mapping.value_maps.items()
+        if vm.csv is not None and source.outside_prefix(vm.csv)
+    ]
+    if outside:
+        raise ConfigError(outside, "value maps")
     loaded = {
-        name: read_map_csv(source, vm.csv)
+        name: read_map_csv(source, vm.csv, name)
         for name, vm in cfg.mapping.value_maps.items()
         if vm.csv is not None
     }

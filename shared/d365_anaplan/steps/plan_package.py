@@ -99,6 +99,10 @@ def write_budget_package(
     state = decode_token(continuation)
     if state.get("journal") != header.key:
         raise BadInputData("continuation token: it belongs to another entry")
+    if state.get("id") != _execution_id(ctx, header.key):
+        raise BadInputData(
+            f"continuation token: field 'id' is not the import execution id of this run for entry {header.key}"
+        )
     status = api.status(state["id"])
     if status is ExecutionStatus.UNKNOWN or status.running:
         if time.time() - state["started"] > opts.max_wait_seconds:

@@ -39,6 +39,7 @@ from d365_anaplan.flows.plans import parse_plan_export
 from d365_anaplan.steps.mapping import (
     VALUE_MAP_REMEDY,
     MapSource,
+    bucket_source,
     coverage_dimensions,
     coverage_problems,
     load_value_maps,
@@ -309,9 +310,7 @@ def metadata_precheck(
     it for this run's close; record what passed."""
     from d365_anaplan.steps.drift import check_drift
 
-    findings = require(
-        ctx.cfg, ctx.anaplan, flow, MapSource(s3=ctx.s3, bucket=ctx.env.config_bucket), periods
-    )
+    findings = require(ctx.cfg, ctx.anaplan, flow, bucket_source(ctx), periods)
     accepted = check_drift(ctx, flow, accept_drift)
     ctx.ledger.record_step(ctx.run_id, "MetadataPrecheck", "SUCCEEDED",
                            {"flow": flow, "checked": [f.name for f in findings], "accepted_drift": accepted})  # fmt: skip

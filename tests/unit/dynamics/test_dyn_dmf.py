@@ -21,6 +21,8 @@ from d365_anaplan.dynamics.dmf import (
 from d365_anaplan.errors import (
     DynamicsAuthError,
     DynamicsBadResponse,
+    DynamicsError,
+    DynamicsUnavailable,
     RedirectRefused,
     ResponseTooLarge,
     UnsafeDestination,
@@ -110,3 +112,57 @@ def test_an_unused_execution_id_reads_as_unknown_whether_fo_says_so_or_errs() ->
     assert api.known_status("x") is ExecutionStatus.UNKNOWN
     with pytest.raises(DynamicsAuthError):
         api.known_status("x")
+
+
+@responses.activate
+def test_a_status_error_that_does_not_say_the_id_is_unused_never_reads_as_not_started() -> None:
+    """A 500 while asking leaves it unknown whether the job was started: transient (the state machine asks
+    again), never Unknown (which would start the job a second time); a missing action is an error."""
+    client, _, _ = make_client()
+    api = PackageApi(client)
+    url = f"{DATA}/DataManagementDefinitionGroups/{NS}.GetExecutionSummaryStatus"
+    responses.post(url, status=500, body=fo_error_body("Object reference not set", "X.ErrorException"))
+    responses.post(url, status=404, body=fo_error_body("The action is not bound", "X.ErrorException"))
+    responses.post(url, status=500, body=fo_error_body("Execution id y was not found", "X.ErrorException"))
+    with pytest.raises(DynamicsUnavailable, match=r"GetExecutionSummaryStatus x: F&O answered HTTP 500"):
+        api.known_status("x")
+    with pytest.raises(DynamicsError, match="404"):
+        api.known_status("x")
+    with pytest.raises(DynamicsUnavailable):
+        api.known_status("x")  # another id not found is not this one
+
+
+@pytest.mark.parametrize("status", [502, 504])
+@responses.activate
+def test_starting_a_job_is_not_sent_again_when_its_outcome_is_unknown(status: int) -> None:
+    client, _, _ = make_client()
+    api = PackageApi(client)
+    for action in ("ImportFromPackage", "ExportToPackage"):
+        responses.post(f"{DATA}/DataManagementDefinitionGroups/{NS}.{action}", status=status)
+    with pytest.raises(DynamicsUnavailable, match="outcome is unknown"):
+        api.import_from_package(SAS, "Budget import", "exec-1", "USMF")
+    with pytest.raises(DynamicsUnavailable, match="outcome is unknown"):
+        api.export_to_package("GL export", "exec-2.zip", "exec-2", "USMF")
+    assert len(responses.calls) == 2, "each start sent once"
+
+
+def test_an_error_answer_of_the_blob_host_is_read_no_further_than_64_kib() -> None:
+    """An error body is the host's message, not a package: at most 64 KiB of it is read."""
+    expired = b"<?xml version='1.0'?><Error><Code>AuthenticationFailed</Code></Error>" + b" " * 5_000_000
+    with responses.RequestsMock() as mocked:
+        mocked.get(SAS.split("?")[0], body=expired, status=403)
+        resp = transfer().session.get(SAS)
+    assert len(resp.content) == 64 * 1024
+    with responses.RequestsMock() as mocked:
+        mocked.get(SAS.split("?")[0], body=expired, status=403)
+        with pytest.raises(PackageUrlRefused, match="403 AuthenticationFailed"):
+            transfer().download_to_s3(SAS, None, BUCKET, "k", what="package")
+
+
+@pytest.mark.parametrize("declared", ["\u00b2", "9" * 5000])
+def test_an_unreadable_content_length_is_ignored_and_the_read_still_capped(declared: str, s3: Any) -> None:
+    with responses.RequestsMock() as mocked:
+        mocked.get(SAS.split("?")[0], body=b"x" * 5000, status=200, headers={"Content-Length": declared},
+                   auto_calculate_content_length=False)  # fmt: skip
+        with pytest.raises(ResponseTooLarge, match="larger than 4,096 bytes"):
+            transfer(max_bytes=4096).download_to_s3(SAS, s3, BUCKET, "k", what="package")

@@ -21,6 +21,7 @@ from d365_anaplan.errors import (
     DynamicsUnavailable,
     DynamicsValidationError,
 )
+from d365_anaplan.http import parse_retry_after
 
 
 @responses.activate
@@ -87,6 +88,18 @@ def test_429_honours_retry_after_then_succeeds() -> None:
     assert list(client.iter_rows(Query("X"))) == [{"a": 1}]
     assert sleeps == [7.0]
     assert client.retries == 1
+
+
+@pytest.mark.parametrize("odd", ["\u00b2", "9" * 5000, "\u0663", "-5", "1e3"])
+@responses.activate
+def test_an_unreadable_retry_after_is_the_fallback_wait_not_a_crash(odd: str) -> None:
+    """A superscript digit, an Arabic-Indic digit or a 5000-digit value is not delay-seconds: treated as absent."""
+    client, _, sleeps = make_client()
+    responses.get(f"{DATA}/X", status=429, headers={"Retry-After": odd})
+    responses.get(f"{DATA}/X", body=page([{"a": 1}]))
+    assert list(client.iter_rows(Query("X"))) == [{"a": 1}]
+    assert sleeps == [30.0]
+    assert parse_retry_after(odd) is None and parse_retry_after(" 120 ") == 120
 
 
 @responses.activate

@@ -564,3 +564,25 @@ def test_check_window_refuses_with_the_runs_message_before_reading() -> None:
         list(reader().gl_lines(date(2025, 1, 1), date(2025, 2, 1)))
     assert str(checked.value) == str(read.value)
     assert "filters posting layers (Current)" in r.check_window(date(2025, 2, 1), date(2025, 3, 1))
+
+
+@pytest.mark.parametrize("recid", ["\u00b2", "\u0663", "9" * 5000])
+@responses.activate
+def test_a_package_fiscal_period_that_is_not_an_ascii_recid_is_left_out_not_raised(recid: str) -> None:
+    """Package text is not trusted: a superscript or Arabic-Indic digit, or a 5000-digit value, is no RecId."""
+    responses.get(f"{DATA}/$metadata", body=metadata(PUBLISHED))
+    _formats()
+    row = {
+        "AccountingDate": "2025-02-05",
+        "AccountDisplayValue": "601100-001-OU_3566-022",
+        "AccountingCurrencyAmount": "1.10",
+        "DataArea": "usmf",
+        "PostingLayer": "Current",
+        "PostingType": "LedgerJournal",
+        "FiscalCalendarPeriod": recid,
+        "_line": 2,
+    }
+    lines = list(
+        reader().package_lines([row], frozenset(row), date(2025, 2, 1), date(2025, 3, 1), "package p.zip")
+    )
+    assert [line.dimensions["CostCenter"] for line in lines] == ["OU_3566"]

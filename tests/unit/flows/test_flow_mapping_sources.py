@@ -12,7 +12,7 @@ import pytest
 from moto import mock_aws
 
 from d365_anaplan.config import parse_connection
-from d365_anaplan.errors import BadInputData
+from d365_anaplan.errors import BadInputData, ConfigError
 from d365_anaplan.steps import mapping as steps_mapping
 from d365_anaplan.steps.mapping import MapSource, coverage_problems, load_value_maps, read_map_csv
 
@@ -51,14 +51,56 @@ def test_local_csv_is_read_relative_to_the_configuration_folder(tmp_path: Path) 
 
 
 def test_aws_csv_is_a_key_in_the_config_bucket(s3: Any) -> None:
-    s3.put_object(Bucket=BUCKET, Key="maps/company.csv", Body=b"fo,anaplan\n1000,US-OPS\n2000,DE-OPS\n")
-    cfg = _cfg(value_maps={"company": {"csv": "maps/company.csv", "unmapped": "fail"}})
+    s3.put_object(
+        Bucket=BUCKET, Key="connections/maps/company.csv", Body=b"fo,anaplan\n1000,US-OPS\n2000,DE-OPS\n"
+    )
+    cfg = _cfg(value_maps={"company": {"csv": "connections/maps/company.csv", "unmapped": "fail"}})
     maps = load_value_maps(cfg, MapSource(s3=s3, bucket=BUCKET))
     assert maps.company.apply("2000", where="w") == "DE-OPS"
     with pytest.raises(
         BadInputData, match=r"^s3://config-bucket/maps/none.csv: the value map cannot be read \(NoSuchKey\)$"
     ):
         read_map_csv(MapSource(s3=s3, bucket=BUCKET), "maps/none.csv")
+
+
+def test_aws_csv_outside_the_configuration_prefix_is_refused_before_reading(s3: Any) -> None:
+    """Only connections/* is writable by the configuration writers alone (template.yaml bucket policy): a map
+    elsewhere in the bucket could be changed by anyone who may write there, so it is refused by name."""
+    s3.put_object(Bucket=BUCKET, Key="maps/company.csv", Body=b"fo,anaplan\n1000,EVIL\n")
+    cfg = _cfg(
+        value_maps={"company": {"csv": "maps/company.csv"}, "CostCenter": {"csv": "connectionsX/cc.csv"}}
+    )
+    with pytest.raises(ConfigError) as err:
+        load_value_maps(cfg, MapSource(s3=s3, bucket=BUCKET))
+    assert err.value.problems == [
+        "mapping.value_maps.company.csv: 'maps/company.csv' is outside 'connections/' of the config bucket, "
+        "where only the configuration writers (ConfigWriterArns) may change objects; store the CSV under "
+        "connections/ and name that key (e.g. csv: connections/maps/company.csv)",
+        "mapping.value_maps.CostCenter.csv: 'connectionsX/cc.csv' is outside 'connections/' of the config "
+        "bucket, where only the configuration writers (ConfigWriterArns) may change objects; store the CSV "
+        "under connections/ and name that key (e.g. csv: connections/maps/CostCenter.csv)",
+    ]
+    local = load_value_maps(
+        _cfg(value_maps={"company": {"values": {"1000": "US"}}}), MapSource(s3=s3, bucket=BUCKET)
+    )
+    assert local.company.apply("1000", where="w") == "US"
+
+
+@pytest.mark.parametrize("path", ["../secrets.csv", "maps/../../x.csv", "/etc/passwd", "~/x.csv", "C:/x.csv"])
+def test_local_csv_outside_the_configuration_folder_is_refused(path: str) -> None:
+    with pytest.raises(ConfigError, match=r"value_maps"):
+        _cfg(value_maps={"CostCenter": {"csv": path}})
+
+
+def test_a_wrong_header_names_the_map_and_line_but_not_its_text(s3: Any) -> None:
+    s3.put_object(Bucket=BUCKET, Key="connections/maps/cc.csv", Body=b"\nclient_secret,hunter2\n")
+    cfg = _cfg(value_maps={"CostCenter": {"csv": "connections/maps/cc.csv"}})
+    with pytest.raises(BadInputData) as err:
+        load_value_maps(cfg, MapSource(s3=s3, bucket=BUCKET))
+    assert str(err.value) == (
+        "mapping.value_maps.CostCenter (s3://config-bucket/connections/maps/cc.csv) line 2: the header must be "
+        "'fo,anaplan'"
+    )
 
 
 @pytest.mark.parametrize(

@@ -237,3 +237,42 @@ def test_model_is_frozen() -> None:
     cfg: ConnectionConfig = parse_connection(good())
     with pytest.raises(Exception, match="frozen"):
         cfg.name = "x"  # type: ignore[misc]
+
+
+def test_a_stored_configuration_is_read_no_further_than_the_size_limit(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An oversized object in the configuration bucket is refused after limit+1 bytes, not read whole."""
+    from d365_anaplan import runtime
+    from d365_anaplan.config import MAX_CONFIG_BYTES
+
+    s3.create_bucket(Bucket="config-bucket")
+    s3.put_object(Bucket="config-bucket", Key="connections/big.yaml", Body=b"#" * (3 * MAX_CONFIG_BYTES))
+    s3.put_object(Bucket="config-bucket", Key="connections/latin.yaml", Body=b"name: caf\xe9\n")
+    monkeypatch.setenv("LEDGER_TABLE", "ledger")
+    monkeypatch.setenv("STAGING_BUCKET", "staging")
+    monkeypatch.setenv("CONFIG_BUCKET", "config-bucket")
+    monkeypatch.delenv("CONFIG_PREFIX", raising=False)
+    read: list[int] = []
+    get_object = s3.get_object
+
+    def counting_get_object(**kw: Any) -> dict[str, Any]:
+        answer = get_object(**kw)
+        body = answer["Body"]
+        real_read = body.read
+
+        def read_counted(amt: int | None = None) -> bytes:
+            data: bytes = real_read(amt)
+            read.append(len(data))
+            return data
+
+        body.read = read_counted
+        return answer
+
+    monkeypatch.setattr(s3, "get_object", counting_get_object)
+    monkeypatch.setattr(runtime, "s3", lambda: s3)
+    with pytest.raises(ConfigError, match=r"larger than 1,000,000 characters; refused"):
+        runtime.load_connection("big", fresh=True)
+    assert sum(read) <= MAX_CONFIG_BYTES + 1
+    with pytest.raises(ConfigError, match=r"(?s)latin\.yaml.*not UTF-8 text \(byte 10\)"):
+        runtime.load_connection("latin", fresh=True)
