@@ -73,9 +73,12 @@ class LedgerOptions(BaseModel):
     balance_sheet: Literal["movements", "balances"] = Field(
         default="movements",
         description=(
-            "`movements`, or `balances`: balance-sheet accounts (type Asset, Liability, Equity) "
-            "loaded as period-end balances including the fiscal year's opening entries (the extract "
-            "then starts at the fiscal year's first day); needs grain `monthly`"
+            "`movements`, or `balances`: balance-sheet accounts (type Asset, Liability, Equity) loaded as "
+            "period-end balances: the period's own fiscal year's opening entries plus that year's movements, "
+            "or, while that year's opening entries are not posted (year-end close not run), the prior year's "
+            "closing balance carried forward (the extract then starts at the first day of the earliest fiscal "
+            "year needed; where the route names no fiscal period, each year stands alone); needs grain "
+            "`monthly`"
         ),
     )
     reload_closed_months: int = Field(

@@ -107,7 +107,9 @@ class ActualsMapping(BaseModel):
         default=None,
         description=(
             "an export of the actuals module with the import's columns; when set, reconciliation "
-            "reads Anaplan back and compares every company/account/period total to the cent"
+            "reads Anaplan back and compares every company/account/period total to the cent; when not set, "
+            'the run reports "not reconciled against Anaplan (no read-back export configured)": only the '
+            "import's row counts are checked"
         ),
     )
     time_source: str | None = Field(
