@@ -25,7 +25,7 @@ from d365_anaplan.flows.calendar import fiscal_horizon, parse_period, period_key
 from d365_anaplan.flows.journal import batch_lines, build_entries
 from d365_anaplan.flows.journal_keys import export_tag
 from d365_anaplan.flows.mapping import scope_filter
-from d365_anaplan.flows.plan_deltas import cell_key, plan_deltas
+from d365_anaplan.flows.plan_deltas import CellKey, cell_key, plan_deltas
 from d365_anaplan.flows.plans import (
     SPREAD_DECIMALS,
     parse_plan_export,
@@ -79,6 +79,7 @@ def plan_journals(
     fmt = reader.budget_format() if budget else reader.ledger_format()
     horizon = fiscal_horizon(cfg.close_calendar, datetime.now(UTC))
     all_rows: dict[str, list[PlanRow]] = {}
+    not_approved: dict[str, set[CellKey]] = {}  # export -> cells of rows skipped as not approved
     counters: dict[str, Any] = {}
     types: dict[str, str] | None = None  # main account types (natural sign)
     maps = step_value_maps(ctx)
@@ -105,6 +106,7 @@ def plan_journals(
                 types = {a.account.upper(): a.account_type for a in reader.main_accounts()}
             rows = to_ledger_sign(rows, types, source=f"export {export.export_action!r}")
         all_rows[export.export_action] = rows
+        not_approved[export.export_action] = parsed.not_approved
         counters[export.export_action] = parsed.counters.to_json(cfg.dynamics.journal.currency_for)
     _refuse_out_of_scope(ctx, all_rows)
     ctx.ledger.record_step(ctx.run_id, "ValidatePlan", "SUCCEEDED", {"exports": counters})
@@ -161,7 +163,7 @@ def plan_journals(
                 for k in sorted(set(kept) | set(sums))
                 if kept.get(k, Decimal(0)) != sums.get(k, Decimal(0))
             )
-        deltas, approved = plan_deltas(rows, held, months)
+        deltas, approved = plan_deltas(rows, held, months, keep=not_approved[name])
         differences += [{**d.to_json(), "export": name, "version": export.version} for d in deltas]
         plan = build_entries(
             deltas,
