@@ -439,6 +439,19 @@ def check_plan_target(cfg: Any, report: Report, conn: Any) -> None:
     j = d.journal
     writer, reader = conn.writer, conn.reader
     exports = cfg.mapping.plans.exports
+
+    def currencies() -> str:
+        from d365_anaplan.steps.plan_currency import resolve_plan_currencies
+
+        # what PlanJournals resolves (and refuses), word for word
+        resolved = resolve_plan_currencies(cfg, reader)
+        return "; ".join(
+            f"{co} {cur} ({'configured = ledger' if j.currency_for(co) else 'ledger accounting currency'})"
+            for co, cur in resolved.items()
+        )
+
+    _attempt(report, sysname, "plan currencies", "remove or correct dynamics.journal.currency_codes / currency_code: "
+             "plan lines are written in each company's ledger accounting currency", currencies)  # fmt: skip
     if j.target == "ledger_journal":
 
         def layers() -> str:

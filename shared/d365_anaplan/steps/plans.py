@@ -39,6 +39,7 @@ from d365_anaplan.ledger.plan_state import PlanState
 from d365_anaplan.staging import iter_chunks, iter_lines
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.mapping import step_value_maps
+from d365_anaplan.steps.plan_currency import resolve_plan_currencies
 from d365_anaplan.steps.plan_package import by_package, write_budget_package
 from d365_anaplan.steps.staged_io import load_json
 
@@ -75,6 +76,7 @@ def plan_journals(
 
     check_fo_drift(ctx, "plans", accept_drift)
     reader = ctx.dynamics.reader
+    currencies = resolve_plan_currencies(cfg, reader)  # the one source of each company's plan currency
     budget = cfg.dynamics.journal.target == "budget_register"
     fmt = reader.budget_format() if budget else reader.ledger_format()
     horizon = fiscal_horizon(cfg.close_calendar, datetime.now(UTC))
@@ -107,7 +109,7 @@ def plan_journals(
             rows = to_ledger_sign(rows, types, source=f"export {export.export_action!r}")
         all_rows[export.export_action] = rows
         not_approved[export.export_action] = parsed.not_approved
-        counters[export.export_action] = parsed.counters.to_json(cfg.dynamics.journal.currency_for)
+        counters[export.export_action] = parsed.counters.to_json(lambda co: currencies[co.upper()])
     _refuse_out_of_scope(ctx, all_rows)
     ctx.ledger.record_step(ctx.run_id, "ValidatePlan", "SUCCEEDED", {"exports": counters})
 
@@ -171,6 +173,7 @@ def plan_journals(
             run_id=ctx.run_id,
             export=export,
             settings=settings,
+            currencies=currencies,
             segment_order=fmt.segments,
             delimiter=fmt.delimiter,
             fiscal_year_start_month=cfg.close_calendar.fiscal_year_start_month,
@@ -184,7 +187,7 @@ def plan_journals(
             }
         )
         for journal in plan.journals:
-            journals.append({**journal.to_json(), "export": name})
+            journals.append({**journal.to_json(), "export": name, "currency": currencies[journal.company]})
             count = sum(len(v.lines) for v in journal.vouchers)
             transport = "package" if by_package(ctx, count) else "odata"  # a package carries the whole entry
             for n, lines_ in enumerate(batch_lines(journal, count if transport == "package" else size)):
@@ -219,7 +222,13 @@ def plan_journals(
     _put_json(
         ctx,
         totals_key,
-        {"exports": totals, "first": first.isoformat(), "last": last.isoformat(), "journals": journals},
+        {
+            "exports": totals,
+            "first": first.isoformat(),
+            "last": last.isoformat(),
+            "journals": journals,
+            "currencies": currencies,
+        },
     )
     summary = {
         "cells": len(differences),
@@ -429,7 +438,15 @@ def reconcile_plan(ctx: StepContext, totals_key: str, written: list[dict[str, An
     plan_items: list[tuple[str, str, date, Decimal]] = []
     fo_items: list[tuple[str, str, date, Decimal]] = []
     currency_of: dict[str, str] = {}  # "<company> <version>" -> the currency the company's plan lines are in
-    currency_for = ctx.cfg.dynamics.journal.currency_for
+    # the currencies PlanJournals resolved for this run (one source of truth); a run staged before they were
+    # kept resolves them again
+    currencies: dict[str, str] = approved.get("currencies") or resolve_plan_currencies(
+        ctx.cfg, ctx.dynamics.reader
+    )
+
+    def currency_for(company: str) -> str:
+        return currencies[company.upper()]
+
     pending: list[dict[str, Any]] = []
     cells_by_export: dict[str, dict[Any, Decimal]] = {}
     for export in approved["exports"]:
