@@ -41,6 +41,7 @@ from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.mapping import step_value_maps
 from d365_anaplan.steps.plan_currency import resolve_plan_currencies
 from d365_anaplan.steps.plan_package import by_package, write_budget_package
+from d365_anaplan.steps.plan_sign import verify_revenue_sign
 from d365_anaplan.steps.staged_io import load_json
 
 SHOWN_DIFFERENCES = 20  # differences listed in the step detail and the run output (all are counted)
@@ -132,6 +133,8 @@ def plan_journals(
 
     settings = cfg.dynamics.journal
     writer = ctx.dynamics.writer
+    if budget:  # a wrong read-back sign would write the revenue differences again on every run
+        verify_revenue_sign(cfg, writer)
     state = PlanState(ctx.env.ledger_table)
     batches: list[dict[str, Any]] = []
     journals: list[dict[str, Any]] = []

@@ -1,0 +1,49 @@
+"""A wrong `dynamics.journal.budget_revenue_read_sign` must not make revenue budgets grow run after run: once
+F&O holds a revenue line of the connector, PlanJournals compares how F&O shows it with the raw entity and
+refuses to write (one line naming the setting and the remedy) before any difference is written; `check` says
+the same. F&O's content is read from the F&O sandbox's own tables."""
+
+from __future__ import annotations
+
+import pytest
+from e2e_support import assert_failed_cleanly, assert_plans_match, clear_journals, journal_counts, manual
+
+from d365_anaplan.runtime import clear_caches
+from devkit.engine import LocalEngine
+from devkit.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_wrong_revenue_read_sign_is_refused_before_writing(engine: LocalEngine, stack: Stack) -> None:
+    clear_journals(stack)
+    try:
+        first = engine.run("PlansFlow", manual(), timeout=180)
+        assert first.status == "SUCCEEDED", (first.error, first.cause, first.task_failures())
+        assert_plans_match(stack)
+        written = journal_counts(stack)
+
+        cfg = stack.connection()
+        cfg["dynamics"]["journal"]["budget_revenue_read_sign"] = (
+            "stored"  # F&O (the sandbox) shows as_entered
+        )
+        engine.install_connection(cfg)
+        clear_caches()  # handlers keep a loaded connection for a minute, as in Lambda
+        second = engine.run("PlansFlow", manual(), timeout=180)
+        assert_failed_cleanly(engine, stack, second, "ConfigError",
+                              "dynamics.journal.budget_revenue_read_sign: BudgetRegisterEntryLines shows revenue "
+                              "as_entered", "configured: stored; set it to as_entered")  # fmt: skip
+        assert journal_counts(stack) == written, "nothing more is written to F&O"
+        assert_plans_match(stack)
+
+        from d365_anaplan.config import parse_connection
+        from devkit.commands.check import FAIL, Report, check_dynamics
+
+        report = Report()
+        check_dynamics(parse_connection(cfg), report)
+        row = next(ch for ch in report.checks if ch.name == "budget revenue sign (raw entity)")
+        assert row.status == FAIL and "configured: stored; set it to as_entered" in row.detail, row
+    finally:
+        engine.install_connection(stack.connection())
+        clear_caches()
+        clear_journals(stack)
