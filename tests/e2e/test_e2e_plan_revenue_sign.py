@@ -6,7 +6,14 @@ the same. F&O's content is read from the F&O sandbox's own tables."""
 from __future__ import annotations
 
 import pytest
-from e2e_support import assert_failed_cleanly, assert_plans_match, clear_journals, journal_counts, manual
+from e2e_support import (
+    assert_failed_cleanly,
+    assert_plans_match,
+    cause_of,
+    clear_journals,
+    journal_counts,
+    manual,
+)
 
 from d365_anaplan.runtime import clear_caches
 from devkit.engine import LocalEngine
@@ -43,6 +50,44 @@ def test_a_wrong_revenue_read_sign_is_refused_before_writing(engine: LocalEngine
         check_dynamics(parse_connection(cfg), report)
         row = next(ch for ch in report.checks if ch.name == "budget revenue sign (raw entity)")
         assert row.status == FAIL and "configured: stored; set it to as_entered" in row.detail, row
+    finally:
+        engine.install_connection(stack.connection())
+        clear_caches()
+        clear_journals(stack)
+
+
+def test_after_a_failed_reconciliation_nothing_is_written_until_accepted(
+    engine: LocalEngine, stack: Stack
+) -> None:
+    """Run 1 with the wrong sign and no revenue line in F&O yet (nothing to verify against) writes and fails
+    ReconcilePlan. Run 2 with the setting fixed is refused (the last ReconcilePlan failed) and writes nothing;
+    run 3, started with accept_failed_reconcile, reconciles without writing anything (F&O was right)."""
+    clear_journals(stack)
+    try:
+        cfg = stack.connection()
+        cfg["dynamics"]["journal"]["budget_revenue_read_sign"] = "stored"
+        engine.install_connection(cfg)
+        clear_caches()
+        first = engine.run("PlansFlow", manual(), timeout=180)
+        assert first.status == "FAILED"
+        assert cause_of(engine, first.name).get("Error") == "ReconciliationFailed"
+        written = journal_counts(stack)
+        assert_plans_match(stack)  # what was written is right; only the read-back was wrong
+
+        engine.install_connection(stack.connection())
+        clear_caches()
+        second = engine.run("PlansFlow", manual(), timeout=180)
+        text = assert_failed_cleanly(engine, stack, second, "PreviousReconcileFailed",
+                                     f"plans run {first.name} failed ReconcilePlan",
+                                     '{"accept_failed_reconcile": true}')  # fmt: skip
+        assert "budget_revenue_read_sign" in text
+        assert journal_counts(stack) == written, "nothing is written to F&O"
+
+        third = engine.run("PlansFlow", {**manual(), "accept_failed_reconcile": True}, timeout=180)
+        assert third.status == "SUCCEEDED", (third.error, third.cause, third.task_failures())
+        assert third.output["plan"]["differences"]["cells"] == 0
+        assert journal_counts(stack) == written
+        assert_plans_match(stack)
     finally:
         engine.install_connection(stack.connection())
         clear_caches()

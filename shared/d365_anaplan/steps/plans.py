@@ -41,7 +41,7 @@ from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.mapping import step_value_maps
 from d365_anaplan.steps.plan_currency import resolve_plan_currencies
 from d365_anaplan.steps.plan_package import by_package, write_budget_package
-from d365_anaplan.steps.plan_sign import verify_revenue_sign
+from d365_anaplan.steps.plan_sign import refuse_after_failed_reconcile, verify_revenue_sign
 from d365_anaplan.steps.staged_io import load_json
 
 SHOWN_DIFFERENCES = 20  # differences listed in the step detail and the run output (all are counted)
@@ -59,7 +59,11 @@ def _put_json(ctx: StepContext, key: str, value: Any) -> None:
 
 
 def plan_journals(
-    ctx: StepContext, exports: list[dict[str, Any]], periods: list[str], accept_drift: bool = False
+    ctx: StepContext,
+    exports: list[dict[str, Any]],
+    periods: list[str],
+    accept_drift: bool = False,
+    accept_failed_reconcile: bool = False,
 ) -> dict[str, Any]:
     """Parse and validate every downloaded export, align with F&O, and stage the journals' line batches.
 
@@ -135,6 +139,7 @@ def plan_journals(
     writer = ctx.dynamics.writer
     if budget:  # a wrong read-back sign would write the revenue differences again on every run
         verify_revenue_sign(cfg, writer)
+    refuse_after_failed_reconcile(ctx, accept_failed_reconcile)
     state = PlanState(ctx.env.ledger_table)
     batches: list[dict[str, Any]] = []
     journals: list[dict[str, Any]] = []
