@@ -33,8 +33,10 @@ class PlanOutput(StepOutput):
 
 @step(PlanEvent, PlanOutput)
 def lambda_handler(ctx: StepContext, ev: PlanEvent) -> dict[str, Any]:
+    # a dry run writes nothing: after a failed ReconcilePlan it shows the differences a rerun would write
+    accept_failed = ev.accept_failed_reconcile or ev.dry_run
     return plan_journals(
-        ctx, [e.model_dump() for e in ev.exports], ev.periods, ev.accept_drift, ev.accept_failed_reconcile
+        ctx, [e.model_dump() for e in ev.exports], ev.periods, ev.accept_drift, accept_failed
     )
 
 

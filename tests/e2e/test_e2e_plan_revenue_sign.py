@@ -83,6 +83,9 @@ def test_after_a_failed_reconciliation_nothing_is_written_until_accepted(
         assert "budget_revenue_read_sign" in text
         assert journal_counts(stack) == written, "nothing is written to F&O"
 
+        dry = engine.run("PlansFlow", {**manual(), "dry_run": True}, timeout=180)  # shows, writes nothing
+        assert dry.status == "SUCCEEDED", (dry.error, dry.cause, dry.task_failures())
+        assert dry.output["plan"]["differences"]["cells"] == 0 and journal_counts(stack) == written
         third = engine.run("PlansFlow", {**manual(), "accept_failed_reconcile": True}, timeout=180)
         assert third.status == "SUCCEEDED", (third.error, third.cause, third.task_failures())
         assert third.output["plan"]["differences"]["cells"] == 0
