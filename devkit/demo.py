@@ -387,9 +387,9 @@ def _print_summary(facts: dict[str, RunFacts], timings: dict[str, float], ra: An
 
 
 def _currencies(cfg: Any) -> dict[str, str]:
-    """Each company's accounting currency (the connection's journal currencies, else its default)."""
+    """Each company's accounting currency (the connection's journal currencies; the demo sets every company's)."""
     journal = cfg.dynamics.journal
-    return {co: journal.currency_for(co) for co in cfg.dynamics.companies}
+    return {co: journal.currency_for(co) or "?" for co in cfg.dynamics.companies}
 
 
 def _account_names() -> dict[str, str]:

@@ -437,6 +437,18 @@ def check_fo_drift(cfg: Any, reader: Any, report: Report, fingerprints: Fingerpr
                 lambda flow, stored: fo_verdict(stored, read_fo_fingerprint(cfg, reader, flow)), PART)  # fmt: skip
 
 
+@contextmanager
+def _problems_as_failure() -> Iterator[None]:
+    """A run's ConfigError as this check's failure row: the run's problem lines, word for word (a plain
+    failure, not an unresolved credential)."""
+    from d365_anaplan.errors import ConfigError
+
+    try:
+        yield
+    except ConfigError as exc:
+        raise ValueError("; ".join(exc.problems)) from None
+
+
 def check_plan_target(cfg: Any, report: Report, conn: Any) -> None:
     """Where approved plans land (issue 10): the journal name's posting layer (ledger journals), the budget
     models and codes of every export and the budget register dimension format (budget register), and the
@@ -448,6 +460,19 @@ def check_plan_target(cfg: Any, report: Report, conn: Any) -> None:
     j = d.journal
     writer, reader = conn.writer, conn.reader
     exports = cfg.mapping.plans.exports
+
+    def currencies() -> str:
+        from d365_anaplan.steps.plan_currency import resolve_plan_currencies
+
+        with _problems_as_failure():  # what PlanJournals resolves (and refuses), word for word
+            resolved = resolve_plan_currencies(cfg, reader)
+        return "; ".join(
+            f"{co} {cur} ({'configured = ledger' if j.currency_for(co) else 'ledger accounting currency'})"
+            for co, cur in resolved.items()
+        )
+
+    _attempt(report, sysname, "plan currencies", "remove or correct dynamics.journal.currency_codes / currency_code: "
+             "plan lines are written in each company's ledger accounting currency", currencies)  # fmt: skip
     if j.target == "ledger_journal":
 
         def layers() -> str:
@@ -515,17 +540,10 @@ def check_plan_target(cfg: Any, report: Report, conn: Any) -> None:
     if j.target == "budget_register":
 
         def revenue_sign() -> str:
-            for ex in exports:
-                for co in d.companies:
-                    seen = writer.observed_revenue_sign(co, export_tag(cfg.name, ex.export_action))
-                    if seen is None:
-                        continue
-                    sign, what = seen
-                    if sign != j.budget_revenue_read_sign:
-                        raise ValueError(f"BudgetRegisterEntryLines shows revenue {sign} ({what}); configured: "
-                                         f"{j.budget_revenue_read_sign}")  # fmt: skip
-                    return f"{sign}, as configured ({what})"
-            return f"no revenue line written yet; configured {j.budget_revenue_read_sign} (verified on the first one)"
+            from d365_anaplan.steps.plan_sign import verify_revenue_sign
+
+            with _problems_as_failure():  # what PlanJournals verifies before writing, word for word
+                return verify_revenue_sign(cfg, writer)
 
         _attempt(report, sysname, "budget revenue sign (raw entity)", "set dynamics.journal.budget_revenue_read_sign "
                  "to what F&O shows (compared with BudgetTransactionLineBiEntities, which stores revenue "

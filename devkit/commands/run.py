@@ -43,6 +43,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "successful run, and record the new fingerprint (otherwise the run stops with MetadataDrift)",
     )
     parser.add_argument(
+        "--accept-failed-reconcile",
+        action="store_true",
+        help="plans: write although the last plans run failed ReconcilePlan, once its cause is fixed and checked "
+        "(otherwise the run stops with PreviousReconcileFailed)",
+    )
+    parser.add_argument(
         "--wait-scale",
         type=float,
         default=0.0,
@@ -90,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         payload["dry_run"] = True
     if args.accept_drift:
         payload["accept_drift"] = True
+    if args.accept_failed_reconcile:
+        payload["accept_failed_reconcile"] = True
     return execute(args, cfg, args.flow, payload)
 
 

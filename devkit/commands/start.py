@@ -33,6 +33,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="accept changed model metadata since the last successful run (execution input accept_drift)",
     )
+    parser.add_argument(
+        "--accept-failed-reconcile",
+        action="store_true",
+        help="plans: write although the last plans run failed ReconcilePlan (execution input "
+        "accept_failed_reconcile)",
+    )
     parser.add_argument("--no-wait", action="store_true", help="start the execution and return")
     parser.add_argument(
         "--timeout", type=float, default=4 * 3600.0, help="seconds to follow it (default 4 h)"
@@ -56,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         payload["dry_run"] = True
     if args.accept_drift:
         payload["accept_drift"] = True
+    if args.accept_failed_reconcile:
+        payload["accept_failed_reconcile"] = True
     return start_and_follow(args, args.flow, payload)
 
 

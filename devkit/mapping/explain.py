@@ -179,9 +179,12 @@ def explain_plan_row(cfg: ConnectionConfig, conn: DynamicsConnection, client: An
         return explanation
     budget = cfg.dynamics.journal.target == "budget_register"
     fmt = conn.reader.budget_format() if budget else conn.reader.ledger_format()
+    from d365_anaplan.steps.plan_currency import resolve_plan_currencies
+
     deltas, _approved = plan_deltas(explanation.rows, [], sorted({r.period for r in explanation.rows}))
     plan = build_entries(deltas, connection=cfg.name, run_id="explain", export=export,
-                         settings=cfg.dynamics.journal, segment_order=fmt.segments, delimiter=fmt.delimiter,
+                         settings=cfg.dynamics.journal, currencies=resolve_plan_currencies(cfg, conn.reader),
+                         segment_order=fmt.segments, delimiter=fmt.delimiter,
                          fiscal_year_start_month=cfg.close_calendar.fiscal_year_start_month)  # fmt: skip
     for journal in plan.journals:
         for line in journal.lines():

@@ -20,6 +20,7 @@ class PlanEvent(StepEvent):
     exports: list[DownloadedExport] = Field(min_length=1)
     periods: list[str] = Field(min_length=1)
     accept_drift: bool = False  # the run accepts changed F&O metadata and records the new fingerprint
+    accept_failed_reconcile: bool = False  # write although the last plans run failed ReconcilePlan
 
 
 class PlanOutput(StepOutput):
@@ -32,7 +33,11 @@ class PlanOutput(StepOutput):
 
 @step(PlanEvent, PlanOutput)
 def lambda_handler(ctx: StepContext, ev: PlanEvent) -> dict[str, Any]:
-    return plan_journals(ctx, [e.model_dump() for e in ev.exports], ev.periods, ev.accept_drift)
+    # a dry run writes nothing: after a failed ReconcilePlan it shows the differences a rerun would write
+    accept_failed = ev.accept_failed_reconcile or ev.dry_run
+    return plan_journals(
+        ctx, [e.model_dump() for e in ev.exports], ev.periods, ev.accept_drift, accept_failed
+    )
 
 
 EVENT_MODEL = PlanEvent  # what lambda_handler validates (events/ tests: tests/unit/test_events.py)

@@ -32,6 +32,7 @@ class OpenRunOutput(StepOutput):
     failed_lines_only: bool
     exports: list[dict[str, Any]]
     accept_drift: bool
+    accept_failed_reconcile: bool = False
 
 
 class FinishOutput(StepOutput):

@@ -182,6 +182,12 @@ class ReconciliationFailed(ConnectorError):
     """Totals written do not equal totals read."""
 
 
+class PreviousReconcileFailed(ConnectorError):
+    """The connection's last plans run failed ReconcilePlan: writing differences again on a wrong read-back
+    would repeat them (a revenue budget growing run after run). Not retried: fix and check the cause, then
+    start the run with ``accept_failed_reconcile``."""
+
+
 class PeriodNotDue(ConnectorError):
     """The close calendar says no period is due (scheduled runs end quietly on this)."""
 

@@ -124,7 +124,7 @@ def summarise(ledger: Any, run_id: str, currency_for: Callable[[str], str]) -> R
         elif step.step == "PlanJournals":  # the planned journals: company, lines, debit and credit each
             for j in d.get("journals") or []:
                 out.rows += int(j.get("lines", 0))
-                currency = currency_for(str(j.get("company", "")))
+                currency = str(j.get("currency") or currency_for(str(j.get("company", ""))))
                 amount = Decimal(str(j.get("total_debit", "0"))) - Decimal(str(j.get("total_credit", "0")))
                 net[currency] = net.get(currency, Decimal(0)) + amount
     out.dry_run = out.dry_run or bool(request.get("dry_run"))
@@ -208,7 +208,7 @@ def report_execution(execution_arn: str) -> dict[str, Any]:
     run = ledger.get_run(run_id)
     try:
         journal = load_connection(run.connection).dynamics.journal
-        currency_for: Callable[[str], str] = journal.currency_for
+        currency_for: Callable[[str], str] = lambda company: journal.currency_for(company) or "?"  # noqa: E731
     except Exception:  # noqa: BLE001 - a report even when the connection file is gone or broken
         currency_for = lambda _company: "?"  # noqa: E731
     summary = summarise(ledger, run_id, currency_for)

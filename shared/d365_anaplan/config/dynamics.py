@@ -67,12 +67,20 @@ class JournalSettings(BaseModel):
             "and names the right value; a wrong value also fails reconciliation on revenue accounts"
         ),
     )
-    currency_code: str = Field(default="USD", description="currency of written lines")
+    currency_code: str | None = Field(
+        default=None,
+        description=(
+            "currency of written plan lines for companies without a `currency_codes` entry; unset = each "
+            "company's ledger accounting currency in F&O (`Ledgers.AccountingCurrency`); a value that differs "
+            "from the ledger's is refused (run and `check`)"
+        ),
+    )
     currency_codes: dict[str, str] = Field(
         default_factory=dict,
         description=(
-            "per legal entity, e.g. `{DEMF: EUR}`: plan values are written in each company's "
-            "accounting currency"
+            "per legal entity, e.g. `{DEMF: EUR}`: optional, plan values are written in each company's "
+            "ledger accounting currency; an entry that differs from it is refused (run and `check`): "
+            "remove or correct it"
         ),
     )
     lines_per_batch: int = Field(
@@ -113,9 +121,11 @@ class JournalSettings(BaseModel):
             raise ValueError("dynamics.journal.offset_account: only used with target 'ledger_journal'")
         return self
 
-    def currency_for(self, company: str) -> str:
-        """The currency plan lines of ``company`` are written in."""
-        return self.currency_codes.get(company.upper(), self.currency_code)
+    def currency_for(self, company: str) -> str | None:
+        """The currency configured for the plan lines of ``company``; None = its ledger's accounting currency
+        (resolved against F&O by :func:`~d365_anaplan.flows.plan_currency.plan_currencies`)."""
+        code = self.currency_codes.get(company.upper(), self.currency_code)
+        return code.strip().upper() if code else None
 
 
 class PackageSettings(BaseModel):

@@ -86,6 +86,12 @@ class JournalWriter(JournalBatches):
 
     # -- validation and line bodies ----------------------------------------------------------------------
 
+    def _default_currency(self, company: str) -> str:
+        """The currency of a line written without one: the configured one, else the company's ledger accounting
+        currency. (PlanJournals gives every plan line its currency, resolved and checked against the ledger by
+        :func:`~d365_anaplan.flows.plan_currency.plan_currencies`.)"""
+        return self.settings.currency_for(company) or self.reader.books().ledger(company).accounting_currency
+
     def _prepare(
         self, company: str, lines: Sequence[JournalLineInput], fmt: DimensionFormat
     ) -> dict[str, list[PreparedLine]]:
@@ -107,7 +113,7 @@ class JournalWriter(JournalBatches):
                 raise BadInputData(
                     f"{what}: voucher {line.voucher!r} must be 1-{VOUCHER_MAX} printable characters"
                 )
-            currency = (line.currency or self.settings.currency_code).strip().upper()
+            currency = (line.currency or self._default_currency(company)).strip().upper()
             if not CURRENCY_CODE.match(currency):
                 raise BadInputData(f"{what}: currency {line.currency!r} is not a 3-letter ISO code")
             if not isinstance(line.account, str) or not line.account.strip():
@@ -349,7 +355,7 @@ class JournalWriter(JournalBatches):
         for i, line in enumerate(lines, start=1):
             what = line.source or f"budget line {i}"
             amount = check_amount(line.amount, what)
-            currency = (line.currency or self.settings.currency_code).strip().upper()
+            currency = (line.currency or self._default_currency(company)).strip().upper()
             if not CURRENCY_CODE.match(currency):
                 raise BadInputData(f"{what}: currency {line.currency!r} is not a 3-letter ISO code")
             if self.known_accounts is not None and line.account.strip() not in self.known_accounts:

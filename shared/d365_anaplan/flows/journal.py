@@ -187,13 +187,17 @@ def build_entries(
     run_id: str,
     export: PlanExport,
     settings: JournalSettings,
+    currencies: Mapping[str, str],
     segment_order: Sequence[str],
     delimiter: str = "-",
     fiscal_year_start_month: int = 1,
     max_lines_per_voucher: int | None = None,
     transaction_day: Literal["first", "last"] = "first",
 ) -> JournalPlan:
-    """Group the differences of one export (every company) into entries (see the module docstring)."""
+    """Group the differences of one export (every company) into entries (see the module docstring).
+
+    ``currencies``: company -> the currency of its lines (:func:`~d365_anaplan.flows.plan_currency.plan_currencies`,
+    resolved by the step against the company's ledger)."""
     limit = max_lines_per_voucher or settings.lines_per_batch
     ledger = settings.target == "ledger_journal"
     offset = settings.offset_account if ledger else None
@@ -244,7 +248,7 @@ def build_entries(
             budget_code=budget_code,
             revision=revision,
         )
-        currency = settings.currency_for(company)
+        currency = currencies[company]
         by_period: dict[date, list[JournalLine]] = {}
         for d in items:
             where = f"plan cell {company} {d.account} {period_key(d.period)}" + (

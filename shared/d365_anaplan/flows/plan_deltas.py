@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -57,10 +57,15 @@ def plan_deltas(
     periods: Iterable[date],
     *,
     decimals: int = 2,
+    keep: Collection[CellKey] = frozenset(),
 ) -> tuple[list[Delta], dict[CellKey, Decimal]]:
     """Differences between the approved plan (``rows`` of one export) and what F&O holds from this export
     (``held`` lines: company, account, dimension values, date, ledger-signed amount), per cell of the
-    ``periods``. Returns the non-zero differences (sorted) and the approved cells (zero cells included)."""
+    ``periods``. Returns the non-zero differences (sorted) and the approved cells (zero cells included).
+
+    A cell that left the export is reversed; a cell in ``keep`` (its row is still in the export but not
+    approved, e.g. reopened for review) is not: F&O keeps what it holds, and that is the cell's approved
+    value for reconciliation."""
     window = {month_start(p) for p in periods}
     approved: dict[CellKey, Decimal] = {}
     sources: dict[CellKey, int] = {}
@@ -84,6 +89,9 @@ def plan_deltas(
         key = cell_key(company, account, held_dims, when)
         if key[3] in window:
             holding[key] = holding.get(key, Decimal(0)) + amount
+    for key in keep:
+        if key not in approved and key in holding:
+            approved[key] = holding[key]
     deltas = []
     for key in sorted(set(approved) | set(holding)):
         want, have = approved.get(key, Decimal(0)), holding.get(key, Decimal(0))

@@ -15,6 +15,7 @@ Rules (every error is BadInputData naming the export, the file line and the fiel
   line it starts on. A record must have as many fields as the header. Blank lines are skipped and counted.
 * Rows whose version is not the export's ``version`` are skipped and counted per version; rows whose
   approval column is not ``approved_value`` are skipped and counted. Only the remaining rows are validated.
+  The cells of a row skipped as not approved are kept in ``not_approved`` (a reopened row keeps its budget).
 * Value maps (``maps``): company, account and dimension members are reversed to F&O codes first (an
   ambiguous reverse is refused naming the line; a dimension's blank member becomes a blank segment).
 * Company: must be one of the configured companies (compared upper case; the row carries the upper-case id).
@@ -49,6 +50,7 @@ from d365_anaplan.errors import BadInputData
 from d365_anaplan.flows.calendar import check_in_fiscal_calendar
 from d365_anaplan.flows.money import parse_amount
 from d365_anaplan.flows.periods import parse_period_label, validate_period_format
+from d365_anaplan.flows.plan_deltas import CellKey, cell_key
 from d365_anaplan.flows.records import PlanRow
 from d365_anaplan.flows.sign import NATURAL_CREDIT_TYPES as NATURAL_CREDIT_TYPES  # re-exported
 from d365_anaplan.flows.sign import NATURAL_DEBIT_TYPES as NATURAL_DEBIT_TYPES  # re-exported
@@ -191,6 +193,8 @@ class PlanExportReader:
         self.allow_empty = allow_empty
         self.source = f"export {export.export_action!r}"
         self.counters = PlanCounters(export=export.export_action, version=export.version)
+        # the cells of rows skipped as not approved (complete once the rows are read): F&O keeps what it holds
+        self.not_approved: set[CellKey] = set()
         self._started = False
         self._period_columns: list[tuple[str, int]] = []  # layout time_in_columns: (label, position)
 
@@ -292,6 +296,51 @@ class PlanExportReader:
             amount=amount,
         )
 
+    def _codes(self, record: list[str], col: dict[str, int], where: str) -> tuple[str, str, dict[str, str]]:
+        """A data line's company, account and dimension values (F&O codes; the company upper case)."""
+        p = self.plans
+        company = check_code(record[col[p.company_column]].strip(), where=where, field=p.company_column)
+        account = check_code(record[col[p.account_column]].strip(), where=where, field=p.account_column)
+        dims = {
+            d.name: check_code(record[col[d.column]].strip(), where=where, field=d.column, allow_empty=True)
+            for d in self.dimensions
+        }
+        if self.maps is not None:  # Anaplan members -> F&O codes (value maps reversed)
+            company, account, dims = self.maps.reverse_codes(company, account, dims, where=where)
+        company = company.upper()
+        if company not in self.companies:
+            raise BadInputData(
+                f"{where}: field {p.company_column!r} value {company!r} is not a configured company "
+                f"({', '.join(sorted(self.companies))})"
+            )
+        return company, account, dims
+
+    def _row_cells(
+        self, record: list[str], col: dict[str, int], *, blanks: bool
+    ) -> list[tuple[str, str, str, str]]:
+        """(period label, its field, amount text, its field) per cell of a data line."""
+        p = self.plans
+        if p.layout == "long":
+            return [
+                (record[col[p.period_column]], p.period_column, record[col[p.amount_column]], p.amount_column)
+            ]
+        # one cell per period column; a blank cell holds nothing
+        return [
+            (name, name, record[i], name) for name, i in self._period_columns if blanks or record[i].strip()
+        ]
+
+    def _hold_back(self, record: list[str], col: dict[str, int], where: str, fiscal_start: int) -> None:
+        """Remember the cells of a row that is not approved (any more): F&O keeps what it holds for them.
+        A row whose codes or period do not read names no cell and is only counted."""
+        try:
+            company, account, dims = self._codes(record, col, where)
+            for label, _f, _t, _a in self._row_cells(record, col, blanks=True):
+                period = parse_period_label(label, self.period_format, fiscal_start)
+                if self.periods is None or period in self.periods:
+                    self.not_approved.add(cell_key(company, account, dims, period))
+        except BadInputData:
+            return
+
     def _rows(self) -> Iterator[PlanRow]:
         c = self.counters
         p = self.plans
@@ -332,37 +381,11 @@ class PlanExportReader:
                 continue
             if p.approval_column and record[col[p.approval_column]].strip() != p.approved_value:
                 c.skipped_unapproved += 1
+                self._hold_back(record, col, where, fiscal_start)
                 continue
 
-            company = check_code(record[col[p.company_column]].strip(), where=where, field=p.company_column)
-            account = check_code(record[col[p.account_column]].strip(), where=where, field=p.account_column)
-            dims = {
-                d.name: check_code(
-                    record[col[d.column]].strip(), where=where, field=d.column, allow_empty=True
-                )
-                for d in self.dimensions
-            }
-            if self.maps is not None:  # Anaplan members -> F&O codes (value maps reversed)
-                company, account, dims = self.maps.reverse_codes(company, account, dims, where=where)
-            company = company.upper()
-            if company not in self.companies:
-                raise BadInputData(
-                    f"{where}: field {p.company_column!r} value {company!r} is not a configured company "
-                    f"({', '.join(sorted(self.companies))})"
-                )
-            if p.layout == "long":
-                cells = [
-                    (
-                        record[col[p.period_column]],
-                        p.period_column,
-                        record[col[p.amount_column]],
-                        p.amount_column,
-                    )
-                ]
-            else:  # one cell per period column; a blank cell holds nothing
-                cells = [
-                    (name, name, record[i], name) for name, i in self._period_columns if record[i].strip()
-                ]
+            company, account, dims = self._codes(record, col, where)
+            cells = self._row_cells(record, col, blanks=False)
             for label, period_field, text, amount_field in cells:
                 row = self._cell(
                     where,

@@ -25,7 +25,7 @@ from d365_anaplan.flows.calendar import fiscal_horizon, parse_period, period_key
 from d365_anaplan.flows.journal import batch_lines, build_entries
 from d365_anaplan.flows.journal_keys import export_tag
 from d365_anaplan.flows.mapping import scope_filter
-from d365_anaplan.flows.plan_deltas import cell_key, plan_deltas
+from d365_anaplan.flows.plan_deltas import CellKey, cell_key, plan_deltas
 from d365_anaplan.flows.plans import (
     SPREAD_DECIMALS,
     parse_plan_export,
@@ -39,7 +39,9 @@ from d365_anaplan.ledger.plan_state import PlanState
 from d365_anaplan.staging import iter_chunks, iter_lines
 from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.mapping import step_value_maps
+from d365_anaplan.steps.plan_currency import resolve_plan_currencies
 from d365_anaplan.steps.plan_package import by_package, write_budget_package
+from d365_anaplan.steps.plan_sign import refuse_after_failed_reconcile, verify_revenue_sign
 from d365_anaplan.steps.staged_io import load_json
 
 SHOWN_DIFFERENCES = 20  # differences listed in the step detail and the run output (all are counted)
@@ -57,7 +59,11 @@ def _put_json(ctx: StepContext, key: str, value: Any) -> None:
 
 
 def plan_journals(
-    ctx: StepContext, exports: list[dict[str, Any]], periods: list[str], accept_drift: bool = False
+    ctx: StepContext,
+    exports: list[dict[str, Any]],
+    periods: list[str],
+    accept_drift: bool = False,
+    accept_failed_reconcile: bool = False,
 ) -> dict[str, Any]:
     """Parse and validate every downloaded export, align with F&O, and stage the journals' line batches.
 
@@ -75,10 +81,12 @@ def plan_journals(
 
     check_fo_drift(ctx, "plans", accept_drift)
     reader = ctx.dynamics.reader
+    currencies = resolve_plan_currencies(cfg, reader)  # the one source of each company's plan currency
     budget = cfg.dynamics.journal.target == "budget_register"
     fmt = reader.budget_format() if budget else reader.ledger_format()
     horizon = fiscal_horizon(cfg.close_calendar, datetime.now(UTC))
     all_rows: dict[str, list[PlanRow]] = {}
+    not_approved: dict[str, set[CellKey]] = {}  # export -> cells of rows skipped as not approved
     counters: dict[str, Any] = {}
     types: dict[str, str] | None = None  # main account types (natural sign)
     maps = step_value_maps(ctx)
@@ -105,7 +113,8 @@ def plan_journals(
                 types = {a.account.upper(): a.account_type for a in reader.main_accounts()}
             rows = to_ledger_sign(rows, types, source=f"export {export.export_action!r}")
         all_rows[export.export_action] = rows
-        counters[export.export_action] = parsed.counters.to_json(cfg.dynamics.journal.currency_for)
+        not_approved[export.export_action] = parsed.not_approved
+        counters[export.export_action] = parsed.counters.to_json(lambda co: currencies[co.upper()])
     _refuse_out_of_scope(ctx, all_rows)
     ctx.ledger.record_step(ctx.run_id, "ValidatePlan", "SUCCEEDED", {"exports": counters})
 
@@ -128,6 +137,9 @@ def plan_journals(
 
     settings = cfg.dynamics.journal
     writer = ctx.dynamics.writer
+    if budget:  # a wrong read-back sign would write the revenue differences again on every run
+        verify_revenue_sign(cfg, writer)
+    refuse_after_failed_reconcile(ctx, accept_failed_reconcile)
     state = PlanState(ctx.env.ledger_table)
     batches: list[dict[str, Any]] = []
     journals: list[dict[str, Any]] = []
@@ -161,7 +173,7 @@ def plan_journals(
                 for k in sorted(set(kept) | set(sums))
                 if kept.get(k, Decimal(0)) != sums.get(k, Decimal(0))
             )
-        deltas, approved = plan_deltas(rows, held, months)
+        deltas, approved = plan_deltas(rows, held, months, keep=not_approved[name])
         differences += [{**d.to_json(), "export": name, "version": export.version} for d in deltas]
         plan = build_entries(
             deltas,
@@ -169,6 +181,7 @@ def plan_journals(
             run_id=ctx.run_id,
             export=export,
             settings=settings,
+            currencies=currencies,
             segment_order=fmt.segments,
             delimiter=fmt.delimiter,
             fiscal_year_start_month=cfg.close_calendar.fiscal_year_start_month,
@@ -182,7 +195,7 @@ def plan_journals(
             }
         )
         for journal in plan.journals:
-            journals.append({**journal.to_json(), "export": name})
+            journals.append({**journal.to_json(), "export": name, "currency": currencies[journal.company]})
             count = sum(len(v.lines) for v in journal.vouchers)
             transport = "package" if by_package(ctx, count) else "odata"  # a package carries the whole entry
             for n, lines_ in enumerate(batch_lines(journal, count if transport == "package" else size)):
@@ -217,7 +230,13 @@ def plan_journals(
     _put_json(
         ctx,
         totals_key,
-        {"exports": totals, "first": first.isoformat(), "last": last.isoformat(), "journals": journals},
+        {
+            "exports": totals,
+            "first": first.isoformat(),
+            "last": last.isoformat(),
+            "journals": journals,
+            "currencies": currencies,
+        },
     )
     summary = {
         "cells": len(differences),
@@ -427,7 +446,15 @@ def reconcile_plan(ctx: StepContext, totals_key: str, written: list[dict[str, An
     plan_items: list[tuple[str, str, date, Decimal]] = []
     fo_items: list[tuple[str, str, date, Decimal]] = []
     currency_of: dict[str, str] = {}  # "<company> <version>" -> the currency the company's plan lines are in
-    currency_for = ctx.cfg.dynamics.journal.currency_for
+    # the currencies PlanJournals resolved for this run (one source of truth); a run staged before they were
+    # kept resolves them again
+    currencies: dict[str, str] = approved.get("currencies") or resolve_plan_currencies(
+        ctx.cfg, ctx.dynamics.reader
+    )
+
+    def currency_for(company: str) -> str:
+        return currencies[company.upper()]
+
     pending: list[dict[str, Any]] = []
     cells_by_export: dict[str, dict[Any, Decimal]] = {}
     for export in approved["exports"]:

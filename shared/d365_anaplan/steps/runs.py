@@ -37,6 +37,8 @@ class RunRequest(BaseModel):
     replay_of: str | None = None
     failed_lines_only: bool = False  # plans: write again only the lines F&O rejected in run ``replay_of``
     accept_drift: bool = False  # accept changed model metadata (MetadataDrift) and record the new fingerprint
+    # plans: write although the connection's last plans run failed ReconcilePlan (the cause is fixed and checked)
+    accept_failed_reconcile: bool = False
 
 
 def open_run(
@@ -78,6 +80,7 @@ def open_run(
         "replay_of": req.replay_of,
         "failed_lines_only": req.failed_lines_only,
         "accept_drift": req.accept_drift,
+        "accept_failed_reconcile": req.accept_failed_reconcile,
         "verify_export": cfg.mapping.actuals.verify_export,
         "exports": [e.model_dump() for e in cfg.mapping.plans.exports],
         "status": run.status,

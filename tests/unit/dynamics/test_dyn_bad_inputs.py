@@ -95,7 +95,7 @@ def test_writer_refuses_bad_lines(name: str, lines: list[JournalLineInput], mess
     reader = DynamicsReader(client, companies=["USMF"])
     reader._ledger_format = FMT
     known = {"601100", "110110", "401100"}
-    writer = JournalWriter(client, reader, JournalSettings(), known_accounts=known)
+    writer = JournalWriter(client, reader, JournalSettings(currency_code="USD"), known_accounts=known)
     with pytest.raises(BadInputData, match=message) as exc:
         writer.write_ledger_journal("USMF", lines, key="APX")
     if lines and name not in ("unbalanced voucher", "no lines", "unknown main account"):
@@ -106,7 +106,7 @@ def test_writer_refuses_bad_lines(name: str, lines: list[JournalLineInput], mess
 def test_quotes_and_unicode_in_text_are_written_not_refused() -> None:
     client, _, _ = make_client()
     reader = DynamicsReader(client, companies=["USMF"])
-    writer = JournalWriter(client, reader, JournalSettings())
+    writer = JournalWriter(client, reader, JournalSettings(currency_code="USD"))
     vouchers = writer._prepare("USMF", [line(text='O\'Brien "Q1" Büromaterial ✓'), offset()], FMT)
     text = vouchers["V1"][0].body["Text"]
     assert text.endswith('O\'Brien "Q1" Büromaterial ✓') and len(text) <= 60

@@ -84,7 +84,7 @@ def setup_env(
 def writer(**settings: Any) -> JournalWriter:
     client, _, sleeps = make_client()
     r = DynamicsReader(client, companies=["USMF"])
-    return JournalWriter(client, r, JournalSettings(**settings), sleep=sleeps)
+    return JournalWriter(client, r, JournalSettings(**{"currency_code": "USD", **settings}), sleep=sleeps)
 
 
 def balanced(

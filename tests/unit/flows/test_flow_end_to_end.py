@@ -32,6 +32,7 @@ from d365_anaplan.flows.alignment import (
 from d365_anaplan.flows.calendar import fiscal_horizon, periods_due
 from d365_anaplan.flows.journal import batch_lines, build_entries
 from d365_anaplan.flows.periods import parse_period_label
+from d365_anaplan.flows.plan_currency import plan_currencies
 from d365_anaplan.flows.plan_deltas import plan_deltas
 from d365_anaplan.flows.plans import parse_plan_export
 from d365_anaplan.flows.reconcile import assert_reconciled, reconcile
@@ -145,10 +146,12 @@ def test_plans_flow() -> None:
         target="ledger_journal", posting_layer="CustomLayer1", offset_account="999999", lines_per_batch=3,
         currency_codes={"DEMF": "EUR"},
     )  # fmt: skip
-    currencies = {c: settings.currency_for(c) for c in ("USMF", "DEMF")}  # USMF in USD (the default)
+    currencies = plan_currencies(
+        settings, ["USMF", "DEMF"], {"USMF": "USD", "DEMF": "EUR"}
+    )  # the ledgers' currencies
     deltas, _ = plan_deltas(rows, [], [date(2025, 7, 1), date(2025, 8, 1)])
     plan = build_entries(
-        deltas, connection="acme", run_id="run-1", export=export, settings=settings,
+        deltas, connection="acme", run_id="run-1", export=export, settings=settings, currencies=currencies,
         segment_order=["MainAccount", "CostCenter"], fiscal_year_start_month=7,
     )  # fmt: skip
     assert len(deltas) == 3, "the zero row writes nothing"

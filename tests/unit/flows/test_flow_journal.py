@@ -41,6 +41,7 @@ ROWS = [
 
 JAN, FEB, MAR = date(2025, 1, 1), date(2025, 2, 1), date(2025, 3, 1)
 WINDOW = [JAN, FEB, MAR]
+CURRENCIES = {"USMF": "USD", "DEMF": "EUR"}  # the companies' ledger currencies (resolved by the step)
 BUDGET = JournalSettings(budget_model="FY2025", budget_code="Original", revision_budget_code="Revision")
 LEDGER = JournalSettings(target="ledger_journal", posting_layer="CustomLayer1")
 
@@ -61,6 +62,7 @@ def build(rows: list[PlanRow] = ROWS, holding=(), **kw: object):  # type: ignore
         run_id="arn:aws:states:x:execution:Plans:run-0001",
         export=export,
         settings=settings,
+        currencies=CURRENCIES,
         segment_order=SEGMENTS,
         **kw,
     )  # type: ignore[arg-type]
@@ -182,7 +184,7 @@ def test_codes_and_models_per_export_and_fiscal_year() -> None:
             PlanRow(line_number=3, company="USMF", account="601500", dimensions={}, period=date(2025, 7, 1), version="Forecast", amount=Decimal("2"))]  # fmt: skip
     deltas, _ = plan_deltas(rows, [], [JAN, date(2025, 7, 1)])
     plan = build_entries(deltas, connection="acme", run_id="r1", export=export, settings=BUDGET,
-                         segment_order=SEGMENTS, fiscal_year_start_month=7)  # fmt: skip
+                         currencies=CURRENCIES, segment_order=SEGMENTS, fiscal_year_start_month=7)  # fmt: skip
     assert [(j.budget_model, j.budget_code) for j in plan.journals] == [
         ("FC2025", "FcOrig"),
         ("FC2026", "FcOrig"),
@@ -210,7 +212,7 @@ def test_keys_tags_and_descriptions_are_readable_and_stable() -> None:
     keys = [x.line_key for x in a.journals[1].lines()]
     assert len(set(keys)) == len(keys) and all(k.startswith(a.journals[1].key + "-") for k in keys)
     other_run = build_entries(plan_deltas(ROWS, [], WINDOW)[0], connection="acme", run_id="run-0002", export=EXPORT,
-                              settings=BUDGET, segment_order=SEGMENTS)  # fmt: skip
+                              settings=BUDGET, currencies=CURRENCIES, segment_order=SEGMENTS)  # fmt: skip
     assert other_run.journals[1].key != a.journals[1].key
 
 
