@@ -18,13 +18,11 @@ from typing import Any
 
 from d365_anaplan.config import PlanExport
 from d365_anaplan.dynamics.journal_records import EntryHeader, JournalLineInput
-from d365_anaplan.dynamics.odata_shapes import Query
 from d365_anaplan.errors import AlignmentFailed, BadInputData, DynamicsValidationError, ReconciliationFailed
 from d365_anaplan.flows.alignment import ACCOUNT, check_alignment, references_from_plans
 from d365_anaplan.flows.calendar import fiscal_horizon, parse_period, period_key
 from d365_anaplan.flows.journal import batch_lines, build_entries
 from d365_anaplan.flows.journal_keys import export_tag
-from d365_anaplan.flows.mapping import scope_filter
 from d365_anaplan.flows.plan_deltas import CellKey, cell_key, plan_deltas
 from d365_anaplan.flows.plans import (
     SPREAD_DECIMALS,
@@ -41,6 +39,7 @@ from d365_anaplan.steps.context import StepContext
 from d365_anaplan.steps.mapping import step_value_maps
 from d365_anaplan.steps.plan_currency import resolve_plan_currencies
 from d365_anaplan.steps.plan_package import by_package, write_budget_package
+from d365_anaplan.steps.plan_refusals import refuse_out_of_scope, refuse_suspended_accounts
 from d365_anaplan.steps.plan_sign import refuse_after_failed_reconcile, verify_revenue_sign
 from d365_anaplan.steps.staged_io import load_json
 
@@ -115,7 +114,7 @@ def plan_journals(
         all_rows[export.export_action] = rows
         not_approved[export.export_action] = parsed.not_approved
         counters[export.export_action] = parsed.counters.to_json(lambda co: currencies[co.upper()])
-    _refuse_out_of_scope(ctx, all_rows)
+    refuse_out_of_scope(ctx, all_rows)
     ctx.ledger.record_step(ctx.run_id, "ValidatePlan", "SUCCEEDED", {"exports": counters})
 
     # Alignment: every account and dimension value must exist in F&O (codes compare case-insensitively).
@@ -133,7 +132,7 @@ def plan_journals(
     ctx.ledger.record_step(ctx.run_id, "AlignPlan", "SUCCEEDED" if report.ok else "UNMATCHED", report_json)
     if not report.ok:
         raise AlignmentFailed(report.to_text())
-    _refuse_suspended_accounts(ctx, all_rows)
+    refuse_suspended_accounts(ctx, all_rows)
 
     settings = cfg.dynamics.journal
     writer = ctx.dynamics.writer
@@ -282,51 +281,6 @@ def line_input(d: dict[str, Any]) -> JournalLineInput:
         else f"offset {d['text']}"
         if d.get("offset")
         else f"removed cell {d['text']}",
-    )
-
-
-def _refuse_out_of_scope(ctx: StepContext, all_rows: dict[str, list[PlanRow]]) -> None:
-    """A plan row on a main account outside the plans scope (``mapping.scopes``) is refused, naming the
-    export line, before anything is written."""
-    m = ctx.cfg.mapping
-    if m.scopes.for_flow("plans").unrestricted:
-        return
-    types = {a.account.upper(): a.account_type for a in ctx.dynamics.reader.main_accounts()}
-    scope = scope_filter(m, "plans", types)
-    for name, rows in all_rows.items():
-        for row in rows:
-            why = scope.reason_out(row.account)
-            if why is not None:
-                raise BadInputData(
-                    f"export {name!r} line {row.line_number}: account {row.account!r} is outside {scope.setting} "
-                    f"({why}); nothing was written to F&O"
-                )
-
-
-def _refuse_suspended_accounts(ctx: StepContext, all_rows: dict[str, list[PlanRow]]) -> None:
-    """F&O refuses new lines on a suspended main account (``MainAccounts.IsSuspended``); finding out while
-    writing would leave the other vouchers written. Refuse the plan before anything is written, naming the
-    export lines."""
-    q = Query("MainAccounts", select=("MainAccountId", "IsSuspended"), cross_company=False)
-    suspended = {
-        str(r.get("MainAccountId") or "").upper()
-        for r in ctx.dynamics.client.iter_rows(q)
-        if str(r.get("IsSuspended") or "No") == "Yes"
-    }
-    hits = [
-        (name, row) for name, rows in all_rows.items() for row in rows if row.account.upper() in suspended
-    ]
-    if not hits:
-        return
-    shown = "; ".join(
-        f"export {name!r} line {row.line_number}: field 'Account' {row.account!r}" for name, row in hits[:10]
-    )
-    more = f" (and {len(hits) - 10} more)" if len(hits) > 10 else ""
-    accounts = sorted({row.account for _, row in hits})
-    raise AlignmentFailed(
-        f"alignment with F&O: main account(s) {accounts} are suspended in F&O (MainAccounts.IsSuspended), "
-        f"which refuses new journal lines on them; {len(hits)} plan row(s) use them: {shown}{more}. "
-        "Nothing was written to F&O."
     )
 
 
