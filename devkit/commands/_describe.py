@@ -90,7 +90,7 @@ def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> Ru
                 rec = {"matched_accounts": sum(int(r.get("matched_accounts", 0)) for r in rec.values())}
             if step.status == "SUCCEEDED":
                 facts.reconciled = (
-                    f"{rec.get('matched_accounts', '?')} company/account/period totals match"
+                    f"{_count(rec.get('matched_accounts'))} company/account/period totals match"
                     if rec
                     else f"{d.get('note') or NOT_RECONCILED} (the import took all {d.get('rows')} rows)"
                 )
@@ -108,7 +108,7 @@ def collect(ledger: Any, run_id: str, output: Any, flow: str, status: str) -> Ru
         elif step.step == "ReconcilePlan":
             if step.status == "SUCCEEDED":
                 # approved totals per currency (an older record's left_total added currencies: not shown)
-                facts.reconciled = f"{d.get('matched_accounts', '?')} company/account/period totals match"
+                facts.reconciled = f"{_count(d.get('matched_accounts'))} company/account/period totals match"
                 if d.get("left_totals"):
                     facts.reconciled += f" (approved {money_per_currency(d['left_totals'])})"
                 if d.get("pending_count"):
@@ -207,6 +207,11 @@ def print_facts(facts: RunFacts, out: TextIO | None = None) -> None:
         w(f"  reconciliation: {facts.reconciled}\n")
     for p in facts.problems:
         w(f"  problem: {p}\n")
+
+
+def _count(value: Any) -> str:
+    """A count as the run output shows it (``63,611``); ``?`` when the record has none."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "?"
 
 
 def print_differences(facts: RunFacts, out: Any = None) -> None:

@@ -32,3 +32,9 @@ def test_nothing_hidden_nothing_said() -> None:
     out = io.StringIO()
     print_differences(_facts(cells=3, shown=3), out)
     assert "more cell(s)" not in out.getvalue()
+
+
+def test_reconciled_counts_are_grouped_like_every_other_figure() -> None:
+    from devkit.commands._describe import _count
+
+    assert (_count(63611), _count(362), _count(None), _count(True)) == ("63,611", "362", "?", "?")
