@@ -313,6 +313,12 @@ class MasterDataReader:
 
     # -- ledgers and fiscal calendars ------------------------------------------------------------------------
 
+    def layer_filter(self) -> str:
+        """``$filter`` on the configured posting layers (``ledger.posting_layers``), as every GL read uses it."""
+        return F.any_of(
+            "PostingLayer", [F.EnumValue("CurrentOperationsTax", x) for x in self.options.posting_layers]
+        )
+
     def books(self) -> LedgerBooks:
         """The configured companies' ledgers and fiscal calendars (read once)."""
         if self._books is None:
@@ -396,8 +402,7 @@ class MasterDataReader:
             field = next((f for f in PUBLISHED_COMPANY_FIELDS if f in info.properties), "dataAreaId")
             parts.append(F.eq(field, company.lower()))
         if "PostingLayer" in info.properties:
-            layers = [F.EnumValue("CurrentOperationsTax", x) for x in self.options.posting_layers]
-            parts.append(F.any_of("PostingLayer", layers))
+            parts.append(self.layer_filter())
         query = Query(
             entity_set, filter=F.and_(*parts), select=("FiscalCalendarPeriod",), top=1, cross_company=True
         )

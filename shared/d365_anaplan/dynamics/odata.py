@@ -318,7 +318,7 @@ class ODataClient:
             return None
         default = getattr(self.session, "default_timeout", None)
         left = self.remaining_time() - REQUEST_MARGIN_SECONDS
-        cap = left if not isinstance(default, int | float) else min(float(default), left)
+        cap = min(default, left) if isinstance(default, int | float) else left
         return max(MIN_REQUEST_TIMEOUT, cap)
 
     def _honour_shared_throttle(self, what: str) -> None:

@@ -122,11 +122,6 @@ class DynamicsReader(GLLineMaker):
     def _company_filter(self, name: str) -> str:
         return F.any_of(name, [c.lower() for c in self.companies])
 
-    def _layer_filter(self) -> str:
-        return F.any_of(
-            "PostingLayer", [F.EnumValue("CurrentOperationsTax", x) for x in self.options.posting_layers]
-        )
-
     def _published(
         self,
         disc: Discovery,
@@ -203,7 +198,7 @@ class DynamicsReader(GLLineMaker):
                 f"{disc.gl_entity_set}: PostingLayer is not published, so lines of other posting layers cannot "
                 "be left out; publish PostingLayer or use dynamics.gl_route: bi"
             )
-        parts = [self._layer_filter()]
+        parts = [self.layer_filter()]
         if self.options.exclude_budget_entries:
             markers = [f for f in ("JournalCategory", "PostingType") if f in info.properties]
             if not markers:
@@ -243,7 +238,7 @@ class DynamicsReader(GLLineMaker):
         parts = [
             F.between("AccountingDate", start, end),
             F.any_of("Ledger", [books.ledger(c).recid for c in self.companies]),
-            self._layer_filter(),
+            self.layer_filter(),
         ]
         if self.options.exclude_budget_entries:
             parts.append(F.ne("JournalCategory", F.EnumValue("LedgerTransType", "Budget")))
